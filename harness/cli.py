@@ -1,0 +1,337 @@
+"""The `modelpower` command line: devices, models, run, quick.
+
+Every user mistake is one line on stderr and exit code 2 (see `harness.errors.UserError`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from harness.errors import UserError
+
+app = typer.Typer(
+    name="modelpower",
+    help="Benchmark batch inference on this machine: throughput, latency, delivered FLOPS.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+_WIDTH = None if sys.stdout.isatty() else 160  # logs and pipes get whole tables, not cut ones
+out = Console(width=_WIDTH)
+err = Console(stderr=True, width=_WIDTH)
+
+QUICK_MODELS = ["steel-defect-mobilenetv3", "pcb-defect-yolo", "steel-seg-lraspp"]
+
+
+def user_errors(fn):
+    """Turn a UserError into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            err.print(f"modelpower: error: {e}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def parse_batch_sizes(values: list[str]) -> list[int]:
+    """'1,8,32' and repeated flags -> [1, 8, 32]; each must be a positive integer."""
+    sizes: list[int] = []
+    for v in values:
+        for part in str(v).split(","):
+            part = part.strip()
+            try:
+                n = int(part)
+            except ValueError:
+                raise UserError(f"batch size must be a positive integer, got {part!r}") from None
+            if n <= 0:
+                raise UserError(f"batch size must be a positive integer, got {n}")
+            sizes.append(n)
+    if not sizes:
+        raise UserError("no batch size given")
+    return sizes
+
+
+def check_writable(folder: Path) -> Path:
+    """Create `folder` if needed and prove a file can be written there."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot write results to {folder}: {e.strerror or e}") from None
+    return folder
+
+
+@app.command()
+@user_errors
+def devices(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Show this machine's CPU and GPUs, each matched to its nameplate spec row."""
+    from harness.devices import detect_machine
+    from harness.specs import match_spec
+
+    m = detect_machine()
+    if as_json:
+        out.print_json(json.dumps(m.to_dict()))
+        return
+    c = m.cpu
+    t = Table(title=f"CPU on {m.hostname} ({m.os})", show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("model", c.model)
+    t.add_row("cores", f"{c.physical_cores} physical, {c.logical_cores} logical, {c.sockets} socket(s)")
+    t.add_row("ISA", " ".join(c.isa) or "-")
+    t.add_row("memory", f"{c.memory_gib} GiB")
+    t.add_row("max clock", f"{c.max_clock_mhz:.0f} MHz" if c.max_clock_mhz else "unknown")
+    peak = (
+        f"FP64 {c.peak_fp64_tflops:.3f} TFLOPS, FP32 {c.peak_fp32_tflops:.3f} TFLOPS"
+        if c.peak_fp64_tflops
+        else "unknown"
+    )
+    t.add_row("nameplate peak", f"{peak}\n{c.peak_method}")
+    out.print(t)
+    if not m.gpus:
+        out.print("GPUs: none found (NVML and torch.cuda see no device)")
+        return
+    g = Table(title="GPUs")
+    for col in ("#", "name", "memory", "driver", "CUDA", "power limit", "SM clock", "spec row"):
+        g.add_column(col)
+    for gpu in m.gpus:
+        g.add_row(
+            str(gpu.index), gpu.name, f"{gpu.memory_gib} GiB", gpu.driver or "-",
+            gpu.cuda_version or "-",
+            f"{gpu.power_limit_w:.0f} W" if gpu.power_limit_w else "-",
+            f"{gpu.sm_clock_mhz:.0f}/{gpu.max_sm_clock_mhz:.0f} MHz" if gpu.max_sm_clock_mhz else "-",
+            gpu.spec_row or "no row: MFU unknown",
+        )  # fmt: skip
+    out.print(g)
+    for gpu in m.gpus:
+        row = match_spec(gpu.name)
+        if row:
+            peaks = ", ".join(f"{k} {v:g}" for k, v in row.peaks.items())
+            mark = f" (unconfirmed: {', '.join(row.unconfirmed)})" if row.unconfirmed else ""
+            out.print(f"GPU {gpu.index} dense nameplate TFLOPS: {peaks}{mark}\n  source: {row.source}")
+
+
+@app.command()
+@user_errors
+def models(
+    pattern: Annotated[str, typer.Argument(help="Glob on preset names, e.g. 'steel-*'.")] = "*",
+) -> None:
+    """List the registered model presets with their input, parameters and GFLOPs per sample."""
+    from harness.flops import param_count, preset_flops_per_sample
+    from models import list_presets
+
+    presets = list_presets(pattern)
+    if not presets:
+        raise UserError(f"no preset matches {pattern!r}")
+    t = Table(title="model presets (weights: seeded random init unless --weights)")
+    for col in ("name", "industry", "task", "architecture", "input WxH", "classes", "params", "GFLOPs"):
+        t.add_column(col, justify="right" if col in ("classes", "params", "GFLOPs") else "left")
+    for p in presets:
+        flops = preset_flops_per_sample(p.builder, p.num_classes, p.input_hw)
+        t.add_row(
+            p.name, p.industry, p.task, p.arch, f"{p.input_hw[1]}x{p.input_hw[0]}",
+            str(p.num_classes), f"{param_count(p.builder, p.num_classes) / 1e6:.1f}M",
+            f"{flops / 1e9:.2f}",
+        )  # fmt: skip
+    out.print(t)
+    out.print("GFLOPs: per sample, one multiply-add = 2 FLOPs, counted from the graph (conv + matmul).")
+
+
+def _results_table(points) -> Table:
+    t = Table(title="results (latency per batch, ms)")
+    cols = ("model", "device", "prec", "batch", "samples/s", "e2e p50", "e2e p99", "pre", "infer",
+            "post", "GFLOP/sample", "TFLOPS", "flags")  # fmt: skip
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("model", "device", "prec", "flags") else "right")
+    for p in points:
+        t.add_row(
+            p.model, p.device, p.precision, str(p.batch_size), f"{p.throughput_sps:.1f}",
+            f"{p.e2e.p50_ms:.1f}", f"{p.e2e.p99_ms:.1f}", f"{p.staged['pre'].mean_ms:.2f}",
+            f"{p.staged['infer'].mean_ms:.1f}", f"{p.staged['post'].mean_ms:.2f}",
+            f"{p.flops_per_sample / 1e9:.2f}", f"{p.delivered_tflops:.3f}", " ".join(p.flags),
+        )  # fmt: skip
+    return t
+
+
+def run_benchmark(
+    model_names: list[str],
+    batch_sizes: list[str],
+    device: str,
+    precision: str,
+    warmup: int,
+    min_duration: float,
+    min_iters: int,
+    out_dir: Path,
+    weights: Path | None,
+    images: Path | None,
+    image_size: str,
+    num_images: int,
+    seed: int,
+) -> Path:
+    """Validate everything first, then measure each model x batch size, writing after each point."""
+    import torch
+
+    from harness.devices import resolve_device
+    from harness.images import folder_images, parse_size, synthetic_images
+    from harness.provenance import now_iso, provenance
+    from harness.results import SCHEMA_VERSION, RunResult, new_run_id, write_result
+    from harness.runner import DTYPES, RunSettings, load_model, measure_point
+    from models import get_preset
+
+    presets = [get_preset(n) for n in model_names]
+    sizes = parse_batch_sizes(batch_sizes)
+    if precision not in DTYPES:
+        raise UserError(f"unknown precision {precision!r}: use {', '.join(DTYPES)}")
+    if warmup < 0 or min_iters < 1 or min_duration < 0:
+        raise UserError("need --warmup >= 0, --min-iters >= 1 and --min-duration >= 0")
+    if weights is not None and len(presets) != 1:
+        raise UserError("--weights applies to one model; name exactly one")
+    dev, why = resolve_device(device)
+    if dev.type == "cpu" and precision == "fp16":
+        raise UserError("fp16 on the CPU is not supported by the torch backend; use fp32 or bf16")
+    check_writable(out_dir)
+    if images is not None:
+        source = folder_images(images)
+    else:
+        h, w = parse_size(image_size)
+        source = synthetic_images(num_images, h, w, seed)
+    err.print(f"device: {why}", highlight=False)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    settings = RunSettings(
+        device=dev, precision=precision, warmup=warmup, min_duration=min_duration,
+        min_iters=min_iters, seed=seed,
+    )  # fmt: skip
+    run_id = new_run_id()
+    started = now_iso()
+    path = out_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id}.json"
+    result = RunResult(
+        schema_version=SCHEMA_VERSION, run_id=run_id, status="running", started_at=started,
+        ended_at=None, command=" ".join(["modelpower", *sys.argv[1:]]),
+        config={
+            "models": model_names, "batch_sizes": sizes, "device": str(dev), "device_choice": why,
+            "precision": precision, "warmup": warmup, "min_duration_s": min_duration,
+            "min_iters": min_iters, "seed": seed, "input": source.description,
+            "cudnn_benchmark": dev.type == "cuda", "weights": str(weights) if weights else None,
+        },
+        provenance=provenance(),
+    )  # fmt: skip
+    write_result(result, path)
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn())  # fmt: skip
+    try:
+        for preset in presets:
+            err.print(f"loading {preset.name} ...", highlight=False)
+            lm = load_model(preset, settings, weights)
+            for bs in sizes:
+                with Progress(*columns, console=err, transient=True) as bar:
+                    task = bar.add_task(f"{preset.name} batch {bs}", total=2.0, info="first call")
+
+                    def tick(phase, elapsed, n, bar=bar, task=task):
+                        frac = min(1.0, max(elapsed / max(min_duration, 1e-9), n / min_iters))
+                        done = (0.0 if phase == "staged" else 1.0) + min(frac, 1.0)
+                        bar.update(task, completed=done, info=f"{phase}: {n} batches, {elapsed:.1f}s")
+
+                    point = measure_point(lm, bs, source, settings, progress=tick)
+                result.points.append(point)
+                write_result(result, path)
+        result.status = "complete"
+    except KeyboardInterrupt:
+        result.status = "incomplete"
+        result.notes.append(f"interrupted by the user after {len(result.points)} point(s)")
+        err.print(f"interrupted: keeping the {len(result.points)} finished point(s)")
+    finally:
+        result.ended_at = now_iso()
+        if result.status == "running":  # an exception is on its way out
+            result.status = "incomplete"
+            result.notes.append("stopped by an error")
+        write_result(result, path)
+    if result.points:
+        out.print(_results_table(result.points))
+    out.print(f"result written to {path}", highlight=False)
+    if result.status == "incomplete":
+        raise typer.Exit(130)
+    return path
+
+
+BatchOpt = Annotated[
+    list[str], typer.Option("--batch-size", "-b", help="Batch size; a list sweeps: -b 1,8,32.")
+]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+PrecisionOpt = Annotated[str, typer.Option(help="fp32, fp16 or bf16.")]
+WarmupOpt = Annotated[int, typer.Option(help="Warm-up batches, excluded from every window.")]
+DurationOpt = Annotated[float, typer.Option(help="Minimum seconds per measurement window.")]
+ItersOpt = Annotated[int, typer.Option(help="Minimum batches per measurement window.")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Folder for the result JSON.")]
+ImagesOpt = Annotated[
+    Path | None, typer.Option(help="Folder of .jpg/.png images to use instead of generated ones.")
+]
+SizeOpt = Annotated[str, typer.Option(help="Generated image size WxH (a camera frame).")]
+NumImagesOpt = Annotated[int, typer.Option(help="How many distinct generated images to cycle.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed for random weights and generated images.")]
+
+
+@app.command()
+@user_errors
+def run(
+    model: Annotated[list[str], typer.Argument(help="Preset name(s); see `modelpower models`.")],
+    batch_size: BatchOpt = ["1"],  # noqa: B006
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    warmup: WarmupOpt = 2,
+    min_duration: DurationOpt = 5.0,
+    min_iters: ItersOpt = 10,
+    out_dir: OutOpt = Path("results"),
+    weights: Annotated[
+        Path | None, typer.Option(help="Weights: .safetensors or a torch state dict.")
+    ] = None,
+    images: ImagesOpt = None,
+    image_size: SizeOpt = "1920x1080",
+    num_images: NumImagesOpt = 16,
+    seed: SeedOpt = 0,
+) -> None:
+    """Benchmark vision presets end to end (pre-process, infer, post-process) and write a result."""
+    run_benchmark(model, batch_size, device, precision, warmup, min_duration, min_iters, out_dir,
+                  weights, images, image_size, num_images, seed)  # fmt: skip
+
+
+@app.command()
+@user_errors
+def quick(
+    device: DeviceOpt = "auto",
+    out_dir: OutOpt = Path("results"),
+    min_duration: DurationOpt = 3.0,
+) -> None:
+    """A quick benchmark of this machine: one classifier, one detector, one segmenter, batch 4."""
+    run_benchmark(QUICK_MODELS, ["4"], device, "fp32", 2, min_duration, 5, out_dir, None, None,
+                  "1920x1080", 16, 0)  # fmt: skip
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Input images for vision benchmarks: seeded synthetic camera frames, or a folder of image files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import UserError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+@dataclass
+class ImageSource:
+    """A pool of uint8 HxWx3 images that batches cycle through."""
+
+    images: list[np.ndarray]
+    bgr: bool  # True: channels are B, G, R (OpenCV/camera order); False: R, G, B
+    description: str
+
+    def batch(self, index: int, batch_size: int) -> list[np.ndarray]:
+        n = len(self.images)
+        start = index * batch_size
+        return [self.images[(start + j) % n] for j in range(batch_size)]
+
+
+def synthetic_images(count: int, height: int, width: int, seed: int) -> ImageSource:
+    """`count` seeded random BGR frames of height x width, as a camera driver would hand them over."""
+    if count < 1 or height < 1 or width < 1:
+        raise UserError(f"image size and count must be positive, got {count} x {width}x{height}")
+    rng = np.random.default_rng(seed)
+    images = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(count)]
+    return ImageSource(images, bgr=True, description=f"synthetic {width}x{height} BGR, seed {seed}")
+
+
+def folder_images(folder: Path, limit: int = 64) -> ImageSource:
+    """Up to `limit` JPEG/PNG files from `folder` (sorted by name), decoded to RGB in memory."""
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"image folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    if not files:
+        raise UserError(f"no .jpg/.jpeg/.png files in {folder}")
+    images = []
+    for f in files:
+        try:
+            t = decode_image(read_file(str(f)), mode=ImageReadMode.RGB)
+        except Exception as e:
+            raise UserError(f"cannot decode image {f}: {str(e).splitlines()[0]}") from None
+        images.append(np.ascontiguousarray(t.permute(1, 2, 0).numpy()))
+    return ImageSource(images, bgr=False, description=f"{len(images)} files from {folder}")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'1920x1080' -> (height, width) = (1080, 1920)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"image size must look like 1920x1080, got {text!r}") from None
+    if w < 1 or h < 1:
+        raise UserError(f"image size must be positive, got {text!r}")
+    return h, w

@@ -1,0 +1,131 @@
+"""The result schema (one versioned module), atomic writing and validated reading.
+
+A result file is one JSON document per `modelpower run`: the run's provenance and one `Point` per
+model x batch size measured. It is rewritten after every point, so an interrupted run keeps what it
+finished (status "incomplete").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.stats import LatencyStats
+
+SCHEMA_VERSION = 1
+STAGES = ("pre", "h2d", "infer", "d2h", "post")  # the order a batch goes through them
+
+
+@dataclass
+class Point:
+    """One measurement: a model at one batch size, precision and device."""
+
+    model: str
+    task: str
+    industry: str
+    arch: str
+    input_hw: list[int]
+    num_classes: int
+    weights: dict  # {"kind": "random-init", "seed": N} or {"kind": "file", "path", "sha256"}
+    device: str
+    device_name: str
+    backend: str
+    precision: str
+    batch_size: int
+    params: int
+    flops_per_sample: float  # FLOPs (multiply-add = 2) of one forward pass on one sample
+    load_s: float  # build + weights + move to device
+    first_call_s: float  # first batch through the whole pipeline (includes JIT of kernels)
+    warmup_iters: int
+    # staged: each stage timed alone with the device synchronized between stages (per batch)
+    staged: dict[str, LatencyStats]
+    staged_window_s: float
+    # end to end: the pipeline as it runs, pre-processing of batch i+1 overlapping batch i
+    e2e: LatencyStats  # per batch: start of its pre-processing to end of its post-processing
+    window_s: float
+    iterations: int
+    samples: int
+    throughput_sps: float  # samples completed in the end-to-end window / window wall time
+    delivered_tflops: float  # flops_per_sample x throughput_sps / 1e12
+    infer_tflops: float  # flops_per_sample x batch / mean staged inference time / 1e12
+    input_source: str
+    output_check: dict  # {"checked_batches": n, "nan_or_inf": bool, ...task-specific counts}
+    flags: list[str] = field(default_factory=list)  # high_cov_e2e, nan_or_inf_outputs, ...
+
+
+@dataclass
+class RunResult:
+    schema_version: int
+    run_id: str
+    status: str  # "running", "complete" or "incomplete"
+    started_at: str
+    ended_at: str | None
+    command: str
+    config: dict
+    provenance: dict
+    points: list[Point] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def write_result(result: RunResult, path: Path) -> None:
+    """Write atomically: a temp file in the same folder, fsync, then rename over the target."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(result.to_dict(), f, indent=2, allow_nan=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _build(cls, d: dict, where: str):
+    if not isinstance(d, dict):
+        raise UserError(f"{where}: expected an object, got {type(d).__name__}")
+    names = {f.name for f in fields(cls)}
+    required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+    missing = required - set(d)
+    if missing:
+        raise UserError(f"{where}: missing field(s) {', '.join(sorted(missing))}")
+    return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def point_from_dict(d: dict, where: str = "point") -> Point:
+    p = _build(Point, d, where)
+    p.staged = {k: _build(LatencyStats, v, f"{where}.staged.{k}") for k, v in p.staged.items()}
+    p.e2e = _build(LatencyStats, p.e2e, f"{where}.e2e")
+    return p
+
+
+def read_result(path: Path) -> RunResult:
+    """Read and validate a result file; a UserError naming the file if it is not one."""
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"cannot read result file {path}: {e}") from None
+    if not isinstance(d, dict) or "schema_version" not in d:
+        raise UserError(f"{path} is not a modelpower result file (no schema_version)")
+    if d["schema_version"] != SCHEMA_VERSION:
+        raise UserError(
+            f"{path} has result schema version {d['schema_version']}; "
+            f"this modelpower reads version {SCHEMA_VERSION}"
+        )
+    r = _build(RunResult, d, str(path))
+    r.points = [point_from_dict(p, f"{path}: points[{i}]") for i, p in enumerate(r.points)]
+    return r

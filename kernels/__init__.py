@@ -1,0 +1,22 @@
+"""Numba kernels for the hot pre- and post-processing paths, each beside its plain NumPy reference.
+
+Public functions pick the implementation; `*_ref` functions are the NumPy references the tests
+compare against.
+"""
+
+from kernels.classify import softmax_topk, softmax_topk_ref
+from kernels.detect import detect_postprocess, detect_postprocess_ref
+from kernels.letterbox import letterbox_geometry, letterbox_normalize, letterbox_normalize_ref
+from kernels.segment import seg_argmax, seg_argmax_ref
+
+__all__ = [
+    "detect_postprocess",
+    "detect_postprocess_ref",
+    "letterbox_geometry",
+    "letterbox_normalize",
+    "letterbox_normalize_ref",
+    "seg_argmax",
+    "seg_argmax_ref",
+    "softmax_topk",
+    "softmax_topk_ref",
+]

@@ -1,0 +1,65 @@
+"""One registry of model presets: a preset is an architecture at an industry's resolution and classes."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from harness.errors import UserError
+
+TASKS = ("classify", "detect", "segment")
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A registered model: what it is for, its input, and how to build it with random weights."""
+
+    name: str
+    industry: str
+    task: str  # one of TASKS
+    arch: str
+    input_hw: tuple[int, int]  # (height, width) the model runs at
+    num_classes: int
+    builder: Callable[[int], torch.nn.Module]  # num_classes -> model in eval mode, random init
+    description: str
+    letterbox: bool = False  # aspect-preserving resize + pad (detection) vs plain resize
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # per RGB channel, on the 0..255 scale
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"preset {self.name}: task must be one of {TASKS}")
+
+
+_REGISTRY: dict[str, Preset] = {}
+
+
+def register(preset: Preset) -> Preset:
+    """Add a preset; names are unique."""
+    if preset.name in _REGISTRY:
+        raise ValueError(f"preset {preset.name!r} is registered twice")
+    _REGISTRY[preset.name] = preset
+    return preset
+
+
+def list_presets(pattern: str = "*") -> list[Preset]:
+    """Registered presets whose name matches a glob pattern, in registration order."""
+    return [p for n, p in _REGISTRY.items() if fnmatch.fnmatch(n, pattern)]
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called `name`; a UserError suggesting close names if there is none."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.4)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UserError(
+            f"unknown model {name!r}{hint} (`modelpower models` lists them all)"
+        ) from None

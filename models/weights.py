@@ -1,0 +1,77 @@
+"""Building a preset's model: seeded random init, or a user's weights file loaded safely."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from harness.errors import UserError
+from models.registry import Preset
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from safetensors or a torch file, never unpickling arbitrary objects."""
+    if not path.is_file():
+        raise UserError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot read weights file {path}: {reason}") from None
+    for key in ("state_dict", "model"):  # common checkpoint wrappers
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"weights file {path} does not hold a state dict of tensors")
+    if state and all(k.startswith("module.") for k in state):  # saved from DataParallel/DDP
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    return state
+
+
+def first_mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+    """A sentence naming the first key where `state` does not fit `model`, or None if it fits."""
+    expected = model.state_dict()
+    for key, t in expected.items():
+        if key not in state:
+            return f"key {key!r} is missing from the file"
+        if tuple(state[key].shape) != tuple(t.shape):
+            return (
+                f"key {key!r} has shape {list(state[key].shape)} in the file, "
+                f"{list(t.shape)} in the model"
+            )
+    for key in state:
+        if key not in expected:
+            return f"key {key!r} in the file is not in the model"
+    return None
+
+
+def build_model(
+    preset: Preset, seed: int = 0, weights: Path | None = None
+) -> tuple[torch.nn.Module, dict]:
+    """The preset's model in eval mode on the CPU, and a record of where its weights came from."""
+    torch.manual_seed(seed)
+    model = preset.builder(preset.num_classes).eval()
+    if weights is None:
+        return model, {"kind": "random-init", "seed": seed}
+    path = Path(weights)
+    state = read_state_dict(path)
+    problem = first_mismatch(model, state)
+    if problem:
+        raise UserError(f"weights file {path} does not match model {preset.name}: {problem}")
+    model.load_state_dict(state, strict=True)
+    return model, {"kind": "file", "path": str(path.resolve()), "sha256": sha256_file(path)}
