@@ -143,7 +143,16 @@ def models(
     if not presets:
         raise UserError(f"no preset matches {pattern!r}")
     t = Table(title="model presets (weights: seeded random init unless --weights)")
-    for col in ("name", "industry", "task", "architecture", "input WxH", "classes", "params", "GFLOPs"):
+    for col in (
+        "name",
+        "industry",
+        "task",
+        "architecture",
+        "input WxH",
+        "classes",
+        "params",
+        "GFLOPs",
+    ):
         t.add_column(col, justify="right" if col in ("classes", "params", "GFLOPs") else "left")
     for p in presets:
         flops = preset_flops_per_sample(p.builder, p.num_classes, p.input_hw)
@@ -196,6 +205,7 @@ def run_benchmark(
     from harness.results import SCHEMA_VERSION, RunResult, new_run_id, write_result
     from harness.runner import DTYPES, RunSettings, load_model, measure_point
     from models import get_preset
+    from models.weights import check_weights
 
     presets = [get_preset(n) for n in model_names]
     sizes = parse_batch_sizes(batch_sizes)
@@ -205,6 +215,8 @@ def run_benchmark(
         raise UserError("need --warmup >= 0, --min-iters >= 1 and --min-duration >= 0")
     if weights is not None and len(presets) != 1:
         raise UserError("--weights applies to one model; name exactly one")
+    if weights is not None:
+        check_weights(presets[0], weights)
     dev, why = resolve_device(device)
     if dev.type == "cpu" and precision == "fp16":
         raise UserError("fp16 on the CPU is not supported by the torch backend; use fp32 or bf16")
@@ -302,9 +314,7 @@ def run(
     min_duration: DurationOpt = 5.0,
     min_iters: ItersOpt = 10,
     out_dir: OutOpt = Path("results"),
-    weights: Annotated[
-        Path | None, typer.Option(help="Weights: .safetensors or a torch state dict.")
-    ] = None,
+    weights: Annotated[Path | None, typer.Option(help="Weights: .safetensors or a torch state dict.")] = None,
     images: ImagesOpt = None,
     image_size: SizeOpt = "1920x1080",
     num_images: NumImagesOpt = 16,

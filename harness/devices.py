@@ -138,8 +138,7 @@ def detect_cpu() -> CpuInfo:
     per_cycle, why = fp64_flops_per_cycle(vendor, family, isa)
     fp64 = physical * clock * 1e6 * per_cycle / 1e12 if clock else None
     method = (
-        f"computed: {physical} cores x {clock:.0f} MHz x {per_cycle} FP64 FLOPs/cycle ({why}); "
-        "FP32 = 2x FP64"
+        f"computed: {physical} cores x {clock:.0f} MHz x {per_cycle} FP64 FLOPs/cycle ({why}); FP32 = 2x FP64"
         if clock
         else "unknown: no clock frequency found"
     )
@@ -265,7 +264,5 @@ def resolve_device(choice: str) -> tuple[torch.device, str]:
         raise UserError(f"--device {choice} asked for, but no CUDA GPU is visible on this machine")
     index = int(m.group(1) or 0)
     if index >= torch.cuda.device_count():
-        raise UserError(
-            f"--device {choice}: only {torch.cuda.device_count()} CUDA device(s) are visible"
-        )
+        raise UserError(f"--device {choice}: only {torch.cuda.device_count()} CUDA device(s) are visible")
     return torch.device("cuda", index), f"cuda:{index} ({torch.cuda.get_device_name(index)})"

@@ -37,7 +37,7 @@ def synthetic_images(count: int, height: int, width: int, seed: int) -> ImageSou
 
 def folder_images(folder: Path, limit: int = 64) -> ImageSource:
     """Up to `limit` JPEG/PNG files from `folder` (sorted by name), decoded to RGB in memory."""
-    from torchvision.io import ImageReadMode, decode_image, read_file
+    from PIL import Image
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -48,10 +48,10 @@ def folder_images(folder: Path, limit: int = 64) -> ImageSource:
     images = []
     for f in files:
         try:
-            t = decode_image(read_file(str(f)), mode=ImageReadMode.RGB)
+            with Image.open(f) as im:
+                images.append(np.ascontiguousarray(np.asarray(im.convert("RGB"))))
         except Exception as e:
             raise UserError(f"cannot decode image {f}: {str(e).splitlines()[0]}") from None
-        images.append(np.ascontiguousarray(t.permute(1, 2, 0).numpy()))
     return ImageSource(images, bgr=False, description=f"{len(images)} files from {folder}")
 
 

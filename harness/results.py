@@ -54,6 +54,7 @@ class Point:
     delivered_tflops: float  # flops_per_sample x throughput_sps / 1e12
     infer_tflops: float  # flops_per_sample x batch / mean staged inference time / 1e12
     input_source: str
+    pre_threads_overlapped: int  # Numba threads of the pre-processing worker in the e2e window
     output_check: dict  # {"checked_batches": n, "nan_or_inf": bool, ...task-specific counts}
     flags: list[str] = field(default_factory=list)  # high_cov_e2e, nan_or_inf_outputs, ...
 

@@ -18,9 +18,7 @@ STRIDES = (8, 16, 32)
 
 class ConvBnAct(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, k: int = 3, s: int = 1):
-        super().__init__(
-            nn.Conv2d(c_in, c_out, k, s, k // 2, bias=False), nn.BatchNorm2d(c_out), nn.SiLU()
-        )
+        super().__init__(nn.Conv2d(c_in, c_out, k, s, k // 2, bias=False), nn.BatchNorm2d(c_out), nn.SiLU())
 
 
 class Bottleneck(nn.Module):

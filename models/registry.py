@@ -60,6 +60,4 @@ def get_preset(name: str) -> Preset:
     except KeyError:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.4)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UserError(
-            f"unknown model {name!r}{hint} (`modelpower models` lists them all)"
-        ) from None
+        raise UserError(f"unknown model {name!r}{hint} (`modelpower models` lists them all)") from None

@@ -50,19 +50,27 @@ def first_mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> st
         if key not in state:
             return f"key {key!r} is missing from the file"
         if tuple(state[key].shape) != tuple(t.shape):
-            return (
-                f"key {key!r} has shape {list(state[key].shape)} in the file, "
-                f"{list(t.shape)} in the model"
-            )
+            return f"key {key!r} has shape {list(state[key].shape)} in the file, {list(t.shape)} in the model"
     for key in state:
         if key not in expected:
             return f"key {key!r} in the file is not in the model"
     return None
 
 
-def build_model(
-    preset: Preset, seed: int = 0, weights: Path | None = None
-) -> tuple[torch.nn.Module, dict]:
+def check_weights(preset: Preset, path: Path) -> None:
+    """Fail early, with one line, if `path` cannot be read or does not fit the preset's model.
+
+    The model is built on the meta device: shapes only, no memory, no compute.
+    """
+    state = read_state_dict(Path(path))
+    with torch.device("meta"):
+        model = preset.builder(preset.num_classes)
+    problem = first_mismatch(model, state)
+    if problem:
+        raise UserError(f"weights file {path} does not match model {preset.name}: {problem}")
+
+
+def build_model(preset: Preset, seed: int = 0, weights: Path | None = None) -> tuple[torch.nn.Module, dict]:
     """The preset's model in eval mode on the CPU, and a record of where its weights came from."""
     torch.manual_seed(seed)
     model = preset.builder(preset.num_classes).eval()

@@ -1,0 +1,67 @@
+"""Device discovery and the nameplate spec table."""
+
+import pytest
+import torch
+
+from harness.devices import detect_cpu, detect_machine, fp64_flops_per_cycle, resolve_device
+from harness.errors import UserError
+from harness.specs import PRECISIONS, match_spec, spec_table
+
+
+def test_spec_table_rows_are_complete():
+    rows = spec_table()
+    assert len(rows) >= 17
+    for r in rows:
+        assert r.source and r.match
+        assert set(r.peaks) <= set(PRECISIONS)
+        assert all(v > 0 for v in r.peaks.values())
+        assert set(r.unconfirmed) <= set(PRECISIONS) | {"memory_gb", "bandwidth_gbs", "power_w"}
+
+
+@pytest.mark.parametrize(
+    "name,row",
+    [("NVIDIA H100 80GB HBM3", "NVIDIA H100 SXM5 80GB"), ("NVIDIA H100 PCIe", "NVIDIA H100 PCIe 80GB"),
+     ("NVIDIA H200", "NVIDIA H200 SXM 141GB"), ("NVIDIA H20", "NVIDIA H20 (China)"),
+     ("NVIDIA A100-SXM4-80GB", "NVIDIA A100 SXM4 80GB"), ("NVIDIA A100 80GB PCIe", "NVIDIA A100 PCIe 80GB"),
+     ("NVIDIA GeForce RTX 4090", "NVIDIA GeForce RTX 4090"), ("NVIDIA H200 NVL", None),
+     ("Tesla T4", None)],
+)  # fmt: skip
+def test_match_spec(name, row):
+    m = match_spec(name)
+    assert (m.name if m else None) == row
+
+
+def test_h100_dense_figures_from_datasheet():
+    r = match_spec("NVIDIA H100 80GB HBM3")
+    assert r.peak_tflops("bf16") == 989.4 and r.peak_tflops("fp8") == 1978.9
+    assert r.sparse_factor == 2 and r.bandwidth_gbs == 3350
+
+
+def test_cpu_detection_is_sane():
+    c = detect_cpu()
+    assert c.logical_cores >= 1 and c.physical_cores >= 1 and c.memory_gib > 0
+    if c.peak_fp64_tflops is not None:
+        assert c.peak_fp32_tflops == pytest.approx(2 * c.peak_fp64_tflops)
+        assert "computed" in c.peak_method
+    m = detect_machine().to_dict()
+    assert "cpu" in m and isinstance(m["gpus"], list)
+
+
+def test_fp64_flops_per_cycle():
+    assert fp64_flops_per_cycle("GenuineIntel", 6, ["avx2", "fma", "avx512f"])[0] == 32
+    assert fp64_flops_per_cycle("AuthenticAMD", 25, ["avx2", "fma", "avx512f"])[0] == 16
+    assert fp64_flops_per_cycle("AuthenticAMD", 23, ["avx2", "fma"])[0] == 16
+    assert fp64_flops_per_cycle("", None, [])[0] == 4
+
+
+def test_resolve_device():
+    assert resolve_device("cpu")[0] == torch.device("cpu")
+    _, why = resolve_device("auto")
+    assert "auto picked" in why
+    with pytest.raises(UserError, match="unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA GPU"):
+            resolve_device("cuda")
+        with pytest.raises(UserError, match="no CUDA GPU"):
+            resolve_device("cuda:1")

@@ -1,0 +1,230 @@
+"""Every kernel against its NumPy reference (hypothesis for shapes and edge cases), and the
+letterbox against OpenCV's INTER_LINEAR resize."""
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from kernels import (
+    detect_postprocess,
+    detect_postprocess_ref,
+    letterbox_geometry,
+    letterbox_normalize,
+    letterbox_normalize_ref,
+    seg_argmax,
+    seg_argmax_ref,
+    softmax_topk,
+    softmax_topk_ref,
+)
+from models.detector import anchor_points
+
+MEAN = (123.675, 116.28, 103.53)
+STD = (58.395, 57.12, 57.375)
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# ---------------------------------------------------------------- letterbox_normalize
+@st.composite
+def image_batches(draw):
+    n = draw(st.integers(1, 3))
+    imgs = []
+    for _ in range(n):
+        h, w = draw(st.integers(1, 40)), draw(st.integers(1, 40))
+        seed = draw(st.integers(0, 2**31))
+        imgs.append(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8))
+    return imgs
+
+
+@FAST
+@given(
+    imgs=image_batches(),
+    out_hw=st.tuples(st.integers(1, 33), st.integers(1, 33)),
+    letterbox=st.booleans(),
+    swap=st.booleans(),
+)
+def test_letterbox_matches_reference(imgs, out_hw, letterbox, swap):
+    got, gs, gp = letterbox_normalize(imgs, out_hw, MEAN, STD, bgr_to_rgb=swap, letterbox=letterbox)
+    ref, rs, rp = letterbox_normalize_ref(imgs, out_hw, MEAN, STD, bgr_to_rgb=swap, letterbox=letterbox)
+    np.testing.assert_allclose(got, ref, atol=2e-4, rtol=1e-5)
+    np.testing.assert_array_equal(gs, rs)
+    np.testing.assert_array_equal(gp, rp)
+
+
+@pytest.mark.parametrize(
+    "src_hw,dst_hw",
+    [((1080, 1920), (224, 224)), ((1, 1), (5, 7)), ((7, 3), (32, 32)), ((31, 17), (8, 64)),
+     ((480, 640), (640, 640)), ((5, 9), (5, 9))],
+)  # fmt: skip
+def test_plain_resize_matches_opencv(src_hw, dst_hw, rng):
+    """Same pixel-centre convention as cv2.INTER_LINEAR: exact on float input, +-1 on uint8."""
+    img = rng.integers(0, 256, (*src_hw, 3), dtype=np.uint8)
+    got, _, _ = letterbox_normalize([img], dst_hw, (0, 0, 0), (1, 1, 1), bgr_to_rgb=False,
+                                    letterbox=False)  # fmt: skip
+    got = got[0].transpose(1, 2, 0)
+    size = (dst_hw[1], dst_hw[0])
+    cv_float = cv2.resize(img.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+    cv_float = cv_float.reshape(got.shape)
+    np.testing.assert_allclose(got, cv_float, atol=1e-3)
+    cv_u8 = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR).reshape(got.shape)
+    assert np.abs(got - cv_u8.astype(np.float32)).max() <= 1.0
+
+
+def test_letterbox_geometry_and_padding(rng):
+    img = rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    assert letterbox_geometry((1080, 1920), (640, 640), True) == (360, 640, 140, 0)
+    out, scale, pad = letterbox_normalize([img], (640, 640), (0, 0, 0), (255, 255, 255))
+    assert out.shape == (1, 3, 640, 640) and out.dtype == np.float32
+    np.testing.assert_allclose(out[0, :, :140], 114 / 255, rtol=1e-6)  # top band is padding
+    np.testing.assert_allclose(out[0, :, 500:], 114 / 255, rtol=1e-6)  # bottom band too
+    np.testing.assert_allclose(scale[0], (1 / 3, 1 / 3))
+    assert tuple(pad[0]) == (0, 140)
+
+
+def test_letterbox_swaps_channels():
+    img = np.zeros((4, 4, 3), np.uint8)
+    img[..., 0] = 10  # B
+    img[..., 2] = 200  # R
+    out, _, _ = letterbox_normalize([img], (4, 4), (0, 0, 0), (1, 1, 1), bgr_to_rgb=True)
+    assert out[0, 0].min() == 200 and out[0, 2].max() == 10
+
+
+@pytest.mark.parametrize("bad", [[], [np.zeros((4, 4), np.uint8)], [np.zeros((4, 4, 3), np.float32)],
+                                 [np.zeros((0, 4, 3), np.uint8)]])  # fmt: skip
+def test_letterbox_rejects_bad_input(bad):
+    with pytest.raises(ValueError):
+        letterbox_normalize(bad, (8, 8), MEAN, STD)
+
+
+# ---------------------------------------------------------------- softmax_topk
+logit_values = st.one_of(
+    st.floats(-50, 50, width=32),
+    st.sampled_from([0.0, 1.0, np.inf, -np.inf, np.nan]),
+)
+
+
+@FAST
+@given(
+    logits=arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(1, 12)), elements=logit_values),
+    k=st.integers(1, 15),
+)
+def test_softmax_topk_matches_reference(logits, k):
+    p, i = softmax_topk(logits, k)
+    rp, ri = softmax_topk_ref(logits, k)
+    np.testing.assert_array_equal(i, ri)
+    np.testing.assert_allclose(p, rp, rtol=1e-5, atol=1e-7, equal_nan=True)
+
+
+def test_softmax_topk_defined_edge_cases():
+    logits = np.array(
+        [[1, 1, 1, 1], [np.nan, 2, np.nan, 1], [np.inf, 0, np.inf, 5], [-np.inf] * 4],
+        np.float32,
+    )
+    p, i = softmax_topk(logits, 3)
+    assert list(i[0]) == [0, 1, 2] and np.allclose(p[0], 0.25)  # ties: lower index first
+    assert list(i[1][:2]) == [1, 3] and p[1, 2] == 0  # NaN ranks last, carries no mass
+    assert list(i[2][:2]) == [0, 2] and np.allclose(p[2], [0.5, 0.5, 0])  # +inf shares mass
+    assert np.isnan(p[3]).all()  # no distribution
+    p, i = softmax_topk(logits, 99)  # k clipped to C
+    assert p.shape == (4, 4)
+    with pytest.raises(ValueError):
+        softmax_topk(np.zeros((0, 5), np.float32), 1)
+
+
+# ---------------------------------------------------------------- seg_argmax
+@FAST
+@given(
+    logits=arrays(
+        np.float32,
+        st.tuples(st.integers(1, 2), st.integers(1, 6), st.integers(1, 5), st.integers(1, 7)),
+        elements=logit_values,
+    )
+)
+def test_seg_argmax_matches_reference(logits):
+    np.testing.assert_array_equal(seg_argmax(logits), seg_argmax_ref(logits))
+
+
+def test_seg_argmax_agrees_with_numpy_on_plain_numbers(rng):
+    logits = rng.normal(size=(2, 19, 16, 32)).astype(np.float32)
+    np.testing.assert_array_equal(seg_argmax(logits), logits.argmax(1).astype(np.uint8))
+    with pytest.raises(ValueError):
+        seg_argmax(np.zeros((1, 300, 2, 2), np.float32))
+
+
+# ---------------------------------------------------------------- detect_postprocess
+def _det_inputs(rng, b, h, w, n_cls, scale=2.0):
+    anchors = anchor_points(h, w)
+    head = (rng.normal(size=(b, len(anchors), 4 + n_cls)) * scale).astype(np.float32)
+    scales = np.full((b, 2), 0.5)
+    pads = np.tile([[0.0, 4.0]], (b, 1))
+    orig = np.tile([[2 * h - 16, 2 * w]], (b, 1)).astype(np.float64)
+    return head, anchors, scales, pads, orig
+
+
+@FAST
+@given(
+    seed=st.integers(0, 2**31),
+    b=st.integers(1, 3),
+    n_cls=st.integers(1, 5),
+    conf=st.sampled_from([0.0, 0.25, 0.6, 0.99, 1.0]),
+    iou=st.sampled_from([0.0, 0.3, 0.7]),
+    max_det=st.integers(1, 50),
+)
+def test_detect_matches_reference(seed, b, n_cls, conf, iou, max_det):
+    args = _det_inputs(np.random.default_rng(seed), b, 64, 96, n_cls)
+    got, gc = detect_postprocess(*args, conf_thres=conf, iou_thres=iou, max_det=max_det)
+    ref, rc = detect_postprocess_ref(*args, conf_thres=conf, iou_thres=iou, max_det=max_det)
+    np.testing.assert_array_equal(gc, rc)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-3)
+
+
+def test_detect_agrees_with_torchvision_batched_nms(rng):
+    """Same kept set and order as torchvision.ops.batched_nms on the decoded candidates."""
+    import torch
+    from torchvision.ops import batched_nms
+
+    head, anchors, _, _, _ = _det_inputs(rng, 1, 64, 64, 3, scale=3.0)
+    ones, zeros = np.ones((1, 2)), np.zeros((1, 2))
+    big = np.array([[1e6, 1e6]])
+    dets, n = detect_postprocess(head, anchors, ones, zeros, big, 0.3, 0.5, max_det=10_000)
+    logits = head[0, :, 4:]
+    cls, best = logits.argmax(1), logits.max(1)
+    score = 1 / (1 + np.exp(-best.astype(np.float64)))
+    d = np.maximum(head[0, :, :4], 0) * anchors[:, 2:3]
+    boxes = np.stack([anchors[:, 0] - d[:, 0], anchors[:, 1] - d[:, 1],
+                      anchors[:, 0] + d[:, 2], anchors[:, 1] + d[:, 3]], 1)  # fmt: skip
+    ok = score > 0.3
+    keep = batched_nms(torch.from_numpy(boxes[ok]), torch.from_numpy(score[ok]).float(),
+                       torch.from_numpy(cls[ok]), 0.5).numpy()  # fmt: skip
+    expected = np.clip(boxes[ok][keep], 0, 1e6)  # the kernel clips to the image
+    assert n[0] == len(keep) > 10
+    np.testing.assert_allclose(dets[0, : n[0], :4], expected, rtol=1e-5, atol=1e-3)
+    np.testing.assert_array_equal(dets[0, : n[0], 5], cls[ok][keep])
+
+
+def test_detect_edge_cases(rng):
+    head, anchors, scales, pads, orig = _det_inputs(rng, 2, 32, 32, 2)
+    dets, n = detect_postprocess(head, anchors, scales, pads, orig, conf_thres=1.0)
+    assert list(n) == [0, 0]  # zero detections
+    head[:] = 0.0  # all-equal scores: order by anchor index, identical zero-size boxes
+    dets, n = detect_postprocess(head, anchors, scales, pads, orig, conf_thres=0.1, max_det=5)
+    ref, rn = detect_postprocess_ref(head, anchors, scales, pads, orig, conf_thres=0.1, max_det=5)
+    np.testing.assert_array_equal(n, rn)
+    np.testing.assert_allclose(dets, ref, atol=1e-4)
+    head[:, :, 4:] = np.nan  # NaN logits never become detections
+    _, n = detect_postprocess(head, anchors, scales, pads, orig, conf_thres=0.0)
+    assert list(n) == [0, 0]
+    with pytest.raises(ValueError):
+        detect_postprocess(head[:, :5], anchors, scales, pads, orig)
+
+
+def test_detect_maps_boxes_back_to_original_image(rng):
+    anchors = np.array([[100.0, 200.0, 8.0]], np.float32)
+    head = np.array([[[1, 2, 3, 4, 5.0]]], np.float32)  # ltrb = 8, 16, 24, 32 px
+    dets, n = detect_postprocess(head, anchors, np.array([[0.5, 0.5]]), np.array([[10, 20]]),
+                                 np.array([[1000.0, 1000.0]]))  # fmt: skip
+    assert n[0] == 1
+    np.testing.assert_allclose(dets[0, 0, :4], [(92 - 10) * 2, (184 - 20) * 2, (124 - 10) * 2,
+                                                (232 - 20) * 2])  # fmt: skip

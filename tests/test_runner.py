@@ -1,0 +1,81 @@
+"""The timed runner on CPU: window rules, throughput definition, stage breakdown, output checks."""
+
+import time
+
+import pytest
+import torch
+
+import harness.runner as runner
+from harness.images import ImageSource, synthetic_images
+from harness.runner import load_model, measure_point
+from models import get_preset
+
+
+@pytest.fixture(scope="module")
+def images():
+    return synthetic_images(4, 96, 160, seed=0)
+
+
+@pytest.mark.parametrize("name", ["steel-defect-mobilenetv3", "pcb-defect-yolo", "steel-seg-lraspp"])
+def test_measure_point_for_each_task(name, images, fast_settings):
+    lm = load_model(get_preset(name), fast_settings)
+    pt = measure_point(lm, 2, images, fast_settings)
+    assert pt.iterations >= fast_settings.min_iters
+    assert pt.samples == pt.iterations * 2
+    assert pt.throughput_sps == pytest.approx(pt.samples / pt.window_s)
+    assert pt.delivered_tflops == pytest.approx(pt.flops_per_sample * pt.throughput_sps / 1e12)
+    assert set(pt.staged) == {"pre", "h2d", "infer", "d2h", "post"}
+    assert all(s.count >= fast_settings.min_iters for s in pt.staged.values())
+    assert pt.staged["infer"].mean_ms > 0 and pt.e2e.mean_ms > 0
+    assert pt.output_check["nan_or_inf"] is False and pt.output_check["checked_batches"] == 3
+    assert pt.weights == {"kind": "random-init", "seed": 0}
+    assert pt.load_s > 0 and pt.first_call_s > 0
+
+
+def test_window_needs_both_duration_and_iterations(images, fast_settings):
+    lm = load_model(get_preset("steel-defect-mobilenetv3"), fast_settings)
+    fast_settings.min_iters = 1
+    fast_settings.min_duration = 0.3
+    t = time.perf_counter()
+    pt = measure_point(lm, 1, images, fast_settings)
+    assert pt.window_s >= 0.3 and pt.staged_window_s >= 0.3
+    assert time.perf_counter() - t >= 0.6
+    fast_settings.min_duration, fast_settings.min_iters = 0.0, 7
+    pt = measure_point(lm, 1, images, fast_settings)
+    assert pt.iterations == 7 and pt.staged["infer"].count == 7
+
+
+def test_warmup_is_excluded(images, fast_settings, monkeypatch):
+    """With warm-up 3 and 2 measured batches, the model runs 1 (first call) + 5 + 5 times."""
+    lm = load_model(get_preset("steel-defect-mobilenetv3"), fast_settings)
+    calls = []
+    lm.model.register_forward_hook(lambda *a: calls.append(1))
+    fast_settings.warmup, fast_settings.min_iters = 3, 2
+    pt = measure_point(lm, 1, images, fast_settings)
+    assert pt.iterations == 2 and pt.staged["infer"].count == 2
+    assert len(calls) == 1 + 5 + 5
+
+
+def test_nan_outputs_are_flagged(images, fast_settings):
+    lm = load_model(get_preset("steel-defect-mobilenetv3"), fast_settings)
+    with torch.no_grad():
+        lm.model.classifier[-1].bias.fill_(float("nan"))
+    pt = measure_point(lm, 1, images, fast_settings)
+    assert pt.output_check["nan_or_inf"] and "nan_or_inf_outputs" in pt.flags
+
+
+def test_rgb_folder_images_skip_channel_swap(fast_settings, monkeypatch):
+    import numpy as np
+
+    src = ImageSource([np.zeros((8, 8, 3), np.uint8)], bgr=False, description="t")
+    seen = {}
+    real = runner.letterbox_normalize
+
+    def spy(*a, **k):
+        seen["swap"] = k["bgr_to_rgb"]
+        return real(*a, **k)
+
+    monkeypatch.setattr(runner, "letterbox_normalize", spy)
+    lm = load_model(get_preset("steel-defect-mobilenetv3"), fast_settings)
+    measure_point(lm, 1, src, fast_settings)
+    assert seen["swap"] is False
