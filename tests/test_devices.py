@@ -65,3 +65,41 @@ def test_resolve_device():
             resolve_device("cuda")
         with pytest.raises(UserError, match="no CUDA GPU"):
             resolve_device("cuda:1")
+
+
+def test_nvml_path_with_a_fake_library(monkeypatch):
+    """The NVML reader, driven by a stand-in module (no GPU on CI): units and spec matching."""
+    import sys
+    import types
+
+    from harness.devices import detect_gpus
+
+    nv = types.ModuleType("pynvml")
+    nv.NVML_CLOCK_SM, nv.NVML_CLOCK_MEM = 1, 2
+    nv.nvmlInit = nv.nvmlShutdown = lambda: None
+    nv.nvmlSystemGetDriverVersion = lambda: "580.65"
+    nv.nvmlSystemGetCudaDriverVersion_v2 = lambda: 13000
+    nv.nvmlDeviceGetCount = lambda: 1
+    nv.nvmlDeviceGetHandleByIndex = lambda i: f"h{i}"
+    nv.nvmlDeviceGetName = lambda h: "NVIDIA H100 80GB HBM3"
+    nv.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(total=80 * 2**30)
+    nv.nvmlDeviceGetEnforcedPowerLimit = lambda h: 700_000  # milliwatts
+    nv.nvmlDeviceGetClockInfo = lambda h, c: 1755
+    nv.nvmlDeviceGetMaxClockInfo = lambda h, c: 1980 if c == 1 else 2619
+
+    def unsupported(h):
+        raise RuntimeError("not supported")
+
+    nv.nvmlDeviceGetUUID = lambda h: "GPU-123"
+    monkeypatch.setitem(sys.modules, "pynvml", nv)
+    (g,) = detect_gpus()
+    assert (g.name, g.memory_gib, g.driver, g.cuda_version) == (
+        "NVIDIA H100 80GB HBM3",
+        80.0,
+        "580.65",
+        "13.0",
+    )
+    assert g.power_limit_w == 700 and g.max_sm_clock_mhz == 1980 and g.mem_clock_mhz == 2619
+    assert g.spec_row == "NVIDIA H100 SXM5 80GB" and "datasheet" in g.spec_source
+    nv.nvmlDeviceGetEnforcedPowerLimit = unsupported  # a query a device does not support -> None
+    assert detect_gpus()[0].power_limit_w is None
