@@ -5,11 +5,13 @@ compare against.
 """
 
 from kernels.classify import softmax_topk, softmax_topk_ref
-from kernels.detect import detect_postprocess, detect_postprocess_ref
+from kernels.detect import batched_nms, batched_nms_ref, detect_postprocess, detect_postprocess_ref
 from kernels.letterbox import letterbox_geometry, letterbox_normalize, letterbox_normalize_ref
 from kernels.segment import seg_argmax, seg_argmax_ref
 
 __all__ = [
+    "batched_nms",
+    "batched_nms_ref",
     "detect_postprocess",
     "detect_postprocess_ref",
     "letterbox_geometry",

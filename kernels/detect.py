@@ -1,12 +1,19 @@
-"""detect_postprocess: the detector's raw head tensor -> boxes in original-image coordinates.
+"""Detection post-processing: class-aware NMS and decoding of the detector's raw head.
 
-Per image: best class per anchor, score = sigmoid(logit) > conf_thres, boxes decoded from the
-anchor table (ltrb distances in stride units, clamped at 0), candidates ordered by score (ties: lower
-anchor index first) and cut to `max_candidates`, class-aware greedy NMS (a box is dropped when its
-IoU with a kept box of the same class is > iou_thres, as torchvision.ops.batched_nms), at most
-`max_det` kept, mapped back through the letterbox (x - left) / sx and clipped to the image.
-NaN logits or boxes never become detections.
+`batched_nms(boxes, scores, classes, iou_thres)` keeps what torchvision.ops.batched_nms keeps, in
+the same order (score descending; equal scores: lower index first). A box is dropped when its IoU
+with a kept box of the same class is > iou_thres, IoU computed in float32 in torchvision's order
+(inter / (area_i + area_j - inter)); a zero-area pair has NaN IoU and suppresses nothing.
 
+Why it is fast: class-aware suppression decomposes exactly by class, so candidates are grouped by
+class (stable, so each group stays in score order) and greedy NMS runs inside each group; no pair
+of boxes of different classes is ever compared, and a class stops once it has `max_det` kept.
+
+`detect_postprocess(head, anchors, ...)` goes from the raw head [B, N, 4 + C] (see
+models/detector.py) to boxes in original-image coordinates: best class per anchor, score =
+sigmoid(logit) > conf_thres, ltrb decode (distances clamped at 0, times the stride), the
+`max_candidates` best, class-aware NMS, at most `max_det` kept, mapped back through the letterbox
+((x - left) / sx) and clipped to the image. NaN logits or boxes never become detections.
 Output: dets float32 [B, max_det, 6] = (x1, y1, x2, y2, score, class), and counts int64 [B].
 """
 
@@ -15,18 +22,40 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import cuda, njit, prange
+
+from kernels.device import as_device_array, launch_1d, on_device
 
 
-def _check(head: np.ndarray, anchors: np.ndarray, scales, pads, orig_hw) -> None:
-    if head.ndim != 3 or head.shape[0] == 0 or head.shape[2] < 5:
-        raise ValueError(f"detect_postprocess: head must be [B, N, 4 + C], got {head.shape}")
-    if anchors.shape != (head.shape[1], 3):
-        raise ValueError(f"detect_postprocess: anchors {anchors.shape} do not fit head {head.shape}")
-    b = head.shape[0]
-    for name, a in (("scales", scales), ("pads", pads), ("orig_hw", orig_hw)):
-        if np.shape(a) != (b, 2):
-            raise ValueError(f"detect_postprocess: {name} must be [{b}, 2], got {np.shape(a)}")
+# ------------------------------------------------------------------------------ NumPy reference
+def _iou_suppresses(bi, bj, iou_thres) -> bool:
+    bi, bj = bi.astype(np.float32), bj.astype(np.float32)
+    w = max(np.float32(0), min(bi[2], bj[2]) - max(bi[0], bj[0]))
+    h = max(np.float32(0), min(bi[3], bj[3]) - max(bi[1], bj[1]))
+    inter = np.float32(w * h)
+    ai = np.float32((bi[2] - bi[0]) * (bi[3] - bi[1]))
+    aj = np.float32((bj[2] - bj[0]) * (bj[3] - bj[1]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return bool(np.float32(inter / np.float32(ai + aj - inter)) > iou_thres)
+
+
+def batched_nms_ref(boxes, scores, classes, iou_thres, max_det=None) -> np.ndarray:
+    """NumPy reference: plain greedy loop over all boxes in score order."""
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+    removed = np.zeros(len(order), bool)
+    keep: list[int] = []
+    for a in range(len(order)):
+        if removed[a]:
+            continue
+        i = order[a]
+        keep.append(i)
+        if max_det is not None and len(keep) == max_det:
+            break
+        for b in range(a + 1, len(order)):
+            j = order[b]
+            if not removed[b] and classes[j] == classes[i] and _iou_suppresses(boxes[i], boxes[j], iou_thres):
+                removed[b] = True
+    return np.asarray(keep, np.int64)
 
 
 def _logit(p: float) -> float:
@@ -37,72 +66,208 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
+def _decode_ref(head_b, anchors):
+    logits = head_b[:, 4:].astype(np.float32)
+    safe = np.where(np.isnan(logits), -np.inf, logits)
+    cls = safe.argmax(1)
+    best = safe[np.arange(len(cls)), cls]
+    d = np.maximum(head_b[:, :4].astype(np.float32), 0) * anchors[:, 2:3]
+    boxes = np.stack(
+        [anchors[:, 0] - d[:, 0], anchors[:, 1] - d[:, 1], anchors[:, 0] + d[:, 2], anchors[:, 1] + d[:, 3]],
+        1,
+    ).astype(np.float32)
+    score = (1.0 / (1.0 + np.exp(-best.astype(np.float64)))).astype(np.float32)
+    return boxes, score, cls, best
+
+
 def detect_postprocess_ref(
-    head, anchors, scales, pads, orig_hw, conf_thres=0.25, iou_thres=0.45, max_det=300,
-    max_candidates=30000,
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """NumPy reference (one image at a time, plain loops for NMS)."""
+    head, anchors, scales, pads, orig_hw, conf_thres=0.25, iou_thres=0.45, max_det=300, max_candidates=30000
+) -> tuple[np.ndarray, np.ndarray]:
+    """NumPy reference (decode, threshold, batched_nms_ref, map back)."""
     _check(head, anchors, scales, pads, orig_hw)
     n_b = head.shape[0]
     dets = np.zeros((n_b, max_det, 6), np.float32)
     counts = np.zeros(n_b, np.int64)
     for b in range(n_b):
-        h = head[b].astype(np.float32)
-        logits = h[:, 4:]
-        safe = np.where(np.isnan(logits), -np.inf, logits)
-        cls = safe.argmax(1)
-        best = safe[np.arange(len(cls)), cls]
-        score = (1.0 / (1.0 + np.exp(-best.astype(np.float64)))).astype(np.float32)
-        d = np.maximum(h[:, :4], 0) * anchors[:, 2:3]
-        boxes = np.stack(
-            [anchors[:, 0] - d[:, 0], anchors[:, 1] - d[:, 1],
-             anchors[:, 0] + d[:, 2], anchors[:, 1] + d[:, 3]], 1,
-        )  # fmt: skip
+        boxes, score, cls, best = _decode_ref(head[b], anchors)
         ok = (best > _logit(conf_thres)) & ~np.isnan(boxes).any(1)
         cand = np.nonzero(ok)[0]
         cand = cand[np.argsort(-score[cand], kind="stable")][:max_candidates]
-        keep: list[int] = []
-        removed = np.zeros(len(cand), bool)
-        for i in range(len(cand)):
-            if removed[i]:
-                continue
-            keep.append(cand[i])
-            if len(keep) == max_det:
-                break
-            bi = boxes[cand[i]]
-            for j in range(i + 1, len(cand)):
-                if removed[j] or cls[cand[j]] != cls[cand[i]]:
-                    continue
-                bj = boxes[cand[j]]
-                iw = min(bi[2], bj[2]) - max(bi[0], bj[0])
-                ih = min(bi[3], bj[3]) - max(bi[1], bj[1])
-                inter = max(iw, 0.0) * max(ih, 0.0)
-                union = (bi[2] - bi[0]) * (bi[3] - bi[1]) + (bj[2] - bj[0]) * (bj[3] - bj[1]) - inter
-                if union > 0 and inter / union > iou_thres:
-                    removed[j] = True
+        keep = cand[batched_nms_ref(boxes[cand], score[cand], cls[cand], iou_thres, max_det)]
         sx, sy = scales[b]
         left, top = pads[b]
         oh, ow = orig_hw[b]
         for n, a in enumerate(keep):
             x1, y1, x2, y2 = boxes[a]
             dets[b, n] = (
-                min(max((x1 - left) / sx, 0), ow), min(max((y1 - top) / sy, 0), oh),
-                min(max((x2 - left) / sx, 0), ow), min(max((y2 - top) / sy, 0), oh),
-                score[a], cls[a],
-            )  # fmt: skip
+                min(max((x1 - left) / sx, 0), ow),
+                min(max((y1 - top) / sy, 0), oh),
+                min(max((x2 - left) / sx, 0), ow),
+                min(max((y2 - top) / sy, 0), oh),
+                score[a],
+                cls[a],
+            )
         counts[b] = len(keep)
     return dets, counts
 
 
-@njit(parallel=True, cache=True)
-def _detect(head, anchors, scales, pads, orig_hw, logit_thres, iou_thres, max_det, max_cand, dets,
-            counts, n_cand):  # fmt: skip
+# ------------------------------------------------------------------------------ CPU (Numba)
+@njit(cache=True)
+def argsort_desc(x):
+    """Stable descending argsort of float32 values (LSD radix on the bit pattern); NaN last."""
+    n = x.size
+    bits = x.view(np.uint32)
+    key = np.empty(n, np.uint32)
+    for i in range(n):
+        b = bits[i]
+        if x[i] != x[i]:
+            k = np.uint32(0)
+        elif x[i] == 0:
+            k = np.uint32(0x80000000)  # -0.0 and +0.0 are equal
+        elif b & np.uint32(0x80000000):
+            k = ~b
+        else:
+            k = b | np.uint32(0x80000000)
+        key[i] = ~k  # ascending order of ~k is descending order of x
+    idx = np.arange(n)
+    tmp = np.empty(n, np.int64)
+    count = np.empty(2049, np.int64)
+    for shift in (0, 11, 22):
+        count[:] = 0
+        for i in range(n):
+            count[((key[i] >> shift) & 0x7FF) + 1] += 1
+        if count.max() == n:  # every key has the same digit here: the pass changes nothing
+            continue
+        for d in range(2048):
+            count[d + 1] += count[d]
+        for i in range(n):
+            j = idx[i]
+            d = (key[j] >> shift) & 0x7FF
+            tmp[count[d]] = j
+            count[d] += 1
+        idx, tmp = tmp, idx
+    return idx
+
+
+@njit(cache=True)
+def _group_by_class(cls_o):
+    """Stable permutation grouping equal classes, and each group's start (n appended)."""
+    n = cls_o.size
+    if n == 0:
+        return np.empty(0, np.int64), np.zeros(1, np.int64)
+    lo, hi = cls_o.min(), cls_o.max()
+    if hi - lo < 1 << 20:  # counting sort
+        count = np.zeros(hi - lo + 2, np.int64)
+        for p in range(n):
+            count[cls_o[p] - lo + 1] += 1
+        for c in range(hi - lo + 1):
+            count[c + 1] += count[c]
+        by = np.empty(n, np.int64)
+        for p in range(n):
+            c = cls_o[p] - lo
+            by[count[c]] = p
+            count[c] += 1
+    else:
+        by = np.argsort(cls_o, kind="mergesort")
+    n_groups = 1
+    for k in range(1, n):
+        n_groups += cls_o[by[k]] != cls_o[by[k - 1]]
+    starts = np.empty(n_groups + 1, np.int64)
+    starts[0] = 0
+    g = 1
+    for k in range(1, n):
+        if cls_o[by[k]] != cls_o[by[k - 1]]:
+            starts[g] = k
+            g += 1
+    starts[n_groups] = n
+    return by, starts
+
+
+@njit(cache=True)
+def _prepare(boxes, cls, order):
+    """Group candidates by class; their boxes and areas gathered in grouped order."""
+    n = order.size
+    cls_o = np.empty(n, np.int64)
+    for p in range(n):
+        cls_o[p] = cls[order[p]]
+    by, starts = _group_by_class(cls_o)
+    xy = np.empty((5, n), np.float32)  # x1, y1, x2, y2, area
+    for k in range(n):
+        i = order[by[k]]
+        xy[0, k], xy[1, k], xy[2, k], xy[3, k] = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
+        xy[4, k] = (xy[2, k] - xy[0, k]) * (xy[3, k] - xy[1, k])
+    return by, starts, xy
+
+
+@njit(inline="always", error_model="numpy")
+def _nms_group(xy, by, start, end, iou_thres, max_keep, keep, removed):
+    x1, y1, x2, y2, area = xy[0], xy[1], xy[2], xy[3], xy[4]
+    kept = 0
+    for a in range(start, end):
+        if removed[a]:
+            continue
+        keep[by[a]] = True
+        kept += 1
+        if kept == max_keep:
+            break
+        ax1, ay1, ax2, ay2, aa = x1[a], y1[a], x2[a], y2[a], area[a]
+        for b in range(a + 1, end):  # branch-free so that it vectorizes
+            w = max(np.float32(0), min(ax2, x2[b]) - max(ax1, x1[b]))
+            h = max(np.float32(0), min(ay2, y2[b]) - max(ay1, y1[b]))
+            inter = w * h
+            removed[b] |= inter / (aa + area[b] - inter) > iou_thres
+
+
+@njit(cache=True, error_model="numpy")
+def _nms_sorted(boxes, cls, order, iou_thres, max_keep):
+    """Class-aware greedy NMS over candidates `order` (already in score order), one thread.
+
+    Returns a bool mask over positions of `order`: True where the candidate is kept.
+    """
+    by, starts, xy = _prepare(boxes, cls, order)
+    keep = np.zeros(order.size, np.bool_)
+    removed = np.zeros(order.size, np.bool_)
+    for g in range(starts.size - 1):
+        _nms_group(xy, by, starts[g], starts[g + 1], iou_thres, max_keep, keep, removed)
+    return keep
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _nms_sorted_parallel(boxes, cls, order, iou_thres, max_keep):
+    """As _nms_sorted, the classes (which never interact) spread over threads."""
+    by, starts, xy = _prepare(boxes, cls, order)
+    keep = np.zeros(order.size, np.bool_)
+    removed = np.zeros(order.size, np.bool_)
+    for g in prange(starts.size - 1):
+        _nms_group(xy, by, starts[g], starts[g + 1], iou_thres, max_keep, keep, removed)
+    return keep
+
+
+@njit(cache=True, error_model="numpy")
+def _batched_nms(boxes, scores, cls, iou_thres, max_keep):
+    order = argsort_desc(scores)
+    keep = _nms_sorted_parallel(boxes, cls, order, iou_thres, max_keep)
+    out = np.empty(min(max_keep, order.size), np.int64)
+    n = 0
+    for p in range(order.size):
+        if keep[p]:
+            out[n] = order[p]
+            n += 1
+            if n == max_keep:
+                break
+    return out[:n]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _detect(
+    head, anchors, scales, pads, orig_hw, logit_thres, iou_thres, max_det, max_cand, dets, counts, n_cand
+):
     n_b, n_a, n_col = head.shape
     for b in prange(n_b):
         cls = np.empty(n_a, np.int64)
         score = np.empty(n_a, np.float32)
         boxes = np.empty((n_a, 4), np.float32)
-        ok = np.zeros(n_a, np.bool_)
+        cand = np.empty(n_a, np.int64)
         n_ok = 0
         for a in range(n_a):
             best, bc = -np.inf, 0
@@ -122,49 +287,149 @@ def _detect(head, anchors, scales, pads, orig_hw, logit_thres, iou_thres, max_de
             boxes[a, 0], boxes[a, 1], boxes[a, 2], boxes[a, 3] = x1, y1, x2, y2
             cls[a] = bc
             score[a] = np.float32(1.0 / (1.0 + np.exp(-np.float64(best))))
-            ok[a] = True
+            cand[n_ok] = a
             n_ok += 1
-        cand = np.empty(n_ok, np.int64)
-        j = 0
-        for a in range(n_a):
-            if ok[a]:
-                cand[j] = a
-                j += 1
-        order = np.argsort(-score[cand], kind="mergesort")
-        cand = cand[order][:max_cand]
-        n_cand[b] = cand.size
-        removed = np.zeros(cand.size, np.bool_)
-        n_keep = 0
+        cand = cand[:n_ok]
+        order = cand[argsort_desc(score[cand])][:max_cand]
+        n_cand[b] = order.size
+        keep = _nms_sorted(boxes, cls, order, iou_thres, max_det)
         sx, sy = scales[b, 0], scales[b, 1]
         left, top = pads[b, 0], pads[b, 1]
         oh, ow = orig_hw[b, 0], orig_hw[b, 1]
-        for i in range(cand.size):
-            if removed[i]:
+        n = 0
+        for p in range(order.size):
+            if not keep[p]:
                 continue
-            ai = cand[i]
-            bx1, by1, bx2, by2 = boxes[ai, 0], boxes[ai, 1], boxes[ai, 2], boxes[ai, 3]
-            dets[b, n_keep, 0] = min(max((bx1 - left) / sx, 0.0), ow)
-            dets[b, n_keep, 1] = min(max((by1 - top) / sy, 0.0), oh)
-            dets[b, n_keep, 2] = min(max((bx2 - left) / sx, 0.0), ow)
-            dets[b, n_keep, 3] = min(max((by2 - top) / sy, 0.0), oh)
-            dets[b, n_keep, 4] = score[ai]
-            dets[b, n_keep, 5] = cls[ai]
-            n_keep += 1
-            if n_keep == max_det:
+            i = order[p]
+            dets[b, n, 0] = min(max((boxes[i, 0] - left) / sx, 0.0), ow)
+            dets[b, n, 1] = min(max((boxes[i, 1] - top) / sy, 0.0), oh)
+            dets[b, n, 2] = min(max((boxes[i, 2] - left) / sx, 0.0), ow)
+            dets[b, n, 3] = min(max((boxes[i, 3] - top) / sy, 0.0), oh)
+            dets[b, n, 4] = score[i]
+            dets[b, n, 5] = cls[i]
+            n += 1
+            if n == max_det:
                 break
-            area_i = (bx2 - bx1) * (by2 - by1)
-            for k in range(i + 1, cand.size):
-                aj = cand[k]
-                if removed[k] or cls[aj] != cls[ai]:
-                    continue
-                iw = min(bx2, boxes[aj, 2]) - max(bx1, boxes[aj, 0])
-                ih = min(by2, boxes[aj, 3]) - max(by1, boxes[aj, 1])
-                inter = max(iw, np.float32(0)) * max(ih, np.float32(0))
-                area_j = (boxes[aj, 2] - boxes[aj, 0]) * (boxes[aj, 3] - boxes[aj, 1])
-                union = area_i + area_j - inter
-                if union > 0 and inter / union > iou_thres:
-                    removed[k] = True
-        counts[b] = n_keep
+        counts[b] = n
+
+
+# ------------------------------------------------------------------------------ CUDA
+@cuda.jit
+def _rank_cuda(scores, n, order):
+    """order[rank] = i, rank = how many candidates come before i (score desc, then index)."""
+    i = cuda.grid(1)
+    if i >= n:
+        return
+    si = scores[i]
+    r = 0
+    for j in range(n):
+        sj = scores[j]
+        if sj > si or (sj == si and j < i):
+            r += 1
+    order[r] = i
+
+
+@cuda.jit
+def _suppress_mask_cuda(boxes, cls, order, n, iou_thres, mask):
+    """mask[a, b // 32] bit b: candidate at rank a suppresses the one at rank b (b > a, same class)."""
+    a, word = cuda.grid(2)
+    if a >= n or word >= mask.shape[1]:
+        return
+    i = order[a]
+    ax1, ay1, ax2, ay2 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
+    aa = (ax2 - ax1) * (ay2 - ay1)
+    bits = 0
+    for t in range(32):
+        b = word * 32 + t
+        if b <= a or b >= n:
+            continue
+        j = order[b]
+        if cls[j] != cls[i]:
+            continue
+        w = max(np.float32(0), min(ax2, boxes[j, 2]) - max(ax1, boxes[j, 0]))
+        h = max(np.float32(0), min(ay2, boxes[j, 3]) - max(ay1, boxes[j, 1]))
+        inter = w * h
+        ab = (boxes[j, 2] - boxes[j, 0]) * (boxes[j, 3] - boxes[j, 1])
+        if inter / (aa + ab - inter) > iou_thres:
+            bits |= 1 << t
+    mask[a, word] = bits
+
+
+@cuda.jit
+def _greedy_scan_cuda(mask, order, n, max_keep, removed, keep, n_keep):
+    """One block walks the ranks in order; its threads OR a kept box's mask row into `removed`."""
+    tid = cuda.threadIdx.x
+    kept = 0
+    for a in range(n):
+        cuda.syncthreads()
+        if (removed[a // 32] >> (a % 32)) & 1:
+            continue
+        if kept == max_keep:
+            break
+        if tid == 0:
+            keep[kept] = order[a]
+        kept += 1
+        cuda.syncthreads()
+        for w in range(tid, mask.shape[1], cuda.blockDim.x):
+            removed[w] |= mask[a, w]
+    if tid == 0:
+        n_keep[0] = kept
+
+
+def _batched_nms_cuda(boxes, scores, classes, iou_thres, max_keep):
+    d_boxes, d_scores, d_cls = (as_device_array(x) for x in (boxes, scores, classes))
+    n = d_scores.shape[0]
+    if n == 0:
+        return np.zeros(0, np.int64)
+    order = cuda.device_array(n, np.int64)
+    _rank_cuda[launch_1d(n)](d_scores, n, order)
+    words = (n + 31) // 32
+    mask = cuda.device_array((n, words), np.uint32)
+    _suppress_mask_cuda[((n + 15) // 16, (words + 7) // 8), (16, 8)](
+        d_boxes, d_cls, order, n, iou_thres, mask
+    )
+    removed = cuda.to_device(np.zeros(words, np.uint32))
+    keep = cuda.device_array(max(1, min(max_keep, n)), np.int64)
+    n_keep = cuda.to_device(np.zeros(1, np.int64))
+    _greedy_scan_cuda[1, 128](mask, order, n, max_keep, removed, keep, n_keep)
+    return keep.copy_to_host()[: int(n_keep.copy_to_host()[0])]
+
+
+# ------------------------------------------------------------------------------ public
+def batched_nms(boxes, scores, classes, iou_thres: float, max_det: int | None = None) -> np.ndarray:
+    """Indices kept by class-aware NMS, best score first (as torchvision.ops.batched_nms).
+
+    `boxes` [N, 4] (x1, y1, x2, y2) float32, `scores` [N] float32, `classes` [N] int. Host arrays
+    run on the CPU; CUDA arrays (torch CUDA tensors, Numba device arrays) on the GPU. Returns int64
+    indices on the host.
+    """
+    max_keep = int(max_det) if max_det is not None else 2**62
+    if on_device(scores):
+        return _batched_nms_cuda(boxes, scores, classes, float(iou_thres), max_keep)
+    boxes = np.ascontiguousarray(boxes, np.float32)
+    scores = np.ascontiguousarray(scores, np.float32)
+    classes = np.ascontiguousarray(classes, np.int64)
+    if (
+        boxes.ndim != 2
+        or boxes.shape[1] != 4
+        or scores.shape != (boxes.shape[0],)
+        or classes.shape != scores.shape
+    ):
+        raise ValueError(
+            f"batched_nms: need boxes [N,4], scores [N], classes [N]; got {boxes.shape}, {scores.shape}"
+        )
+    return _batched_nms(boxes, scores, classes, float(iou_thres), max_keep)
+
+
+def _check(head: np.ndarray, anchors: np.ndarray, scales, pads, orig_hw) -> None:
+    if head.ndim != 3 or head.shape[0] == 0 or head.shape[2] < 5:
+        raise ValueError(f"detect_postprocess: head must be [B, N, 4 + C], got {head.shape}")
+    if anchors.shape != (head.shape[1], 3):
+        raise ValueError(f"detect_postprocess: anchors {anchors.shape} do not fit head {head.shape}")
+    b = head.shape[0]
+    for name, a in (("scales", scales), ("pads", pads), ("orig_hw", orig_hw)):
+        if np.shape(a) != (b, 2):
+            raise ValueError(f"detect_postprocess: {name} must be [{b}, 2], got {np.shape(a)}")
 
 
 def detect_postprocess(
@@ -179,7 +444,7 @@ def detect_postprocess(
     max_candidates: int = 30000,
     stats: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Decode + threshold + class-aware NMS + map back; see the module docstring.
+    """Decode + threshold + class-aware NMS + map back, on the CPU; see the module docstring.
 
     `anchors` is `models.detector.anchor_points(h, w)`; `scales`/`pads` come from
     `letterbox_normalize`; `orig_hw` [B, 2] is each original image's (height, width).
@@ -194,11 +459,19 @@ def detect_postprocess(
     counts = np.zeros(n_b, np.int64)
     n_cand = np.zeros(n_b, np.int64)
     _detect(
-        head, np.ascontiguousarray(anchors, np.float32),
-        np.asarray(scales, np.float64), np.asarray(pads, np.float64),
-        np.asarray(orig_hw, np.float64), _logit(conf_thres), float(iou_thres),
-        int(max_det), int(max_candidates), dets, counts, n_cand,
-    )  # fmt: skip
+        head,
+        np.ascontiguousarray(anchors, np.float32),
+        np.asarray(scales, np.float64),
+        np.asarray(pads, np.float64),
+        np.asarray(orig_hw, np.float64),
+        _logit(conf_thres),
+        float(iou_thres),
+        int(max_det),
+        int(max_candidates),
+        dets,
+        counts,
+        n_cand,
+    )
     if stats is not None:
         stats["candidates"] = n_cand
     return dets, counts
