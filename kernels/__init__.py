@@ -7,6 +7,7 @@ compare against.
 from kernels.classify import softmax_topk, softmax_topk_ref
 from kernels.detect import batched_nms, batched_nms_ref, detect_postprocess, detect_postprocess_ref
 from kernels.letterbox import letterbox_geometry, letterbox_normalize, letterbox_normalize_ref
+from kernels.sample import sample_tokens, sample_tokens_ref
 from kernels.segment import seg_argmax, seg_argmax_ref
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "letterbox_geometry",
     "letterbox_normalize",
     "letterbox_normalize_ref",
+    "sample_tokens",
+    "sample_tokens_ref",
     "seg_argmax",
     "seg_argmax_ref",
     "softmax_topk",

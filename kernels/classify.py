@@ -10,8 +10,15 @@ Defined results for awkward inputs:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from numba import njit, prange
+from numba import cuda, njit, prange
+
+from kernels.device import as_device_array, launch_1d, on_device
+from kernels.fastexp import exp_sum_shifted
+
+DEVICE_MAX_K = 64
 
 
 def _check(logits: np.ndarray, k: int) -> int:
@@ -60,53 +67,110 @@ def _beats(v, slot_v, slot_i):
     return v > slot_v
 
 
+@njit(cache=True)
+def _row_topk(row, k, top_v, top_i):
+    """Top-k of one row into (top_v, top_i) by the module's ranking; returns (max, count of +inf)."""
+    top_i[:] = -1
+    m = -np.inf
+    n_inf = 0
+    for c in range(row.size):
+        v = np.float64(row[c])
+        if v > m:
+            m = v
+        n_inf += v == np.inf
+        if _beats(v, top_v[k - 1], top_i[k - 1]):
+            j = k - 1
+            while j > 0 and _beats(v, top_v[j - 1], top_i[j - 1]):
+                top_v[j] = top_v[j - 1]
+                top_i[j] = top_i[j - 1]
+                j -= 1
+            top_v[j] = v
+            top_i[j] = c
+    return m, n_inf
+
+
 @njit(parallel=True, cache=True)
 def _softmax_topk(logits, k, probs, idx):
-    n_rows, n_cls = logits.shape
-    for b in prange(n_rows):
+    for b in prange(logits.shape[0]):
         row = logits[b]
         top_v = np.empty(k, np.float64)
-        top_i = np.full(k, -1, np.int64)
-        m = -np.inf
-        n_inf = 0
-        for c in range(n_cls):
-            v = np.float64(row[c])
-            if not np.isnan(v):
-                if v > m:
-                    m = v
-                if v == np.inf:
-                    n_inf += 1
-            if _beats(v, top_v[k - 1], top_i[k - 1]):
-                j = k - 1
-                while j > 0 and _beats(v, top_v[j - 1], top_i[j - 1]):
-                    top_v[j] = top_v[j - 1]
-                    top_i[j] = top_i[j - 1]
-                    j -= 1
-                top_v[j] = v
-                top_i[j] = c
-        if m == -np.inf:
-            for j in range(k):
-                probs[b, j] = np.nan
-                idx[b, j] = top_i[j]
-            continue
-        if m == np.inf:
+        top_i = np.empty(k, np.int64)
+        m, n_inf = _row_topk(row, k, top_v, top_i)
+        idx[b] = top_i
+        if m == -np.inf:  # nothing above -inf: no distribution
+            probs[b] = np.nan
+        elif m == np.inf:
             for j in range(k):
                 probs[b, j] = 1.0 / n_inf if top_v[j] == np.inf else 0.0
-                idx[b, j] = top_i[j]
-            continue
-        s = 0.0
-        for c in range(n_cls):
-            v = np.float64(row[c])
-            if not np.isnan(v):
-                s += np.exp(v - m)
-        for j in range(k):
-            v = top_v[j]
-            probs[b, j] = 0.0 if np.isnan(v) else np.exp(v - m) / s
-            idx[b, j] = top_i[j]
+        else:
+            s = exp_sum_shifted(row, m)
+            for j in range(k):
+                v = top_v[j]
+                probs[b, j] = 0.0 if np.isnan(v) else np.exp(v - m) / s
 
 
-def softmax_topk(logits: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k classes of each row: (probabilities float32 [B, k], class indices int64 [B, k])."""
+_beats_dev = cuda.jit(device=True)(_beats.py_func)
+
+
+@cuda.jit
+def _softmax_topk_cuda(logits, k, probs, idx):
+    """One thread per row (simple, correct; rows are independent)."""
+    b = cuda.grid(1)
+    if b >= logits.shape[0]:
+        return
+    top_v = cuda.local.array(DEVICE_MAX_K, np.float64)
+    top_i = cuda.local.array(DEVICE_MAX_K, np.int64)
+    for j in range(k):
+        top_i[j] = -1
+        top_v[j] = -np.inf
+    m = -np.inf
+    n_inf = 0
+    for c in range(logits.shape[1]):
+        v = np.float64(logits[b, c])
+        if v > m:
+            m = v
+        if v == np.inf:
+            n_inf += 1
+        if _beats_dev(v, top_v[k - 1], top_i[k - 1]):
+            j = k - 1
+            while j > 0 and _beats_dev(v, top_v[j - 1], top_i[j - 1]):
+                top_v[j] = top_v[j - 1]
+                top_i[j] = top_i[j - 1]
+                j -= 1
+            top_v[j] = v
+            top_i[j] = c
+    s = 0.0
+    if m != np.inf and m != -np.inf:
+        for c in range(logits.shape[1]):
+            v = np.float64(logits[b, c])
+            if not math.isnan(v):
+                s += math.exp(v - m)
+    for j in range(k):
+        idx[b, j] = top_i[j]
+        v = top_v[j]
+        if m == -np.inf:
+            probs[b, j] = np.nan
+        elif m == np.inf:
+            probs[b, j] = 1.0 / n_inf if v == np.inf else 0.0
+        else:
+            probs[b, j] = 0.0 if math.isnan(v) else math.exp(v - m) / s
+
+
+def softmax_topk(logits, k: int = 5) -> tuple:
+    """Top-k classes of each row: (probabilities float32 [B, k], class indices int64 [B, k]).
+
+    Host arrays run on the CPU; CUDA arrays (torch CUDA tensors, Numba device arrays) on the GPU,
+    returning device arrays (k at most 64 there).
+    """
+    if on_device(logits):
+        d = as_device_array(logits)
+        k = _check(d, k)
+        if k > DEVICE_MAX_K:
+            raise ValueError(f"softmax_topk on the GPU supports k <= {DEVICE_MAX_K}, got {k}")
+        probs = cuda.device_array((d.shape[0], k), np.float32)
+        idx = cuda.device_array((d.shape[0], k), np.int64)
+        _softmax_topk_cuda[launch_1d(d.shape[0], 64)](d, k, probs, idx)
+        return probs, idx
     k = _check(logits, k)
     logits = np.ascontiguousarray(logits, dtype=np.float32)
     probs = np.empty((logits.shape[0], k), np.float32)

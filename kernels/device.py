@@ -1,4 +1,4 @@
-"""Where data lives: host (NumPy) or a CUDA device (anything with __cuda_array_interface__)."""
+"""Where data lives: host (NumPy) or a CUDA device (torch CUDA tensors, Numba device arrays)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,17 @@ from numba import cuda
 
 
 def on_device(x: Any) -> bool:
-    """True for torch CUDA tensors, Numba device arrays and other CUDA-array-interface objects."""
-    return hasattr(x, "__cuda_array_interface__") or cuda.is_cuda_array(x)
+    """True for CUDA-array-interface objects (torch CUDA tensors) and Numba device arrays.
+
+    Numba device arrays are recognised by `copy_to_host`, which also covers the CUDA simulator's
+    arrays (they carry no __cuda_array_interface__).
+    """
+    return hasattr(x, "__cuda_array_interface__") or hasattr(x, "copy_to_host")
 
 
 def as_device_array(x: Any):
-    """A Numba view of a device array, zero-copy (torch CUDA tensors included)."""
-    if cuda.is_cuda_array(x) and not hasattr(x, "__cuda_array_interface__"):
+    """A Numba device array for `x`, zero-copy (torch CUDA tensors are wrapped, not copied)."""
+    if hasattr(x, "copy_to_host"):
         return x
     return cuda.as_cuda_array(x)
 

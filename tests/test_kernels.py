@@ -9,11 +9,15 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from kernels import (
+    batched_nms,
+    batched_nms_ref,
     detect_postprocess,
     detect_postprocess_ref,
     letterbox_geometry,
     letterbox_normalize,
     letterbox_normalize_ref,
+    sample_tokens,
+    sample_tokens_ref,
     seg_argmax,
     seg_argmax_ref,
     softmax_topk,
@@ -228,3 +232,135 @@ def test_detect_maps_boxes_back_to_original_image(rng):
     assert n[0] == 1
     np.testing.assert_allclose(dets[0, 0, :4], [(92 - 10) * 2, (184 - 20) * 2, (124 - 10) * 2,
                                                 (232 - 20) * 2])  # fmt: skip
+
+
+# ---------------------------------------------------------------- float16 output, resized argmax
+@FAST
+@given(
+    imgs=image_batches(), out_hw=st.tuples(st.integers(1, 33), st.integers(1, 33)), letterbox=st.booleans()
+)
+def test_letterbox_float16_output(imgs, out_hw, letterbox):
+    got, _, _ = letterbox_normalize(imgs, out_hw, MEAN, STD, letterbox=letterbox, dtype=np.float16)
+    ref, _, _ = letterbox_normalize_ref(imgs, out_hw, MEAN, STD, letterbox=letterbox)
+    assert got.dtype == np.float16
+    # one rounding to float16 of a float32 within 2e-4 of the reference
+    np.testing.assert_allclose(got.astype(np.float32), ref, rtol=1e-3, atol=2e-3)
+
+
+def test_float16_bits_match_numpy(rng):
+    from kernels.half import to_f16_bits
+
+    v = np.concatenate(
+        [
+            (rng.normal(size=20000) * 10.0 ** rng.uniform(-9, 6, 20000)).astype(np.float32),
+            np.array([0, -0.0, np.inf, -np.inf, 65504, 65519.99, 65520, 6e-8, 2.98e-8, 1e-5], np.float32),
+        ]
+    )
+    bits = np.empty(v.size, np.uint16)
+    to_f16_bits(v, bits)
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(bits, v.astype(np.float16).view(np.uint16))
+
+
+@FAST
+@given(
+    logits=arrays(
+        np.float32,
+        st.tuples(st.integers(1, 2), st.integers(1, 5), st.integers(1, 6), st.integers(1, 6)),
+        elements=logit_values,
+    ),
+    out_hw=st.tuples(st.integers(1, 13), st.integers(1, 13)),
+)
+def test_seg_argmax_resized_matches_reference(logits, out_hw):
+    np.testing.assert_array_equal(seg_argmax(logits, out_hw), seg_argmax_ref(logits, out_hw))
+
+
+def test_seg_argmax_resized_agrees_with_torch_interpolate(rng):
+    import torch
+
+    logits = rng.normal(size=(1, 7, 16, 24)).astype(np.float32)
+    t = torch.nn.functional.interpolate(
+        torch.from_numpy(logits), (45, 61), mode="bilinear", align_corners=False
+    )
+    assert np.mean(seg_argmax(logits, (45, 61)) == t.argmax(1).numpy()) > 0.999
+
+
+# ---------------------------------------------------------------- batched_nms, radix argsort
+def test_argsort_desc_is_stable_with_nan_last(rng):
+    from kernels.detect import argsort_desc
+
+    x = rng.normal(size=5001).astype(np.float32)
+    x[::7] = x[3]
+    x[[5, 50]] = np.nan
+    x[6], x[8] = -0.0, 0.0
+    x[9], x[10] = np.inf, -np.inf
+    ref = np.lexsort((np.arange(x.size), -np.nan_to_num(x, nan=0, posinf=np.inf), np.isnan(x)))
+    np.testing.assert_array_equal(argsort_desc(x), ref)
+
+
+@FAST
+@given(
+    seed=st.integers(0, 2**31),
+    n=st.integers(0, 300),
+    n_cls=st.integers(1, 6),
+    iou=st.sampled_from([0.0, 0.3, 0.7]),
+)
+def test_batched_nms_matches_reference_and_torchvision(seed, n, n_cls, iou):
+    import torch
+    from torchvision.ops import batched_nms as tv_batched_nms
+
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 100, (n, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(0, 40, (n, 2))], 1).astype(np.float32)
+    scores = (rng.permutation(n) / max(n, 1)).astype(np.float32)  # distinct: torch's sort is not stable
+    classes = rng.integers(0, n_cls, n)
+    got = batched_nms(boxes, scores, classes, iou)
+    np.testing.assert_array_equal(got, batched_nms_ref(boxes, scores, classes, iou))
+    tv = tv_batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(classes), iou)
+    np.testing.assert_array_equal(got, tv.numpy())
+
+
+def test_batched_nms_ties_and_max_det():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [0, 0, 10, 10]], np.float32)
+    scores = np.array([0.5, 0.5, 0.5, 0.9], np.float32)
+    classes = np.array([0, 0, 0, 1])
+    np.testing.assert_array_equal(batched_nms(boxes, scores, classes, 0.5), [3, 0, 2])  # ties: lower index
+    np.testing.assert_array_equal(batched_nms(boxes, scores, classes, 0.5, max_det=2), [3, 0])
+    assert batched_nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, int), 0.5).size == 0
+
+
+# ---------------------------------------------------------------- sample_tokens
+@FAST
+@given(
+    logits=arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(1, 40)), elements=logit_values),
+    temperature=st.sampled_from([0.0, 0.5, 1.0, 2.0]),
+    top_k=st.sampled_from([0, 1, 3, 64, 100]),
+    top_p=st.sampled_from([1.0, 0.9, 0.3]),
+    seed=st.integers(0, 2**63),
+    step=st.integers(0, 1000),
+)
+def test_sample_tokens_matches_reference(logits, temperature, top_k, top_p, seed, step):
+    got = sample_tokens(logits, temperature, top_k, top_p, seed=seed, step=step)
+    np.testing.assert_array_equal(
+        got, sample_tokens_ref(logits, temperature, top_k, top_p, seed=seed, step=step)
+    )
+
+
+def test_sample_tokens_semantics():
+    logits = np.array(
+        [[0, 1, 2, 3], [5, 5, 1, 0], [np.nan] * 4, [-np.inf] * 4, [np.nan, 1, np.inf, 0]], np.float32
+    )
+    assert list(sample_tokens(logits, 0.0)) == [3, 0, -1, -1, 2]  # greedy; ties: lower id; no valid -> -1
+    assert sample_tokens(logits[:1], 1.0, top_k=1)[0] == 3
+    assert all(sample_tokens(logits[4:], 1.0, seed=s)[0] == 2 for s in range(20))  # +inf takes all mass
+    draws = np.array([sample_tokens(logits[:1], 1.0, seed=7, step=s)[0] for s in range(4000)])
+    freq = np.bincount(draws, minlength=4) / draws.size
+    np.testing.assert_allclose(freq, np.exp([0, 1, 2, 3]) / np.exp([0, 1, 2, 3]).sum(), atol=0.03)
+    assert set(sample_tokens(np.tile(logits[:1], (50, 1)), 1.0, top_p=0.6)) == {3}  # p(3)=0.64 >= 0.6
+    a = sample_tokens(np.tile(logits[:1], (8, 1)), 1.0, seed=1)
+    assert np.array_equal(a, sample_tokens(np.tile(logits[:1], (8, 1)), 1.0, seed=1))  # seeded
+    for bad in (dict(temperature=-1), dict(top_k=-1), dict(top_p=0.0), dict(top_p=1.5)):
+        with pytest.raises(ValueError):
+            sample_tokens(logits, **{"temperature": 1.0, **bad})
+    with pytest.raises(ValueError):
+        sample_tokens(np.zeros((0, 4), np.float32))

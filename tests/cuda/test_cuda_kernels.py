@@ -1,0 +1,87 @@
+"""CUDA versions of the kernels against their NumPy references, on small shapes.
+
+Runs on a real GPU when one is visible, and in CI under Numba's CUDA simulator
+(NUMBA_ENABLE_CUDASIM=1, started by tests/test_cuda_simulator.py in its own process).
+"""
+
+import numpy as np
+import pytest
+from numba import cuda
+
+from kernels import (
+    batched_nms,
+    batched_nms_ref,
+    letterbox_normalize,
+    letterbox_normalize_ref,
+    sample_tokens,
+    sample_tokens_ref,
+    seg_argmax,
+    seg_argmax_ref,
+    softmax_topk,
+    softmax_topk_ref,
+)
+
+pytestmark = pytest.mark.skipif(not cuda.is_available(), reason="no CUDA device and no simulator")
+MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+
+
+def host(x):
+    return x.copy_to_host() if hasattr(x, "copy_to_host") else np.asarray(x)
+
+
+@pytest.mark.parametrize(
+    "src_hw,dst_hw,letterbox",
+    [((9, 13), (8, 8), True), ((5, 3), (6, 10), False), ((1, 1), (4, 4), True), ((7, 16), (7, 16), False)],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_letterbox_cuda(src_hw, dst_hw, letterbox, dtype):
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (2, *src_hw, 3), dtype=np.uint8)
+    out, scale, pad = letterbox_normalize(
+        cuda.to_device(imgs), dst_hw, MEAN, STD, letterbox=letterbox, dtype=dtype
+    )
+    ref, rs, rp = letterbox_normalize_ref(imgs, dst_hw, MEAN, STD, letterbox=letterbox, dtype=dtype)
+    tol = 2e-3 if dtype == np.float16 else 1e-4
+    np.testing.assert_allclose(host(out).astype(np.float32), ref.astype(np.float32), atol=tol, rtol=tol)
+    np.testing.assert_array_equal(scale, rs)
+    np.testing.assert_array_equal(pad, rp)
+
+
+def test_softmax_topk_cuda():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(3, 20)).astype(np.float32)
+    logits[1, 3] = np.nan
+    logits[2, :] = 0.5
+    p, i = softmax_topk(cuda.to_device(logits), 4)
+    rp, ri = softmax_topk_ref(logits, 4)
+    np.testing.assert_array_equal(host(i), ri)
+    np.testing.assert_allclose(host(p), rp, rtol=1e-5)
+
+
+@pytest.mark.parametrize("out_hw", [None, (7, 11)])
+def test_seg_argmax_cuda(out_hw):
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(2, 5, 4, 6)).astype(np.float32)
+    logits[0, :, 0, 0] = np.nan
+    np.testing.assert_array_equal(
+        host(seg_argmax(cuda.to_device(logits), out_hw)), seg_argmax_ref(logits, out_hw)
+    )
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(0.0, 0, 1.0), (1.0, 5, 1.0), (0.7, 8, 0.8)])
+def test_sample_tokens_cuda(temperature, top_k, top_p):
+    rng = np.random.default_rng(3)
+    logits = (rng.normal(size=(4, 30)) * 2).astype(np.float32)
+    got = host(sample_tokens(cuda.to_device(logits), temperature, top_k, top_p, seed=5, step=1))
+    np.testing.assert_array_equal(got, sample_tokens_ref(logits, temperature, top_k, top_p, seed=5, step=1))
+
+
+def test_batched_nms_cuda():
+    rng = np.random.default_rng(4)
+    xy = rng.uniform(0, 50, (40, 2))
+    wh = rng.uniform(5, 30, (40, 2))
+    boxes = np.concatenate([xy, xy + wh], 1).astype(np.float32)
+    scores = rng.permutation(40).astype(np.float32) / 40
+    classes = rng.integers(0, 3, 40)
+    got = batched_nms(cuda.to_device(boxes), cuda.to_device(scores), cuda.to_device(classes), 0.3)
+    np.testing.assert_array_equal(got, batched_nms_ref(boxes, scores, classes, 0.3))
