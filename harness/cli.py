@@ -337,6 +337,70 @@ def quick(
                   "1920x1080", 16, 0)  # fmt: skip
 
 
+@app.command()
+@user_errors
+def kernels(
+    quick: Annotated[
+        bool, typer.Option(help="Quarter-size inputs: a quick look, not the target shapes.")
+    ] = False,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Also write the table as JSON here.")] = None,
+) -> None:
+    """Benchmark our Numba kernels against the libraries people use, side by side in one run."""
+    from harness import kernel_bench
+    from harness.provenance import now_iso, provenance
+
+    if out_dir is not None:
+        check_writable(out_dir)
+    started = now_iso()
+    with err.status("measuring copy bandwidth ...") as status:
+        rows, bw = kernel_bench.run(
+            0.25 if quick else 1.0, progress=lambda n: status.update(f"timing {n} ...")
+        )
+    t = Table(title=f"kernels vs peers (median ms; copy bandwidth measured now: {bw:.1f} GB/s read+write)")
+    for col in (
+        "kernel",
+        "workload",
+        "ours",
+        "peer",
+        "peer ms",
+        "speed-up",
+        "target",
+        "GB/s",
+        "% of copy",
+        "1st call",
+    ):
+        t.add_column(col, justify="left" if col in ("kernel", "workload", "peer") else "right")
+    for r in rows:
+        met = "" if r.target is None else (" ok" if r.speedup >= r.target else " MISSED")
+        t.add_row(
+            r.kernel, r.shape, f"{r.ours_ms:.2f}", r.peer, f"{r.peer_ms:.2f}", f"{r.speedup:.2f}x",
+            f"{r.target:g}x{met}" if r.target else "-", f"{r.gbs:.1f}" if r.gbs else "-",
+            f"{100 * r.copy_fraction:.0f}%" if r.copy_fraction else "-", f"{r.first_call_ms:.0f} ms",
+        )  # fmt: skip
+    out.print(t)
+    out.print(
+        "1st call: our kernel's first call in this process (JIT compile, or loading Numba's on-disk cache)."
+    )
+    if quick:
+        out.print("--quick: shrunken inputs; the targets apply to the full shapes.")
+    if out_dir is not None:
+        from dataclasses import asdict
+
+        doc = {
+            "kind": "modelpower-kernel-bench",
+            "version": 1,
+            "started_at": started,
+            "ended_at": now_iso(),
+            "quick": quick,
+            "copy_bandwidth_gbs": bw,
+            "rows": [asdict(r) for r in rows],
+            "provenance": provenance(),
+        }
+        path = out_dir / f"kernels-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+        out.print(f"written to {path}", highlight=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")

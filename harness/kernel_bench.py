@@ -1,0 +1,227 @@
+"""The kernel benchmark: our Numba kernels against their peers, side by side in one run.
+
+Each case times our kernel and every peer on the same inputs (median of repeated calls, after one
+untimed call; the first call of ours is reported apart as JIT/cache-load time). Bandwidth is the
+bytes the job must move (inputs read + outputs written) over our time, beside a copy measured in
+the same run (np.copyto of 256 MiB, read + write counted).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from harness import peers
+from kernels import (
+    batched_nms,
+    detect_postprocess,
+    letterbox_normalize,
+    sample_tokens,
+    seg_argmax,
+    softmax_topk,
+)
+from models.detector import anchor_points
+
+MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+
+
+@dataclass
+class Case:
+    name: str
+    shape: str
+    ours: Callable[[], object]
+    peers: dict[str, Callable[[], object]]
+    bytes_moved: int | None  # None where the job is not about memory traffic (NMS)
+    targets: dict[str, float] = field(default_factory=dict)  # peer -> required speed-up
+
+
+@dataclass
+class Row:
+    kernel: str
+    shape: str
+    first_call_ms: float
+    ours_ms: float
+    peer: str
+    peer_ms: float | None
+    speedup: float | None
+    target: float | None
+    gbs: float | None
+    copy_fraction: float | None
+
+
+def time_ms(fn: Callable[[], object], min_time: float = 0.3, min_iters: int = 5) -> float:
+    """Median wall time of fn in ms, over at least min_iters calls and min_time seconds."""
+    fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_iters or time.perf_counter() - start < min_time:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
+
+
+def copy_bandwidth_gbs(nbytes: int = 256 << 20) -> float:
+    """Host memory bandwidth from a large copy, read + write counted (GB/s)."""
+    src = np.ones(nbytes, np.uint8)
+    dst = np.empty_like(src)
+    return 2 * nbytes / (time_ms(lambda: np.copyto(dst, src)) / 1e3) / 1e9
+
+
+def _has_cv2() -> bool:
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _rows_read(src_h: int, dst_h: int) -> int:
+    """Source rows a bilinear resize must read (rows with a non-zero weight)."""
+    f = np.maximum((np.arange(dst_h) + 0.5) * (src_h / dst_h) - 0.5, 0)
+    y0 = np.minimum(np.floor(f).astype(int), src_h - 1)
+    w = f - y0
+    return len(set(y0) | set(np.minimum(y0 + 1, src_h - 1)[w > 0]))
+
+
+def cases(scale: float = 1.0) -> list[Case]:
+    """The issue's workloads; `scale` < 1 shrinks them for a quick look (not the target shapes)."""
+    rng = np.random.default_rng(0)
+    out_list = []
+    n_img = max(1, int(16 * scale))
+    imgs = [rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8) for _ in range(n_img)]
+    out = np.empty((n_img, 3, 640, 640), np.float32)
+    lb_peers = {"torchvision v2": lambda: peers.torchvision_letterbox(imgs, (640, 640), MEAN, STD, out=out)}
+    if _has_cv2():
+        lb_peers = {
+            "opencv": lambda: peers.opencv_letterbox(imgs, (640, 640), MEAN, STD, out=out),
+            **lb_peers,
+        }
+    out_list.append(
+        Case(
+            "letterbox_normalize",
+            f"{n_img} x 1920x1080 BGR -> 640x640 f32",
+            lambda: letterbox_normalize(imgs, (640, 640), MEAN, STD, out=out),
+            lb_peers,
+            _rows_read(1080, 360) * 1920 * 3 * n_img + out.nbytes,
+            {"opencv": 2.0, "torchvision v2": 4.0},
+        )
+    )
+
+    anchors = anchor_points(640, 640)
+    head = rng.normal(size=(1, len(anchors), 84)).astype(np.float32)
+    logits = head[0, :, 4:]
+    cls = logits.argmax(1)
+    score = (1 / (1 + np.exp(-logits.max(1)))).astype(np.float32)
+    d = np.maximum(head[0, :, :4], 0) * anchors[:, 2:3] * 4
+    boxes = np.stack(
+        [anchors[:, 0] - d[:, 0], anchors[:, 1] - d[:, 1], anchors[:, 0] + d[:, 2], anchors[:, 1] + d[:, 3]],
+        1,
+    )
+    boxes = boxes.astype(np.float32)
+    tb, ts, tc = torch.from_numpy(boxes), torch.from_numpy(score), torch.from_numpy(cls)
+    from torchvision.ops import batched_nms as tv_batched_nms
+
+    out_list.append(
+        Case(
+            "batched_nms",
+            f"{len(anchors)} boxes, 80 classes, IoU 0.7",
+            lambda: batched_nms(boxes, score, cls, 0.7),
+            {"torchvision.ops.batched_nms": lambda: tv_batched_nms(tb, ts, tc, 0.7)},
+            None,
+            {"torchvision.ops.batched_nms": 10.0},
+        )
+    )
+    one = (np.ones((1, 2)), np.zeros((1, 2)), np.array([[640.0, 640.0]]))
+    th, ta = torch.from_numpy(head), torch.from_numpy(anchors)
+    out_list.append(
+        Case(
+            "detect_postprocess",
+            f"1 x {len(anchors)} x 84 head, conf 0.001",
+            lambda: detect_postprocess(head, anchors, *one, 0.001, 0.7, 300),
+            {"torch ops + batched_nms": lambda: peers.torch_detect_postprocess(th, ta, 0.001, 0.7, 300)},
+            head.nbytes,
+        )
+    )
+
+    rows = max(1, int(64 * scale))
+    vocab_logits = rng.normal(size=(rows, 152064)).astype(np.float32)
+    tl = torch.from_numpy(vocab_logits)
+    out_list.append(
+        Case(
+            "softmax_topk",
+            f"{rows} x 152064, k=5",
+            lambda: softmax_topk(vocab_logits, 5),
+            {"torch softmax+topk": lambda: peers.torch_softmax_topk(tl, 5)},
+            vocab_logits.nbytes,
+            {"torch softmax+topk": 2.0},
+        )
+    )
+    gen = torch.Generator().manual_seed(0)
+    out_list.append(
+        Case(
+            "sample_tokens",
+            f"{rows} x 152064, T=0.7 top-k 50 top-p 0.9",
+            lambda: sample_tokens(vocab_logits, 0.7, 50, 0.9),
+            {"torch topk+softmax+multinomial": lambda: peers.torch_sample_tokens(tl, 0.7, 50, 0.9, gen)},
+            vocab_logits.nbytes,
+            {"torch topk+softmax+multinomial": 2.0},
+        )
+    )
+    out_list.append(
+        Case(
+            "sample_tokens (greedy)",
+            f"{rows} x 152064, T=0",
+            lambda: sample_tokens(vocab_logits, 0.0),
+            {"torch argmax": lambda: tl.argmax(-1)},
+            vocab_logits.nbytes,
+        )
+    )
+    seg = rng.normal(size=(max(1, int(2 * scale)), 19, 512, 1024)).astype(np.float32)
+    tseg = torch.from_numpy(seg)
+    out_list.append(
+        Case(
+            "seg_argmax",
+            f"{seg.shape[0]} x 19 x 512x1024",
+            lambda: seg_argmax(seg),
+            {"torch argmax": lambda: peers.torch_seg_argmax(tseg)},
+            seg.nbytes + seg.nbytes // 19 // 4,
+        )
+    )
+    return out_list
+
+
+def run(scale: float = 1.0, progress: Callable[[str], None] | None = None) -> tuple[list[Row], float]:
+    """Measure every case; returns the rows and the copy bandwidth (GB/s) measured in this run."""
+    bw = copy_bandwidth_gbs()
+    rows: list[Row] = []
+    for case in cases(scale):
+        if progress:
+            progress(case.name)
+        t = time.perf_counter()
+        case.ours()
+        first = (time.perf_counter() - t) * 1e3
+        ours = time_ms(case.ours)
+        gbs = case.bytes_moved / (ours / 1e3) / 1e9 if case.bytes_moved else None
+        for peer, fn in case.peers.items():
+            peer_ms = time_ms(fn)
+            rows.append(
+                Row(
+                    case.name,
+                    case.shape,
+                    first,
+                    ours,
+                    peer,
+                    peer_ms,
+                    peer_ms / ours,
+                    case.targets.get(peer),
+                    gbs,
+                    gbs / bw if gbs else None,
+                )
+            )
+    return rows, bw
