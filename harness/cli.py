@@ -195,6 +195,7 @@ def run_benchmark(
     image_size: str,
     num_images: int,
     seed: int,
+    preprocess: str = "numba",
 ) -> Path:
     """Validate everything first, then measure each model x batch size, writing after each point."""
     import torch
@@ -203,7 +204,7 @@ def run_benchmark(
     from harness.images import folder_images, parse_size, synthetic_images
     from harness.provenance import now_iso, provenance
     from harness.results import SCHEMA_VERSION, RunResult, new_run_id, write_result
-    from harness.runner import DTYPES, RunSettings, load_model, measure_point
+    from harness.runner import DTYPES, PREPROCESS, RunSettings, load_model, measure_point
     from models import get_preset
     from models.weights import check_weights
 
@@ -211,6 +212,13 @@ def run_benchmark(
     sizes = parse_batch_sizes(batch_sizes)
     if precision not in DTYPES:
         raise UserError(f"unknown precision {precision!r}: use {', '.join(DTYPES)}")
+    if preprocess not in PREPROCESS:
+        raise UserError(f"unknown --preprocess {preprocess!r}: use {', '.join(PREPROCESS)}")
+    if preprocess == "opencv":
+        try:
+            import cv2  # noqa: F401
+        except ImportError:
+            raise UserError("--preprocess opencv needs OpenCV: pip install opencv-python-headless") from None
     if warmup < 0 or min_iters < 1 or min_duration < 0:
         raise UserError("need --warmup >= 0, --min-iters >= 1 and --min-duration >= 0")
     if weights is not None and len(presets) != 1:
@@ -245,6 +253,7 @@ def run_benchmark(
             "precision": precision, "warmup": warmup, "min_duration_s": min_duration,
             "min_iters": min_iters, "seed": seed, "input": source.description,
             "cudnn_benchmark": dev.type == "cuda", "weights": str(weights) if weights else None,
+            "preprocess": preprocess,
         },
         provenance=provenance(),
     )  # fmt: skip
@@ -264,7 +273,7 @@ def run_benchmark(
                         done = (0.0 if phase == "staged" else 1.0) + min(frac, 1.0)
                         bar.update(task, completed=done, info=f"{phase}: {n} batches, {elapsed:.1f}s")
 
-                    point = measure_point(lm, bs, source, settings, progress=tick)
+                    point = measure_point(lm, bs, source, settings, progress=tick, preprocess=preprocess)
                 result.points.append(point)
                 write_result(result, path)
         result.status = "complete"
@@ -319,10 +328,17 @@ def run(
     image_size: SizeOpt = "1920x1080",
     num_images: NumImagesOpt = 16,
     seed: SeedOpt = 0,
+    preprocess: Annotated[
+        str,
+        typer.Option(
+            help="Data path: numba (our kernels; on a GPU, CUDA kernels on the device), opencv or "
+            "torchvision (the libraries people use, pre- and post-processing)."
+        ),
+    ] = "numba",
 ) -> None:
     """Benchmark vision presets end to end (pre-process, infer, post-process) and write a result."""
     run_benchmark(model, batch_size, device, precision, warmup, min_duration, min_iters, out_dir,
-                  weights, images, image_size, num_images, seed)  # fmt: skip
+                  weights, images, image_size, num_images, seed, preprocess)  # fmt: skip
 
 
 @app.command()

@@ -18,7 +18,7 @@ from harness.errors import UserError
 from harness.stats import LatencyStats
 
 SCHEMA_VERSION = 1
-STAGES = ("pre", "h2d", "infer", "d2h", "post")  # the order a batch goes through them
+STAGES = ("pre", "h2d", "infer", "d2h", "post")  # every data path has these; a GPU path adds "stage"
 
 
 @dataclass
@@ -35,6 +35,7 @@ class Point:
     device: str
     device_name: str
     backend: str
+    preprocess: str  # data path: numba, numba-cuda (kernels on the GPU), opencv or torchvision
     precision: str
     batch_size: int
     params: int
@@ -42,7 +43,8 @@ class Point:
     load_s: float  # build + weights + move to device
     first_call_s: float  # first batch through the whole pipeline (includes JIT of kernels)
     warmup_iters: int
-    # staged: each stage timed alone with the device synchronized between stages (per batch)
+    # staged: each step timed alone with the device synchronized between steps (per batch); keys
+    # are the data path's steps in order (see harness/runner.py)
     staged: dict[str, LatencyStats]
     staged_window_s: float
     # end to end: the pipeline as it runs, pre-processing of batch i+1 overlapping batch i

@@ -19,10 +19,11 @@ import numba
 import numpy as np
 import torch
 
+from harness import peers
 from harness.errors import UserError
 from harness.flops import preset_flops_per_sample
 from harness.images import ImageSource
-from harness.results import STAGES, Point
+from harness.results import Point
 from harness.stats import latency_stats
 from kernels import detect_postprocess, letterbox_normalize, seg_argmax, softmax_topk
 from models import Preset, build_model
@@ -73,51 +74,144 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class VisionPipeline:
-    """The five stages of one batch; host buffers (pinned on CUDA) allocated once, double-buffered."""
+PREPROCESS = ("numba", "opencv", "torchvision")
 
-    def __init__(self, lm: LoadedModel, batch_size: int, source: ImageSource, s: RunSettings):
-        self.lm, self.bs, self.source, self.s = lm, batch_size, source, s
+
+class VisionPipeline:
+    """The steps of one batch, as (name, function) pairs run in order on a shared context.
+
+    The first step is host-side work that the end-to-end window overlaps with the previous batch.
+    Host buffers (pinned on CUDA) are allocated once and double-buffered by `slot`.
+    - numba on the CPU, or any path with host pre-processing:
+      pre (host kernel) -> h2d (float batch, cast) -> infer -> d2h -> post (host)
+    - numba on a GPU: stage (uint8 frames into pinned memory) -> h2d (uint8) -> pre (CUDA kernel)
+      -> infer -> post (CUDA kernel; detection: none) -> d2h (results) [-> post on host: detection]
+    """
+
+    def __init__(
+        self, lm: LoadedModel, batch_size: int, source: ImageSource, s: RunSettings, preprocess: str
+    ):
+        if preprocess not in PREPROCESS:
+            raise UserError(f"unknown --preprocess {preprocess!r}: use {', '.join(PREPROCESS)}")
+        self.lm, self.bs, self.source, self.s, self.path = lm, batch_size, source, s, preprocess
         p = lm.preset
-        pin = s.device.type == "cuda"
-        shape = (batch_size, 3, *p.input_hw)
-        self.host = [torch.empty(shape, dtype=torch.float32, pin_memory=pin) for _ in range(2)]
+        self.cuda = s.device.type == "cuda"
+        self.dtype = DTYPES[s.precision]
         self.anchors = anchor_points(*p.input_hw) if p.task == "detect" else None
         self.post_counts: list[float] = []
-
-    def pre(self, index: int, slot: int) -> tuple:
-        p = self.lm.preset
-        imgs = self.source.batch(index, self.bs)
-        _, scales, pads = letterbox_normalize(
-            imgs, p.input_hw, p.mean, p.std, bgr_to_rgb=self.source.bgr,
-            letterbox=p.letterbox, out=self.host[slot].numpy(),
-        )  # fmt: skip
-        orig_hw = np.array([im.shape[:2] for im in imgs], np.float64)
-        return scales, pads, orig_hw
-
-    def h2d(self, slot: int) -> torch.Tensor:
-        return self.host[slot].to(self.s.device, DTYPES[self.s.precision], non_blocking=True)
-
-    def infer(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return self.lm.model(x)
-
-    def d2h(self, y: torch.Tensor) -> np.ndarray:
-        return y.float().cpu().numpy()
-
-    def post(self, y: np.ndarray, meta: tuple) -> None:
-        task = self.lm.preset.task
-        if task == "classify":
-            softmax_topk(y, self.s.topk)
-        elif task == "segment":
-            seg_argmax(y)
+        sizes = {im.shape for im in source.images}
+        self.device_pre = self.cuda and preprocess == "numba" and len(sizes) == 1
+        if self.device_pre:
+            (frame,) = sizes
+            self.host = [
+                torch.empty((batch_size, *frame), dtype=torch.uint8, pin_memory=True) for _ in range(2)
+            ]
+            self.steps = [
+                ("stage", self._stage),
+                ("h2d", self._h2d),
+                ("pre", self._pre_device),
+                ("infer", self._infer),
+            ]
+            if p.task == "detect":
+                self.steps += [("d2h", self._d2h), ("post", self._post_host)]
+            else:
+                self.steps += [("post", self._post_device), ("d2h", self._d2h_result)]
         else:
-            scales, pads, orig_hw = meta
-            _, counts = detect_postprocess(
-                y, self.anchors, scales, pads, orig_hw, self.s.conf_thres, self.s.iou_thres,
+            shape = (batch_size, 3, *p.input_hw)
+            self.host = [torch.empty(shape, dtype=torch.float32, pin_memory=self.cuda) for _ in range(2)]
+            self.steps = [
+                ("pre", self._pre_host),
+                ("h2d", self._h2d),
+                ("infer", self._infer),
+                ("d2h", self._d2h),
+                ("post", self._post_host),
+            ]
+        self.stage_names = tuple(name for name, _ in self.steps)
+
+    # -- host-side first steps (run in the worker thread end to end)
+    def _pre_host(self, ctx: dict) -> None:
+        p = self.lm.preset
+        imgs = self.source.batch(ctx["index"], self.bs)
+        fn = {
+            "numba": letterbox_normalize,
+            "opencv": peers.opencv_letterbox,
+            "torchvision": peers.torchvision_letterbox,
+        }
+        _, ctx["scales"], ctx["pads"] = fn[self.path](
+            imgs, p.input_hw, p.mean, p.std, bgr_to_rgb=self.source.bgr, letterbox=p.letterbox,
+            out=self.host[ctx["slot"]].numpy(),
+        )  # fmt: skip
+        ctx["orig_hw"] = np.array([im.shape[:2] for im in imgs], np.float64)
+
+    def _stage(self, ctx: dict) -> None:
+        imgs = self.source.batch(ctx["index"], self.bs)
+        np.stack(imgs, out=self.host[ctx["slot"]].numpy())
+        ctx["orig_hw"] = np.array([im.shape[:2] for im in imgs], np.float64)
+
+    # -- device-side steps (main thread)
+    def _h2d(self, ctx: dict) -> None:
+        src = self.host[ctx["slot"]]
+        dtype = torch.uint8 if self.device_pre else self.dtype
+        ctx["x"] = src.to(self.s.device, dtype, non_blocking=True)
+
+    def _pre_device(self, ctx: dict) -> None:
+        p = self.lm.preset
+        kernel_dtype = np.float16 if self.dtype == torch.float16 else np.float32
+        x = torch.empty((self.bs, 3, *p.input_hw), dtype=torch.from_numpy(np.zeros(0, kernel_dtype)).dtype,
+                        device=self.s.device)  # fmt: skip
+        _, ctx["scales"], ctx["pads"] = letterbox_normalize(
+            ctx["x"], p.input_hw, p.mean, p.std, bgr_to_rgb=self.source.bgr, letterbox=p.letterbox,
+            dtype=kernel_dtype, out=x,
+        )  # fmt: skip
+        ctx["x"] = x.to(self.dtype)
+
+    def _infer(self, ctx: dict) -> None:
+        with torch.inference_mode():
+            ctx["y"] = self.lm.model(ctx["x"])
+
+    def _d2h(self, ctx: dict) -> None:
+        ctx["out"] = ctx["y"].float().cpu().numpy()
+
+    def _post_device(self, ctx: dict) -> None:
+        y = ctx["y"].float().contiguous()
+        if self.lm.preset.task == "classify":
+            ctx["result"] = softmax_topk(y, min(self.s.topk, 64))
+        else:
+            ctx["result"] = (seg_argmax(y),)
+        ctx["out"] = None
+
+    def _d2h_result(self, ctx: dict) -> None:
+        ctx["result"] = tuple(r.copy_to_host() for r in ctx["result"])
+
+    def _post_host(self, ctx: dict) -> None:
+        y, task = ctx["out"], self.lm.preset.task
+        torch_path = self.path != "numba"
+        if task == "classify":
+            peers.torch_softmax_topk(torch.from_numpy(y), self.s.topk) if torch_path else softmax_topk(
+                y, self.s.topk
+            )
+        elif task == "segment":
+            peers.torch_seg_argmax(torch.from_numpy(y)) if torch_path else seg_argmax(y)
+        elif torch_path:
+            dets = peers.torch_detect_postprocess(
+                torch.from_numpy(y),
+                torch.from_numpy(self.anchors),
+                self.s.conf_thres,
+                self.s.iou_thres,
                 self.s.max_det,
-            )  # fmt: skip
+            )
+            self.post_counts.append(float(np.mean([len(d[0]) for d in dets])))
+        else:
+            s = self.s
+            meta = (ctx["scales"], ctx["pads"], ctx["orig_hw"])
+            _, counts = detect_postprocess(y, self.anchors, *meta, s.conf_thres, s.iou_thres, s.max_det)
             self.post_counts.append(float(counts.mean()))
+
+    def checked_output(self, ctx: dict) -> np.ndarray:
+        """What the NaN/Inf check looks at: the raw outputs on the host, or the device results."""
+        if ctx.get("out") is not None:
+            return ctx["out"]
+        return np.concatenate([np.asarray(r, np.float64).ravel() for r in ctx["result"]])
 
 
 def _window_done(t0: float, n: int, s: RunSettings) -> bool:
@@ -125,76 +219,66 @@ def _window_done(t0: float, n: int, s: RunSettings) -> bool:
 
 
 def _staged_window(pipe: VisionPipeline, s: RunSettings, progress: Progress | None):
-    times = {k: [] for k in STAGES}
-    sync = lambda: _sync(s.device)  # noqa: E731
-    last = None
+    times: dict[str, list[float]] = {k: [] for k in pipe.stage_names}
     i = 0
     t_window = time.perf_counter()
     while True:
-        t0 = time.perf_counter()
-        meta = pipe.pre(i, 0)
-        t1 = time.perf_counter()
-        x = pipe.h2d(0)
-        sync()
-        t2 = time.perf_counter()
-        y = pipe.infer(x)
-        sync()
-        t3 = time.perf_counter()
-        yh = pipe.d2h(y)
-        t4 = time.perf_counter()
-        pipe.post(yh, meta)
-        t5 = time.perf_counter()
+        ctx = {"index": i, "slot": 0}
+        marks = [time.perf_counter()]
+        for _, step in pipe.steps:
+            step(ctx)
+            _sync(s.device)
+            marks.append(time.perf_counter())
         i += 1
         if i <= s.warmup:
-            t_window = t5
+            t_window = marks[-1]
             continue
-        for k, (a, b) in zip(STAGES, ((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5)), strict=True):
+        for k, a, b in zip(pipe.stage_names, marks, marks[1:], strict=False):
             times[k].append(b - a)
-        last = yh
         n = i - s.warmup
         if progress:
-            progress("staged", t5 - t_window, n)
+            progress("staged", marks[-1] - t_window, n)
         if _window_done(t_window, n, s):
-            return times, t5 - t_window, last
+            return times, marks[-1] - t_window, pipe.checked_output(ctx)
 
 
 def _pipelined_window(pipe: VisionPipeline, s: RunSettings, progress: Progress | None):
-    """End to end with pre-processing of the next batch overlapped; per-batch latency and window."""
-
+    """End to end with the host step of the next batch overlapped; per-batch latency and window."""
     # On a CPU device, inference already uses every core: a full Numba pool in the worker would
     # oversubscribe them (measured on 2 cores: 61 vs 82 samples/s for MobileNetV3 batch 4).
     pre_threads = pre_threads_for(s.device)
+    host_step = pipe.steps[0][1]
 
-    def pre_job(index: int):
+    def host_job(index: int) -> dict:
         numba.set_num_threads(pre_threads)  # thread-local: affects only this worker
-        t = time.perf_counter()
-        return t, pipe.pre(index, index % 2)
+        ctx = {"index": index, "slot": index % 2, "t_start": time.perf_counter()}
+        host_step(ctx)
+        return ctx
 
     lat: list[float] = []
-    last = None
     with ThreadPoolExecutor(max_workers=1) as pool:
-        fut = pool.submit(pre_job, 0)
+        fut = pool.submit(host_job, 0)
         i = 0
         t_window = time.perf_counter()
         while True:
-            t_start, meta = fut.result()
-            x = pipe.h2d(i % 2)
-            fut = pool.submit(pre_job, i + 1)
-            yh = pipe.d2h(pipe.infer(x))  # .cpu() waits for the device
-            pipe.post(yh, meta)
+            ctx = fut.result()
+            pipe.steps[1][1](ctx)  # h2d: issued before the worker may touch this slot again
+            fut = pool.submit(host_job, i + 1)
+            for _, step in pipe.steps[2:]:
+                step(ctx)
+            _sync(s.device)
             t_end = time.perf_counter()
             i += 1
             if i <= s.warmup:
                 t_window = t_end
                 continue
-            lat.append(t_end - t_start)
-            last = yh
+            lat.append(t_end - ctx["t_start"])
             if progress:
                 progress("end-to-end", t_end - t_window, len(lat))
             if _window_done(t_window, len(lat), s):
                 window = t_end - t_window
                 fut.result()  # let the batch in flight finish before the buffers go away
-                return lat, window, last
+                return lat, window, pipe.checked_output(ctx)
 
 
 def pre_threads_for(device: torch.device) -> int:
@@ -210,15 +294,18 @@ def measure_point(
     source: ImageSource,
     s: RunSettings,
     progress: Progress | None = None,
+    preprocess: str = "numba",
 ) -> Point:
     """Measure one model at one batch size: first call, staged window, end-to-end window."""
     p = lm.preset
-    pipe = VisionPipeline(lm, batch_size, source, s)
+    pipe = VisionPipeline(lm, batch_size, source, s, preprocess)
     t0 = time.perf_counter()
     try:
-        meta = pipe.pre(0, 0)
-        first = pipe.d2h(pipe.infer(pipe.h2d(0)))
-        pipe.post(first, meta)
+        ctx = {"index": 0, "slot": 0}
+        for _, step in pipe.steps:
+            step(ctx)
+        _sync(s.device)
+        first = pipe.checked_output(ctx)
     except RuntimeError as e:
         msg = str(e).splitlines()[0]
         if "not implemented for" in msg or "Unsupported" in msg:
@@ -255,6 +342,7 @@ def measure_point(
         model=p.name, task=p.task, industry=p.industry, arch=p.arch,
         input_hw=list(p.input_hw), num_classes=p.num_classes, weights=lm.weights,
         device=str(s.device), device_name=device_name, backend="torch", precision=s.precision,
+        preprocess=preprocess + ("-cuda" if pipe.device_pre else ""),
         batch_size=batch_size, params=lm.params, flops_per_sample=float(lm.flops_per_sample),
         load_s=lm.load_s, first_call_s=first_call_s, warmup_iters=s.warmup,
         staged=staged, staged_window_s=staged_window,

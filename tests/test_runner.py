@@ -79,3 +79,32 @@ def test_rgb_folder_images_skip_channel_swap(fast_settings, monkeypatch):
     lm = load_model(get_preset("steel-defect-mobilenetv3"), fast_settings)
     measure_point(lm, 1, src, fast_settings)
     assert seen["swap"] is False
+
+
+@pytest.mark.parametrize("preprocess", ["numba", "opencv", "torchvision"])
+@pytest.mark.parametrize("name", ["steel-defect-mobilenetv3", "pcb-defect-yolo", "steel-seg-lraspp"])
+def test_every_data_path_runs_every_task(name, preprocess, images, fast_settings):
+    lm = load_model(get_preset(name), fast_settings)
+    pt = measure_point(lm, 2, images, fast_settings, preprocess=preprocess)
+    assert pt.preprocess == preprocess and pt.throughput_sps > 0
+    assert list(pt.staged) == ["pre", "h2d", "infer", "d2h", "post"]
+    assert not pt.output_check["nan_or_inf"]
+
+
+def test_peer_path_uses_the_peers(images, fast_settings, monkeypatch):
+    from harness import peers
+
+    calls = []
+    real = peers.opencv_letterbox
+    monkeypatch.setattr(peers, "opencv_letterbox", lambda *a, **k: calls.append(1) or real(*a, **k))
+    lm = load_model(get_preset("steel-defect-mobilenetv3"), fast_settings)
+    measure_point(lm, 1, images, fast_settings, preprocess="opencv")
+    assert calls
+
+
+def test_unknown_preprocess_is_a_user_error(images, fast_settings):
+    from harness.errors import UserError
+
+    lm = load_model(get_preset("steel-defect-mobilenetv3"), fast_settings)
+    with pytest.raises(UserError, match="unknown --preprocess"):
+        measure_point(lm, 1, images, fast_settings, preprocess="pillow")
