@@ -38,7 +38,7 @@ def make_point(**over) -> Point:
     d = dict(
         model="m", task="classify", industry="steel", arch="a", input_hw=[224, 224], num_classes=6,
         weights={"kind": "random-init", "seed": 0}, device="cpu", device_name="cpu x",
-        backend="torch", precision="fp32", batch_size=4, params=10, flops_per_sample=1e9,
+        backend="torch", preprocess="numba", precision="fp32", batch_size=4, params=10, flops_per_sample=1e9,
         load_s=0.1, first_call_s=0.2, warmup_iters=1,
         staged={k: st for k in ("pre", "h2d", "infer", "d2h", "post")}, staged_window_s=1.0,
         e2e=st, window_s=1.0, iterations=3, samples=12, throughput_sps=12.0,
