@@ -49,6 +49,16 @@ def user_errors(fn):
     return wrapper
 
 
+def use_spec_file(path: Path) -> None:
+    """--spec FILE: the user's rows are tried before the project's table."""
+    from harness.specs import add_spec_file
+
+    try:
+        add_spec_file(path)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
 def parse_batch_sizes(values: list[str]) -> list[int]:
     """'1,8,32' and repeated flags -> [1, 8, 32]; each must be a positive integer."""
     sizes: list[int] = []
@@ -168,7 +178,7 @@ def models(
 def _results_table(points) -> Table:
     t = Table(title="results (latency per batch, ms)")
     cols = ("model", "device", "prec", "batch", "samples/s", "e2e p50", "e2e p99", "pre", "infer",
-            "post", "GFLOP/sample", "TFLOPS", "flags")  # fmt: skip
+            "post", "GFLOP/sample", "TFLOPS", "MFU", "J/sample", "flags")  # fmt: skip
     for c in cols:
         t.add_column(c, justify="left" if c in ("model", "device", "prec", "flags") else "right")
     for p in points:
@@ -176,9 +186,25 @@ def _results_table(points) -> Table:
             p.model, p.device, p.precision, str(p.batch_size), f"{p.throughput_sps:.1f}",
             f"{p.e2e.p50_ms:.1f}", f"{p.e2e.p99_ms:.1f}", f"{p.staged['pre'].mean_ms:.2f}",
             f"{p.staged['infer'].mean_ms:.1f}", f"{p.staged['post'].mean_ms:.2f}",
-            f"{p.flops_per_sample / 1e9:.2f}", f"{p.delivered_tflops:.3f}", " ".join(p.flags),
+            f"{p.flops_per_sample / 1e9:.2f}", f"{p.delivered_tflops:.3f}",
+            f"{100 * p.mfu:.1f}%" if p.mfu is not None else "unknown",
+            _joules(p), " ".join(p.flags),
         )  # fmt: skip
     return t
+
+
+def _joules(p) -> str:
+    if p.joules_per_sample is None:
+        return "not measured"
+    return f"{p.joules_per_sample:.3g}" + (" (estimate)" if p.energy and p.energy.get("estimate") else "")
+
+
+def _footnotes(points) -> None:
+    for src in dict.fromkeys(p.mfu_peak_source for p in points if p.mfu_peak_source):
+        out.print(f"MFU denominator: {src}", highlight=False)
+    for method in dict.fromkeys(p.energy["method"] for p in points if p.energy):
+        scope = next(p.energy["scope"] for p in points if p.energy and p.energy["method"] == method)
+        out.print(f"energy: {method} (scope: {scope})", highlight=False)
 
 
 def run_benchmark(
@@ -196,11 +222,14 @@ def run_benchmark(
     num_images: int,
     seed: int,
     preprocess: str = "numba",
+    assume_watts: float | None = None,
+    spec: Path | None = None,
 ) -> Path:
     """Validate everything first, then measure each model x batch size, writing after each point."""
     import torch
 
     from harness.devices import resolve_device
+    from harness.energy import select_meter
     from harness.images import folder_images, parse_size, synthetic_images
     from harness.provenance import now_iso, provenance
     from harness.results import SCHEMA_VERSION, RunResult, new_run_id, write_result
@@ -225,6 +254,10 @@ def run_benchmark(
         raise UserError("--weights applies to one model; name exactly one")
     if weights is not None:
         check_weights(presets[0], weights)
+    if assume_watts is not None and not assume_watts > 0:
+        raise UserError(f"--assume-watts must be a positive number of watts, got {assume_watts}")
+    if spec is not None:
+        use_spec_file(spec)
     dev, why = resolve_device(device)
     if dev.type == "cpu" and precision == "fp16":
         raise UserError("fp16 on the CPU is not supported by the torch backend; use fp32 or bf16")
@@ -238,6 +271,8 @@ def run_benchmark(
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
+    meter = select_meter(dev.type, dev.index or 0, assume_watts)
+    meter.idle()
     settings = RunSettings(
         device=dev, precision=precision, warmup=warmup, min_duration=min_duration,
         min_iters=min_iters, seed=seed,
@@ -253,7 +288,8 @@ def run_benchmark(
             "precision": precision, "warmup": warmup, "min_duration_s": min_duration,
             "min_iters": min_iters, "seed": seed, "input": source.description,
             "cudnn_benchmark": dev.type == "cuda", "weights": str(weights) if weights else None,
-            "preprocess": preprocess,
+            "preprocess": preprocess, "energy_meter": meter.name, "assume_watts": assume_watts,
+            "spec_file": str(spec) if spec else None,
         },
         provenance=provenance(),
     )  # fmt: skip
@@ -273,7 +309,9 @@ def run_benchmark(
                         done = (0.0 if phase == "staged" else 1.0) + min(frac, 1.0)
                         bar.update(task, completed=done, info=f"{phase}: {n} batches, {elapsed:.1f}s")
 
-                    point = measure_point(lm, bs, source, settings, progress=tick, preprocess=preprocess)
+                    point = measure_point(
+                        lm, bs, source, settings, progress=tick, preprocess=preprocess, meter=meter
+                    )
                 result.points.append(point)
                 write_result(result, path)
         result.status = "complete"
@@ -289,6 +327,7 @@ def run_benchmark(
         write_result(result, path)
     if result.points:
         out.print(_results_table(result.points))
+        _footnotes(result.points)
     out.print(f"result written to {path}", highlight=False)
     if result.status == "incomplete":
         raise typer.Exit(130)
@@ -310,6 +349,9 @@ ImagesOpt = Annotated[
 SizeOpt = Annotated[str, typer.Option(help="Generated image size WxH (a camera frame).")]
 NumImagesOpt = Annotated[int, typer.Option(help="How many distinct generated images to cycle.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for random weights and generated images.")]
+SpecOpt = Annotated[
+    Path | None, typer.Option(help="A spec TOML ([[device]] rows) adding or overriding nameplate peaks.")
+]
 
 
 @app.command()
@@ -335,10 +377,15 @@ def run(
             "torchvision (the libraries people use, pre- and post-processing)."
         ),
     ] = "numba",
+    assume_watts: Annotated[
+        float | None,
+        typer.Option(help="No energy counter? Estimate energy as these watts x time; labelled an estimate."),
+    ] = None,
+    spec: SpecOpt = None,
 ) -> None:
     """Benchmark vision presets end to end (pre-process, infer, post-process) and write a result."""
     run_benchmark(model, batch_size, device, precision, warmup, min_duration, min_iters, out_dir,
-                  weights, images, image_size, num_images, seed, preprocess)  # fmt: skip
+                  weights, images, image_size, num_images, seed, preprocess, assume_watts, spec)  # fmt: skip
 
 
 @app.command()

@@ -58,7 +58,17 @@ class Point:
     input_source: str
     pre_threads_overlapped: int  # Numba threads of the pre-processing worker in the e2e window
     output_check: dict  # {"checked_batches": n, "nan_or_inf": bool, ...task-specific counts}
-    flags: list[str] = field(default_factory=list)  # high_cov_e2e, nan_or_inf_outputs, ...
+    flags: list[str] = field(default_factory=list)  # high_cov_e2e, nan_or_inf_outputs, throttled, ...
+    # utilisation and energy, all over the end-to-end window (harness/metrics.py, harness/energy.py)
+    pflops_equivalent: float | None = None  # delivered FLOPS / 1e15
+    mfu: float | None = None  # delivered / dense nameplate peak; None = unknown
+    mfu_peak_tflops: float | None = None  # the denominator
+    mfu_peak_source: str | None = None  # where the denominator comes from, or why it is unknown
+    energy: dict | None = None  # EnergyReading: joules, scope, method, estimate, idle_w, clocks
+    joules_per_sample: float | None = None
+    samples_per_joule: float | None = None
+    joules_per_pflop: float | None = None  # energy / (useful FLOPs / 1e15)
+    pflops_per_kw: float | None = None
 
 
 @dataclass

@@ -20,9 +20,11 @@ import numpy as np
 import torch
 
 from harness import peers
+from harness.energy import Meter
 from harness.errors import UserError
 from harness.flops import preset_flops_per_sample
 from harness.images import ImageSource
+from harness.metrics import nameplate_peak, run_metrics
 from harness.results import Point
 from harness.stats import latency_stats
 from kernels import detect_postprocess, letterbox_normalize, seg_argmax, softmax_topk
@@ -242,8 +244,12 @@ def _staged_window(pipe: VisionPipeline, s: RunSettings, progress: Progress | No
             return times, marks[-1] - t_window, pipe.checked_output(ctx)
 
 
-def _pipelined_window(pipe: VisionPipeline, s: RunSettings, progress: Progress | None):
-    """End to end with the host step of the next batch overlapped; per-batch latency and window."""
+def _pipelined_window(pipe: VisionPipeline, s: RunSettings, progress: Progress | None, meter: Meter):
+    """End to end with the host step of the next batch overlapped; per-batch latency and window.
+
+    The energy meter starts as the window opens and stops as it closes: energy and throughput
+    come from the same window.
+    """
     # On a CPU device, inference already uses every core: a full Numba pool in the worker would
     # oversubscribe them (measured on 2 cores: 61 vs 82 samples/s for MobileNetV3 batch 4).
     pre_threads = pre_threads_for(s.device)
@@ -259,6 +265,8 @@ def _pipelined_window(pipe: VisionPipeline, s: RunSettings, progress: Progress |
     with ThreadPoolExecutor(max_workers=1) as pool:
         fut = pool.submit(host_job, 0)
         i = 0
+        if s.warmup == 0:
+            meter.start()
         t_window = time.perf_counter()
         while True:
             ctx = fut.result()
@@ -270,15 +278,18 @@ def _pipelined_window(pipe: VisionPipeline, s: RunSettings, progress: Progress |
             t_end = time.perf_counter()
             i += 1
             if i <= s.warmup:
-                t_window = t_end
+                if i == s.warmup:
+                    meter.start()
+                t_window = time.perf_counter()
                 continue
             lat.append(t_end - ctx["t_start"])
             if progress:
                 progress("end-to-end", t_end - t_window, len(lat))
             if _window_done(t_window, len(lat), s):
                 window = t_end - t_window
+                reading = meter.stop()
                 fut.result()  # let the batch in flight finish before the buffers go away
-                return lat, window, pipe.checked_output(ctx)
+                return lat, window, pipe.checked_output(ctx), reading
 
 
 def pre_threads_for(device: torch.device) -> int:
@@ -295,6 +306,7 @@ def measure_point(
     s: RunSettings,
     progress: Progress | None = None,
     preprocess: str = "numba",
+    meter: Meter | None = None,
 ) -> Point:
     """Measure one model at one batch size: first call, staged window, end-to-end window."""
     p = lm.preset
@@ -318,7 +330,8 @@ def measure_point(
     times, staged_window, last_staged = _staged_window(pipe, s, progress)
     checked.append(last_staged)
     pipe.post_counts.clear()
-    lat, window, last_e2e = _pipelined_window(pipe, s, progress)
+    meter = meter or Meter()
+    lat, window, last_e2e, reading = _pipelined_window(pipe, s, progress, meter)
     checked.append(last_e2e)
 
     nan_or_inf = any(not np.isfinite(a).all() for a in checked)
@@ -337,6 +350,12 @@ def measure_point(
         flags.append("high_cov_infer")
     if nan_or_inf:
         flags.append("nan_or_inf_outputs")
+    if reading.clocks.get("throttled"):
+        flags.append("throttled")
+    if reading.estimate:
+        flags.append("energy_estimated")
+    peak, peak_source = nameplate_peak(s.device, s.precision)
+    m = run_metrics(lm.flops_per_sample, throughput, peak, reading)
     device_name = torch.cuda.get_device_name(s.device) if s.device.type == "cuda" else _cpu_name()
     return Point(
         model=p.name, task=p.task, industry=p.industry, arch=p.arch,
@@ -352,6 +371,10 @@ def measure_point(
         infer_tflops=lm.flops_per_sample * batch_size / (staged["infer"].mean_ms / 1e3) / 1e12,
         input_source=source.description, pre_threads_overlapped=pre_threads_for(s.device),
         output_check=output_check, flags=flags,
+        pflops_equivalent=m["pflops_equivalent"], mfu=m["mfu"], mfu_peak_tflops=peak,
+        mfu_peak_source=peak_source, energy=reading.to_dict(), joules_per_sample=m["joules_per_sample"],
+        samples_per_joule=m["samples_per_joule"], joules_per_pflop=m["joules_per_pflop"],
+        pflops_per_kw=m["pflops_per_kw"],
     )  # fmt: skip
 
 

@@ -36,32 +36,93 @@ class SpecRow:
         return self.peaks.get(precision)
 
 
-@cache
-def spec_table() -> tuple[SpecRow, ...]:
-    """All rows of the spec table, in file order."""
-    with SPEC_FILE.open("rb") as f:
-        raw = tomllib.load(f)
+REQUIRED = ("name", "match", "peaks", "source")
+OPTIONAL = ("sparse_factor", "memory_gb", "memory_type", "bandwidth_gbs", "power_w", "unconfirmed", "note")
+_user_rows: list[SpecRow] = []
+
+
+def load_spec_file(path: Path) -> list[SpecRow]:
+    """Rows of a spec TOML file ([[device]] tables as in data/accelerators.toml), validated.
+
+    Raises ValueError naming the file, the row and the problem.
+    """
+    try:
+        with Path(path).open("rb") as f:
+            raw = tomllib.load(f)
+    except OSError as e:
+        raise ValueError(f"cannot read spec file {path}: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"spec file {path} is not valid TOML: {e}") from None
+    devices = raw.get("device")
+    if not isinstance(devices, list) or not devices:
+        raise ValueError(f"spec file {path} has no [[device]] rows")
     rows = []
-    for d in raw["device"]:
-        unknown = set(d["peaks"]) - set(PRECISIONS)
+    for i, d in enumerate(devices):
+        where = f"{path}: device #{i + 1} ({d.get('name', 'no name')})"
+        missing = [k for k in REQUIRED if k not in d]
+        if missing:
+            raise ValueError(f"{where}: missing {', '.join(missing)}")
+        unknown = set(d) - set(REQUIRED) - set(OPTIONAL)
         if unknown:
-            raise ValueError(f"{SPEC_FILE}: row {d['name']!r} has unknown precisions {unknown}")
-        rows.append(
-            SpecRow(
-                name=d["name"],
-                match=tuple(d["match"]),
-                peaks={k: float(v) for k, v in d["peaks"].items()},
-                source=d["source"],
-                sparse_factor=d.get("sparse_factor"),
-                memory_gb=d.get("memory_gb"),
-                memory_type=d.get("memory_type"),
-                bandwidth_gbs=d.get("bandwidth_gbs"),
-                power_w=d.get("power_w"),
-                unconfirmed=tuple(d.get("unconfirmed", ())),
-                note=d.get("note"),
+            raise ValueError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        bad = set(d["peaks"]) - set(PRECISIONS)
+        if bad:
+            raise ValueError(
+                f"{where}: unknown precision(s) {', '.join(sorted(bad))}; use {', '.join(PRECISIONS)}"
             )
-        )
-    return tuple(rows)
+        if not all(isinstance(v, int | float) and v > 0 for v in d["peaks"].values()):
+            raise ValueError(f"{where}: every peak must be a positive number (dense TFLOPS)")
+        if isinstance(d["match"], str):
+            d["match"] = [d["match"]]
+        for pattern in d["match"]:
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"{where}: bad match pattern {pattern!r}: {e}") from None
+        rows.append(_row(d))
+    return rows
+
+
+def add_spec_file(path: Path) -> list[SpecRow]:
+    """Use a user's spec file: its rows are tried before the project's (add or override a device)."""
+    rows = load_spec_file(path)
+    _user_rows[:0] = rows
+    return rows
+
+
+def _row(d: dict) -> SpecRow:
+    return SpecRow(
+        name=d["name"],
+        match=tuple(d["match"]),
+        peaks={k: float(v) for k, v in d["peaks"].items()},
+        source=d["source"],
+        sparse_factor=d.get("sparse_factor"),
+        memory_gb=d.get("memory_gb"),
+        memory_type=d.get("memory_type"),
+        bandwidth_gbs=d.get("bandwidth_gbs"),
+        power_w=d.get("power_w"),
+        unconfirmed=tuple(d.get("unconfirmed", ())),
+        note=d.get("note"),
+    )
+
+
+@cache
+def project_table() -> tuple[SpecRow, ...]:
+    """The project's rows (data/accelerators.toml), in file order."""
+    return tuple(load_spec_file(SPEC_FILE))
+
+
+def spec_table() -> tuple[SpecRow, ...]:
+    """All rows: the user's spec files first (they override), then the project's."""
+    return (*_user_rows, *project_table())
+
+
+def find_spec(name: str) -> SpecRow | None:
+    """A row by its exact name (as claims name devices), user rows first."""
+    for row in spec_table():
+        if row.name.lower() == name.lower():
+            return row
+    return None
 
 
 def match_spec(device_name: str) -> SpecRow | None:
