@@ -464,6 +464,51 @@ def kernels(
         out.print(f"written to {path}", highlight=False)
 
 
+@app.command()
+@user_errors
+def peak(
+    device: DeviceOpt = "auto",
+    out_dir: OutOpt = Path("results"),
+    spec: SpecOpt = None,
+) -> None:
+    """Measure the device's own peaks (dense GEMM per precision, copy bandwidth) beside its nameplate."""
+    from harness.devices import resolve_device
+    from harness.peak import measure_peaks
+    from harness.provenance import now_iso, provenance
+
+    if spec is not None:
+        use_spec_file(spec)
+    dev, why = resolve_device(device)
+    check_writable(out_dir)
+    err.print(f"device: {why}", highlight=False)
+    started = now_iso()
+    with err.status("measuring ...") as status:
+        res = measure_peaks(dev, progress=lambda p: status.update(f"measuring {p} ..."))
+    t = Table(title=f"measured peaks of {res['device_name']} ({res['device']})")
+    for col in ("precision", "best n", "measured TFLOPS", "nameplate dense", "measured / nameplate", "note"):
+        t.add_column(col, justify="left" if col in ("precision", "note") else "right")
+    for r in res["gemm"]:
+        t.add_row(
+            r["precision"] + (" (TOPS)" if r["precision"] in ("int8", "fp8") else ""),
+            str(r["best_n"] or "-"),
+            f"{r['measured_tflops']:.3f}" if r["measured_tflops"] is not None else "-",
+            f"{r['nameplate_tflops']:g}" if r["nameplate_tflops"] else "unknown",
+            f"{100 * r['ratio']:.0f}%" if r["ratio"] else "-",
+            r["note"],
+        )
+    plate = res["copy_nameplate_gbs"]
+    ratio = f"{100 * res['copy_ratio']:.0f}%" if res["copy_ratio"] else "-"
+    plate_txt = f"{plate:g}" if plate else "unknown"
+    t.add_row("copy (GB/s)", "-", f"{res['copy_gbs']:.1f}", plate_txt, ratio, "read + write counted")
+    out.print(t)
+    out.print(f"nameplate: {res['nameplate_source']}", highlight=False)
+    doc = {"kind": "modelpower-peak", "version": 1, "started_at": started, "ended_at": now_iso(), **res,
+           "provenance": provenance()}  # fmt: skip
+    path = out_dir / f"peak-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    out.print(f"written to {path}", highlight=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")
