@@ -309,9 +309,7 @@ def run_benchmark(
                         done = (0.0 if phase == "staged" else 1.0) + min(frac, 1.0)
                         bar.update(task, completed=done, info=f"{phase}: {n} batches, {elapsed:.1f}s")
 
-                    point = measure_point(
-                        lm, bs, source, settings, progress=tick, preprocess=preprocess, meter=meter
-                    )
+                    point = measure_point(lm, bs, source, settings, progress=tick, preprocess=preprocess, meter=meter)
                 result.points.append(point)
                 write_result(result, path)
         result.status = "complete"
@@ -334,18 +332,14 @@ def run_benchmark(
     return path
 
 
-BatchOpt = Annotated[
-    list[str], typer.Option("--batch-size", "-b", help="Batch size; a list sweeps: -b 1,8,32.")
-]
+BatchOpt = Annotated[list[str], typer.Option("--batch-size", "-b", help="Batch size; a list sweeps: -b 1,8,32.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 PrecisionOpt = Annotated[str, typer.Option(help="fp32, fp16 or bf16.")]
 WarmupOpt = Annotated[int, typer.Option(help="Warm-up batches, excluded from every window.")]
 DurationOpt = Annotated[float, typer.Option(help="Minimum seconds per measurement window.")]
 ItersOpt = Annotated[int, typer.Option(help="Minimum batches per measurement window.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder for the result JSON.")]
-ImagesOpt = Annotated[
-    Path | None, typer.Option(help="Folder of .jpg/.png images to use instead of generated ones.")
-]
+ImagesOpt = Annotated[Path | None, typer.Option(help="Folder of .jpg/.png images to use instead of generated ones.")]
 SizeOpt = Annotated[str, typer.Option(help="Generated image size WxH (a camera frame).")]
 NumImagesOpt = Annotated[int, typer.Option(help="How many distinct generated images to cycle.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for random weights and generated images.")]
@@ -403,9 +397,7 @@ def quick(
 @app.command()
 @user_errors
 def kernels(
-    quick: Annotated[
-        bool, typer.Option(help="Quarter-size inputs: a quick look, not the target shapes.")
-    ] = False,
+    quick: Annotated[bool, typer.Option(help="Quarter-size inputs: a quick look, not the target shapes.")] = False,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Also write the table as JSON here.")] = None,
 ) -> None:
     """Benchmark our Numba kernels against the libraries people use, side by side in one run."""
@@ -416,9 +408,7 @@ def kernels(
         check_writable(out_dir)
     started = now_iso()
     with err.status("measuring copy bandwidth ...") as status:
-        rows, bw = kernel_bench.run(
-            0.25 if quick else 1.0, progress=lambda n: status.update(f"timing {n} ...")
-        )
+        rows, bw = kernel_bench.run(0.25 if quick else 1.0, progress=lambda n: status.update(f"timing {n} ..."))
     t = Table(title=f"kernels vs peers (median ms; copy bandwidth measured now: {bw:.1f} GB/s read+write)")
     for col in (
         "kernel",
@@ -441,9 +431,7 @@ def kernels(
             f"{100 * r.copy_fraction:.0f}%" if r.copy_fraction else "-", f"{r.first_call_ms:.0f} ms",
         )  # fmt: skip
     out.print(t)
-    out.print(
-        "1st call: our kernel's first call in this process (JIT compile, or loading Numba's on-disk cache)."
-    )
+    out.print("1st call: our kernel's first call in this process (JIT compile, or loading Numba's on-disk cache).")
     if quick:
         out.print("--quick: shrunken inputs; the targets apply to the full shapes.")
     if out_dir is not None:
@@ -507,6 +495,62 @@ def peak(
     path = out_dir / f"peak-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(doc, indent=2) + "\n")
     out.print(f"written to {path}", highlight=False)
+
+
+@app.command()
+@user_errors
+def claim(
+    files: Annotated[list[Path], typer.Argument(help="Claim TOML file(s); see claims/README.md.")],
+    results: Annotated[
+        list[Path] | None,
+        typer.Option("--results", "-r", help="Result JSON files whose measurements to use."),
+    ] = None,
+    peak_file: Annotated[
+        Path | None,
+        typer.Option("--peak", help="A `modelpower peak` file: the measured computer for equivalences."),
+    ] = None,
+    spec: SpecOpt = None,
+) -> None:
+    """Check compute claims: the arithmetic step by step, and a verdict, from nameplate data and measurements."""
+    from harness.claims import ClaimError, check_claim, load_claims
+    from harness.devices import detect_cpu
+    from harness.results import read_result
+
+    if spec is not None:
+        use_spec_file(spec)
+    try:
+        claims = [c for f in files for c in load_claims(f)]
+    except ClaimError as e:
+        raise UserError(str(e)) from None
+    points = [p for r in (results or []) for p in read_result(r).points]
+    computer = _computer(peak_file, detect_cpu())
+    for c in claims:
+        v = check_claim(c, points, computer)
+        out.rule(f"[bold]{c.id}[/bold] ({c.kind})")
+        if c.text:
+            out.print(f"claim: {c.text}", highlight=False)
+        for i, step in enumerate(v.steps, 1):
+            out.print(f"  {i}. {step}", highlight=False)
+        out.print(f"[bold]verdict:[/bold] {v.verdict}", highlight=False)
+    if not points:
+        out.print("(no --results given: delivered compute is not measured in these verdicts)")
+
+
+def _computer(peak_file: Path | None, cpu) -> dict:
+    """This machine as 'a computer': measured GEMM peaks from a peak file, else its computed nameplate."""
+    if peak_file is None:
+        return {"name": f"this machine ({cpu.model}, {cpu.physical_cores} cores)", "how": "computed nameplate",
+                "fp32": cpu.peak_fp32_tflops, "fp64": cpu.peak_fp64_tflops}  # fmt: skip
+    try:
+        doc = json.loads(Path(peak_file).read_text())
+        gemm = {r["precision"]: r["measured_tflops"] for r in doc["gemm"]}
+        name = doc["device_name"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{peak_file} is not a `modelpower peak` file: {e}") from None
+    if doc.get("kind") != "modelpower-peak":
+        raise UserError(f"{peak_file} is not a `modelpower peak` file")
+    return {"name": f"{name} ({doc['device']})", "how": f"measured by modelpower peak, {peak_file}",
+            "fp32": gemm.get("fp32"), "fp64": gemm.get("fp64")}  # fmt: skip
 
 
 def main() -> None:

@@ -48,9 +48,7 @@ class EnergyReading:
 class PowerSampler:
     """Samples a power source (W) on a thread and integrates it (trapezoid) over start()..stop()."""
 
-    def __init__(
-        self, read_watts: Callable[[], float], hz: float = SAMPLE_HZ, extra: Callable[[], dict] | None = None
-    ):
+    def __init__(self, read_watts: Callable[[], float], hz: float = SAMPLE_HZ, extra: Callable[[], dict] | None = None):
         if hz < 10:
             raise ValueError("power must be sampled at >= 10 Hz")
         self.read_watts, self.period, self.extra = read_watts, 1.0 / hz, extra
@@ -198,9 +196,7 @@ class NvmlMeter(Meter):
         clocks = throttle_summary(self.sampler.extras)
         extra = {"idle_w": self.idle_w, "samples": n, "clocks": clocks}
         if e1 is not None and e1 > self._e0:
-            return EnergyReading(
-                True, (e1 - self._e0) / 1000.0, window, "device", "NVML total-energy counter", **extra
-            )
+            return EnergyReading(True, (e1 - self._e0) / 1000.0, window, "device", "NVML total-energy counter", **extra)
         why = "no energy counter" if e1 is None else "energy counter did not move over the window"
         method = f"NVML power sampled at {SAMPLE_HZ:g} Hz ({why})"
         return EnergyReading(True, sampled_j, window, "device", method, **extra)
@@ -220,13 +216,7 @@ def throttle_summary(extras: list[dict]) -> dict:
     """SM clock range over the window and every throttle reason seen in it."""
     clocks = [e["sm_mhz"] for e in extras if e.get("sm_mhz") is not None]
     seen = sorted(
-        {
-            name
-            for e in extras
-            if e.get("reasons")
-            for bit, name in THROTTLE_BITS.items()
-            if e["reasons"] & bit
-        }
+        {name for e in extras if e.get("reasons") for bit, name in THROTTLE_BITS.items() if e["reasons"] & bit}
     )
     return {
         "sm_mhz_min": min(clocks) if clocks else None,

@@ -119,9 +119,7 @@ def measure_peaks(device: torch.device, progress=None) -> dict:
         try:
             tflops, n = gemm_peak(prec, device, sizes)
         except (RuntimeError, TypeError) as e:
-            rows.append(
-                PeakRow(prec, None, None, plate(prec), None, f"not run: {str(e).splitlines()[0][:100]}")
-            )
+            rows.append(PeakRow(prec, None, None, plate(prec), None, f"not run: {str(e).splitlines()[0][:100]}"))
             continue
         nameplate = plate(prec)
         ratio = tflops / nameplate if nameplate else None

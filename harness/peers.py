@@ -16,9 +16,7 @@ def _affine(mean, std):
     return 1.0 / std64, -np.asarray(mean, np.float64) / std64
 
 
-def opencv_letterbox(
-    images, out_hw, mean, std, *, bgr_to_rgb=True, letterbox=True, pad_value=114.0, out=None
-):
+def opencv_letterbox(images, out_hw, mean, std, *, bgr_to_rgb=True, letterbox=True, pad_value=114.0, out=None):
     """cv2.resize straight into a preallocated padded canvas, then per-channel normalization
     (cv2.addWeighted with a float32 destination) written into the output planes."""
     import cv2
@@ -50,9 +48,7 @@ def opencv_letterbox(
     return out, scales, pads
 
 
-def torchvision_letterbox(
-    images, out_hw, mean, std, *, bgr_to_rgb=True, letterbox=True, pad_value=114.0, out=None
-):
+def torchvision_letterbox(images, out_hw, mean, std, *, bgr_to_rgb=True, letterbox=True, pad_value=114.0, out=None):
     """torchvision.transforms.v2 on uint8 tensors: resize (bilinear, no antialias), pad, to float,
     normalize."""
     from torchvision.transforms.v2 import functional as F

@@ -63,6 +63,7 @@ class Point:
     pflops_equivalent: float | None = None  # delivered FLOPS / 1e15
     mfu: float | None = None  # delivered / dense nameplate peak; None = unknown
     mfu_peak_tflops: float | None = None  # the denominator
+    mfu_precision: str | None = None  # the precision of the math the denominator is for (fp32 convs on CUDA: tf32)
     mfu_peak_source: str | None = None  # where the denominator comes from, or why it is unknown
     energy: dict | None = None  # EnergyReading: joules, scope, method, estimate, idle_w, clocks
     joules_per_sample: float | None = None
@@ -136,8 +137,7 @@ def read_result(path: Path) -> RunResult:
         raise UserError(f"{path} is not a modelpower result file (no schema_version)")
     if d["schema_version"] != SCHEMA_VERSION:
         raise UserError(
-            f"{path} has result schema version {d['schema_version']}; "
-            f"this modelpower reads version {SCHEMA_VERSION}"
+            f"{path} has result schema version {d['schema_version']}; this modelpower reads version {SCHEMA_VERSION}"
         )
     r = _build(RunResult, d, str(path))
     r.points = [point_from_dict(p, f"{path}: points[{i}]") for i, p in enumerate(r.points)]

@@ -24,7 +24,7 @@ from harness.energy import Meter
 from harness.errors import UserError
 from harness.flops import preset_flops_per_sample
 from harness.images import ImageSource
-from harness.metrics import nameplate_peak, run_metrics
+from harness.metrics import nameplate_peak, peak_precision, run_metrics
 from harness.results import Point
 from harness.stats import latency_stats
 from kernels import detect_postprocess, letterbox_normalize, seg_argmax, softmax_topk
@@ -90,9 +90,7 @@ class VisionPipeline:
       -> infer -> post (CUDA kernel; detection: none) -> d2h (results) [-> post on host: detection]
     """
 
-    def __init__(
-        self, lm: LoadedModel, batch_size: int, source: ImageSource, s: RunSettings, preprocess: str
-    ):
+    def __init__(self, lm: LoadedModel, batch_size: int, source: ImageSource, s: RunSettings, preprocess: str):
         if preprocess not in PREPROCESS:
             raise UserError(f"unknown --preprocess {preprocess!r}: use {', '.join(PREPROCESS)}")
         self.lm, self.bs, self.source, self.s, self.path = lm, batch_size, source, s, preprocess
@@ -105,9 +103,7 @@ class VisionPipeline:
         self.device_pre = self.cuda and preprocess == "numba" and len(sizes) == 1
         if self.device_pre:
             (frame,) = sizes
-            self.host = [
-                torch.empty((batch_size, *frame), dtype=torch.uint8, pin_memory=True) for _ in range(2)
-            ]
+            self.host = [torch.empty((batch_size, *frame), dtype=torch.uint8, pin_memory=True) for _ in range(2)]
             self.steps = [
                 ("stage", self._stage),
                 ("h2d", self._h2d),
@@ -189,9 +185,7 @@ class VisionPipeline:
         y, task = ctx["out"], self.lm.preset.task
         torch_path = self.path != "numba"
         if task == "classify":
-            peers.torch_softmax_topk(torch.from_numpy(y), self.s.topk) if torch_path else softmax_topk(
-                y, self.s.topk
-            )
+            peers.torch_softmax_topk(torch.from_numpy(y), self.s.topk) if torch_path else softmax_topk(y, self.s.topk)
         elif task == "segment":
             peers.torch_seg_argmax(torch.from_numpy(y)) if torch_path else seg_argmax(y)
         elif torch_path:
@@ -372,7 +366,8 @@ def measure_point(
         input_source=source.description, pre_threads_overlapped=pre_threads_for(s.device),
         output_check=output_check, flags=flags,
         pflops_equivalent=m["pflops_equivalent"], mfu=m["mfu"], mfu_peak_tflops=peak,
-        mfu_peak_source=peak_source, energy=reading.to_dict(), joules_per_sample=m["joules_per_sample"],
+        mfu_peak_source=peak_source, mfu_precision=peak_precision(s.device, s.precision),
+        energy=reading.to_dict(), joules_per_sample=m["joules_per_sample"],
         samples_per_joule=m["samples_per_joule"], joules_per_pflop=m["joules_per_pflop"],
         pflops_per_kw=m["pflops_per_kw"],
     )  # fmt: skip

@@ -67,9 +67,7 @@ def load_spec_file(path: Path) -> list[SpecRow]:
             raise ValueError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
         bad = set(d["peaks"]) - set(PRECISIONS)
         if bad:
-            raise ValueError(
-                f"{where}: unknown precision(s) {', '.join(sorted(bad))}; use {', '.join(PRECISIONS)}"
-            )
+            raise ValueError(f"{where}: unknown precision(s) {', '.join(sorted(bad))}; use {', '.join(PRECISIONS)}")
         if not all(isinstance(v, int | float) and v > 0 for v in d["peaks"].values()):
             raise ValueError(f"{where}: every peak must be a positive number (dense TFLOPS)")
         if isinstance(d["match"], str):

@@ -259,9 +259,7 @@ def _batched_nms(boxes, scores, cls, iou_thres, max_keep):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _detect(
-    head, anchors, scales, pads, orig_hw, logit_thres, iou_thres, max_det, max_cand, dets, counts, n_cand
-):
+def _detect(head, anchors, scales, pads, orig_hw, logit_thres, iou_thres, max_det, max_cand, dets, counts, n_cand):
     n_b, n_a, n_col = head.shape
     for b in prange(n_b):
         cls = np.empty(n_a, np.int64)
@@ -385,9 +383,7 @@ def _batched_nms_cuda(boxes, scores, classes, iou_thres, max_keep):
     _rank_cuda[launch_1d(n)](d_scores, n, order)
     words = (n + 31) // 32
     mask = cuda.device_array((n, words), np.uint32)
-    _suppress_mask_cuda[((n + 15) // 16, (words + 7) // 8), (16, 8)](
-        d_boxes, d_cls, order, n, iou_thres, mask
-    )
+    _suppress_mask_cuda[((n + 15) // 16, (words + 7) // 8), (16, 8)](d_boxes, d_cls, order, n, iou_thres, mask)
     removed = cuda.to_device(np.zeros(words, np.uint32))
     keep = cuda.device_array(max(1, min(max_keep, n)), np.int64)
     n_keep = cuda.to_device(np.zeros(1, np.int64))
@@ -409,15 +405,8 @@ def batched_nms(boxes, scores, classes, iou_thres: float, max_det: int | None = 
     boxes = np.ascontiguousarray(boxes, np.float32)
     scores = np.ascontiguousarray(scores, np.float32)
     classes = np.ascontiguousarray(classes, np.int64)
-    if (
-        boxes.ndim != 2
-        or boxes.shape[1] != 4
-        or scores.shape != (boxes.shape[0],)
-        or classes.shape != scores.shape
-    ):
-        raise ValueError(
-            f"batched_nms: need boxes [N,4], scores [N], classes [N]; got {boxes.shape}, {scores.shape}"
-        )
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or scores.shape != (boxes.shape[0],) or classes.shape != scores.shape:
+        raise ValueError(f"batched_nms: need boxes [N,4], scores [N], classes [N]; got {boxes.shape}, {scores.shape}")
     return _batched_nms(boxes, scores, classes, float(iou_thres), max_keep)
 
 

@@ -26,9 +26,7 @@ from kernels.half import f32_bits_to_f16_bits
 OUT_DTYPES = (np.float32, np.float16)
 
 
-def letterbox_geometry(
-    src_hw: tuple[int, int], dst_hw: tuple[int, int], letterbox: bool
-) -> tuple[int, int, int, int]:
+def letterbox_geometry(src_hw: tuple[int, int], dst_hw: tuple[int, int], letterbox: bool) -> tuple[int, int, int, int]:
     """(new_h, new_w, pad_top, pad_left): the resized image's size and its offset in the output."""
     h, w = src_hw
     th, tw = dst_hw
@@ -45,9 +43,7 @@ def _check_images(images) -> None:
         raise ValueError("letterbox_normalize: empty batch")
     for i, img in enumerate(images):
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-            raise ValueError(
-                f"letterbox_normalize: image {i} must be uint8 HxWx3, got {img.dtype} {img.shape}"
-            )
+            raise ValueError(f"letterbox_normalize: image {i} must be uint8 HxWx3, got {img.dtype} {img.shape}")
         if img.shape[0] < 1 or img.shape[1] < 1:
             raise ValueError(f"letterbox_normalize: image {i} is empty ({img.shape})")
 
@@ -200,9 +196,7 @@ def _letterbox_f16(img, out16, new_h, new_w, top, left, a, b, pad, swap, n_chunk
                     r0 = flat[y0[yy] * row_len : (y0[yy] + 1) * row_len]
                     r1 = flat[y1[yy] * row_len : (y1[yy] + 1) * row_len]
                     ch = np.uint32(2 - c if swap else c)
-                    _resize_row(
-                        r0, r1, wy[yy], xo0, xo1, wx, x_exact, ch, a[c], b[c], buf[left : left + new_w]
-                    )
+                    _resize_row(r0, r1, wy[yy], xo0, xo1, wx, x_exact, ch, a[c], b[c], buf[left : left + new_w])
                 dst = out16[c, y]
                 for x in range(out_w):
                     dst[x] = f32_bits_to_f16_bits(bits[x])

@@ -247,9 +247,7 @@ def _sample_cuda(logits, temperature, top_k, top_p, seed, step, out):
 
 
 # ------------------------------------------------------------------------------ public
-def sample_tokens(
-    logits, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0, step: int = 0
-):
+def sample_tokens(logits, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0, step: int = 0):
     """One token id per row of `logits` [B, V]; see the module docstring for the rules.
 
     Host arrays run on the CPU and return an int64 NumPy array; CUDA arrays (torch CUDA tensors,

@@ -67,9 +67,7 @@ class Head(nn.Module):
     def __init__(self, c: int, num_classes: int, c_box: int, c_cls: int):
         super().__init__()
         self.box = nn.Sequential(ConvBnAct(c, c_box), ConvBnAct(c_box, c_box), nn.Conv2d(c_box, 4, 1))
-        self.cls = nn.Sequential(
-            ConvBnAct(c, c_cls), ConvBnAct(c_cls, c_cls), nn.Conv2d(c_cls, num_classes, 1)
-        )
+        self.cls = nn.Sequential(ConvBnAct(c, c_cls), ConvBnAct(c_cls, c_cls), nn.Conv2d(c_cls, num_classes, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.cat([self.box(x), self.cls(x)], 1)  # [B, 4 + C, H, W]

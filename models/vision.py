@@ -55,9 +55,7 @@ def _deeplabv3_resnet50(n: int) -> torch.nn.Module:
 
 
 def _lraspp_mobilenet_v3(n: int) -> torch.nn.Module:
-    m = torchvision.models.segmentation.lraspp_mobilenet_v3_large(
-        weights=None, weights_backbone=None, num_classes=n
-    )
+    m = torchvision.models.segmentation.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=n)
     m.__class__ = LRASPPLogits
     return m
 

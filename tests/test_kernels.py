@@ -236,9 +236,7 @@ def test_detect_maps_boxes_back_to_original_image(rng):
 
 # ---------------------------------------------------------------- float16 output, resized argmax
 @FAST
-@given(
-    imgs=image_batches(), out_hw=st.tuples(st.integers(1, 33), st.integers(1, 33)), letterbox=st.booleans()
-)
+@given(imgs=image_batches(), out_hw=st.tuples(st.integers(1, 33), st.integers(1, 33)), letterbox=st.booleans())
 def test_letterbox_float16_output(imgs, out_hw, letterbox):
     got, _, _ = letterbox_normalize(imgs, out_hw, MEAN, STD, letterbox=letterbox, dtype=np.float16)
     ref, _, _ = letterbox_normalize_ref(imgs, out_hw, MEAN, STD, letterbox=letterbox)
@@ -279,9 +277,7 @@ def test_seg_argmax_resized_agrees_with_torch_interpolate(rng):
     import torch
 
     logits = rng.normal(size=(1, 7, 16, 24)).astype(np.float32)
-    t = torch.nn.functional.interpolate(
-        torch.from_numpy(logits), (45, 61), mode="bilinear", align_corners=False
-    )
+    t = torch.nn.functional.interpolate(torch.from_numpy(logits), (45, 61), mode="bilinear", align_corners=False)
     assert np.mean(seg_argmax(logits, (45, 61)) == t.argmax(1).numpy()) > 0.999
 
 
@@ -341,15 +337,11 @@ def test_batched_nms_ties_and_max_det():
 )
 def test_sample_tokens_matches_reference(logits, temperature, top_k, top_p, seed, step):
     got = sample_tokens(logits, temperature, top_k, top_p, seed=seed, step=step)
-    np.testing.assert_array_equal(
-        got, sample_tokens_ref(logits, temperature, top_k, top_p, seed=seed, step=step)
-    )
+    np.testing.assert_array_equal(got, sample_tokens_ref(logits, temperature, top_k, top_p, seed=seed, step=step))
 
 
 def test_sample_tokens_semantics():
-    logits = np.array(
-        [[0, 1, 2, 3], [5, 5, 1, 0], [np.nan] * 4, [-np.inf] * 4, [np.nan, 1, np.inf, 0]], np.float32
-    )
+    logits = np.array([[0, 1, 2, 3], [5, 5, 1, 0], [np.nan] * 4, [-np.inf] * 4, [np.nan, 1, np.inf, 0]], np.float32)
     assert list(sample_tokens(logits, 0.0)) == [3, 0, -1, -1, 2]  # greedy; ties: lower id; no valid -> -1
     assert sample_tokens(logits[:1], 1.0, top_k=1)[0] == 3
     assert all(sample_tokens(logits[4:], 1.0, seed=s)[0] == 2 for s in range(20))  # +inf takes all mass

@@ -13,8 +13,7 @@ from harness import kernel_bench
 @pytest.fixture(scope="module")
 def cases():
     return {
-        c.name: c
-        for c in kernel_bench.cases(scale=float(__import__("os").environ.get("MODELPOWER_BENCH_SCALE", "1")))
+        c.name: c for c in kernel_bench.cases(scale=float(__import__("os").environ.get("MODELPOWER_BENCH_SCALE", "1")))
     }
 
 

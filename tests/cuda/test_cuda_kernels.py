@@ -37,9 +37,7 @@ def host(x):
 def test_letterbox_cuda(src_hw, dst_hw, letterbox, dtype):
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, (2, *src_hw, 3), dtype=np.uint8)
-    out, scale, pad = letterbox_normalize(
-        cuda.to_device(imgs), dst_hw, MEAN, STD, letterbox=letterbox, dtype=dtype
-    )
+    out, scale, pad = letterbox_normalize(cuda.to_device(imgs), dst_hw, MEAN, STD, letterbox=letterbox, dtype=dtype)
     ref, rs, rp = letterbox_normalize_ref(imgs, dst_hw, MEAN, STD, letterbox=letterbox, dtype=dtype)
     tol = 2e-3 if dtype == np.float16 else 1e-4
     np.testing.assert_allclose(host(out).astype(np.float32), ref.astype(np.float32), atol=tol, rtol=tol)
@@ -63,9 +61,7 @@ def test_seg_argmax_cuda(out_hw):
     rng = np.random.default_rng(2)
     logits = rng.normal(size=(2, 5, 4, 6)).astype(np.float32)
     logits[0, :, 0, 0] = np.nan
-    np.testing.assert_array_equal(
-        host(seg_argmax(cuda.to_device(logits), out_hw)), seg_argmax_ref(logits, out_hw)
-    )
+    np.testing.assert_array_equal(host(seg_argmax(cuda.to_device(logits), out_hw)), seg_argmax_ref(logits, out_hw))
 
 
 @pytest.mark.parametrize("temperature,top_k,top_p", [(0.0, 0, 1.0), (1.0, 5, 1.0), (0.7, 8, 0.8)])

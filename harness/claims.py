@@ -1,0 +1,232 @@
+"""Compute claims ("11,000 P of intelligent compute") checked against nameplate data and measurements.
+
+A claim file is TOML (see claims/README.md): `version = 1` and [[claim]] tables, each with an `id`,
+the `text` as published, a `source`, and a `kind`:
+- capacity:    p (PFLOPS), precision (or a list, or "unstated"), sparsity (dense|sparse|unstated),
+               devices (spec-table names to size the fleet in);
+- equivalence: p, computers (the claim "p P equals N computers"), precision;
+- speedup:     before_s, after_s (a job that took before_s now takes after_s).
+`check_claim` returns the arithmetic as numbered steps and a verdict; nothing is compared across
+precisions: a measurement at another precision than the claim's is listed as not comparable.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.results import Point
+from harness.specs import PRECISIONS, find_spec
+
+KINDS = {
+    "capacity": {"required": ("p",), "optional": ("precision", "sparsity", "devices")},
+    "equivalence": {"required": ("p", "computers"), "optional": ("precision",)},
+    "speedup": {"required": ("before_s", "after_s"), "optional": ()},
+}
+COMMON = ("id", "kind", "text", "source", "note")
+# What "P" may have meant when the text does not say (claims/README.md explains the conventions)
+UNSTATED = ("fp16", "int8", "fp32", "fp64")
+DEFAULT_DEVICES = ("NVIDIA H100 SXM5 80GB", "NVIDIA H20 (China)", "NVIDIA A100 SXM4 80GB")
+
+
+@dataclass
+class Claim:
+    id: str
+    kind: str
+    text: str
+    source: str
+    values: dict
+
+
+@dataclass
+class Verdict:
+    claim: Claim
+    steps: list[str] = field(default_factory=list)
+    verdict: str = ""
+    not_comparable: list[str] = field(default_factory=list)
+
+
+class ClaimError(ValueError):
+    """A claim file that does not follow the format; the message names the file and the claim."""
+
+
+def load_claims(path: Path) -> list[Claim]:
+    """Parse and check a claim file."""
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except OSError as e:
+        raise ClaimError(f"cannot read claim file {path}: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ClaimError(f"claim file {path} is not valid TOML: {e}") from None
+    if raw.get("version") != 1:
+        raise ClaimError(f"claim file {path}: needs `version = 1` at the top")
+    items = raw.get("claim")
+    if not isinstance(items, list) or not items:
+        raise ClaimError(f"claim file {path}: no [[claim]] tables")
+    claims, seen = [], set()
+    for i, c in enumerate(items):
+        where = f"claim file {path}: claim #{i + 1} ({c.get('id', 'no id')})"
+        kind = c.get("kind")
+        if kind not in KINDS:
+            raise ClaimError(f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        if "id" not in c:
+            raise ClaimError(f"{where}: missing id")
+        if c["id"] in seen:
+            raise ClaimError(f"{where}: id {c['id']!r} is used twice")
+        seen.add(c["id"])
+        missing = [k for k in KINDS[kind]["required"] if k not in c]
+        if missing:
+            raise ClaimError(f"{where}: a {kind} claim needs {', '.join(missing)}")
+        unknown = set(c) - set(COMMON) - set(KINDS[kind]["required"]) - set(KINDS[kind]["optional"])
+        if unknown:
+            raise ClaimError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+        for k in ("p", "computers", "before_s", "after_s"):
+            if k in c and not (isinstance(c[k], int | float) and c[k] > 0):
+                raise ClaimError(f"{where}: {k} must be a positive number, got {c[k]!r}")
+        precisions = _precisions(c.get("precision", "unstated"))
+        if precisions is None:
+            raise ClaimError(f"{where}: precision must be 'unstated' or from {', '.join(PRECISIONS)}")
+        if c.get("sparsity", "unstated") not in ("dense", "sparse", "unstated"):
+            raise ClaimError(f"{where}: sparsity must be dense, sparse or unstated")
+        for d in c.get("devices", ()):
+            if find_spec(d) is None:
+                raise ClaimError(f"{where}: device {d!r} is not in the spec table (`modelpower devices`, --spec)")
+        values = {k: v for k, v in c.items() if k not in COMMON}
+        claims.append(Claim(c["id"], kind, c.get("text", ""), c.get("source", ""), values))
+    return claims
+
+
+def _precisions(value) -> tuple[str, ...] | None:
+    if value == "unstated":
+        return UNSTATED
+    vals = (value,) if isinstance(value, str) else tuple(value)
+    return vals if vals and all(v in PRECISIONS for v in vals) else None
+
+
+def _n(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:,.3g}"
+
+
+def check_capacity(claim: Claim, points: list[Point]) -> Verdict:
+    v = Verdict(claim)
+    p = claim.values["p"]
+    precisions = _precisions(claim.values.get("precision", "unstated"))
+    sparsity = claim.values.get("sparsity", "unstated")
+    devices = claim.values.get("devices") or DEFAULT_DEVICES
+    stated = claim.values.get("precision", "unstated") != "unstated"
+    how = "as stated" if stated else "not stated: each plausible one"
+    v.steps.append(
+        f"{_n(p)} P = {_n(p * 1000)} TFLOPS. Precision {how}: {', '.join(precisions)}; sparsity: {sparsity}."
+    )
+    sizes = []
+    for prec in precisions:
+        for name in devices:
+            row = find_spec(name)
+            peak = row.peak_tflops(prec)
+            if peak is None:
+                v.steps.append(f"{prec} on {row.name}: no nameplate {prec} figure: cannot size the fleet.")
+                continue
+            dense_n = p * 1000 / peak
+            line = f"{prec} on {row.name}: {_n(p * 1000)} / {peak:g} TFLOPS dense = {_n(dense_n)} devices"
+            if row.sparse_factor and prec in ("tf32", "bf16", "fp16", "fp8", "int8"):
+                sparse = peak * row.sparse_factor
+                line += (
+                    f"; if the vendor's 2:4-sparse figure ({sparse:g}) was counted: {_n(dense_n / row.sparse_factor)}"
+                )
+            if row.power_w:
+                line += f"; nameplate power {_n(dense_n * row.power_w / 1e6)} MW at {row.power_w:g} W each"
+            if set(row.unconfirmed) & {prec, "power_w"}:
+                line += " (unconfirmed spec figures)"
+            v.steps.append(line + ".")
+            sizes.append((prec, row.name, dense_n))
+    delivered = []
+    for pt in points:
+        prec = pt.mfu_precision or pt.precision
+        label = f"{pt.model} on {pt.device_name} ({pt.precision}, batch {pt.batch_size})"
+        if prec not in precisions:
+            v.not_comparable.append(f"{label}: measured at {prec}, the claim is in {'/'.join(precisions)} P")
+            continue
+        if pt.mfu is None:
+            v.not_comparable.append(f"{label}: MFU unknown (no nameplate {prec} peak for its device)")
+            continue
+        p_eq = p * pt.mfu
+        line = (
+            f"{label}: measured MFU {100 * pt.mfu:.1f}% (of {pt.mfu_peak_tflops:g} TFLOPS {prec}) -> {_n(p)} P of "
+            f"such devices deliver {_n(p_eq)} P-equivalent on this workload"
+        )
+        if pt.joules_per_pflop is not None:
+            est = " (energy ESTIMATED)" if pt.energy and pt.energy.get("estimate") else ""
+            mw = p_eq * pt.joules_per_pflop / 1e6
+            line += f", drawing {_n(mw)} MW at the measured {_n(pt.joules_per_pflop)} J/PFLOP{est}"
+        else:
+            line += "; power on this workload not measured (no energy counter for that run)"
+        v.steps.append(line + ".")
+        delivered.append((p_eq, pt))
+    for reason in v.not_comparable:
+        v.steps.append(f"not comparable: {reason}.")
+    if delivered:
+        p_eq, pt = max(delivered, key=lambda d: d[0])
+        v.verdict = (
+            f"{_n(p)} P is a nameplate sum; read at {pt.mfu_precision}, on measured work it delivers at most "
+            f"{_n(p_eq)} P-equivalent ({pt.model}, MFU {100 * pt.mfu:.1f}% measured on {pt.device_name}; a "
+            f"fleet of other devices reaches its own MFU): the P figure overstates useful compute at least "
+            f"{p / p_eq:.1f}x."
+        )
+    else:
+        v.verdict = (
+            f"{_n(p)} P can be true only as a nameplate sum at the precisions above; no measurement at "
+            f"{'/'.join(precisions)} was given, so what it delivers on real work is not measured."
+        )
+    if not stated:
+        v.verdict += " The text does not state the precision: the fleet size differs by up to " + (
+            f"{max(s[2] for s in sizes) / min(s[2] for s in sizes):.0f}x between the readings above." if sizes else "?"
+        )
+    return v
+
+
+def check_equivalence(claim: Claim, computer: dict) -> Verdict:
+    """`computer`: {"name", "fp64", "fp32", "how"} TFLOPS of a real computer (this machine)."""
+    v = Verdict(claim)
+    p, n = claim.values["p"], claim.values["computers"]
+    per = p * 1e15 / n / 1e12
+    v.steps.append(f"{_n(p)} P / {_n(n)} computers = {per:.3g} TFLOPS per 'computer' (precision not stated).")
+    ratios = []
+    for prec in ("fp32", "fp64"):
+        have = computer.get(prec)
+        if have:
+            ratios.append((prec, per / have))
+            v.steps.append(
+                f"{computer['name']} ({computer['how']}): {have:.3g} TFLOPS {prec} -> one 'computer' = "
+                f"{per / have:.1f} of this machine at {prec}."
+            )
+    if not ratios:
+        v.verdict = "No measured computer to compare with (run `modelpower peak` and pass --peak)."
+        return v
+    v.verdict = (
+        f"The equivalence needs {per:.3g} TFLOPS per computer: "
+        + ", ".join(f"{r:.1f}x this machine at {prec}" for prec, r in ratios)
+        + ". It holds only for a computer that large, at a precision the text does not give; "
+        "other published equivalences use 0.2 and 0.5 TFLOPS per computer, so the conversion is not fixed."
+    )
+    return v
+
+
+def check_speedup(claim: Claim) -> Verdict:
+    v = Verdict(claim)
+    a, b = claim.values["before_s"], claim.values["after_s"]
+    v.steps.append(f"{_n(a)} s -> {_n(b)} s: the same work done {a / b:.3g}x faster.")
+    v.steps.append(
+        f"At an unchanged MFU that needs {a / b:.3g}x the delivered FLOPS (devices x peak); at the same "
+        "hardware it needs the MFU itself to rise that much, which is impossible past 100%."
+    )
+    v.verdict = f"Plausible only with {a / b:.3g}x the delivered compute, or with less work per job."
+    return v
+
+
+def check_claim(claim: Claim, points: list[Point], computer: dict) -> Verdict:
+    if claim.kind == "capacity":
+        return check_capacity(claim, points)
+    if claim.kind == "equivalence":
+        return check_equivalence(claim, computer)
+    return check_speedup(claim)
