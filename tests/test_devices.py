@@ -1,5 +1,7 @@
 """Device discovery and the nameplate spec table."""
 
+import re
+
 import pytest
 import torch
 
@@ -103,3 +105,35 @@ def test_nvml_path_with_a_fake_library(monkeypatch):
     assert g.spec_row == "NVIDIA H100 SXM5 80GB" and "datasheet" in g.spec_source
     nv.nvmlDeviceGetEnforcedPowerLimit = unsupported  # a query a device does not support -> None
     assert detect_gpus()[0].power_limit_w is None
+
+
+def test_user_spec_file_overrides_and_errors(tmp_path, monkeypatch):
+    from harness import specs
+
+    monkeypatch.setattr(specs, "_user_rows", [])
+    f = tmp_path / "my.toml"
+    f.write_text(
+        '[[device]]\nname = "My Lab H100"\nmatch = "H100"\npeaks = { bf16 = 900 }\nsource = "lab measurement"\n'
+    )
+    specs.add_spec_file(f)
+    assert match_spec("NVIDIA H100 80GB HBM3").name == "My Lab H100"
+    for body, error in [
+        ("[[device]]\nname='x'\nmatch='x'\npeaks={}\n", "missing source"),
+        ("[[device]]\nname='x'\nmatch='x'\npeaks={fp12=1}\nsource='s'\n", "unknown precision"),
+        ("[[device]]\nname='x'\nmatch='x'\npeaks={fp16=-1}\nsource='s'\n", "positive number"),
+        ("[[device]]\nname='x'\nmatch='('\npeaks={fp16=1}\nsource='s'\n", "bad match pattern"),
+        ("[[device]]\nname='x'\nmatch='x'\npeaks={fp16=1}\nsource='s'\ncolour='red'\n", "unknown field"),
+        ("nothing = 1\n", "no [[device]] rows"),
+    ]:
+        f.write_text(body)
+        with pytest.raises(ValueError, match=re.escape(error)):
+            specs.load_spec_file(f)
+
+
+def test_cpu_nameplate_and_unknown_precision():
+    from harness.metrics import nameplate_peak
+
+    peak, src = nameplate_peak(torch.device("cpu"), "fp32")
+    cpu = detect_cpu()
+    assert peak == cpu.peak_fp32_tflops and "computed" in src
+    assert nameplate_peak(torch.device("cpu"), "bf16") == (None, "unknown: no nameplate bf16 peak for this CPU")

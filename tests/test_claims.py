@@ -1,0 +1,104 @@
+"""The claim checker: hand-computed arithmetic, precision mismatches, claim-file errors, the CLI."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from harness.claims import Claim, ClaimError, check_capacity, check_equivalence, check_speedup, load_claims
+from harness.cli import app
+from tests.test_stats_results import make_point
+
+
+def cap(**values) -> Claim:
+    return Claim(
+        "t", "capacity", "", "", {"p": 11000, "precision": "fp16", "devices": ["NVIDIA H100 SXM5 80GB"], **values}
+    )
+
+
+def test_capacity_device_count_by_hand():
+    v = check_capacity(cap(), [])
+    line = next(s for s in v.steps if s.startswith("fp16 on NVIDIA H100"))
+    assert "11,000,000 / 989.4 TFLOPS dense = 11,118 devices" in line  # 11e6 / 989.4 = 11117.85
+    assert "counted: 5,559" in line  # the 2x sparse figure halves it
+    assert "7.78 MW at 700 W" in line  # 11117.85 x 700 W
+    assert "not measured" in v.verdict
+
+
+def test_capacity_delivered_and_power_from_a_measurement():
+    pt = make_point(precision="fp16", mfu=0.3, mfu_precision="fp16", mfu_peak_tflops=989.4, joules_per_pflop=2000.0)
+    v = check_capacity(cap(), [pt])
+    assert any("deliver 3,300 P-equivalent" in s and "drawing 6.6 MW" in s for s in v.steps)  # 11000 x 0.3
+    assert "at most 3,300 P-equivalent" in v.verdict and "at least 3.3x" in v.verdict
+
+
+def test_precision_mismatch_is_flagged_not_compared():
+    fp64 = make_point(precision="fp64", mfu=0.5, mfu_precision="fp64", mfu_peak_tflops=34)
+    v = check_capacity(cap(), [fp64])
+    assert v.not_comparable and "measured at fp64, the claim is in fp16 P" in v.not_comparable[0]
+    assert not any("P-equivalent" in s for s in v.steps if not s.startswith("not comparable"))
+    assert "not measured" in v.verdict
+
+
+def test_unstated_precision_reads_every_plausible_one():
+    v = check_capacity(cap(precision="unstated"), [])
+    assert {s.split(" on ")[0] for s in v.steps[1:]} == {"fp16", "int8", "fp32", "fp64"}
+    assert "does not state the precision" in v.verdict
+
+
+def test_equivalence_and_speedup_by_hand():
+    v = check_equivalence(Claim("e", "equivalence", "", "", {"p": 10000, "computers": 5_000_000}),
+                          {"name": "box", "how": "test", "fp32": 0.2, "fp64": 0.1})  # fmt: skip
+    assert "2 TFLOPS per 'computer'" in v.steps[0]
+    assert "10.0x this machine at fp32" in v.verdict and "20.0x this machine at fp64" in v.verdict
+    s = check_speedup(Claim("s", "speedup", "", "", {"before_s": 3600, "after_s": 60}))
+    assert "60x" in s.steps[0] and "60x the delivered compute" in s.verdict
+
+
+@pytest.mark.parametrize(
+    "body,error",
+    [
+        ('[[claim]]\nid="a"\nkind="capacity"\np=1', "version = 1"),
+        ('version=1\n[[claim]]\nid="a"\nkind="magic"\np=1', "kind must be one of"),
+        ('version=1\n[[claim]]\nid="a"\nkind="capacity"', "needs p"),
+        ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=-5', "positive number"),
+        ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=1\nprecision="fp12"', "precision must be"),
+        ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=1\ndevices=["Nope 9000"]', "not in the spec table"),
+        ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=1\nwatts=3', "unknown field"),
+        ('version=1\n[[claim]]\nid="a"\nkind="speedup"\nbefore_s=1\nafter_s=1\n[[claim]]\nid="a"\nkind="speedup"\n'
+         'before_s=1\nafter_s=1', "used twice"),
+        ("version=1\n[[claim", "not valid TOML"),
+    ],
+)  # fmt: skip
+def test_claim_file_errors(tmp_path, body, error):
+    f = tmp_path / "c.toml"
+    f.write_text(body)
+    with pytest.raises(ClaimError, match=error):
+        load_claims(f)
+
+
+def test_shipped_claims_load():
+    claims = load_claims("claims/public-claims.toml")
+    assert {c.id for c in claims} == {"cq-general", "cq-capacity", "cq-supercomputing", "xj-to-cq", "west-dispatch"}
+
+
+def test_claim_and_peak_commands_end_to_end(tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(app, ["peak", "--device", "cpu", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    peak = next(tmp_path.glob("peak-*.json"))
+    doc = json.loads(peak.read_text())
+    fp32 = next(g for g in doc["gemm"] if g["precision"] == "fp32")
+    assert fp32["measured_tflops"] > 0 and doc["copy_gbs"] > 0
+    fast = ["--min-duration", "0", "--min-iters", "2", "--warmup", "1", "--image-size", "160x96"]
+    r = runner.invoke(app, ["run", "steel-defect-mobilenetv3", "--device", "cpu", "--out", str(tmp_path), *fast])
+    assert r.exit_code == 0, r.output
+    result = next(tmp_path.glob("2*.json"))
+    r = runner.invoke(app, ["claim", "claims/public-claims.toml", "-r", str(result), "--peak", str(peak)])
+    assert r.exit_code == 0, r.output
+    assert "verdict:" in r.stdout and "not comparable" in r.stdout  # its fp32 result vs the fp64 claim
+    assert "measured by modelpower peak" in r.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text("version = 2")
+    r = runner.invoke(app, ["claim", str(bad)])
+    assert r.exit_code == 2 and "modelpower: error:" in r.stderr
