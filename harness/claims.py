@@ -173,6 +173,8 @@ def check_capacity(claim: Claim, points: list[Point]) -> Verdict:
             f"fleet of other devices reaches its own MFU): the P figure overstates useful compute at least "
             f"{p / p_eq:.1f}x."
         )
+        if pt.mfu_peak_source and "lower bound" in pt.mfu_peak_source:
+            v.verdict += " (That MFU's denominator is a lower bound of the device's peak, so it reads high.)"
     else:
         v.verdict = (
             f"{_n(p)} P can be true only as a nameplate sum at the precisions above; no measurement at "

@@ -93,14 +93,17 @@ def _memory_gib() -> float:
     return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
 
 
-def _max_clock_mhz(procs: list[dict[str, str]]) -> float | None:
+def _max_clock_mhz(procs: list[dict[str, str]]) -> tuple[float | None, str]:
+    """(clock MHz, where it was read): cpufreq's maximum if exposed, else /proc/cpuinfo's current clock."""
     f = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
     try:
-        return int(f.read_text()) / 1000.0
+        return int(f.read_text()) / 1000.0, "cpufreq maximum"
     except (OSError, ValueError):
         pass
     mhz = [float(p["cpu MHz"]) for p in procs if "cpu MHz" in p]
-    return max(mhz) if mhz else None
+    if not mhz:
+        return None, "no clock found"
+    return max(mhz), "/proc/cpuinfo current clock, not the boost clock: a lower bound, so MFU may read high"
 
 
 def fp64_flops_per_cycle(vendor: str, family: int | None, isa: list[str]) -> tuple[int, str]:
@@ -134,11 +137,12 @@ def detect_cpu() -> CpuInfo:
     cores = {(p.get("physical id", "0"), p.get("core id", str(i))) for i, p in enumerate(procs)}
     sockets = len({p.get("physical id", "0") for p in procs}) or 1
     physical = min(len(cores), logical) if cores else logical
-    clock = _max_clock_mhz(procs)
+    clock, clock_src = _max_clock_mhz(procs)
     per_cycle, why = fp64_flops_per_cycle(vendor, family, isa)
     fp64 = physical * clock * 1e6 * per_cycle / 1e12 if clock else None
     method = (
-        f"computed: {physical} cores x {clock:.0f} MHz x {per_cycle} FP64 FLOPs/cycle ({why}); FP32 = 2x FP64"
+        f"computed: {physical} cores x {clock:.0f} MHz ({clock_src}) x {per_cycle} FP64 FLOPs/cycle ({why}); "
+        "FP32 = 2x FP64"
         if clock
         else "unknown: no clock frequency found"
     )

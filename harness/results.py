@@ -97,6 +97,9 @@ def write_result(result: RunResult, path: Path) -> None:
     """Write atomically: a temp file in the same folder, fsync, then rename over the target."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # as a plainly written file, not mkstemp's 0600
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(result.to_dict(), f, indent=2, allow_nan=True)
