@@ -11,6 +11,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -47,6 +48,18 @@ def user_errors(fn):
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def check_backend(name: str, device, precision: str) -> None:
+    """One clear line if a backend cannot run here or not at this precision."""
+    from harness.backends import BACKENDS, BackendUnavailable
+
+    try:
+        BACKENDS[name].check(device, precision)
+    except BackendUnavailable as e:
+        raise UserError(str(e)) from None
+    if device.type == "cpu" and precision == "fp16":
+        raise UserError(f"{name}: fp16 on the CPU is not supported; use fp32, bf16 (torch) or int8 (onnxruntime)")
 
 
 def use_spec_file(path: Path) -> None:
@@ -177,13 +190,13 @@ def models(
 
 def _results_table(points) -> Table:
     t = Table(title="results (latency per batch, ms)")
-    cols = ("model", "device", "prec", "batch", "samples/s", "e2e p50", "e2e p99", "pre", "infer",
+    cols = ("model", "backend", "device", "prec", "batch", "samples/s", "e2e p50", "e2e p99", "pre", "infer",
             "post", "GFLOP/sample", "TFLOPS", "MFU", "J/sample", "flags")  # fmt: skip
     for c in cols:
-        t.add_column(c, justify="left" if c in ("model", "device", "prec", "flags") else "right")
+        t.add_column(c, justify="left" if c in ("model", "backend", "device", "prec", "flags") else "right")
     for p in points:
         t.add_row(
-            p.model, p.device, p.precision, str(p.batch_size), f"{p.throughput_sps:.1f}",
+            p.model, p.backend, p.device, p.precision, str(p.batch_size), f"{p.throughput_sps:.1f}",
             f"{p.e2e.p50_ms:.1f}", f"{p.e2e.p99_ms:.1f}", f"{p.staged['pre'].mean_ms:.2f}",
             f"{p.staged['infer'].mean_ms:.1f}", f"{p.staged['post'].mean_ms:.2f}",
             f"{p.flops_per_sample / 1e9:.2f}", f"{p.delivered_tflops:.3f}",
@@ -224,23 +237,36 @@ def run_benchmark(
     preprocess: str = "numba",
     assume_watts: float | None = None,
     spec: Path | None = None,
+    backends: list[str] | None = None,
+    compile_mode: str = "default",
+    cache_dir: Path | None = None,
+    combos: list[tuple[str, str]] | None = None,
 ) -> Path:
     """Validate everything first, then measure each model x batch size, writing after each point."""
     import torch
 
+    from harness.backends import BACKENDS
     from harness.devices import resolve_device
     from harness.energy import select_meter
     from harness.images import folder_images, parse_size, synthetic_images
     from harness.provenance import now_iso, provenance
     from harness.results import SCHEMA_VERSION, RunResult, new_run_id, write_result
-    from harness.runner import DTYPES, PREPROCESS, RunSettings, load_model, measure_point
+    from harness.runner import PRECISIONS, PREPROCESS, RunSettings, load_model, measure_point
     from models import get_preset
     from models.weights import check_weights
 
     presets = [get_preset(n) for n in model_names]
     sizes = parse_batch_sizes(batch_sizes)
-    if precision not in DTYPES:
-        raise UserError(f"unknown precision {precision!r}: use {', '.join(DTYPES)}")
+    if combos is None:
+        if precision not in PRECISIONS:
+            raise UserError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
+        names = [b.strip() for v in (backends or ["torch"]) for b in v.split(",") if b.strip()]
+        for b in names:
+            if b not in BACKENDS:
+                raise UserError(
+                    f"unknown backend {b!r}: use {', '.join(BACKENDS)} (`modelpower backends` says which run here)"
+                )
+        combos = [(b, precision) for b in dict.fromkeys(names)]
     if preprocess not in PREPROCESS:
         raise UserError(f"unknown --preprocess {preprocess!r}: use {', '.join(PREPROCESS)}")
     if preprocess == "opencv":
@@ -259,8 +285,8 @@ def run_benchmark(
     if spec is not None:
         use_spec_file(spec)
     dev, why = resolve_device(device)
-    if dev.type == "cpu" and precision == "fp16":
-        raise UserError("fp16 on the CPU is not supported by the torch backend; use fp32 or bf16")
+    for b, prec in combos:
+        check_backend(b, dev, prec)
     check_writable(out_dir)
     if images is not None:
         source = folder_images(images)
@@ -275,7 +301,8 @@ def run_benchmark(
     meter.idle()
     settings = RunSettings(
         device=dev, precision=precision, warmup=warmup, min_duration=min_duration,
-        min_iters=min_iters, seed=seed,
+        min_iters=min_iters, seed=seed, compile_mode=compile_mode,
+        cache_dir=cache_dir or Path.home() / ".cache" / "modelpower",
     )  # fmt: skip
     run_id = new_run_id()
     started = now_iso()
@@ -285,7 +312,8 @@ def run_benchmark(
         ended_at=None, command=" ".join(["modelpower", *sys.argv[1:]]),
         config={
             "models": model_names, "batch_sizes": sizes, "device": str(dev), "device_choice": why,
-            "precision": precision, "warmup": warmup, "min_duration_s": min_duration,
+            "precision": precision, "backends": [f"{b}:{p}" for b, p in combos], "compile_mode": compile_mode,
+            "warmup": warmup, "min_duration_s": min_duration,
             "min_iters": min_iters, "seed": seed, "input": source.description,
             "cudnn_benchmark": dev.type == "cuda", "weights": str(weights) if weights else None,
             "preprocess": preprocess, "energy_meter": meter.name, "assume_watts": assume_watts,
@@ -300,16 +328,18 @@ def run_benchmark(
         for preset in presets:
             err.print(f"loading {preset.name} ...", highlight=False)
             lm = load_model(preset, settings, weights)
-            for bs in sizes:
+            for bs, (backend, prec) in ((bs, c) for c in combos for bs in sizes):
+                s = replace(settings, backend=backend, precision=prec)
                 with Progress(*columns, console=err, transient=True) as bar:
-                    task = bar.add_task(f"{preset.name} batch {bs}", total=2.0, info="first call")
+                    label = f"{preset.name} {backend} {prec} batch {bs}"
+                    task = bar.add_task(label, total=2.0, info="preparing backend")
 
                     def tick(phase, elapsed, n, bar=bar, task=task):
                         frac = min(1.0, max(elapsed / max(min_duration, 1e-9), n / min_iters))
                         done = (0.0 if phase == "staged" else 1.0) + min(frac, 1.0)
                         bar.update(task, completed=done, info=f"{phase}: {n} batches, {elapsed:.1f}s")
 
-                    point = measure_point(lm, bs, source, settings, progress=tick, preprocess=preprocess, meter=meter)
+                    point = measure_point(lm, bs, source, s, progress=tick, preprocess=preprocess, meter=meter)
                 result.points.append(point)
                 write_result(result, path)
         result.status = "complete"
@@ -334,7 +364,10 @@ def run_benchmark(
 
 BatchOpt = Annotated[list[str], typer.Option("--batch-size", "-b", help="Batch size; a list sweeps: -b 1,8,32.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-PrecisionOpt = Annotated[str, typer.Option(help="fp32, fp16 or bf16.")]
+PrecisionOpt = Annotated[str, typer.Option(help="fp32, fp16, bf16 (torch backends) or int8 (onnxruntime).")]
+CacheOpt = Annotated[
+    Path | None, typer.Option(help="Folder for exported ONNX files and TensorRT engines [~/.cache/modelpower].")
+]
 WarmupOpt = Annotated[int, typer.Option(help="Warm-up batches, excluded from every window.")]
 DurationOpt = Annotated[float, typer.Option(help="Minimum seconds per measurement window.")]
 ItersOpt = Annotated[int, typer.Option(help="Minimum batches per measurement window.")]
@@ -376,10 +409,19 @@ def run(
         typer.Option(help="No energy counter? Estimate energy as these watts x time; labelled an estimate."),
     ] = None,
     spec: SpecOpt = None,
+    backend: Annotated[
+        list[str],
+        typer.Option(help="Backend(s), a list runs each: torch, torch-compile, onnxruntime, onnxruntime-trt."),
+    ] = ["torch"],  # noqa: B006
+    compile_mode: Annotated[str, typer.Option(help="torch-compile mode: default, reduce-overhead, max-autotune.")] = (
+        "default"
+    ),
+    cache_dir: CacheOpt = None,
 ) -> None:
     """Benchmark vision presets end to end (pre-process, infer, post-process) and write a result."""
     run_benchmark(model, batch_size, device, precision, warmup, min_duration, min_iters, out_dir,
-                  weights, images, image_size, num_images, seed, preprocess, assume_watts, spec)  # fmt: skip
+                  weights, images, image_size, num_images, seed, preprocess, assume_watts, spec,
+                  backend, compile_mode, cache_dir)  # fmt: skip
 
 
 @app.command()
@@ -551,6 +593,62 @@ def _computer(peak_file: Path | None, cpu) -> dict:
         raise UserError(f"{peak_file} is not a `modelpower peak` file")
     return {"name": f"{name} ({doc['device']})", "how": f"measured by modelpower peak, {peak_file}",
             "fp32": gemm.get("fp32"), "fp64": gemm.get("fp64")}  # fmt: skip
+
+
+@app.command()
+@user_errors
+def backends(
+    model: Annotated[
+        str | None, typer.Argument(help="A preset: run it through every backend x precision available here.")
+    ] = None,
+    device: DeviceOpt = "auto",
+    batch_size: BatchOpt = ["8"],  # noqa: B006
+    min_duration: DurationOpt = 3.0,
+    out_dir: OutOpt = Path("results"),
+    cache_dir: CacheOpt = None,
+) -> None:
+    """List the backends and whether they run here; with a preset, compare them all in one table."""
+    from harness.backends import BACKENDS
+    from harness.devices import resolve_device
+
+    dev, _ = resolve_device(device)
+    t = Table(title=f"backends on {dev}")
+    for col in ("backend", "available", "why", "precisions"):
+        t.add_column(col)
+    combos = []
+    for name, b in BACKENDS.items():
+        ok, reason = b.available(dev)
+        runnable = []
+        for prec in b.precisions:
+            try:
+                check_backend(name, dev, prec)
+                runnable.append(prec)
+            except UserError:
+                pass
+        t.add_row(name, "yes" if ok else "no", reason, ", ".join(runnable) if ok else "-")
+        combos += [(name, prec) for prec in runnable] if ok else []
+    out.print(t)
+    if model is None:
+        return
+    path = run_benchmark([model], batch_size, device, "fp32", 2, min_duration, 5, out_dir, None, None,
+                         "1920x1080", 16, 0, cache_dir=cache_dir, combos=combos)  # fmt: skip
+    from harness.results import read_result
+
+    points = read_result(path).points
+    base = {p.batch_size: p.throughput_sps for p in points if p.backend == "torch" and p.precision == "fp32"}
+    r = Table(title=f"{model}: every backend x precision on {dev} (end-to-end samples/s)")
+    for col in ("backend", "prec", "batch", "samples/s", "vs torch fp32", "infer ms", "compile s", "agreement"):
+        r.add_column(col, justify="left" if col in ("backend", "prec", "agreement") else "right")
+    for p in points:
+        a = p.agreement or {}
+        task_key = next((k for k in ("top1_agreement", "box_set_agreement", "pixel_agreement") if k in a), None)
+        verdict = ("pass" if a.get("passed") else "FAIL") + f" (rel err {a.get('max_rel_err', float('nan')):.1e}"
+        verdict += f", {task_key.split('_')[0]} {100 * a[task_key]:.0f}%)" if task_key else ")"
+        ratio = p.throughput_sps / base[p.batch_size] if p.batch_size in base else None
+        r.add_row(p.backend, p.precision, str(p.batch_size), f"{p.throughput_sps:.1f}",
+                  f"{ratio:.2f}x" if ratio else "-", f"{p.staged['infer'].mean_ms:.1f}",
+                  f"{p.compile_s:.1f}" if p.compile_s is not None else "-", verdict)  # fmt: skip
+    out.print(r)
 
 
 def main() -> None:

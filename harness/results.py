@@ -70,6 +70,10 @@ class Point:
     samples_per_joule: float | None = None
     joules_per_pflop: float | None = None  # energy / (useful FLOPs / 1e15)
     pflops_per_kw: float | None = None
+    # backend: compile/export/engine-build time apart from everything else, and what was built
+    compile_s: float | None = None
+    backend_info: dict | None = None
+    agreement: dict | None = None  # vs torch eager fp32 on the same batch (harness/agreement.py)
 
 
 @dataclass

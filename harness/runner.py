@@ -10,16 +10,21 @@ timer is read. Two windows per point:
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numba
 import numpy as np
 import torch
 
 from harness import peers
+from harness.agreement import agreement
+from harness.backends import BACKENDS, BackendUnavailable, Prepared
+from harness.backends.base import PrepareContext
 from harness.energy import Meter
 from harness.errors import UserError
 from harness.flops import preset_flops_per_sample
@@ -32,6 +37,7 @@ from models import Preset, build_model
 from models.detector import anchor_points
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+PRECISIONS = (*DTYPES, "int8")
 Progress = Callable[[str, float, int], None]  # (phase, elapsed_s, iterations)
 
 
@@ -47,23 +53,28 @@ class RunSettings:
     conf_thres: float = 0.25
     iou_thres: float = 0.45
     max_det: int = 300
+    backend: str = "torch"
+    compile_mode: str = "default"
+    cache_dir: Path = Path.home() / ".cache" / "modelpower"
 
 
 @dataclass
 class LoadedModel:
     preset: Preset
-    model: torch.nn.Module
+    model: torch.nn.Module  # fp32, eager: the agreement reference
     weights: dict
     load_s: float
     params: int
     flops_per_sample: int
+    prepared: dict = field(default_factory=dict)  # (backend, precision, mode) -> Prepared
 
 
 def load_model(preset: Preset, settings: RunSettings, weights=None) -> LoadedModel:
-    """Build (or load) the preset's model and move it to the device and precision, timed."""
+    """Build (or load) the preset's model in fp32 on the device, timed. It stays untouched: it is
+    the agreement reference; each backend prepares its own copy at the run's precision."""
     t0 = time.perf_counter()
     model, source = build_model(preset, seed=settings.seed, weights=weights)
-    model = model.to(settings.device, DTYPES[settings.precision])
+    model = model.to(settings.device)
     _sync(settings.device)
     load_s = time.perf_counter() - t0
     params = sum(p.numel() for p in model.parameters())
@@ -96,7 +107,8 @@ class VisionPipeline:
         self.lm, self.bs, self.source, self.s, self.path = lm, batch_size, source, s, preprocess
         p = lm.preset
         self.cuda = s.device.type == "cuda"
-        self.dtype = DTYPES[s.precision]
+        self.dtype = DTYPES.get(s.precision, torch.float32)  # int8 backends take fp32 input
+        self.run_model = None  # set by measure_point once the backend has prepared the model
         self.anchors = anchor_points(*p.input_hw) if p.task == "detect" else None
         self.post_counts: list[float] = []
         sizes = {im.shape for im in source.images}
@@ -164,8 +176,7 @@ class VisionPipeline:
         ctx["x"] = x.to(self.dtype)
 
     def _infer(self, ctx: dict) -> None:
-        with torch.inference_mode():
-            ctx["y"] = self.lm.model(ctx["x"])
+        ctx["y"] = self.run_model(ctx["x"])
 
     def _d2h(self, ctx: dict) -> None:
         ctx["out"] = ctx["y"].float().cpu().numpy()
@@ -202,6 +213,15 @@ class VisionPipeline:
             meta = (ctx["scales"], ctx["pads"], ctx["orig_hw"])
             _, counts = detect_postprocess(y, self.anchors, *meta, s.conf_thres, s.iou_thres, s.max_det)
             self.post_counts.append(float(counts.mean()))
+
+    def input_batch(self, index: int) -> torch.Tensor:
+        """Batch `index` as the model receives it (every step before inference), on the device."""
+        ctx = {"index": index, "slot": 0}
+        for name, step in self.steps:
+            if name == "infer":
+                break
+            step(ctx)
+        return ctx["x"]
 
     def checked_output(self, ctx: dict) -> np.ndarray:
         """What the NaN/Inf check looks at: the raw outputs on the host, or the device results."""
@@ -286,6 +306,22 @@ def _pipelined_window(pipe: VisionPipeline, s: RunSettings, progress: Progress |
                 return lat, window, pipe.checked_output(ctx), reading
 
 
+def prepare_backend(lm: LoadedModel, pipe: VisionPipeline, s: RunSettings) -> Prepared:
+    """The backend's prepared model for this run, made once per (backend, precision, compile mode)."""
+    key = (s.backend, s.precision, s.compile_mode)
+    if key not in lm.prepared:
+        backend = BACKENDS[s.backend]
+        calibration = [pipe.input_batch(i).float() for i in range(4)] if s.precision == "int8" else []
+        weights = lm.weights.get("sha256", f"seed{lm.weights.get('seed')}")[:16]
+        ctx = PrepareContext(f"{lm.preset.name}-{weights}", s.cache_dir, calibration, s.compile_mode)
+        example = pipe.input_batch(0).float()
+        try:
+            lm.prepared[key] = backend.prepare(copy.deepcopy(lm.model), example, s.precision, ctx)
+        except BackendUnavailable as e:
+            raise UserError(str(e)) from None
+    return lm.prepared[key]
+
+
 def pre_threads_for(device: torch.device) -> int:
     """Numba threads for overlapped pre-processing: few beside CPU inference, all beside a GPU."""
     if device.type == "cpu":
@@ -305,6 +341,13 @@ def measure_point(
     """Measure one model at one batch size: first call, staged window, end-to-end window."""
     p = lm.preset
     pipe = VisionPipeline(lm, batch_size, source, s, preprocess)
+    prepared = prepare_backend(lm, pipe, s)
+    pipe.run_model = prepared.run
+    x0 = pipe.input_batch(0)
+    with torch.inference_mode():
+        ref = lm.model(x0.float()).float().cpu().numpy()
+    out0 = prepared.run(x0).float().cpu().numpy()
+    agree = agreement(out0, ref, s.precision, p.task, pipe.anchors)
     t0 = time.perf_counter()
     try:
         ctx = {"index": 0, "slot": 0}
@@ -344,6 +387,8 @@ def measure_point(
         flags.append("high_cov_infer")
     if nan_or_inf:
         flags.append("nan_or_inf_outputs")
+    if not agree["passed"]:
+        flags.append("accuracy_check_failed")
     if reading.clocks.get("throttled"):
         flags.append("throttled")
     if reading.estimate:
@@ -354,7 +399,8 @@ def measure_point(
     return Point(
         model=p.name, task=p.task, industry=p.industry, arch=p.arch,
         input_hw=list(p.input_hw), num_classes=p.num_classes, weights=lm.weights,
-        device=str(s.device), device_name=device_name, backend="torch", precision=s.precision,
+        device=str(s.device), device_name=device_name, backend=s.backend, precision=s.precision,
+        compile_s=prepared.compile_s, backend_info=prepared.info, agreement=agree,
         preprocess=preprocess + ("-cuda" if pipe.device_pre else ""),
         batch_size=batch_size, params=lm.params, flops_per_sample=float(lm.flops_per_sample),
         load_s=lm.load_s, first_call_s=first_call_s, warmup_iters=s.warmup,

@@ -46,14 +46,15 @@ def test_window_needs_both_duration_and_iterations(images, fast_settings):
 
 
 def test_warmup_is_excluded(images, fast_settings, monkeypatch):
-    """With warm-up 3 and 2 measured batches, the model runs 1 (first call) + 5 + 5 times."""
+    """With warm-up 3 and 2 measured batches, the model runs 2 (agreement check: reference and
+    backend, outside every timer) + 1 (first call) + 5 + 5 times."""
     lm = load_model(get_preset("steel-defect-mobilenetv3"), fast_settings)
     calls = []
     lm.model.register_forward_hook(lambda *a: calls.append(1))
     fast_settings.warmup, fast_settings.min_iters = 3, 2
     pt = measure_point(lm, 1, images, fast_settings)
     assert pt.iterations == 2 and pt.staged["infer"].count == 2
-    assert len(calls) == 1 + 5 + 5
+    assert len(calls) == 2 + 1 + 5 + 5
 
 
 def test_nan_outputs_are_flagged(images, fast_settings):

@@ -1,0 +1,106 @@
+"""ONNX Runtime: the exported model through the CPU, CUDA (IO binding: inputs and outputs stay on
+the device) or TensorRT execution provider (engines cached in a folder the user names)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from harness.backends.base import Backend, BackendUnavailable, PrepareContext, Prepared
+from harness.backends.onnx_export import cached_onnx
+
+NP_TYPES = {torch.float32: np.float32, torch.float16: np.float16}
+
+
+class OnnxRuntime(Backend):
+    def __init__(self, tensorrt: bool):
+        self.tensorrt = tensorrt
+        self.name = "onnxruntime-trt" if tensorrt else "onnxruntime"
+        self.precisions = ("fp32", "fp16", "int8")
+
+    def _provider(self, device: torch.device) -> str:
+        if self.tensorrt:
+            return "TensorrtExecutionProvider"
+        return "CUDAExecutionProvider" if device.type == "cuda" else "CPUExecutionProvider"
+
+    def available(self, device: torch.device) -> tuple[bool, str]:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return False, "onnxruntime is not installed"
+        provider = self._provider(device)
+        if provider not in ort.get_available_providers():
+            return False, f"onnxruntime {ort.__version__} has no {provider}"
+        if provider != "CPUExecutionProvider" and device.type != "cuda":
+            return False, f"{provider} needs a CUDA device (this run is on {device})"
+        return True, f"onnxruntime {ort.__version__}, {provider}"
+
+    def prepare(self, model, example, precision, ctx: PrepareContext) -> Prepared:
+        import onnxruntime as ort
+
+        self.check(example.device, precision)
+        device = example.device
+        provider = self._provider(device)
+        if precision == "fp16" and provider == "CPUExecutionProvider":
+            raise BackendUnavailable("onnxruntime's CPU provider does not run fp16 convolutions; use fp32 or int8")
+        t = time.perf_counter()
+        calib = [b.cpu().float().numpy() for b in ctx.calibration]
+        path, export_s, cached = cached_onnx(model, example, precision, ctx.model_key, ctx.cache_dir, calib)
+        options = {}
+        if self.tensorrt:
+            engines = ctx.cache_dir / "trt"
+            engines.mkdir(parents=True, exist_ok=True)
+            options = {
+                "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": str(engines),
+                "trt_fp16_enable": precision == "fp16",
+                "trt_int8_enable": precision == "int8",
+            }
+        providers = [(provider, options)] if options else [provider]
+        if provider != "CPUExecutionProvider":
+            providers.append("CPUExecutionProvider")
+        sess = ort.InferenceSession(str(path), providers=providers)
+        in_type = torch.float16 if precision == "fp16" else torch.float32
+        run = _device_runner(sess, device) if device.type == "cuda" else _host_runner(sess)
+
+        def run_typed(x: torch.Tensor) -> torch.Tensor:
+            return run(x.to(in_type).contiguous())
+
+        run_typed(example)  # session warm-up; TensorRT builds (or loads) its engine here
+        info = {
+            "onnx": str(path),
+            "cached_export": cached,
+            "export_s": export_s,
+            "providers": sess.get_providers(),
+            "trt_engine_cache": options.get("trt_engine_cache_path"),
+        }
+        return Prepared(run_typed, time.perf_counter() - t, info)
+
+
+def _host_runner(sess):
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(sess.run(["output"], {"input": x.numpy()})[0])
+
+    return run
+
+
+def _device_runner(sess, device: torch.device):
+    """IO binding: the input is read and the output written in device memory, no host copies."""
+    outputs: dict[tuple, torch.Tensor] = {}
+    index = device.index or 0
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        key = tuple(x.shape)
+        if key not in outputs:  # learn the output shape once per input shape
+            host = sess.run(["output"], {"input": x.cpu().numpy()})[0]
+            outputs[key] = torch.empty(host.shape, dtype=torch.from_numpy(host).dtype, device=device)
+        y = outputs[key]
+        io = sess.io_binding()
+        io.bind_input("input", "cuda", index, NP_TYPES[x.dtype], tuple(x.shape), x.data_ptr())
+        io.bind_output("output", "cuda", index, NP_TYPES[y.dtype], tuple(y.shape), y.data_ptr())
+        sess.run_with_iobinding(io)
+        return y
+
+    return run
