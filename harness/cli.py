@@ -197,13 +197,18 @@ def _results_table(points) -> Table:
     for p in points:
         t.add_row(
             p.model, p.backend, p.device, p.precision, str(p.batch_size), f"{p.throughput_sps:.1f}",
-            f"{p.e2e.p50_ms:.1f}", f"{p.e2e.p99_ms:.1f}", f"{p.staged['pre'].mean_ms:.2f}",
-            f"{p.staged['infer'].mean_ms:.1f}", f"{p.staged['post'].mean_ms:.2f}",
+            f"{p.e2e.p50_ms:.1f}", f"{p.e2e.p99_ms:.1f}", _stage(p, "pre"),
+            _stage(p, "infer"), _stage(p, "post"),
             f"{p.flops_per_sample / 1e9:.2f}", f"{p.delivered_tflops:.3f}",
             f"{100 * p.mfu:.1f}%" if p.mfu is not None else "unknown",
             _joules(p), " ".join(p.flags),
         )  # fmt: skip
     return t
+
+
+def _stage(p, name: str) -> str:
+    st = p.staged.get(name)
+    return f"{st.mean_ms:.2f}" if st else "-"
 
 
 def _joules(p) -> str:
@@ -241,6 +246,8 @@ def run_benchmark(
     compile_mode: str = "default",
     cache_dir: Path | None = None,
     combos: list[tuple[str, str]] | None = None,
+    input_shape: list[str] | None = None,
+    input_dtype: str = "float32",
 ) -> Path:
     """Validate everything first, then measure each model x batch size, writing after each point."""
     import torch
@@ -251,11 +258,14 @@ def run_benchmark(
     from harness.images import folder_images, parse_size, synthetic_images
     from harness.provenance import now_iso, provenance
     from harness.results import SCHEMA_VERSION, RunResult, new_run_id, write_result
-    from harness.runner import PRECISIONS, PREPROCESS, RunSettings, load_model, measure_point
+    from harness.runner import PRECISIONS, PREPROCESS, RunSettings, load_model, measure_onnx, measure_point
     from models import get_preset
     from models.weights import check_weights
 
-    presets = [get_preset(n) for n in model_names]
+    onnx_files = [Path(n) for n in model_names if n.endswith(".onnx")]
+    presets = [get_preset(n) for n in model_names if not n.endswith(".onnx")]
+    if onnx_files and presets:
+        raise UserError("run presets and ONNX files in separate commands")
     sizes = parse_batch_sizes(batch_sizes)
     if combos is None:
         if precision not in PRECISIONS:
@@ -276,7 +286,7 @@ def run_benchmark(
             raise UserError("--preprocess opencv needs OpenCV: pip install opencv-python-headless") from None
     if warmup < 0 or min_iters < 1 or min_duration < 0:
         raise UserError("need --warmup >= 0, --min-iters >= 1 and --min-duration >= 0")
-    if weights is not None and len(presets) != 1:
+    if weights is not None and (len(presets) != 1 or onnx_files):
         raise UserError("--weights applies to one model; name exactly one")
     if weights is not None:
         check_weights(presets[0], weights)
@@ -288,6 +298,13 @@ def run_benchmark(
     for b, prec in combos:
         check_backend(b, dev, prec)
     check_writable(out_dir)
+    if onnx_files:
+        from harness import onnx_model as ox
+
+        for f in onnx_files:  # every bad file is refused before anything runs
+            ox.parse_input_shapes(ox.load_onnx(f), input_shape or [])
+        if input_dtype not in ox.DTYPES:
+            raise UserError(f"--input-dtype must be one of {', '.join(ox.DTYPES)}, got {input_dtype!r}")
     if images is not None:
         source = folder_images(images)
     else:
@@ -325,6 +342,15 @@ def run_benchmark(
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
                TimeElapsedColumn())  # fmt: skip
     try:
+        for f in onnx_files:
+            s = replace(settings, backend="onnxruntime")
+            with Progress(*columns, console=err, transient=True) as bar:
+                task = bar.add_task(f"{f.name} onnxruntime", total=1.0, info="loading")
+                tick = lambda phase, elapsed, n, bar=bar, task=task: bar.update(  # noqa: E731
+                    task, completed=min(1.0, max(elapsed / max(min_duration, 1e-9), n / min_iters)),
+                    info=f"{n} batches, {elapsed:.1f}s")  # fmt: skip
+                result.points.append(measure_onnx(f, input_shape or [], input_dtype, s, tick, meter))
+            write_result(result, path)
         for preset in presets:
             err.print(f"loading {preset.name} ...", highlight=False)
             lm = load_model(preset, settings, weights)
@@ -384,7 +410,7 @@ SpecOpt = Annotated[
 @app.command()
 @user_errors
 def run(
-    model: Annotated[list[str], typer.Argument(help="Preset name(s); see `modelpower models`.")],
+    model: Annotated[list[str], typer.Argument(help="Preset name(s) (`modelpower models`) or .onnx file(s).")],
     batch_size: BatchOpt = ["1"],  # noqa: B006
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
@@ -417,11 +443,18 @@ def run(
         "default"
     ),
     cache_dir: CacheOpt = None,
+    input_shape: Annotated[
+        list[str] | None, typer.Option(help="ONNX files: input shape, 1x3x224x224 or NAME:1x3x224x224 (repeatable).")
+    ] = None,
+    input_dtype: Annotated[str, typer.Option(help="ONNX files: input dtype (float32, float16, int64, ...).")] = (
+        "float32"
+    ),
 ) -> None:
-    """Benchmark vision presets end to end (pre-process, infer, post-process) and write a result."""
+    """Benchmark presets end to end (pre-process, infer, post-process), or your own model.onnx
+    through ONNX Runtime, and write a result."""
     run_benchmark(model, batch_size, device, precision, warmup, min_duration, min_iters, out_dir,
                   weights, images, image_size, num_images, seed, preprocess, assume_watts, spec,
-                  backend, compile_mode, cache_dir)  # fmt: skip
+                  backend, compile_mode, cache_dir, None, input_shape, input_dtype)  # fmt: skip
 
 
 @app.command()

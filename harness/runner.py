@@ -423,3 +423,71 @@ def _cpu_name() -> str:
     from harness.devices import detect_cpu
 
     return detect_cpu().model
+
+
+def measure_onnx(path: Path, input_shapes: list[str], input_dtype: str, s: RunSettings,
+                 progress: Progress | None = None, meter: Meter | None = None) -> Point:  # fmt: skip
+    """A user's ONNX model through ONNX Runtime on seeded random inputs: inference only, timed
+    with the same window rules and energy meter as the presets; FLOPs from the graph."""
+    from harness import onnx_model as ox
+    from models.weights import sha256_file
+
+    t0 = time.perf_counter()
+    om = ox.load_onnx(path)
+    shapes = ox.parse_input_shapes(om, input_shapes)
+    feeds = ox.random_inputs(shapes, input_dtype, s.seed)
+    sess, _ = ox.session(om, s.device.type)
+    load_s = time.perf_counter() - t0
+    flops = ox.count_flops(om, shapes)
+    batch = next(iter(shapes.values()))[0]
+    t0 = time.perf_counter()
+    first = sess.run(None, feeds)
+    first_call_s = time.perf_counter() - t0
+    for _ in range(s.warmup):
+        sess.run(None, feeds)
+    meter = meter or Meter()
+    meter.start()
+    lat: list[float] = []
+    t_window = time.perf_counter()
+    while True:
+        t = time.perf_counter()
+        last = sess.run(None, feeds)
+        lat.append(time.perf_counter() - t)
+        if progress:
+            progress("end-to-end", time.perf_counter() - t_window, len(lat))
+        if _window_done(t_window, len(lat), s):
+            break
+    window = time.perf_counter() - t_window
+    reading = meter.stop()
+    nan_or_inf = any(not np.isfinite(np.asarray(o, np.float64)).all() for o in (*first, *last))
+    stats = latency_stats(lat)
+    throughput = len(lat) * batch / window
+    precision = "fp16" if input_dtype == "float16" else "fp32"
+    peak, peak_source = nameplate_peak(s.device, precision)
+    m = run_metrics(flops / batch, throughput, peak, reading)
+    checks = {
+        "high_cov_e2e": stats.high_cov,
+        "nan_or_inf_outputs": nan_or_inf,
+        "throttled": reading.clocks.get("throttled"),
+        "energy_estimated": reading.estimate,
+    }
+    flags = [f for f, on in checks.items() if on]
+    device_name = torch.cuda.get_device_name(s.device) if s.device.type == "cuda" else _cpu_name()
+    return Point(
+        model=Path(path).name, task="custom", industry="-", arch="ONNX file",
+        input_hw=list(next(iter(shapes.values()))), num_classes=0,
+        weights={"kind": "file", "path": str(Path(path).resolve()), "sha256": sha256_file(Path(path))},
+        device=str(s.device), device_name=device_name, backend="onnxruntime", preprocess="none",
+        precision=precision, batch_size=batch, params=ox.weights_of(om), flops_per_sample=flops / batch,
+        load_s=load_s, first_call_s=first_call_s, warmup_iters=s.warmup,
+        staged={"infer": stats}, staged_window_s=window, e2e=stats, window_s=window,
+        iterations=len(lat), samples=len(lat) * batch, throughput_sps=throughput,
+        delivered_tflops=m["delivered_tflops"], infer_tflops=m["delivered_tflops"],
+        input_source=f"seeded random {input_dtype} {shapes}, seed {s.seed}", pre_threads_overlapped=0,
+        output_check={"checked_batches": 2, "nan_or_inf": nan_or_inf}, flags=flags,
+        pflops_equivalent=m["pflops_equivalent"], mfu=m["mfu"], mfu_peak_tflops=peak, mfu_peak_source=peak_source,
+        mfu_precision=precision, energy=reading.to_dict(), joules_per_sample=m["joules_per_sample"],
+        samples_per_joule=m["samples_per_joule"], joules_per_pflop=m["joules_per_pflop"],
+        pflops_per_kw=m["pflops_per_kw"], compile_s=0.0,
+        backend_info={"providers": sess.get_providers(), "inputs": {k: list(v) for k, v in shapes.items()}},
+    )  # fmt: skip

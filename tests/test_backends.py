@@ -1,0 +1,78 @@
+"""The backend registry on CPU: each backend runs a preset with its agreement verdict; refusals."""
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from harness.backends import BACKENDS
+from harness.cli import app
+from harness.images import synthetic_images
+from harness.runner import load_model, measure_point
+from models import get_preset
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return synthetic_images(4, 96, 160, seed=0)
+
+
+@pytest.mark.parametrize(
+    "backend,precision", [("torch", "fp32"), ("torch", "bf16"), ("torch-compile", "fp32"), ("onnxruntime", "fp32"),
+                          ("onnxruntime", "int8")],
+)  # fmt: skip
+def test_backend_runs_and_agrees(backend, precision, images, fast_settings, tmp_path):
+    s = fast_settings
+    s.backend, s.precision, s.cache_dir = backend, precision, tmp_path
+    lm = load_model(get_preset("steel-defect-mobilenetv3"), s)
+    pt = measure_point(lm, 2, images, s)
+    a = pt.agreement
+    assert pt.backend == backend and pt.precision == precision and pt.throughput_sps > 0
+    assert a["passed"], a
+    assert a["max_rel_err"] <= a["tolerance_rel"] and a["top1_agreement"] >= 0.5
+    assert pt.compile_s is not None and pt.backend_info is not None
+    if backend == "onnxruntime":
+        assert pt.backend_info["providers"] == ["CPUExecutionProvider"]
+        assert list(tmp_path.glob("onnx/*.onnx"))  # exported into the cache
+
+
+def test_onnx_export_is_cached(images, fast_settings, tmp_path):
+    s = fast_settings
+    s.backend, s.cache_dir = "onnxruntime", tmp_path
+    pt1 = measure_point(load_model(get_preset("steel-defect-mobilenetv3"), s), 1, images, s)
+    pt2 = measure_point(load_model(get_preset("steel-defect-mobilenetv3"), s), 1, images, s)
+    assert pt1.backend_info["cached_export"] is False and pt2.backend_info["cached_export"] is True
+
+
+def test_every_backend_reports_availability():
+    for name, b in BACKENDS.items():
+        ok, why = b.available(torch.device("cpu"))
+        assert isinstance(ok, bool) and why, name
+    assert not BACKENDS["onnxruntime-trt"].available(torch.device("cpu"))[0]
+
+
+@pytest.mark.parametrize(
+    "args,text",
+    [(["--backend", "tvm"], "unknown backend 'tvm'"),
+     (["--backend", "onnxruntime", "--precision", "bf16"], "does not run bf16"),
+     (["--backend", "onnxruntime", "--precision", "fp16"], "fp16 on the CPU"),
+     (["--backend", "torch", "--precision", "int8"], "does not run int8"),
+     (["--backend", "onnxruntime-trt"], "needs a CUDA device")],
+)  # fmt: skip
+def test_backend_refusals_are_one_line(args, text, tmp_path):
+    r = runner.invoke(app, ["run", "steel-defect-mobilenetv3", "--device", "cpu", "--out", str(tmp_path), *args])
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and text in lines[0], r.stderr
+
+
+def test_backend_list_in_one_run(tmp_path, images):
+    fast = ["--min-duration", "0", "--min-iters", "2", "--warmup", "1", "--image-size", "160x96", "--device", "cpu"]
+    r = runner.invoke(app, ["run", "steel-defect-mobilenetv3", "--backend", "torch,onnxruntime", "--out",
+                            str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c"), *fast])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    from harness.results import read_result
+
+    pts = read_result(next((tmp_path / "o").glob("*.json"))).points
+    assert [p.backend for p in pts] == ["torch", "onnxruntime"] and all(p.agreement["passed"] for p in pts)
