@@ -112,6 +112,19 @@ def _softmax_topk(logits, k, probs, idx):
 _beats_dev = cuda.jit(device=True)(_beats.py_func)
 
 
+@cuda.jit(device=True)
+def insert_topk_dev(v, c, top_v, top_i, k):
+    """Insert (v, c) into the best-first top-k buffers if it ranks there (the module's ranking)."""
+    if _beats_dev(v, top_v[k - 1], top_i[k - 1]):
+        j = k - 1
+        while j > 0 and _beats_dev(v, top_v[j - 1], top_i[j - 1]):
+            top_v[j] = top_v[j - 1]
+            top_i[j] = top_i[j - 1]
+            j -= 1
+        top_v[j] = v
+        top_i[j] = c
+
+
 @cuda.jit
 def _softmax_topk_cuda(logits, k, probs, idx):
     """One thread per row (simple, correct; rows are independent)."""
@@ -131,14 +144,7 @@ def _softmax_topk_cuda(logits, k, probs, idx):
             m = v
         if v == np.inf:
             n_inf += 1
-        if _beats_dev(v, top_v[k - 1], top_i[k - 1]):
-            j = k - 1
-            while j > 0 and _beats_dev(v, top_v[j - 1], top_i[j - 1]):
-                top_v[j] = top_v[j - 1]
-                top_i[j] = top_i[j - 1]
-                j -= 1
-            top_v[j] = v
-            top_i[j] = c
+        insert_topk_dev(v, c, top_v, top_i, k)
     s = 0.0
     if m != np.inf and m != -np.inf:
         for c in range(logits.shape[1]):

@@ -19,7 +19,7 @@ import math
 import numpy as np
 from numba import cuda, njit, prange
 
-from kernels.classify import _beats, _row_topk
+from kernels.classify import _row_topk, insert_topk_dev
 from kernels.detect import argsort_desc
 from kernels.device import as_device_array, launch_1d, on_device
 
@@ -178,7 +178,6 @@ def _sample(logits, temperature, top_k, top_p, seed, step, out):
 
 # ------------------------------------------------------------------------------ CUDA
 _mix_dev = cuda.jit(device=True)(_mix.py_func)
-_beats_dev = cuda.jit(device=True)(_beats.py_func)
 
 
 @cuda.jit(device=True)
@@ -203,14 +202,7 @@ def _sample_cuda(logits, temperature, top_k, top_p, seed, step, out):
         v = np.float64(logits[b, c])
         if v > m:
             m = v
-        if _beats_dev(v, top_v[k - 1], top_i[k - 1]):
-            j = k - 1
-            while j > 0 and _beats_dev(v, top_v[j - 1], top_i[j - 1]):
-                top_v[j] = top_v[j - 1]
-                top_i[j] = top_i[j - 1]
-                j -= 1
-            top_v[j] = v
-            top_i[j] = c
+        insert_topk_dev(v, c, top_v, top_i, k)
     n = 0
     while n < k and top_i[n] >= 0 and not math.isnan(top_v[n]):
         n += 1
