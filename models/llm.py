@@ -1,0 +1,236 @@
+"""Decoder LLMs ("industry brains"): Llama/Qwen2/Mistral-family architecture, gpt-fast style.
+
+`LLMConfig` plus the dict `LLM_CONFIGS` is the whole registry. The model has RMSNorm, rotary position
+embeddings (Hugging Face's rotate-half convention), grouped-query attention over a static KV cache
+preallocated for the run, and a SwiGLU MLP. Module names mirror Hugging Face's (model.layers.N.
+self_attn.q_proj, ...), so a local checkpoint's safetensors load without renaming.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    name: str
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    intermediate_size: int
+    max_position: int = 4096
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-6
+    qkv_bias: bool = False  # Qwen2 has biases on q, k, v
+    tie_embeddings: bool = False
+    family: str = "llama"
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    def matmul_params(self) -> int:
+        """Weights used in matmuls for every token: all layers' projections and the LM head (the
+        input embedding table is a lookup, not a matmul, so it is not counted)."""
+        h, kv = self.hidden_size, self.num_kv_heads * self.head_dim
+        attn = h * h + 2 * h * kv + h * h
+        mlp = 3 * h * self.intermediate_size
+        return self.num_layers * (attn + mlp) + h * self.vocab_size
+
+    def param_count(self) -> int:
+        h, kv = self.hidden_size, self.num_kv_heads * self.head_dim
+        bias = (h + 2 * kv) * self.num_layers if self.qkv_bias else 0
+        norms = (2 * self.num_layers + 1) * h
+        embed = self.vocab_size * h
+        head = 0 if self.tie_embeddings else self.vocab_size * h
+        return self.matmul_params() - self.vocab_size * h + head + embed + bias + norms
+
+
+LLM_CONFIGS = {
+    c.name: c
+    for c in (
+        LLMConfig("llm-tiny", 4096, 256, 4, 8, 4, 688, max_position=1024, family="llama"),
+        LLMConfig(
+            "qwen2-0.5b", 151936, 896, 24, 14, 2, 4864, 32768, 1e6, qkv_bias=True, tie_embeddings=True, family="qwen2"
+        ),
+        LLMConfig(
+            "qwen2-1.5b", 151936, 1536, 28, 12, 2, 8960, 32768, 1e6, qkv_bias=True, tie_embeddings=True, family="qwen2"
+        ),
+        LLMConfig("llama2-7b", 32000, 4096, 32, 32, 32, 11008, 4096, family="llama"),
+        LLMConfig("qwen2.5-14b", 152064, 5120, 48, 40, 8, 13824, 32768, 1e6, qkv_bias=True, family="qwen2"),
+        LLMConfig("qwen2.5-32b", 152064, 5120, 64, 40, 8, 27648, 32768, 1e6, qkv_bias=True, family="qwen2"),
+        LLMConfig("llama3-70b", 128256, 8192, 80, 64, 8, 28672, 8192, 500000.0, family="llama"),
+    )
+}
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
+
+
+def rope_tables(cfg: LLMConfig, length: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    inv = 1.0 / (cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2, device=device).float() / cfg.head_dim))
+    freqs = torch.outer(torch.arange(length, device=device).float(), inv)
+    emb = torch.cat([freqs, freqs], -1)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x [B, H, T, D]; cos/sin [T, D] (rotate-half convention)."""
+    x1, x2 = x.chunk(2, -1)
+    return x * cos + torch.cat([-x2, x1], -1) * sin
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: LLMConfig):
+        super().__init__()
+        h, kv = cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim
+        self.cfg = cfg
+        self.q_proj = nn.Linear(h, h, bias=cfg.qkv_bias)
+        self.k_proj = nn.Linear(h, kv, bias=cfg.qkv_bias)
+        self.v_proj = nn.Linear(h, kv, bias=cfg.qkv_bias)
+        self.o_proj = nn.Linear(h, h, bias=False)
+        self.k_cache: torch.Tensor | None = None
+        self.v_cache: torch.Tensor | None = None
+
+    def forward(self, x, cos, sin, pos: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        b, t, _ = x.shape
+        c = self.cfg
+        q = self.q_proj(x).view(b, t, c.num_heads, c.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        self.k_cache.index_copy_(2, pos, k)
+        self.v_cache.index_copy_(2, pos, v)
+        if mask is None:  # prefill from position 0: causal attention over the prompt itself
+            keys, vals, causal = k, v, True
+        else:  # decode: the whole static cache, positions after `pos` masked out (static shapes)
+            keys, vals, causal = self.k_cache, self.v_cache, False
+        out = F.scaled_dot_product_attention(
+            q, keys, vals, attn_mask=mask, is_causal=causal, enable_gqa=c.num_kv_heads != c.num_heads
+        )
+        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: LLMConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Layer(nn.Module):
+    def __init__(self, cfg: LLMConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.norm_eps)
+        self.self_attn = Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, pos, mask):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, pos, mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Backbone(nn.Module):
+    def __init__(self, cfg: LLMConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.num_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.norm_eps)
+
+
+class DecoderLM(nn.Module):
+    """forward(tokens [B, T], pos [T]) -> logits [B, T, vocab] (float32), filling the KV cache."""
+
+    def __init__(self, cfg: LLMConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.model = Backbone(cfg)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        self.cos: torch.Tensor | None = None
+        self.sin: torch.Tensor | None = None
+
+    def setup_cache(self, batch: int, length: int) -> None:
+        """Preallocate the static KV cache and RoPE tables for `batch` sequences of `length`."""
+        c, p = self.cfg, next(self.parameters())
+        for layer in self.model.layers:
+            shape = (batch, c.num_kv_heads, length, c.head_dim)
+            layer.self_attn.k_cache = torch.zeros(shape, device=p.device, dtype=p.dtype)
+            layer.self_attn.v_cache = torch.zeros(shape, device=p.device, dtype=p.dtype)
+        self.cos, self.sin = rope_tables(c, length, p.device, p.dtype)
+
+    def forward(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        x = self.model.embed_tokens(tokens)
+        cos, sin = self.cos[pos], self.sin[pos]
+        if tokens.shape[1] == 1:  # decode: attend to cache positions <= pos
+            length = self.cos.shape[0]
+            mask = (torch.arange(length, device=tokens.device) <= pos[0]).view(1, 1, 1, length)
+        else:
+            if int(pos[0]) != 0:
+                raise ValueError("prefill must start at position 0")
+            mask = None
+        for layer in self.model.layers:
+            x = layer(x, cos, sin, pos, mask)
+        return self.lm_head(self.model.norm(x)).float()
+
+
+def init_random(model: DecoderLM, seed: int, std: float = 0.02) -> DecoderLM:
+    """Seeded random weights, filled where the model lives, in its dtype (seconds even for 7B on a GPU)."""
+    g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.fill_(1.0)
+            elif name.endswith(".bias"):
+                p.zero_()
+            else:
+                p.normal_(0.0, std, generator=g)
+    return model
+
+
+def build_llm(cfg: LLMConfig, device: torch.device, dtype: torch.dtype, seed: int = 0) -> DecoderLM:
+    """The model on `device` in `dtype` with seeded random weights, never materialised elsewhere."""
+    with torch.device("meta"):
+        model = DecoderLM(cfg)
+    model = model.to_empty(device=device).to(dtype)
+    if cfg.tie_embeddings:
+        model.lm_head.weight = model.model.embed_tokens.weight
+    return init_random(model, seed).eval()
+
+
+def attention_flops(cfg: LLMConfig, context: int) -> int:
+    """QK^T and AV of one token attending to `context` positions, all layers: 2 x 2 x ctx x d_attn."""
+    return 2 * 2 * cfg.num_layers * context * cfg.num_heads * cfg.head_dim
+
+
+def prefill_flops(cfg: LLMConfig, prompt_len: int) -> int:
+    """One sequence's prefill: per token 2 x matmul params, plus causal attention (token i sees i+1)."""
+    return 2 * cfg.matmul_params() * prompt_len + sum(attention_flops(cfg, i + 1) for i in range(prompt_len))
+
+
+def decode_flops(cfg: LLMConfig, context: int) -> int:
+    """One decoded token attending to `context` positions (itself included)."""
+    return 2 * cfg.matmul_params() + attention_flops(cfg, context)
+
+
+__all__ = ["LLM_CONFIGS", "DecoderLM", "LLMConfig", "build_llm", "decode_flops", "prefill_flops"]
