@@ -684,6 +684,161 @@ def backends(
     out.print(r)
 
 
+@app.command("run-llm")
+@user_errors
+def run_llm(
+    model: Annotated[
+        str,
+        typer.Argument(help="An LLM preset (llm-tiny, qwen2-0.5b, ... llama3-70b) or a local HF checkpoint folder."),
+    ],
+    batch_size: BatchOpt = ["1"],  # noqa: B006
+    prompt_len: Annotated[list[str], typer.Option(help="Prompt tokens; a list sweeps: 128,512.")] = ["128"],  # noqa: B006
+    output_len: Annotated[list[str], typer.Option(help="Generated tokens (no stop at EOS); a list sweeps.")] = ["64"],  # noqa: B006
+    device: DeviceOpt = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16.")] = "bf16",
+    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
+    top_k: Annotated[int, typer.Option(help="Top-k (0 = all tokens).")] = 0,
+    top_p: Annotated[float, typer.Option(help="Top-p (1 = off).")] = 1.0,
+    compile: Annotated[
+        bool | None, typer.Option(help="torch.compile the decode step [default: on a GPU only].")
+    ] = None,
+    prompts: Annotated[
+        Path | None, typer.Option(help="Prompts file: one line of space-separated token ids per prompt.")
+    ] = None,
+    min_duration: DurationOpt = 5.0,
+    min_iters: Annotated[int, typer.Option(help="Minimum generations per point.")] = 3,
+    out_dir: OutOpt = Path("results"),
+    seed: SeedOpt = 0,
+    assume_watts: Annotated[float | None, typer.Option(help="Estimate energy as W x time (labelled).")] = None,
+) -> None:
+    """Benchmark LLM generation: TTFT, inter-token latency, tokens/s, prefill MFU, decode MBU, energy."""
+    import torch
+
+    from harness.devices import resolve_device
+    from harness.energy import select_meter
+    from harness.llm_runner import DTYPES, Workload, check_workload, measure_llm
+    from harness.provenance import now_iso, provenance
+    from harness.results import SCHEMA_VERSION, RunResult, new_run_id, write_result
+    from models.llm import LLM_CONFIGS, build_llm
+    from models.llm_checkpoint import load_checkpoint, read_config
+
+    if precision not in DTYPES:
+        raise UserError(f"unknown precision {precision!r}: use {', '.join(DTYPES)}")
+    sizes, plens, olens = (parse_batch_sizes(v) for v in (batch_size, prompt_len, output_len))
+    if model in LLM_CONFIGS:
+        cfg = LLM_CONFIGS[model]
+    elif Path(model).exists():
+        cfg = read_config(Path(model))
+    else:
+        import difflib
+
+        close = difflib.get_close_matches(model, list(LLM_CONFIGS), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UserError(f"unknown LLM preset or checkpoint folder {model!r}{hint} (presets: {', '.join(LLM_CONFIGS)})")
+    file_prompts = _read_prompts(prompts, cfg.vocab_size) if prompts else None
+    for b in sizes:
+        for t in plens:
+            for n in olens:
+                check_workload(Workload(b, t, n), cfg.max_position)
+    dev, why = resolve_device(device)
+    if dev.type == "cpu" and precision == "fp16":
+        raise UserError("fp16 on the CPU is not supported; use fp32 or bf16")
+    if dev.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise UserError(f"{torch.cuda.get_device_name(dev)} does not run bf16; use fp16 or fp32")
+    check_writable(out_dir)
+    err.print(f"device: {why}", highlight=False)
+    meter = select_meter(dev.type, dev.index or 0, assume_watts)
+    meter.idle()
+    t = time.perf_counter()
+    if model in LLM_CONFIGS:
+        lm = build_llm(cfg, dev, DTYPES[precision], seed)
+        source = {"kind": "random-init", "seed": seed}
+    else:
+        lm = load_checkpoint(Path(model), dev, DTYPES[precision])
+        source = {"kind": "checkpoint", "path": str(Path(model).resolve())}
+    load_s = time.perf_counter() - t
+    compile_decode = dev.type == "cuda" if compile is None else compile
+    run_id = new_run_id()
+    path = out_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id}.json"
+    result = RunResult(
+        schema_version=SCHEMA_VERSION, run_id=run_id, status="running", started_at=now_iso(), ended_at=None,
+        command=" ".join(["modelpower", *sys.argv[1:]]),
+        config={"model": model, "batch_sizes": sizes, "prompt_lens": plens, "output_lens": olens, "device": str(dev),
+                "precision": precision, "compile": compile_decode, "seed": seed, "energy_meter": meter.name,
+                "prompts": str(prompts) if prompts else "synthetic token ids", "assume_watts": assume_watts},
+        provenance=provenance(),
+    )  # fmt: skip
+    write_result(result, path)
+    grid = [(b, t, n) for b in sizes for t in plens for n in olens]
+    try:
+        for b, t, n in grid:
+            w = Workload(b, t, n, temperature, top_k, top_p, seed)
+            pr = None
+            if file_prompts is not None:
+                pr = torch.tensor([file_prompts[i % len(file_prompts)][:t] for i in range(b)], device=dev)
+                if pr.shape[1] < t:
+                    raise UserError(f"prompts file lines are shorter than --prompt-len {t}")
+            with err.status(f"{cfg.name} batch {b}, prompt {t}, output {n} ...") as status:
+                point = measure_llm(
+                    lm, w, dev, precision, source, min_duration, min_iters, compile_decode, meter, pr, load_s,
+                    progress=lambda e, k, status=status, b=b, t=t, n=n: status.update(
+                        f"{cfg.name} batch {b}, prompt {t}, output {n}: {k} generations, {e:.1f}s"),
+                )  # fmt: skip
+            result.points.append(point)
+            write_result(result, path)
+        result.status = "complete"
+    except KeyboardInterrupt:
+        result.status = "incomplete"
+        result.notes.append(f"interrupted by the user after {len(result.points)} point(s)")
+    finally:
+        result.ended_at = now_iso()
+        if result.status == "running":
+            result.status = "incomplete"
+            result.notes.append("stopped by an error")
+        write_result(result, path)
+    _llm_table(result.points)
+    out.print(f"result written to {path}", highlight=False)
+    if result.status == "incomplete":
+        raise typer.Exit(130)
+
+
+def _read_prompts(path: Path, vocab: int) -> list[list[int]]:
+    try:
+        lines = [ln.split() for ln in Path(path).read_text().splitlines() if ln.strip()]
+        ids = [[int(v) for v in ln] for ln in lines]
+    except OSError as e:
+        raise UserError(f"cannot read prompts file {path}: {e.strerror or e}") from None
+    except ValueError:
+        raise UserError(f"prompts file {path}: every line must be space-separated token ids") from None
+    if not ids or any(not (0 <= v < vocab) for ln in ids for v in ln):
+        raise UserError(f"prompts file {path}: needs at least one line of token ids in [0, {vocab})")
+    return ids
+
+
+def _llm_table(points) -> None:
+    t = Table(title="LLM generation (latencies in ms)")
+    cols = ("model", "prec", "batch", "prompt", "output", "TTFT p50", "ITL p50", "ITL p99", "TPOT", "prefill tok/s",
+            "decode tok/s", "prefill MFU", "decode GB/s", "MBU", "J/token", "status")  # fmt: skip
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("model", "prec", "status") else "right")
+
+    def f(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
+    for p in points:
+        ok = p.status == "ok"
+        t.add_row(
+            p.model, p.precision, str(p.batch_size), str(p.prompt_len), str(p.output_len),
+            f(p.ttft.p50_ms if ok else None, ".1f"), f(p.itl.p50_ms if ok and p.itl else None, ".2f"),
+            f(p.itl.p99_ms if ok and p.itl else None, ".2f"), f(p.tpot_ms, ".2f"), f(p.prefill_tokens_per_s, ".0f"),
+            f(p.decode_tokens_per_s, ".0f"), f(100 * p.prefill_mfu if p.prefill_mfu else None, ".1f"),
+            f(p.decode_gbs, ".1f"), f(100 * p.decode_mbu if p.decode_mbu else None, ".1f"),
+            f(p.joules_per_token, ".3g") if ok and p.joules_per_token is not None else ("not measured" if ok else "-"),
+            p.status,
+        )  # fmt: skip
+    out.print(t)
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")

@@ -77,6 +77,59 @@ class Point:
 
 
 @dataclass
+class LLMPoint:
+    """One LLM measurement: a model at one batch size, prompt length and output length.
+
+    Definitions (docs: README "LLM benchmarking"): TTFT = start of prefill to the first token
+    sampled; inter-token latency = gaps between consecutive tokens of a sequence; TPOT = (last token
+    - first token) / (output_len - 1); throughputs = tokens completed in the window / window time.
+    """
+
+    kind: str  # "llm"
+    model: str
+    source: dict  # {"kind": "random-init", "seed"} or {"kind": "checkpoint", "path"}
+    device: str
+    device_name: str
+    precision: str
+    batch_size: int
+    prompt_len: int
+    output_len: int
+    sampling: dict
+    status: str  # "ok" or "oom"
+    params: int
+    compiled: bool
+    compile_s: float | None = None  # warm-up generation incl. torch.compile, apart from the window
+    load_s: float | None = None
+    runs: int = 0
+    window_s: float | None = None
+    ttft: LatencyStats | None = None
+    itl: LatencyStats | None = None
+    tpot_ms: float | None = None
+    prefill_tokens_per_s: float | None = None
+    decode_tokens_per_s: float | None = None
+    total_tokens_per_s: float | None = None
+    output_tokens_per_s: float | None = None
+    requests_per_s: float | None = None
+    prefill_flops_per_token: float | None = None
+    decode_flops_per_token: float | None = None
+    prefill_tflops: float | None = None
+    prefill_mfu: float | None = None
+    mfu_peak_tflops: float | None = None
+    mfu_peak_source: str | None = None
+    decode_bytes_per_step: float | None = None
+    decode_gbs: float | None = None
+    decode_mbu: float | None = None
+    mbu_bandwidth_gbs: float | None = None
+    peak_memory_gib: float | None = None
+    peak_memory_scope: str | None = None
+    energy: dict | None = None
+    joules_per_token: float | None = None
+    joules_per_pflop: float | None = None
+    tokens_checked: dict | None = None  # valid token ids, all rows generated out_len tokens
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass
 class RunResult:
     schema_version: int
     run_id: str
@@ -86,7 +139,7 @@ class RunResult:
     command: str
     config: dict
     provenance: dict
-    points: list[Point] = field(default_factory=list)
+    points: list[Point | LLMPoint] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -127,7 +180,12 @@ def _build(cls, d: dict, where: str):
     return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def point_from_dict(d: dict, where: str = "point") -> Point:
+def point_from_dict(d: dict, where: str = "point") -> Point | LLMPoint:
+    if isinstance(d, dict) and d.get("kind") == "llm":
+        q = _build(LLMPoint, d, where)
+        q.ttft = _build(LatencyStats, q.ttft, f"{where}.ttft") if q.ttft else None
+        q.itl = _build(LatencyStats, q.itl, f"{where}.itl") if q.itl else None
+        return q
     p = _build(Point, d, where)
     p.staged = {k: _build(LatencyStats, v, f"{where}.staged.{k}") for k, v in p.staged.items()}
     p.e2e = _build(LatencyStats, p.e2e, f"{where}.e2e")

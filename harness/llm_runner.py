@@ -1,0 +1,207 @@
+"""LLM generation benchmark: prefill + fixed-length decode over a static KV cache, timed per token.
+
+The workload is fixed (MEASUREMENT.md): prompt length, output length (no stop at EOS), batch size and
+seed. Prompts are seeded synthetic token ids (or ids from a prompts file). One warm-up generation
+(which also compiles the decode step when asked) is timed apart; then generations repeat until the
+window's minimum duration and count are both met. The device is synchronized before every token's
+timestamp is read (sampling needs the token anyway).
+"""
+
+from __future__ import annotations
+
+import itertools
+import resource
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from harness.energy import Meter
+from harness.errors import UserError
+from harness.metrics import nameplate_peak
+from harness.results import LLMPoint
+from harness.specs import match_spec
+from harness.stats import latency_stats
+from kernels import sample_tokens
+from models.llm import DecoderLM, decode_flops, prefill_flops
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class Workload:
+    batch_size: int
+    prompt_len: int
+    output_len: int
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 0
+
+
+def check_workload(w: Workload, max_position: int) -> None:
+    if w.batch_size < 1:
+        raise UserError(f"batch size must be >= 1, got {w.batch_size}")
+    if w.prompt_len < 1:
+        raise UserError(f"prompt length must be >= 1, got {w.prompt_len}")
+    if w.output_len < 1:
+        raise UserError(f"output length must be >= 1, got {w.output_len}")
+    if w.prompt_len + w.output_len > max_position:
+        raise UserError(
+            f"prompt {w.prompt_len} + output {w.output_len} tokens exceed the model's context of {max_position}"
+        )
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _sample(logits: torch.Tensor, w: Workload, step: int) -> torch.Tensor:
+    """Next tokens [B] on the logits' device, through our sample_tokens kernel."""
+    if logits.is_cuda:
+        out = sample_tokens(logits.contiguous(), w.temperature, w.top_k, w.top_p, seed=w.seed, step=step)
+        return torch.as_tensor(out, device=logits.device)
+    return torch.from_numpy(sample_tokens(logits.numpy(), w.temperature, w.top_k, w.top_p, w.seed, step))
+
+
+def generate(model: DecoderLM, prompts: torch.Tensor, w: Workload, decode) -> tuple[float, list[float], torch.Tensor]:
+    """One timed generation: (start time, timestamp of each generated token, tokens [B, out])."""
+    device = prompts.device
+    b, t = prompts.shape
+    model.setup_cache(b, t + w.output_len)
+    out = torch.empty((b, w.output_len), dtype=torch.long, device=device)
+    _sync(device)
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        logits = model(prompts, torch.arange(t, device=device))
+        nxt = _sample(logits[:, -1], w, 0)
+        out[:, 0] = nxt
+        _sync(device)
+        stamps = [time.perf_counter()]
+        for i in range(1, w.output_len):
+            pos = torch.tensor([t + i - 1], device=device)
+            logits = decode(nxt.view(b, 1).to(device), pos)
+            nxt = _sample(logits[:, -1], w, i)
+            out[:, i] = nxt
+            _sync(device)
+            stamps.append(time.perf_counter())
+    return t0, stamps, out
+
+
+def synthetic_prompts(w: Workload, vocab: int, device: torch.device) -> torch.Tensor:
+    g = torch.Generator().manual_seed(w.seed)
+    return torch.randint(0, vocab, (w.batch_size, w.prompt_len), generator=g).to(device)
+
+
+def measure_llm(
+    model: DecoderLM,
+    w: Workload,
+    device: torch.device,
+    precision: str,
+    source: dict,
+    min_duration: float,
+    min_iters: int,
+    compile_decode: bool = False,
+    meter: Meter | None = None,
+    prompts: torch.Tensor | None = None,
+    load_s: float | None = None,
+    progress=None,
+) -> LLMPoint:
+    """Measure one (batch, prompt, output) point; OOM becomes a point with status "oom"."""
+    cfg = model.cfg
+    check_workload(w, cfg.max_position)
+    base = dict(
+        kind="llm", model=cfg.name, source=source, device=str(device), device_name=_device_name(device),
+        precision=precision, batch_size=w.batch_size, prompt_len=w.prompt_len, output_len=w.output_len,
+        sampling={"temperature": w.temperature, "top_k": w.top_k, "top_p": w.top_p, "seed": w.seed},
+        params=cfg.param_count(), compiled=compile_decode, load_s=load_s,
+    )  # fmt: skip
+    if prompts is None:
+        prompts = synthetic_prompts(w, cfg.vocab_size, device)
+    decode = model
+    if compile_decode:
+        mode = "reduce-overhead" if device.type == "cuda" else "default"
+        decode = torch.compile(model, mode=mode, fullgraph=True, dynamic=False)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        t = time.perf_counter()
+        generate(model, prompts, w, decode)  # warm-up (and compile), apart from the window
+        compile_s = time.perf_counter() - t
+        meter = meter or Meter()
+        meter.start()
+        runs, t_window = [], time.perf_counter()
+        while True:
+            runs.append(generate(model, prompts, w, decode))
+            elapsed = time.perf_counter() - t_window
+            if progress:
+                progress(elapsed, len(runs))
+            if len(runs) >= min_iters and elapsed >= min_duration:
+                break
+        window = time.perf_counter() - t_window
+        reading = meter.stop()
+    except torch.OutOfMemoryError:
+        return LLMPoint(status="oom", flags=["oom"], **base)
+    return _metrics(model, w, device, precision, base, compile_s, runs, window, reading)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    from harness.devices import detect_cpu
+
+    return detect_cpu().model
+
+
+def _metrics(model, w, device, precision, base, compile_s, runs, window, reading) -> LLMPoint:
+    cfg = model.cfg
+    b, t, n = w.batch_size, w.prompt_len, w.output_len
+    ttft = [stamps[0] - t0 for t0, stamps, _ in runs]
+    itl = [bb - a for _, stamps, _ in runs for a, bb in itertools.pairwise(stamps)]
+    decode_s = [stamps[-1] - stamps[0] for _, stamps, _ in runs]
+    tokens = torch.stack([out for _, _, out in runs]).cpu()
+    valid = bool(((tokens >= 0) & (tokens < cfg.vocab_size)).all())
+    p_flops = prefill_flops(cfg, t)
+    d_flops = np.mean([decode_flops(cfg, t + i + 1) for i in range(1, n)]) if n > 1 else None
+    peak, peak_src = nameplate_peak(device, precision)
+    mean_ttft = float(np.mean(ttft))
+    prefill_tflops = b * p_flops / mean_ttft / 1e12
+    dtype_bytes = torch.finfo(DTYPES[precision]).bits // 8
+    mean_ctx = t + (n + 1) / 2
+    kv_bytes = 2 * cfg.num_layers * b * mean_ctx * cfg.num_kv_heads * cfg.head_dim * dtype_bytes
+    step_bytes = cfg.matmul_params() * dtype_bytes + kv_bytes
+    decode_steps_per_s = (n - 1) / float(np.mean(decode_s)) if n > 1 else None
+    gbs = step_bytes * decode_steps_per_s / 1e9 if decode_steps_per_s else None
+    row = match_spec(_device_name(device)) if device.type == "cuda" else None
+    bw = row.bandwidth_gbs if row else None
+    out_tokens = len(runs) * b * n
+    flops_done = len(runs) * b * (p_flops + (n - 1) * (d_flops or 0))
+    j = reading.joules if reading.measured else None
+    if device.type == "cuda":
+        mem, scope = torch.cuda.max_memory_allocated(device) / 2**30, "GPU: torch max_memory_allocated"
+    else:
+        mem, scope = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "host: process peak RSS"
+    flags = [] if valid else ["invalid_tokens"]
+    if reading.estimate:
+        flags.append("energy_estimated")
+    if reading.clocks.get("throttled"):
+        flags.append("throttled")
+    return LLMPoint(
+        **base, status="ok", compile_s=compile_s, runs=len(runs), window_s=window,
+        ttft=latency_stats(ttft), itl=latency_stats(itl) if itl else None,
+        tpot_ms=float(np.mean(decode_s)) / (n - 1) * 1e3 if n > 1 else None,
+        prefill_tokens_per_s=b * t / mean_ttft,
+        decode_tokens_per_s=b * (n - 1) / float(np.mean(decode_s)) if n > 1 else None,
+        total_tokens_per_s=len(runs) * b * (t + n) / window,
+        output_tokens_per_s=out_tokens / window, requests_per_s=len(runs) * b / window,
+        prefill_flops_per_token=p_flops / t, decode_flops_per_token=d_flops,
+        prefill_tflops=prefill_tflops, prefill_mfu=prefill_tflops / peak if peak else None,
+        mfu_peak_tflops=peak, mfu_peak_source=peak_src,
+        decode_bytes_per_step=step_bytes, decode_gbs=gbs, decode_mbu=gbs / bw if gbs and bw else None,
+        mbu_bandwidth_gbs=bw, peak_memory_gib=mem, peak_memory_scope=scope, energy=reading.to_dict(),
+        joules_per_token=j / out_tokens if j is not None else None,
+        joules_per_pflop=j / (flops_done / 1e15) if j is not None else None,
+        tokens_checked={"valid_ids": valid, "shape": list(tokens.shape)}, flags=flags,
+    )  # fmt: skip
