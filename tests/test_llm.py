@@ -1,0 +1,199 @@
+"""LLM benchmarking: FLOPs by hand, the cached forward against a naive reference, checkpoints,
+metric arithmetic, and every bad input as one line."""
+
+import itertools
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+import harness.llm_runner as lr
+from harness.cli import app
+from harness.llm_runner import Workload, generate, measure_llm
+from harness.results import read_result
+from models.llm import LLM_CONFIGS, LLMConfig, build_llm, decode_flops, prefill_flops
+from models.llm_checkpoint import load_checkpoint
+
+TINY = LLM_CONFIGS["llm-tiny"]
+CPU = torch.device("cpu")
+runner = CliRunner()
+
+
+def test_flops_per_token_by_hand():
+    h, kv, f, v, L = 256, 4 * 32, 688, 4096, 4
+    per_layer = h * h + 2 * h * kv + h * h + 3 * h * f
+    assert TINY.matmul_params() == L * per_layer + h * v
+    # decode at context 100: 2 x matmul params + 2 x 2 x layers x ctx x (heads x head_dim)
+    assert decode_flops(TINY, 100) == 2 * TINY.matmul_params() + 4 * L * 100 * 256
+    # prefill of 3 tokens: causal, token i attends to i + 1 positions
+    assert prefill_flops(TINY, 3) == 3 * 2 * TINY.matmul_params() + 4 * L * 256 * (1 + 2 + 3)
+
+
+def naive_logits(m, tokens):
+    """Reference forward: no cache, explicit causal softmax attention, repeated KV heads."""
+    c = m.cfg
+    b, t = tokens.shape
+    x = m.model.embed_tokens(tokens)
+    inv = 1.0 / (c.rope_theta ** (torch.arange(0, c.head_dim, 2).float() / c.head_dim))
+    ang = torch.outer(torch.arange(t).float(), inv)
+    cos, sin = torch.cat([ang, ang], -1).cos(), torch.cat([ang, ang], -1).sin()
+
+    def rope(z):
+        z1, z2 = z.chunk(2, -1)
+        return z * cos + torch.cat([-z2, z1], -1) * sin
+
+    def norm(z, w):
+        return z * torch.rsqrt(z.pow(2).mean(-1, keepdim=True) + c.norm_eps) * w
+
+    for layer in m.model.layers:
+        a = layer.self_attn
+        hN = norm(x, layer.input_layernorm.weight)
+        q = rope(a.q_proj(hN).view(b, t, c.num_heads, c.head_dim).transpose(1, 2))
+        k = rope(a.k_proj(hN).view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2))
+        v = a.v_proj(hN).view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
+        rep = c.num_heads // c.num_kv_heads
+        k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
+        s = q @ k.transpose(-1, -2) / c.head_dim**0.5
+        s = s.masked_fill(torch.triu(torch.ones(t, t, dtype=torch.bool), 1), float("-inf"))
+        x = x + a.o_proj((s.softmax(-1) @ v).transpose(1, 2).reshape(b, t, -1))
+        hN = norm(x, layer.post_attention_layernorm.weight)
+        x = x + layer.mlp.down_proj(torch.nn.functional.silu(layer.mlp.gate_proj(hN)) * layer.mlp.up_proj(hN))
+    return m.lm_head(norm(x, m.model.norm.weight))
+
+
+def test_prefill_and_cached_decode_match_the_naive_reference():
+    m = build_llm(TINY, CPU, torch.float32, seed=1)
+    tokens = torch.randint(0, TINY.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
+    ref = naive_logits(m, tokens)
+    with torch.inference_mode():
+        m.setup_cache(2, 16)
+        pre = m(tokens[:, :8], torch.arange(8))
+        steps = [m(tokens[:, i : i + 1], torch.tensor([i])) for i in range(8, 12)]
+    torch.testing.assert_close(pre, ref[:, :8], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(torch.cat(steps, 1), ref[:, 8:], rtol=1e-4, atol=1e-4)
+
+
+def write_checkpoint(folder, cfg: LLMConfig, arch: str, seed=3, shards=2):
+    m = build_llm(cfg, CPU, torch.float32, seed)
+    state = {k: v.contiguous() for k, v in m.state_dict().items()}
+    if cfg.tie_embeddings:
+        state.pop("lm_head.weight")
+    names = sorted(state)
+    folder.mkdir(parents=True, exist_ok=True)
+    weight_map = {}
+    for i in range(shards):
+        part = names[i::shards]
+        fname = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+        save_file({k: state[k] for k in part}, str(folder / fname))
+        weight_map.update(dict.fromkeys(part, fname))
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    (folder / "config.json").write_text(json.dumps({
+        "architectures": [arch], "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
+        "num_hidden_layers": cfg.num_layers, "num_attention_heads": cfg.num_heads,
+        "num_key_value_heads": cfg.num_kv_heads, "intermediate_size": cfg.intermediate_size,
+        "max_position_embeddings": cfg.max_position, "rope_theta": cfg.rope_theta, "rms_norm_eps": cfg.norm_eps,
+        "tie_word_embeddings": cfg.tie_embeddings,
+    }))  # fmt: skip
+    return m
+
+
+@pytest.mark.parametrize(
+    "arch,cfg",
+    [("LlamaForCausalLM", TINY),
+     ("Qwen2ForCausalLM", LLMConfig("q", 512, 64, 2, 4, 2, 128, 256, 1e6, qkv_bias=True, tie_embeddings=True))],
+)  # fmt: skip
+def test_checkpoint_loads_with_the_same_logits(tmp_path, arch, cfg):
+    src = write_checkpoint(tmp_path / "ckpt", cfg, arch)
+    loaded = load_checkpoint(tmp_path / "ckpt", CPU, torch.float32)
+    tokens = torch.randint(0, cfg.vocab_size, (1, 10))
+    torch.testing.assert_close(naive_logits(loaded, tokens), naive_logits(src, tokens))
+    if cfg.tie_embeddings:
+        assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
+
+
+def test_generation_metrics_arithmetic():
+    m = build_llm(TINY, CPU, torch.float32)
+    w = Workload(batch_size=3, prompt_len=16, output_len=8)
+    t0, stamps, out = generate(m, lr.synthetic_prompts(w, TINY.vocab_size, CPU), w, m)
+    assert len(stamps) == 8 and t0 < stamps[0] and all(a < b for a, b in itertools.pairwise(stamps))
+    assert out.shape == (3, 8) and ((out >= 0) & (out < TINY.vocab_size)).all()
+    p = measure_llm(m, w, CPU, "fp32", {"kind": "random-init", "seed": 0}, 0.0, 3)
+    assert p.status == "ok" and p.runs >= 3 and p.ttft.count == p.runs and p.itl.count == p.runs * 7
+    assert p.output_tokens_per_s == pytest.approx(p.runs * 3 * 8 / p.window_s)
+    assert p.requests_per_s == pytest.approx(p.runs * 3 / p.window_s)
+    assert p.prefill_flops_per_token == prefill_flops(TINY, 16) / 16
+    assert p.prefill_tokens_per_s == pytest.approx(3 * 16 / (p.ttft.mean_ms / 1e3))
+    assert p.tokens_checked["valid_ids"] and p.energy["measured"] is False and p.joules_per_token is None
+    assert p.decode_mbu is None  # no nameplate bandwidth for a CPU
+
+
+def test_greedy_generation_is_reproducible():
+    m = build_llm(TINY, CPU, torch.float32)
+    w = Workload(2, 8, 6)
+    pr = lr.synthetic_prompts(w, TINY.vocab_size, CPU)
+    assert torch.equal(generate(m, pr, w, m)[2], generate(m, pr, w, m)[2])
+
+
+def test_run_llm_sweep_records_oom_and_goes_on(tmp_path, monkeypatch):
+    real = lr.generate
+
+    def oom_at_batch_4(model, prompts, w, decode):
+        if w.batch_size == 4:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(model, prompts, w, decode)
+
+    monkeypatch.setattr(lr, "generate", oom_at_batch_4)
+    r = runner.invoke(app, ["run-llm", "llm-tiny", "-b", "1,4,2", "--prompt-len", "16", "--output-len", "4",
+                            "--device", "cpu", "--precision", "fp32", "--min-duration", "0", "--min-iters", "1",
+                            "--out", str(tmp_path)])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    pts = read_result(next(tmp_path.glob("*.json"))).points
+    assert [(p.batch_size, p.status) for p in pts] == [(1, "ok"), (4, "oom"), (2, "ok")]
+    assert pts[0].ttft.count >= 1
+
+
+def test_run_llm_with_a_checkpoint_and_prompts_file(tmp_path):
+    write_checkpoint(tmp_path / "ckpt", TINY, "MistralForCausalLM")
+    (tmp_path / "p.txt").write_text("1 2 3 4 5 6 7 8\n9 10 11 12 13 14 15 16\n")
+    r = runner.invoke(app, ["run-llm", str(tmp_path / "ckpt"), "--prompt-len", "8", "--output-len", "4", "-b", "2",
+                            "--device", "cpu", "--precision", "fp32", "--min-duration", "0", "--min-iters", "1",
+                            "--prompts", str(tmp_path / "p.txt"), "--out", str(tmp_path / "o")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    p = read_result(next((tmp_path / "o").glob("*.json"))).points[0]
+    assert p.source["kind"] == "checkpoint" and p.status == "ok"
+
+
+@pytest.mark.parametrize(
+    "args,text",
+    [(["llm-tiny", "--prompt-len", "1000", "--output-len", "100"], "exceed the model's context of 1024"),
+     (["llm-tiny", "-b", "0"], "positive integer"),
+     (["llm-tiny", "--output-len", "0"], "positive integer"),
+     (["llm-tinny"], "did you mean llm-tiny"),
+     (["llm-tiny", "--precision", "fp16"], "fp16 on the CPU"),
+     (["llm-tiny", "--precision", "int4"], "unknown precision")],
+)  # fmt: skip
+def test_run_llm_bad_input(args, text, tmp_path):
+    r = runner.invoke(app, ["run-llm", *args, "--device", "cpu", "--out", str(tmp_path)])
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and text in lines[0], r.stderr
+
+
+def test_bad_checkpoints(tmp_path):
+    def err(folder):
+        r = runner.invoke(app, ["run-llm", str(folder), "--device", "cpu", "--out", str(tmp_path / "o")])
+        assert r.exit_code == 2, r.output
+        return r.stderr
+
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    assert "no config.json" in err(ck)
+    (ck / "config.json").write_text("{not json")
+    assert "not valid JSON" in err(ck)
+    (ck / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"]}))
+    assert "architecture 'GPT2LMHeadModel' is not supported" in err(ck)
+    write_checkpoint(ck, TINY, "LlamaForCausalLM", shards=1)
+    (ck / "model-00001-of-00001.safetensors").write_bytes(b"truncated")
+    assert "cannot read weights" in err(ck)
