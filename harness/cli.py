@@ -5,6 +5,7 @@ Every user mistake is one line on stderr and exit code 2 (see `harness.errors.Us
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import json
 import os
@@ -161,11 +162,12 @@ def models(
     """List the registered model presets with their input, parameters and GFLOPs per sample."""
     from harness.flops import param_count, preset_flops_per_sample
     from models import list_presets
+    from models.llm import LLM_CONFIGS
 
     presets = list_presets(pattern)
-    if not presets:
+    if not presets and not fnmatch.filter(LLM_CONFIGS, pattern):
         raise UserError(f"no preset matches {pattern!r}")
-    t = Table(title="model presets (weights: seeded random init unless --weights)")
+    t = Table(title="vision presets (weights: seeded random init unless --weights)")
     for col in (
         "name",
         "industry",
@@ -184,8 +186,23 @@ def models(
             str(p.num_classes), f"{param_count(p.builder, p.num_classes) / 1e6:.1f}M",
             f"{flops / 1e9:.2f}",
         )  # fmt: skip
-    out.print(t)
-    out.print("GFLOPs: per sample, one multiply-add = 2 FLOPs, counted from the graph (conv + matmul).")
+    if presets:
+        out.print(t)
+        out.print("GFLOPs: per sample, one multiply-add = 2 FLOPs, counted from the graph (conv + matmul).")
+    from models.llm import LLM_CONFIGS, decode_flops
+
+    llms = [c for n, c in LLM_CONFIGS.items() if fnmatch.fnmatch(n, pattern)]
+    if llms:
+        t = Table(title="LLM presets (`modelpower run-llm`; seeded random init, or a local checkpoint folder)")
+        for col in ("name", "family", "params", "layers", "hidden", "heads / kv heads", "context", "GFLOPs/token @1k"):
+            t.add_column(col, justify="left" if col in ("name", "family") else "right")
+        for c in llms:
+            n = c.param_count()
+            size = f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
+            heads = f"{c.num_heads} / {c.num_kv_heads}"
+            gflops = f"{decode_flops(c, 1024) / 1e9:.2f}"
+            t.add_row(c.name, c.family, size, str(c.num_layers), str(c.hidden_size), heads, str(c.max_position), gflops)
+        out.print(t)
 
 
 def _results_table(points) -> Table:

@@ -171,10 +171,17 @@ class DecoderLM(nn.Module):
         self.sin: torch.Tensor | None = None
 
     def setup_cache(self, batch: int, length: int) -> None:
-        """Preallocate the static KV cache and RoPE tables for `batch` sequences of `length`."""
+        """Preallocate the static KV cache and RoPE tables for `batch` sequences of `length`.
+
+        Kept (same tensors) when the shape is unchanged, so a compiled decode step and its CUDA
+        graphs see the same buffers every generation; stale entries are masked in decode and
+        overwritten by the next prefill."""
         c, p = self.cfg, next(self.parameters())
+        shape = (batch, c.num_kv_heads, length, c.head_dim)
+        first = self.model.layers[0].self_attn.k_cache
+        if first is not None and tuple(first.shape) == shape and first.dtype == p.dtype:
+            return
         for layer in self.model.layers:
-            shape = (batch, c.num_kv_heads, length, c.head_dim)
             layer.self_attn.k_cache = torch.zeros(shape, device=p.device, dtype=p.dtype)
             layer.self_attn.v_cache = torch.zeros(shape, device=p.device, dtype=p.dtype)
         self.cos, self.sin = rope_tables(c, length, p.device, p.dtype)

@@ -197,3 +197,19 @@ def test_bad_checkpoints(tmp_path):
     write_checkpoint(ck, TINY, "LlamaForCausalLM", shards=1)
     (ck / "model-00001-of-00001.safetensors").write_bytes(b"truncated")
     assert "cannot read weights" in err(ck)
+
+
+def test_compiled_decode_matches_eager_and_compiles_once():
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    m = build_llm(TINY, CPU, torch.float32)
+    w = Workload(2, 8, 6)
+    pr = lr.synthetic_prompts(w, TINY.vocab_size, CPU)
+    eager = generate(m, pr, w, m)[2]
+    compiled = torch.compile(m, mode="default", fullgraph=True, dynamic=False)
+    for _ in range(2):  # the second generation reuses the same cache buffers: no recompile
+        got = generate(m, pr, w, compiled)[2]
+    assert torch.equal(got, eager)
+    assert counters["stats"]["unique_graphs"] == 1
