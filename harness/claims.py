@@ -16,7 +16,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.results import Point
+from harness.results import LLMPoint, Point
 from harness.specs import PRECISIONS, find_spec
 
 KINDS = {
@@ -108,7 +108,32 @@ def _n(x: float) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:,.3g}"
 
 
-def check_capacity(claim: Claim, points: list[Point]) -> Verdict:
+@dataclass
+class _Measured:
+    """What a claim needs from a result point, vision or LLM (LLM: prefill, the compute-bound phase)."""
+
+    model: str
+    device_name: str
+    precision: str
+    batch_size: int
+    mfu: float | None
+    mfu_precision: str | None
+    mfu_peak_tflops: float | None
+    mfu_peak_source: str | None
+    joules_per_pflop: float | None
+    energy: dict | None
+
+
+def _measured(pt) -> _Measured:
+    if isinstance(pt, LLMPoint):
+        name, mfu, mfu_prec = f"{pt.model} prefill", pt.prefill_mfu, pt.precision
+    else:
+        name, mfu, mfu_prec = pt.model, pt.mfu, pt.mfu_precision
+    return _Measured(name, pt.device_name, pt.precision, pt.batch_size, mfu, mfu_prec, pt.mfu_peak_tflops,
+                     pt.mfu_peak_source, pt.joules_per_pflop, pt.energy)  # fmt: skip
+
+
+def check_capacity(claim: Claim, points: list[Point | LLMPoint]) -> Verdict:
     v = Verdict(claim)
     p = claim.values["p"]
     precisions = _precisions(claim.values.get("precision", "unstated"))
@@ -141,7 +166,7 @@ def check_capacity(claim: Claim, points: list[Point]) -> Verdict:
             v.steps.append(line + ".")
             sizes.append((prec, row.name, dense_n))
     delivered = []
-    for pt in points:
+    for pt in map(_measured, points):
         prec = pt.mfu_precision or pt.precision
         label = f"{pt.model} on {pt.device_name} ({pt.precision}, batch {pt.batch_size})"
         if prec not in precisions:
@@ -149,6 +174,12 @@ def check_capacity(claim: Claim, points: list[Point]) -> Verdict:
             continue
         if pt.mfu is None:
             v.not_comparable.append(f"{label}: MFU unknown (no nameplate {prec} peak for its device)")
+            continue
+        if pt.mfu > 1:
+            v.not_comparable.append(
+                f"{label}: MFU {100 * pt.mfu:.0f}% > 100%, so its denominator ({pt.mfu_peak_tflops:g} TFLOPS) is below "
+                "the device's real peak; it cannot bound a claim"
+            )
             continue
         p_eq = p * pt.mfu
         line = (

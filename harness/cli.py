@@ -592,14 +592,15 @@ def peak(
 @app.command()
 @user_errors
 def claim(
-    files: Annotated[list[Path], typer.Argument(help="Claim TOML file(s); see claims/README.md.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Claim .toml files and measurement .json files (results, a `peak` file), in any order."),
+    ],
     results: Annotated[
-        list[Path] | None,
-        typer.Option("--results", "-r", help="Result JSON files whose measurements to use."),
+        list[Path] | None, typer.Option("--results", "-r", help="A result JSON file to use (repeatable).")
     ] = None,
     peak_file: Annotated[
-        Path | None,
-        typer.Option("--peak", help="A `modelpower peak` file: the measured computer for equivalences."),
+        Path | None, typer.Option("--peak", help="A `modelpower peak` file: the measured computer for equivalences.")
     ] = None,
     spec: SpecOpt = None,
 ) -> None:
@@ -610,11 +611,25 @@ def claim(
 
     if spec is not None:
         use_spec_file(spec)
+    claim_files = [f for f in files if f.suffix == ".toml"]
+    result_files = list(results or [])
+    for f in files:
+        if f.suffix == ".toml":
+            continue
+        if f.suffix != ".json":
+            raise UserError(f"{f}: expected a claim .toml or a measurement .json file")
+        kind = _json_kind(f)
+        if kind == "modelpower-peak":
+            peak_file = f
+        elif kind is None:
+            result_files.append(f)
+    if not claim_files:
+        raise UserError("no claim file given (.toml; see claims/README.md)")
     try:
-        claims = [c for f in files for c in load_claims(f)]
+        claims = [c for f in claim_files for c in load_claims(f)]
     except ClaimError as e:
         raise UserError(str(e)) from None
-    points = [p for r in (results or []) for p in read_result(r).points]
+    points = [p for r in result_files for p in read_result(r).points]
     computer = _computer(peak_file, detect_cpu())
     for c in claims:
         v = check_claim(c, points, computer)
@@ -626,6 +641,15 @@ def claim(
         out.print(f"[bold]verdict:[/bold] {v.verdict}", highlight=False)
     if not points:
         out.print("(no --results given: delivered compute is not measured in these verdicts)")
+
+
+def _json_kind(path: Path) -> str | None:
+    """The `kind` of a modelpower JSON file (peak, kernel bench), None for a run result."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {path}: {e}") from None
+    return doc.get("kind") if isinstance(doc, dict) else None
 
 
 def _computer(peak_file: Path | None, cpu) -> dict:

@@ -102,3 +102,20 @@ def test_claim_and_peak_commands_end_to_end(tmp_path):
     bad.write_text("version = 2")
     r = runner.invoke(app, ["claim", str(bad)])
     assert r.exit_code == 2 and "modelpower: error:" in r.stderr
+
+
+def test_mfu_above_100_percent_cannot_bound_a_claim():
+    pt = make_point(precision="fp16", mfu=1.2, mfu_precision="fp16", mfu_peak_tflops=100.0)
+    v = check_capacity(cap(), [pt])
+    assert "120% > 100%" in v.not_comparable[0] and "not measured" in v.verdict
+
+
+def test_claim_takes_files_in_any_order(tmp_path):
+    from harness.results import write_result
+    from tests.test_stats_results import make_result
+
+    res = tmp_path / "r.json"
+    write_result(make_result([make_point(precision="fp16", mfu=0.3, mfu_precision="fp16", mfu_peak_tflops=989.4)]), res)
+    r = CliRunner().invoke(app, ["claim", str(res), "claims/public-claims.toml"])
+    assert r.exit_code == 0, r.output
+    assert "deliver 3,300 P-equivalent" in r.stdout
