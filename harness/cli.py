@@ -880,6 +880,74 @@ def _llm_table(points) -> None:
     out.print(t)
 
 
+@app.command()
+@user_errors
+def report(
+    files: Annotated[
+        list[Path], typer.Argument(help="Result JSON files (any devices, models, backends) and peak files.")
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for report.md, report.html, metrics.csv.")
+    ] = Path("report"),
+    claims: Annotated[list[Path] | None, typer.Option(help="Claim TOML file(s) whose verdicts to include.")] = None,
+    skip_bad: Annotated[bool, typer.Option(help="Leave out (and list) malformed or wrong-version files.")] = False,
+    title: Annotated[str, typer.Option(help="The report's title.")] = "Inference benchmark report",
+) -> None:
+    """Write a procurement report: Markdown, self-contained HTML with plots, and a CSV of every point."""
+    from harness import report as rp
+
+    inp = rp.load_inputs(files, skip_bad)
+    check_writable(out_dir)
+    rows = rp.flat_rows(inp)
+    verdicts = []
+    if claims:
+        from harness.claims import ClaimError, check_claim, load_claims
+        from harness.devices import detect_cpu
+
+        try:
+            cl = [c for f in claims for c in load_claims(f)]
+        except ClaimError as e:
+            raise UserError(str(e)) from None
+        points = [p for _, r in inp.results for p in r.points]
+        computer = _computer(inp.peaks[0][0] if inp.peaks else None, detect_cpu())
+        verdicts = [check_claim(c, points, computer) for c in cl]
+    md, html = rp.render(inp, rows, verdicts, title)
+    (out_dir / "report.md").write_text(md)
+    (out_dir / "report.html").write_text(html)
+    rp.write_csv(rows, out_dir / "metrics.csv")
+    for s in inp.skipped:
+        err.print(f"skipped: {s}", highlight=False)
+    out.print(f"wrote {out_dir / 'report.html'}, {out_dir / 'report.md'} and {out_dir / 'metrics.csv'} "
+              f"({len(rows)} points)", highlight=False)  # fmt: skip
+
+
+@app.command()
+@user_errors
+def compare(
+    a: Annotated[Path, typer.Argument(help="Result set A: a result file, or a folder of them.")],
+    b: Annotated[Path, typer.Argument(help="Result set B, compared with A (B / A).")],
+    skip_bad: Annotated[bool, typer.Option(help="Leave out (and list) malformed files.")] = False,
+) -> None:
+    """Side by side: the points two result sets share, with throughput ratios (device X vs Y, before vs after)."""
+    from harness import report as rp
+
+    def rows_of(p: Path):
+        files = sorted(p.glob("*.json")) if p.is_dir() else [p]
+        return rp.flat_rows(rp.load_inputs(files, skip_bad))
+
+    pairs = rp.compare_rows(rows_of(a), rows_of(b))
+    if not pairs:
+        raise UserError("the two result sets share no point (same model, backend, precision, batch, lengths)")
+    t = Table(title=f"B / A: {b} vs {a}")
+    for col in ("point", "A device", "B device", "A", "B", "B / A", "A p99 ms", "B p99 ms"):
+        t.add_column(col, justify="left" if col in ("point", "A device", "B device") else "right")
+    for r in pairs:
+        p99 = [f"{v:.1f}" if v is not None else "-" for v in (r["a_p99"], r["b_p99"])]
+        t.add_row(r["label"], r["a_device"], r["b_device"], f"{r['a']:.1f} {r['unit']}", f"{r['b']:.1f}",
+                  f"{r['ratio']:.2f}x", *p99)  # fmt: skip
+    out.print(t)
+
+
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")

@@ -1,0 +1,312 @@
+"""Procurement reports: Markdown + self-contained HTML (plots embedded), CSV, and side-by-side compare.
+
+Everything that comes from result files reaches the HTML through Jinja2 with autoescape on, so a
+model name like `<script>` is shown as text. A malformed or wrong-version result file stops the
+report with its name, unless the user asks to skip it (`--skip-bad`), and skipped files are listed.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.results import LLMPoint, RunResult, read_result
+
+CSV_COLUMNS = (
+    "file", "run_id", "status", "kind", "model", "task", "backend", "precision", "device", "device_name",
+    "batch_size", "prompt_len", "output_len", "throughput", "throughput_unit", "latency_p50_ms", "latency_p90_ms",
+    "latency_p99_ms", "ttft_p50_ms", "delivered_tflops", "mfu", "mfu_peak_tflops", "decode_mbu", "joules_per_item",
+    "joules_per_pflop", "energy_method", "energy_scope", "agreement_passed", "flags",
+)  # fmt: skip
+
+
+@dataclass
+class Inputs:
+    results: list[tuple[Path, RunResult]] = field(default_factory=list)
+    peaks: list[tuple[Path, dict]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def load_inputs(paths: list[Path], skip_bad: bool = False) -> Inputs:
+    """Result files and `modelpower peak` files; a bad file is an error naming it, or skipped if asked."""
+    inp = Inputs()
+    for p in paths:
+        try:
+            doc = json.loads(Path(p).read_text())
+        except (OSError, ValueError) as e:
+            _bad(inp, p, f"cannot read {p}: {e}", skip_bad)
+            continue
+        kind = doc.get("kind") if isinstance(doc, dict) else None
+        if kind == "modelpower-peak":
+            inp.peaks.append((Path(p), doc))
+        elif kind == "modelpower-kernel-bench":
+            inp.skipped.append(f"{p}: a kernel benchmark, not a run result (not part of the report)")
+        else:
+            try:
+                inp.results.append((Path(p), read_result(p)))
+            except UserError as e:
+                _bad(inp, p, str(e), skip_bad)
+    if not inp.results:
+        raise UserError("no usable result files given")
+    return inp
+
+
+def _bad(inp: Inputs, path, message: str, skip_bad: bool) -> None:
+    if not skip_bad:
+        raise UserError(f"{message} (use --skip-bad to leave it out)")
+    inp.skipped.append(message)
+
+
+def flat_rows(inp: Inputs) -> list[dict]:
+    """One row per measured point, the same columns for vision and LLM points."""
+    rows = []
+    for path, r in inp.results:
+        for p in r.points:
+            row = dict.fromkeys(CSV_COLUMNS)
+            row.update(file=path.name, run_id=r.run_id, status=r.status, model=p.model, precision=p.precision,
+                       device=p.device, device_name=p.device_name, batch_size=p.batch_size,
+                       flags=" ".join(p.flags))  # fmt: skip
+            energy = p.energy or {}
+            row.update(energy_method=energy.get("method", "not measured"), energy_scope=energy.get("scope", "none"),
+                       joules_per_pflop=p.joules_per_pflop)  # fmt: skip
+            if isinstance(p, LLMPoint):
+                ok = p.status == "ok"
+                row.update(kind="llm", task="generate", backend="torch", prompt_len=p.prompt_len,
+                           output_len=p.output_len, throughput=p.output_tokens_per_s, throughput_unit="output tokens/s",
+                           latency_p50_ms=p.itl.p50_ms if ok and p.itl else None,
+                           latency_p90_ms=p.itl.p90_ms if ok and p.itl else None,
+                           latency_p99_ms=p.itl.p99_ms if ok and p.itl else None,
+                           ttft_p50_ms=p.ttft.p50_ms if ok else None, delivered_tflops=p.prefill_tflops,
+                           mfu=p.prefill_mfu, mfu_peak_tflops=p.mfu_peak_tflops, decode_mbu=p.decode_mbu,
+                           joules_per_item=p.joules_per_token, _decode_bytes=p.decode_bytes_per_step,
+                           _decode_flops=p.decode_flops_per_token, _decode_tps=p.decode_tokens_per_s,
+                           _peak_src=p.mfu_peak_source)  # fmt: skip
+                if p.status != "ok":
+                    row["flags"] = (row["flags"] + " " + p.status).strip()
+            else:
+                row.update(kind="vision", task=p.task, backend=p.backend, throughput=p.throughput_sps,
+                           throughput_unit="samples/s", latency_p50_ms=p.e2e.p50_ms, latency_p90_ms=p.e2e.p90_ms,
+                           latency_p99_ms=p.e2e.p99_ms, delivered_tflops=p.delivered_tflops, mfu=p.mfu,
+                           mfu_peak_tflops=p.mfu_peak_tflops, joules_per_item=p.joules_per_sample,
+                           agreement_passed=(p.agreement or {}).get("passed"), _params=p.params,
+                           _flops=p.flops_per_sample, _input=3 * p.input_hw[0] * p.input_hw[1],
+                           _peak_src=p.mfu_peak_source)  # fmt: skip
+            rows.append(row)
+    return rows
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    with Path(path).open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def label(r: dict) -> str:
+    extra = f" p{r['prompt_len']}/o{r['output_len']}" if r["kind"] == "llm" else ""
+    return f"{r['model']} {r['backend']} {r['precision']} b{r['batch_size']}{extra}"
+
+
+def caveats(inp: Inputs, rows: list[dict]) -> list[str]:
+    out = [f"skipped: {s}" for s in inp.skipped]
+    for path, r in inp.results:
+        if r.status != "complete":
+            out.append(f"{path.name}: run {r.status} ({'; '.join(r.notes) or 'no note'})")
+    meanings = {
+        "high_cov_e2e": "end-to-end latency varied a lot (CoV > 10%)",
+        "high_cov_infer": "inference latency varied a lot (CoV > 10%)",
+        "throttled": "GPU clocks were throttled during the window",
+        "accuracy_check_failed": "outputs disagree with the fp32 reference beyond tolerance",
+        "nan_or_inf_outputs": "NaN/Inf in outputs",
+        "energy_estimated": "energy is an ESTIMATE from --assume-watts, not measured",
+        "oom": "ran out of memory: no measurement",
+        "invalid_tokens": "generated token ids out of range",
+    }
+    for r in rows:
+        for flag in r["flags"].split():
+            out.append(f"{label(r)} on {r['device_name']}: {meanings.get(flag, flag)}")
+        if r["energy_method"].startswith("not measured"):
+            out.append(f"{label(r)} on {r['device_name']}: energy not measured")
+        if r.get("_peak_src") and "lower bound" in r["_peak_src"]:
+            out.append(
+                f"{label(r)} on {r['device_name']}: MFU denominator is a lower bound (CPU clock), MFU reads high"
+            )
+    return list(dict.fromkeys(out))
+
+
+def summary(rows: list[dict], inp: Inputs) -> list[dict]:
+    """Per device and workload: the best throughput and its figures."""
+    best: dict[tuple, dict] = {}
+    for r in rows:
+        if r["throughput"] is None:
+            continue
+        key = (r["device_name"], r["model"], r["kind"])
+        if key not in best or r["throughput"] > best[key]["throughput"]:
+            best[key] = r
+    return sorted(best.values(), key=lambda r: (r["device_name"], r["model"]))
+
+
+def peak_rows(inp: Inputs) -> list[dict]:
+    out = []
+    for path, doc in inp.peaks:
+        for g in doc["gemm"]:
+            unit = "TOPS" if g["precision"] in ("int8", "fp8") else "TFLOPS"
+            what, measured, plate = f"GEMM {g['precision']}", g["measured_tflops"], g["nameplate_tflops"]
+            out.append({"device": doc["device_name"], "what": what, "measured": measured, "nameplate": plate,
+                        "ratio": g["ratio"], "unit": unit, "file": path.name})  # fmt: skip
+        out.append({"device": doc["device_name"], "what": "copy bandwidth", "measured": doc["copy_gbs"],
+                    "nameplate": doc["copy_nameplate_gbs"], "ratio": doc["copy_ratio"], "unit": "GB/s",
+                    "file": path.name})  # fmt: skip
+    return out
+
+
+# ------------------------------------------------------------------------------ plots
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def plots(rows: list[dict], inp: Inputs) -> dict[str, str]:
+    """Base64 PNGs: throughput vs batch, latency percentiles, MFU/MBU, energy, roofline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 9, "axes.grid": True, "grid.alpha": 0.3})
+    out = {}
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        if r["throughput"] is not None:
+            extra = (r["prompt_len"], r["output_len"]) if r["kind"] == "llm" else ()
+            groups.setdefault((r["device_name"], r["model"], r["backend"], r["precision"], *extra), []).append(r)
+    for key, rs in groups.items():
+        rs.sort(key=lambda r: r["batch_size"])
+        ax.plot([r["batch_size"] for r in rs], [r["throughput"] for r in rs], marker="o",
+                label=" ".join(str(k) for k in key[1:]) + f" ({key[0]})")  # fmt: skip
+    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="throughput (samples/s or output tokens/s)",
+           title="Throughput vs batch size")  # fmt: skip
+    batches = sorted({r["batch_size"] for r in rows})
+    ax.set_xticks(batches, [str(b) for b in batches])
+    ax.minorticks_off()
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    out["throughput"] = _png(fig)
+
+    shown = [r for r in rows if r["latency_p50_ms"] is not None][:16]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    xs = range(len(shown))
+    for i, (k, name) in enumerate((("latency_p50_ms", "p50"), ("latency_p90_ms", "p90"), ("latency_p99_ms", "p99"))):
+        ax.bar([x + (i - 1) * 0.27 for x in xs], [r[k] for r in shown], width=0.27, label=name)
+    ax.set_xticks(list(xs), [label(r) for r in shown], rotation=60, ha="right", fontsize=6)
+    ax.set(yscale="log", ylabel="ms", title="Latency percentiles (vision: per batch end to end; LLM: inter-token)")
+    ax.legend()
+    out["latency"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    known = [r for r in rows if r["mfu"] is not None or r["decode_mbu"] is not None][:20]
+    xs = range(len(known))
+    ax.bar([x - 0.2 for x in xs], [100 * (r["mfu"] or 0) for r in known], width=0.4, label="MFU (LLM: prefill)")
+    ax.bar([x + 0.2 for x in xs], [100 * (r["decode_mbu"] or 0) for r in known], width=0.4, label="MBU (LLM decode)")
+    ax.set_xticks(list(xs), [label(r) for r in known], rotation=60, ha="right", fontsize=6)
+    ax.set(ylabel="% of dense nameplate", title="Utilisation (points with a known denominator)")
+    ax.legend()
+    out["utilisation"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 3.0))
+    measured = [r for r in rows if r["joules_per_item"] is not None][:20]
+    if measured:
+        ax.bar(range(len(measured)), [r["joules_per_item"] for r in measured])
+        ax.set_xticks(range(len(measured)), [label(r) for r in measured], rotation=60, ha="right", fontsize=6)
+        ax.set(ylabel="J per sample / token", title="Energy per item")
+    else:
+        ax.axis("off")
+        ax.text(0.5, 0.5, "Energy not measured in these results\n(no GPU energy counter or RAPL on the machines)",
+                ha="center", va="center", fontsize=11)  # fmt: skip
+    out["energy"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    pts = []
+    for r in rows:
+        if r["kind"] == "vision" and r.get("_params") and r["delivered_tflops"]:
+            nbytes = 4 * r["_params"] / r["batch_size"] + 4 * r["_input"]  # weights shared by the batch + input
+            pts.append((r["_flops"] / nbytes, r["delivered_tflops"], r))
+        elif r["kind"] == "llm" and r.get("_decode_bytes") and r.get("_decode_tps"):
+            pts.append((r["_decode_flops"] * r["batch_size"] / r["_decode_bytes"],
+                        r["_decode_flops"] * r["_decode_tps"] / 1e12, r))  # fmt: skip
+    for x, y, r in pts:
+        ax.scatter(x, y, s=18, label=label(r))
+    for _, doc in inp.peaks:
+        bw = doc["copy_gbs"] / 1e3  # TB/s
+        for g in doc["gemm"]:
+            if g["measured_tflops"] and g["precision"] in ("fp32", "bf16", "fp16"):
+                xs_ = [0.1, 10000]
+                ax.plot(xs_, [min(g["measured_tflops"], bw * x) for x in xs_], lw=1, ls="--",
+                        label=f"measured ceiling {g['precision']} ({doc['device_name']})")  # fmt: skip
+    ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOPs / byte; vision: weights + input bytes)",
+           ylabel="delivered TFLOPS", title="Roofline against the measured peaks")  # fmt: skip
+    ax.legend(fontsize=5, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    out["roofline"] = _png(fig)
+    return out
+
+
+def compare_rows(a: list[dict], b: list[dict]) -> list[dict]:
+    """Points present in both sets (same model, backend, precision, batch, prompt, output), with B / A."""
+
+    def key(r):
+        return (r["model"], r["backend"], r["precision"], r["batch_size"], r["prompt_len"], r["output_len"])
+
+    bmap = {key(r): r for r in b}
+    out = []
+    for r in a:
+        o = bmap.get(key(r))
+        if o and r["throughput"] and o["throughput"]:
+            out.append({"label": label(r), "a_device": r["device_name"], "b_device": o["device_name"],
+                        "a": r["throughput"], "b": o["throughput"], "unit": r["throughput_unit"],
+                        "ratio": o["throughput"] / r["throughput"],
+                        "a_p99": r["latency_p99_ms"], "b_p99": o["latency_p99_ms"]})  # fmt: skip
+    return out
+
+
+PLOT_CAPTIONS = (
+    ("throughput", "Throughput vs batch size, per device, model, backend and precision"),
+    ("latency", "Latency percentiles (p50, p90, p99)"),
+    ("utilisation", "MFU and MBU against the dense nameplate (points with a known denominator)"),
+    ("energy", "Energy per sample or token"),
+    ("roofline", "Arithmetic intensity vs delivered TFLOPS against the measured peaks"),
+)
+
+
+def _fmt(v, f: str) -> str:
+    return "not measured" if v is None else f % v
+
+
+def _pct(v) -> str:
+    return "unknown" if v is None else f"{100 * v:.1f}%"
+
+
+def render(inp: Inputs, rows: list[dict], verdicts: list, title: str) -> tuple[str, str]:
+    """(markdown, html). Autoescape is on for the HTML: nothing from a result file becomes markup."""
+    import jinja2
+
+    from harness import __version__
+    from harness.provenance import now_iso
+
+    folder = Path(__file__).parent / "data"
+    ctx = dict(
+        title=title, version=__version__, generated=now_iso(), results=inp.results, peaks=inp.peaks, rows=rows,
+        summary=summary(rows, inp), peak_rows=peak_rows(inp), plots=plots(rows, inp), plot_captions=PLOT_CAPTIONS,
+        verdicts=verdicts, caveats=caveats(inp, rows), fmt=_fmt, pct=_pct, label=label,
+    )  # fmt: skip
+    html_env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=True)
+    md_env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=False)
+    return md_env.get_template("report.md.j2").render(ctx), html_env.get_template("report.html.j2").render(ctx)

@@ -1,0 +1,76 @@
+"""Reports: built from result files, escaped, CSV, compare, bad files, and rendered in real Chromium."""
+
+import csv
+import shutil
+import subprocess
+
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.results import write_result
+from tests.test_stats_results import make_point, make_result
+
+runner = CliRunner()
+EVIL = "<script>alert('x')</script>"
+
+
+@pytest.fixture
+def results(tmp_path):
+    a = tmp_path / "a.json"
+    b = tmp_path / "b.json"
+    pts = [make_point(model=EVIL, mfu=0.5, mfu_peak_tflops=1.0), make_point(batch_size=8), make_point()]
+    write_result(make_result(pts), a)
+    write_result(make_result([make_point(throughput_sps=24.0, device_name="other box")]), b)
+    return a, b
+
+
+def test_report_escapes_everything_from_result_files(results, tmp_path):
+    r = runner.invoke(app, ["report", str(results[0]), str(results[1]), "-o", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert EVIL not in html and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
+    assert "<script" not in html.lower()
+    assert html.count("data:image/png;base64,") == 5  # plots embedded: no network needed
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "Summary per device" in md and "Appendix: provenance" in md
+    rows = list(csv.DictReader((tmp_path / "rep" / "metrics.csv").open()))
+    assert len(rows) == 4 and rows[0]["model"] == EVIL and float(rows[0]["mfu"]) == 0.5
+    assert "energy not measured" in html
+
+
+def test_bad_files_are_named_or_skipped_on_request(results, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema_version": 99}')
+    r = runner.invoke(app, ["report", str(results[0]), str(bad), "-o", str(tmp_path / "rep")])
+    assert r.exit_code == 2 and str(bad) in r.stderr and "--skip-bad" in r.stderr
+    r = runner.invoke(app, ["report", str(results[0]), str(bad), "-o", str(tmp_path / "rep"), "--skip-bad"])
+    assert r.exit_code == 0, r.output
+    assert "schema version 99" in (tmp_path / "rep" / "report.html").read_text()  # listed among the caveats
+
+
+def test_compare_gives_ratios(results):
+    r = runner.invoke(app, ["compare", str(results[0]), str(results[1])])
+    assert r.exit_code == 0, r.output
+    assert "2.00x" in r.stdout  # 24 / 12 samples/s, the point both sets share
+    r = runner.invoke(app, ["compare", str(results[0]), str(results[0].parent / "nothing.json")])
+    assert r.exit_code == 2
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_report_renders_in_chromium_with_its_plots(results, tmp_path):
+    runner.invoke(app, ["report", str(results[0]), "-o", str(tmp_path / "rep")])
+    page = (tmp_path / "rep" / "report.html").as_uri()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]  # fmt: skip
+    dom = subprocess.run(["chromium", *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count("<img") == 5 and "Summary per device" in dom.stdout
+    assert "&lt;script&gt;" in dom.stdout  # the injected name is text in the rendered document
+    console = [ln for ln in dom.stderr.splitlines() if "CONSOLE" in ln]
+    assert not console, console
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", *flags, "--window-size=1280,2000", f"--screenshot={shot}", page],
+                   capture_output=True, timeout=120)  # fmt: skip
+    assert shot.exists() and shot.stat().st_size > 20_000
