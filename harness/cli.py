@@ -63,6 +63,17 @@ def check_backend(name: str, device, precision: str) -> None:
         raise UserError(f"{name}: fp16 on the CPU is not supported; use fp32, bf16 (torch) or int8 (onnxruntime)")
 
 
+def write_measurement(out_dir: Path, prefix: str, kind: str, started: str, body: dict) -> Path:
+    """A `peak` or `kernels` record: kind, version, times, the measurements and provenance, as JSON."""
+    from harness.provenance import now_iso, provenance
+
+    doc = {"kind": kind, "version": 1, "started_at": started, "ended_at": now_iso(), **body, "provenance": provenance()}
+    path = out_dir / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    out.print(f"written to {path}", highlight=False)
+    return path
+
+
 def use_spec_file(path: Path) -> None:
     """--spec FILE: the user's rows are tried before the project's table."""
     from harness.specs import add_spec_file
@@ -494,7 +505,7 @@ def kernels(
 ) -> None:
     """Benchmark our Numba kernels against the libraries people use, side by side in one run."""
     from harness import kernel_bench
-    from harness.provenance import now_iso, provenance
+    from harness.provenance import now_iso
 
     if out_dir is not None:
         check_writable(out_dir)
@@ -529,19 +540,8 @@ def kernels(
     if out_dir is not None:
         from dataclasses import asdict
 
-        doc = {
-            "kind": "modelpower-kernel-bench",
-            "version": 1,
-            "started_at": started,
-            "ended_at": now_iso(),
-            "quick": quick,
-            "copy_bandwidth_gbs": bw,
-            "rows": [asdict(r) for r in rows],
-            "provenance": provenance(),
-        }
-        path = out_dir / f"kernels-{time.strftime('%Y%m%d-%H%M%S')}.json"
-        path.write_text(json.dumps(doc, indent=2) + "\n")
-        out.print(f"written to {path}", highlight=False)
+        body = {"quick": quick, "copy_bandwidth_gbs": bw, "rows": [asdict(r) for r in rows]}
+        write_measurement(out_dir, "kernels", "modelpower-kernel-bench", started, body)
 
 
 @app.command()
@@ -554,7 +554,7 @@ def peak(
     """Measure the device's own peaks (dense GEMM per precision, copy bandwidth) beside its nameplate."""
     from harness.devices import resolve_device
     from harness.peak import measure_peaks
-    from harness.provenance import now_iso, provenance
+    from harness.provenance import now_iso
 
     if spec is not None:
         use_spec_file(spec)
@@ -582,11 +582,7 @@ def peak(
     t.add_row("copy (GB/s)", "-", f"{res['copy_gbs']:.1f}", plate_txt, ratio, "read + write counted")
     out.print(t)
     out.print(f"nameplate: {res['nameplate_source']}", highlight=False)
-    doc = {"kind": "modelpower-peak", "version": 1, "started_at": started, "ended_at": now_iso(), **res,
-           "provenance": provenance()}  # fmt: skip
-    path = out_dir / f"peak-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(doc, indent=2) + "\n")
-    out.print(f"written to {path}", highlight=False)
+    write_measurement(out_dir, "peak", "modelpower-peak", started, res)
 
 
 @app.command()
