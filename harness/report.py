@@ -139,7 +139,7 @@ def caveats(inp: Inputs, rows: list[dict]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def summary(rows: list[dict], inp: Inputs) -> list[dict]:
+def summary(rows: list[dict]) -> list[dict]:
     """Per device and workload: the best throughput and its figures."""
     best: dict[tuple, dict] = {}
     for r in rows:
@@ -304,7 +304,7 @@ def render(inp: Inputs, rows: list[dict], verdicts: list, title: str) -> tuple[s
     folder = Path(__file__).parent / "data"
     ctx = dict(
         title=title, version=__version__, generated=now_iso(), results=inp.results, peaks=inp.peaks, rows=rows,
-        summary=summary(rows, inp), peak_rows=peak_rows(inp), plots=plots(rows, inp), plot_captions=PLOT_CAPTIONS,
+        summary=summary(rows), peak_rows=peak_rows(inp), plots=plots(rows, inp), plot_captions=PLOT_CAPTIONS,
         verdicts=verdicts, caveats=caveats(inp, rows), fmt=_fmt, pct=_pct, label=label,
     )  # fmt: skip
     html_env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=True)

@@ -18,7 +18,6 @@ from harness.errors import UserError
 from harness.stats import LatencyStats
 
 SCHEMA_VERSION = 1
-STAGES = ("pre", "h2d", "infer", "d2h", "post")  # every data path has these; a GPU path adds "stage"
 
 
 @dataclass

@@ -166,8 +166,9 @@ class VisionPipeline:
 
     def _pre_device(self, ctx: dict) -> None:
         p = self.lm.preset
-        kernel_dtype = np.float16 if self.dtype == torch.float16 else np.float32
-        x = torch.empty((self.bs, 3, *p.input_hw), dtype=torch.from_numpy(np.zeros(0, kernel_dtype)).dtype,
+        half = self.dtype == torch.float16  # the kernel writes float16 or float32; bf16 is cast after
+        kernel_dtype = np.float16 if half else np.float32
+        x = torch.empty((self.bs, 3, *p.input_hw), dtype=torch.float16 if half else torch.float32,
                         device=self.s.device)  # fmt: skip
         _, ctx["scales"], ctx["pads"] = letterbox_normalize(
             ctx["x"], p.input_hw, p.mean, p.std, bgr_to_rgb=self.source.bgr, letterbox=p.letterbox,
@@ -306,17 +307,20 @@ def _pipelined_window(pipe: VisionPipeline, s: RunSettings, progress: Progress |
                 return lat, window, pipe.checked_output(ctx), reading
 
 
-def prepare_backend(lm: LoadedModel, pipe: VisionPipeline, s: RunSettings) -> Prepared:
-    """The backend's prepared model for this run, made once per (backend, precision, compile mode)."""
+def prepare_backend(lm: LoadedModel, pipe: VisionPipeline, s: RunSettings, example: torch.Tensor) -> Prepared:
+    """The backend's prepared model for this run, made once per (backend, precision, compile mode).
+
+    `example` is batch 0 as the model receives it (on the device)."""
     key = (s.backend, s.precision, s.compile_mode)
     if key not in lm.prepared:
         backend = BACKENDS[s.backend]
-        calibration = [pipe.input_batch(i).float() for i in range(4)] if s.precision == "int8" else []
+        calibration = (
+            [example.float(), *(pipe.input_batch(i).float() for i in range(1, 4))] if s.precision == "int8" else []
+        )
         weights = lm.weights.get("sha256", f"seed{lm.weights.get('seed')}")[:16]
         ctx = PrepareContext(f"{lm.preset.name}-{weights}", s.cache_dir, calibration, s.compile_mode)
-        example = pipe.input_batch(0).float()
         try:
-            lm.prepared[key] = backend.prepare(copy.deepcopy(lm.model), example, s.precision, ctx)
+            lm.prepared[key] = backend.prepare(copy.deepcopy(lm.model), example.float(), s.precision, ctx)
         except BackendUnavailable as e:
             raise UserError(str(e)) from None
     return lm.prepared[key]
@@ -341,9 +345,9 @@ def measure_point(
     """Measure one model at one batch size: first call, staged window, end-to-end window."""
     p = lm.preset
     pipe = VisionPipeline(lm, batch_size, source, s, preprocess)
-    prepared = prepare_backend(lm, pipe, s)
-    pipe.run_model = prepared.run
     x0 = pipe.input_batch(0)
+    prepared = prepare_backend(lm, pipe, s, x0)
+    pipe.run_model = prepared.run
     with torch.inference_mode():
         ref = lm.model(x0.float()).float().cpu().numpy()
     out0 = prepared.run(x0).float().cpu().numpy()
