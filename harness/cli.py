@@ -502,16 +502,25 @@ def quick(
 def kernels(
     quick: Annotated[bool, typer.Option(help="Quarter-size inputs: a quick look, not the target shapes.")] = False,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Also write the table as JSON here.")] = None,
+    device: Annotated[
+        str, typer.Option(help="cpu (host kernels vs OpenCV/torch) or cuda[:N] (CUDA kernels vs torch CUDA).")
+    ] = "cpu",
 ) -> None:
     """Benchmark our Numba kernels against the libraries people use, side by side in one run."""
     from harness import kernel_bench
+    from harness.devices import resolve_device
     from harness.provenance import now_iso
 
     if out_dir is not None:
         check_writable(out_dir)
+    dev, _ = resolve_device(device)
+    if dev.type == "cuda":
+        import torch
+
+        torch.cuda.set_device(dev)
     started = now_iso()
     with err.status("measuring copy bandwidth ...") as status:
-        rows, bw = kernel_bench.run(0.25 if quick else 1.0, progress=lambda n: status.update(f"timing {n} ..."))
+        rows, bw = kernel_bench.run(0.25 if quick else 1.0, lambda n: status.update(f"timing {n} ..."), dev)
     t = Table(title=f"kernels vs peers (median ms; copy bandwidth measured now: {bw:.1f} GB/s read+write)")
     for col in (
         "kernel",
@@ -540,7 +549,7 @@ def kernels(
     if out_dir is not None:
         from dataclasses import asdict
 
-        body = {"quick": quick, "copy_bandwidth_gbs": bw, "rows": [asdict(r) for r in rows]}
+        body = {"quick": quick, "device": str(dev), "copy_bandwidth_gbs": bw, "rows": [asdict(r) for r in rows]}
         write_measurement(out_dir, "kernels", "modelpower-kernel-bench", started, body)
 
 

@@ -20,6 +20,7 @@ from harness import peers
 from kernels import (
     batched_nms,
     detect_postprocess,
+    letterbox_geometry,
     letterbox_normalize,
     sample_tokens,
     seg_argmax,
@@ -196,11 +197,127 @@ def cases(scale: float = 1.0) -> list[Case]:
     return out_list
 
 
-def run(scale: float = 1.0, progress: Callable[[str], None] | None = None) -> tuple[list[Row], float]:
-    """Measure every case; returns the rows and the copy bandwidth (GB/s) measured in this run."""
-    bw = copy_bandwidth_gbs()
+def _synced(fn: Callable[[], object]) -> Callable[[], object]:
+    """fn, then wait for the GPU (Numba launches and torch work share the legacy default stream)."""
+
+    def call():
+        result = fn()
+        torch.cuda.synchronize()
+        return result
+
+    return call
+
+
+def device_copy_bandwidth_gbs(device: torch.device, nbytes: int = 1 << 30) -> float:
+    """GPU memory bandwidth from a large device-to-device copy, read + write counted (GB/s)."""
+    src = torch.ones(nbytes, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    return 2 * nbytes / (time_ms(_synced(lambda: dst.copy_(src))) / 1e3) / 1e9
+
+
+def cuda_cases(device: torch.device, scale: float = 1.0) -> list[Case]:
+    """The same workloads with data on the GPU: our numba-cuda kernels vs torch/torchvision CUDA ops.
+
+    Every call is followed by a device synchronize, for ours and the peers alike.
+    """
+    from torchvision.ops import batched_nms as tv_batched_nms
+    from torchvision.transforms.v2 import functional as F
+
+    gen = torch.Generator(device=device).manual_seed(0)
+    out_list = []
+    n_img = max(1, int(16 * scale))
+    imgs = torch.randint(0, 256, (n_img, 1080, 1920, 3), dtype=torch.uint8, device=device, generator=gen)
+    new_h, new_w, top, left = letterbox_geometry((1080, 1920), (640, 640), True)
+
+    def tv_letterbox(dtype):
+        x = imgs.permute(0, 3, 1, 2).flip(1)
+        x = F.resize(x, [new_h, new_w], antialias=False)
+        x = F.pad(x, [left, top, 640 - new_w - left, 640 - new_h - top], fill=114)
+        return F.normalize(F.to_dtype(x, dtype, scale=False), list(MEAN), list(STD))
+
+    read = _rows_read(1080, 360) * 1920 * 3 * n_img
+    for dtype, np_dtype in ((torch.float16, np.float16), (torch.float32, np.float32)):
+        out = torch.empty((n_img, 3, 640, 640), dtype=dtype, device=device)
+        out_list.append(
+            Case(
+                "letterbox_normalize (cuda)",
+                f"{n_img} x 1920x1080 BGR -> 640x640 {np.dtype(np_dtype).name}",
+                _synced(lambda out=out, d=np_dtype: letterbox_normalize(imgs, (640, 640), MEAN, STD, dtype=d, out=out)),
+                {"torchvision v2 (cuda)": _synced(lambda d=dtype: tv_letterbox(d))},
+                read + out.nbytes,
+                {"torchvision v2 (cuda)": 2.0},
+            )
+        )
+
+    anchors = torch.from_numpy(anchor_points(640, 640)).to(device)
+    n = len(anchors)
+    xy = torch.rand((n, 2), device=device, generator=gen) * 640
+    wh = torch.rand((n, 2), device=device, generator=gen) * 120 + 4
+    boxes = torch.cat([xy, xy + wh], 1).contiguous()
+    scores = torch.rand(n, device=device, generator=gen)
+    classes = torch.randint(0, 80, (n,), device=device, generator=gen)
+    out_list.append(
+        Case(
+            "batched_nms (cuda)",
+            f"{n} boxes, 80 classes, IoU 0.7",
+            _synced(lambda: batched_nms(boxes, scores, classes, 0.7)),
+            {"torchvision.ops.batched_nms (cuda)": _synced(lambda: tv_batched_nms(boxes, scores, classes, 0.7))},
+            None,
+            {"torchvision.ops.batched_nms (cuda)": 1.0},
+        )
+    )
+
+    rows = max(1, int(64 * scale))
+    logits = torch.randn((rows, 152064), device=device, generator=gen)
+    out_list.append(
+        Case(
+            "softmax_topk (cuda)",
+            f"{rows} x 152064, k=5",
+            _synced(lambda: softmax_topk(logits, 5)),
+            {"torch softmax+topk (cuda)": _synced(lambda: peers.torch_softmax_topk(logits, 5))},
+            logits.numel() * 4,
+            {"torch softmax+topk (cuda)": 1.0},
+        )
+    )
+    out_list.append(
+        Case(
+            "sample_tokens (cuda)",
+            f"{rows} x 152064, T=0.7 top-k 50 top-p 0.9",
+            _synced(lambda: sample_tokens(logits, 0.7, 50, 0.9)),
+            {
+                "torch topk+softmax+multinomial (cuda)": _synced(
+                    lambda: peers.torch_sample_tokens(logits, 0.7, 50, 0.9, gen)
+                )
+            },
+            logits.numel() * 4,
+            {"torch topk+softmax+multinomial (cuda)": 1.0},
+        )
+    )
+    seg = torch.randn((max(1, int(8 * scale)), 19, 512, 1024), device=device, generator=gen)
+    out_list.append(
+        Case(
+            "seg_argmax (cuda)",
+            f"{seg.shape[0]} x 19 x 512x1024",
+            _synced(lambda: seg_argmax(seg)),
+            {"torch argmax (cuda)": _synced(lambda: peers.torch_seg_argmax(seg))},
+            seg.numel() * 4 + seg.numel() // 19,
+        )
+    )
+    return out_list
+
+
+def run(
+    scale: float = 1.0, progress: Callable[[str], None] | None = None, device: torch.device | None = None
+) -> tuple[list[Row], float]:
+    """Measure every case; returns the rows and the copy bandwidth (GB/s) measured in this run.
+
+    `device` None or CPU: host cases against the copy bandwidth of host memory; a CUDA device: the
+    GPU cases against a device-to-device copy.
+    """
+    on_gpu = device is not None and device.type == "cuda"
+    bw = device_copy_bandwidth_gbs(device) if on_gpu else copy_bandwidth_gbs()
     rows: list[Row] = []
-    for case in cases(scale):
+    for case in cuda_cases(device, scale) if on_gpu else cases(scale):
         if progress:
             progress(case.name)
         t = time.perf_counter()
