@@ -578,7 +578,7 @@ def peak(
         t.add_column(col, justify="left" if col in ("precision", "note") else "right")
     for r in res["gemm"]:
         t.add_row(
-            r["precision"] + (" (TOPS)" if r["precision"] in ("int8", "fp8") else ""),
+            r["precision"] + (" (TOPS)" if r["precision"] == "int8" else ""),
             str(r["best_n"] or "-"),
             f"{r['measured_tflops']:.3f}" if r["measured_tflops"] is not None else "-",
             f"{r['nameplate_tflops']:g}" if r["nameplate_tflops"] else "unknown",

@@ -97,12 +97,20 @@ def precisions_for(device: torch.device) -> tuple[str, ...]:
     return ("fp64", "fp32", *bf16, "int8")
 
 
+def gemm_nameplate(row, precision: str) -> float | None:
+    """The nameplate a GEMM at `precision` is held to: a float64 GEMM runs on the FP64 tensor cores
+    where the chip has them (A100, H100: cuBLAS DGEMM uses DMMA), so its ceiling is fp64_tensor."""
+    if precision == "fp64" and row.peak_tflops("fp64_tensor"):
+        return row.peak_tflops("fp64_tensor")
+    return row.peak_tflops(precision)
+
+
 def measure_peaks(device: torch.device, progress=None) -> dict:
     """GEMM peak per precision and copy bandwidth, each beside its nameplate figure."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         row = match_spec(name)
-        plate = (lambda k: row.peak_tflops(k)) if row else (lambda k: None)
+        plate = (lambda k: gemm_nameplate(row, k)) if row else (lambda k: None)
         plate_bw = row.bandwidth_gbs if row else None
         source = f"{row.name}: {row.source}" if row else f"no spec row for {name}: nameplate unknown"
         sizes, copy_bytes = GPU_SIZES, 1 << 30

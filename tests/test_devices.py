@@ -137,3 +137,13 @@ def test_cpu_nameplate_and_unknown_precision():
     cpu = detect_cpu()
     assert peak == cpu.peak_fp32_tflops and "computed" in src
     assert nameplate_peak(torch.device("cpu"), "bf16") == (None, "unknown: no nameplate bf16 peak for this CPU")
+
+
+def test_fp64_gemm_is_held_to_the_fp64_tensor_core_nameplate():
+    """Found on an H100: DGEMM ran at 60 TFLOPS against the 34 TFLOPS FP64 vector figure."""
+    from harness.peak import gemm_nameplate
+    from harness.specs import match_spec
+
+    h100 = match_spec("NVIDIA H100 80GB HBM3")
+    assert gemm_nameplate(h100, "fp64") == h100.peak_tflops("fp64_tensor") == 67.0
+    assert gemm_nameplate(h100, "bf16") == h100.peak_tflops("bf16")

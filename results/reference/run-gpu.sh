@@ -35,7 +35,7 @@ print('torch', torch.__version__, torch.version.cuda, torch.cuda.get_device_name
 print('numba', numba.__version__); print('onnxruntime', ort.__version__, ort.get_available_providers())"
       step 30 $MP devices ;;
     tests)  # the CUDA kernels on real hardware, against their NumPy references
-      step 180 python3 -m pytest -q -p no:cacheprovider tests/cuda tests/test_kernels.py tests/test_devices.py ;;
+      step 180 python3 -m pytest -q -p no:cacheprovider tests/cuda ;;
     peak)
       step 120 $MP peak --device cuda --out "$OUT_DIR" ;;
     kernels)
