@@ -356,3 +356,18 @@ def test_sample_tokens_semantics():
             sample_tokens(logits, **{"temperature": 1.0, **bad})
     with pytest.raises(ValueError):
         sample_tokens(np.zeros((0, 4), np.float32))
+
+
+def test_cuda_kernels_index_with_ints_after_floor():
+    """numba-cuda types math.floor(float) as a float (CPU Numba and the simulator give an int), so a
+    floor used as an index must go through int(): found on an H100, where seg_argmax's CUDA kernel
+    failed to compile. The simulator cannot see it, so check the sources."""
+    import inspect
+    import re
+
+    import kernels
+
+    for mod in (kernels.letterbox, kernels.segment, kernels.detect, kernels.classify, kernels.sample):
+        for line in inspect.getsource(mod).splitlines():
+            for m in re.finditer(r"math\.(floor|ceil)\(", line):
+                assert line[max(0, m.start() - 4) : m.start()] == "int(", f"{mod.__name__}: {line.strip()}"
