@@ -58,11 +58,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _sample(logits: torch.Tensor, w: Workload, step: int) -> torch.Tensor:
-    """Next tokens [B] on the logits' device, through our sample_tokens kernel."""
+def _sample(logits: torch.Tensor, w: Workload, step: int, out: torch.Tensor) -> torch.Tensor:
+    """Next tokens [B] on the logits' device, through our sample_tokens kernel (into `out` on a GPU)."""
     if logits.is_cuda:
-        out = sample_tokens(logits.contiguous(), w.temperature, w.top_k, w.top_p, seed=w.seed, step=step)
-        return torch.as_tensor(out, device=logits.device)
+        sample_tokens(logits.contiguous(), w.temperature, w.top_k, w.top_p, seed=w.seed, step=step, out=out)
+        return out
     return torch.from_numpy(sample_tokens(logits.numpy(), w.temperature, w.top_k, w.top_p, w.seed, step))
 
 
@@ -72,18 +72,19 @@ def generate(model: DecoderLM, prompts: torch.Tensor, w: Workload, decode) -> tu
     b, t = prompts.shape
     model.setup_cache(b, t + w.output_len)
     out = torch.empty((b, w.output_len), dtype=torch.long, device=device)
+    nxt_buf = torch.empty(b, dtype=torch.long, device=device)
+    positions = torch.arange(t + w.output_len, device=device)  # no host-to-device copy per step
     _sync(device)
     with torch.inference_mode():
         t0 = time.perf_counter()
-        logits = model(prompts, torch.arange(t, device=device))
-        nxt = _sample(logits[:, -1], w, 0)
+        logits = model(prompts, positions[:t])
+        nxt = _sample(logits[:, -1], w, 0, nxt_buf)
         out[:, 0] = nxt
         _sync(device)
         stamps = [time.perf_counter()]
         for i in range(1, w.output_len):
-            pos = torch.tensor([t + i - 1], device=device)
-            logits = decode(nxt.view(b, 1).to(device), pos)
-            nxt = _sample(logits[:, -1], w, i)
+            logits = decode(nxt.view(b, 1), positions[t + i - 1 : t + i])
+            nxt = _sample(logits[:, -1], w, i, nxt_buf)
             out[:, i] = nxt
             _sync(device)
             stamps.append(time.perf_counter())

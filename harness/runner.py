@@ -115,7 +115,10 @@ class VisionPipeline:
         self.device_pre = self.cuda and preprocess == "numba" and len(sizes) == 1
         if self.device_pre:
             (frame,) = sizes
-            self.host = [torch.empty((batch_size, *frame), dtype=torch.uint8, pin_memory=True) for _ in range(2)]
+            # The distinct frames sit in pinned memory once, as in a capture ring buffer; each
+            # batch is copied frame by frame from there straight into a device buffer.
+            self.pool = torch.from_numpy(np.stack(source.images)).pin_memory()
+            self.frames = [torch.empty((batch_size, *frame), dtype=torch.uint8, device=s.device) for _ in range(2)]
             self.steps = [
                 ("stage", self._stage),
                 ("h2d", self._h2d),
@@ -154,15 +157,19 @@ class VisionPipeline:
         ctx["orig_hw"] = np.array([im.shape[:2] for im in imgs], np.float64)
 
     def _stage(self, ctx: dict) -> None:
-        imgs = self.source.batch(ctx["index"], self.bs)
-        np.stack(imgs, out=self.host[ctx["slot"]].numpy())
-        ctx["orig_hw"] = np.array([im.shape[:2] for im in imgs], np.float64)
+        n = len(self.source.images)
+        ctx["frames"] = [(ctx["index"] * self.bs + j) % n for j in range(self.bs)]  # as ImageSource.batch
+        ctx["orig_hw"] = np.tile(self.pool.shape[1:3], (self.bs, 1)).astype(np.float64)
 
     # -- device-side steps (main thread)
     def _h2d(self, ctx: dict) -> None:
-        src = self.host[ctx["slot"]]
-        dtype = torch.uint8 if self.device_pre else self.dtype
-        ctx["x"] = src.to(self.s.device, dtype, non_blocking=True)
+        if self.device_pre:
+            dst = self.frames[ctx["slot"]]
+            for j, k in enumerate(ctx["frames"]):
+                dst[j].copy_(self.pool[k], non_blocking=True)
+            ctx["x"] = dst
+        else:
+            ctx["x"] = self.host[ctx["slot"]].to(self.s.device, self.dtype, non_blocking=True)
 
     def _pre_device(self, ctx: dict) -> None:
         p = self.lm.preset

@@ -9,7 +9,8 @@ Order (as Hugging Face transformers): temperature, then top-k, then top-p.
   tokens everywhere, and no RNG state is carried between calls.
 - NaN logits are never chosen; +inf logits share all probability; a row with no logit above
   -inf (or only NaN) gives token -1.
-On the GPU the kernel is one thread per row and needs temperature 0 or 1 <= top_k <= 64.
+On the GPU, greedy is one block per row (a strided scan and a shared-memory reduction); sampling
+is one thread per row and needs 1 <= top_k <= 64.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ GOLDEN = 0x9E3779B97F4A7C15
 MIX1 = 0xBF58476D1CE4E5B9
 MIX2 = 0x94D049BB133111EB
 DEVICE_MAX_K = 64
+GREEDY_THREADS = 256
 
 
 def _check(logits, temperature, top_k, top_p) -> None:
@@ -238,12 +240,47 @@ def _sample_cuda(logits, temperature, top_k, top_p, seed, step, out):
             return
 
 
+@cuda.jit
+def _greedy_cuda(logits, out):
+    """One block per row: each thread keeps the best of a strided slice, then a tree reduction.
+    Strict > skips NaN and -inf; equal logits keep the lower token id, as the references do."""
+    b = cuda.blockIdx.x
+    t = cuda.threadIdx.x
+    sv = cuda.shared.array(GREEDY_THREADS, np.float64)
+    si = cuda.shared.array(GREEDY_THREADS, np.int64)
+    best_v = -np.inf
+    best_i = -1
+    for c in range(t, logits.shape[1], GREEDY_THREADS):
+        v = np.float64(logits[b, c])
+        if v > best_v:
+            best_v = v
+            best_i = c
+    sv[t] = best_v
+    si[t] = best_i
+    cuda.syncthreads()
+    half = GREEDY_THREADS // 2
+    while half > 0:
+        if t < half:
+            ov = sv[t + half]
+            oi = si[t + half]
+            if oi >= 0 and (si[t] < 0 or ov > sv[t] or (ov == sv[t] and oi < si[t])):
+                sv[t] = ov
+                si[t] = oi
+        cuda.syncthreads()
+        half //= 2
+    if t == 0:
+        out[b] = si[0]
+
+
 # ------------------------------------------------------------------------------ public
-def sample_tokens(logits, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0, step: int = 0):
+def sample_tokens(
+    logits, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0, step: int = 0, out=None
+):
     """One token id per row of `logits` [B, V]; see the module docstring for the rules.
 
     Host arrays run on the CPU and return an int64 NumPy array; CUDA arrays (torch CUDA tensors,
-    Numba device arrays) run on the GPU and return an int64 device array.
+    Numba device arrays) run on the GPU and return an int64 device array (`out`, an int64 [B]
+    device array, if given: a decode loop allocates it once).
     """
     _check(logits, temperature, top_k, top_p)
     seed_u = np.uint64(seed & MASK64)
@@ -252,8 +289,12 @@ def sample_tokens(logits, temperature: float = 0.0, top_k: int = 0, top_p: float
             raise ValueError(f"sample_tokens on the GPU needs temperature 0 or 1 <= top_k <= {DEVICE_MAX_K}")
         d = as_device_array(logits)
         top_k = min(top_k, d.shape[1])
-        out = cuda.device_array(d.shape[0], np.int64)
-        _sample_cuda[launch_1d(d.shape[0], 64)](d, float(temperature), top_k, float(top_p), seed_u, step, out)
+        out = cuda.device_array(d.shape[0], np.int64) if out is None else out
+        d_out = as_device_array(out)
+        if temperature == 0:
+            _greedy_cuda[d.shape[0], GREEDY_THREADS](d, d_out)
+        else:
+            _sample_cuda[launch_1d(d.shape[0], 64)](d, float(temperature), top_k, float(top_p), seed_u, step, d_out)
         return out
     logits = np.ascontiguousarray(logits, np.float32)
     out = np.empty(logits.shape[0], np.int64)

@@ -72,6 +72,21 @@ def test_sample_tokens_cuda(temperature, top_k, top_p):
     np.testing.assert_array_equal(got, sample_tokens_ref(logits, temperature, top_k, top_p, seed=5, step=1))
 
 
+def test_greedy_cuda_block_reduction_edge_cases():
+    """Rows longer than a block, ties (lower id wins), NaN skipped, all -inf gives -1; `out` reused."""
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(5, 700)).astype(np.float32)
+    logits[0, [3, 611]] = 9.0  # tie across threads
+    logits[1, ::2] = np.nan
+    logits[2] = -np.inf
+    logits[3, 650] = np.inf
+    logits[4, [0, 256, 512]] = 7.0  # tie within one thread's stride
+    out = cuda.device_array(5, np.int64)
+    got = host(sample_tokens(cuda.to_device(logits), 0.0, out=out))
+    np.testing.assert_array_equal(got, sample_tokens_ref(logits, 0.0))
+    assert got[0] == 3 and got[2] == -1 and got[3] == 650 and got[4] == 0
+
+
 def test_batched_nms_cuda():
     rng = np.random.default_rng(4)
     xy = rng.uniform(0, 50, (40, 2))
