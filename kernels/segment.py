@@ -122,11 +122,11 @@ def _seg_argmax_cuda(logits, mask):
     if x >= out_w or y >= out_h or b >= mask.shape[0]:
         return
     fy = max((y + 0.5) * (n_h / out_h) - 0.5, 0.0)
-    sy = min(int(math.floor(fy)), n_h - 1)
+    sy = min(int(math.floor(fy)), n_h - 1)  # noqa: RUF046 (numba-cuda types math.floor as float)
     fy = np.float32(fy - sy)
     sy1 = min(sy + 1, n_h - 1)
     fx = max((x + 0.5) * (n_w / out_w) - 0.5, 0.0)
-    sx = min(int(math.floor(fx)), n_w - 1)
+    sx = min(int(math.floor(fx)), n_w - 1)  # noqa: RUF046
     fx = np.float32(fx - sx)
     sx1 = min(sx + 1, n_w - 1)
     same = out_h == n_h and out_w == n_w
