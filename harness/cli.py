@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -22,6 +22,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from harness.errors import UserError
+
+if TYPE_CHECKING:
+    from harness import distributed
+    from harness import loadgen as loadgen_mod
 
 app = typer.Typer(
     name="modelpower",
@@ -224,7 +228,8 @@ def _results_table(points) -> Table:
         t.add_column(c, justify="left" if c in ("model", "backend", "device", "prec", "flags") else "right")
     for p in points:
         t.add_row(
-            p.model, p.backend, p.device, p.precision, str(p.batch_size), f"{p.throughput_sps:.1f}",
+            p.model, p.backend, p.device + (f" r{p.rank}" if getattr(p, "rank", None) is not None else ""),
+            p.precision, str(p.batch_size), f"{p.throughput_sps:.1f}",
             f"{p.e2e.p50_ms:.1f}", f"{p.e2e.p99_ms:.1f}", _stage(p, "pre"),
             _stage(p, "infer"), _stage(p, "post"),
             f"{p.flops_per_sample / 1e9:.2f}", f"{p.delivered_tflops:.3f}",
@@ -276,14 +281,22 @@ def run_benchmark(
     combos: list[tuple[str, str]] | None = None,
     input_shape: list[str] | None = None,
     input_dtype: str = "float32",
+    loadgen: loadgen_mod.LoadgenConfig | None = None,
+    dist: distributed.DistContext | None = None,
 ) -> Path:
-    """Validate everything first, then measure each model x batch size, writing after each point."""
+    """Validate everything first, then measure each model x batch size, writing after each point.
+
+    `loadgen`: run each point as an MLPerf LoadGen test instead. `dist`: this process is one
+    torchrun worker (harness/distributed.py): it measures its own device, rank 0 writes the result.
+    """
     import torch
 
     from harness.backends import BACKENDS
     from harness.devices import resolve_device
     from harness.energy import select_meter
     from harness.images import folder_images, parse_size, synthetic_images
+    from harness.loadgen import describe as describe_loadgen
+    from harness.loadgen import import_loadgen, measure_loadgen
     from harness.provenance import now_iso, provenance
     from harness.results import SCHEMA_VERSION, RunResult, new_run_id, write_result
     from harness.runner import PRECISIONS, PREPROCESS, RunSettings, load_model, measure_onnx, measure_point
@@ -322,7 +335,13 @@ def run_benchmark(
         raise UserError(f"--assume-watts must be a positive number of watts, got {assume_watts}")
     if spec is not None:
         use_spec_file(spec)
-    dev, why = resolve_device(device)
+    if loadgen is not None:
+        if onnx_files:
+            raise UserError("--scenario runs presets; ONNX files run without LoadGen")
+        import_loadgen()
+        for bs in sizes:
+            loadgen.check(bs)
+    dev, why = resolve_device(device) if dist is None else dist.device()
     for b, prec in combos:
         check_backend(b, dev, prec)
     check_writable(out_dir)
@@ -351,7 +370,8 @@ def run_benchmark(
     )  # fmt: skip
     run_id = new_run_id()
     started = now_iso()
-    path = out_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id}.json"
+    path = out_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id}.json" if dist is None else dist.result_path
+    writes = dist is None or dist.rank == 0
     result = RunResult(
         schema_version=SCHEMA_VERSION, run_id=run_id, status="running", started_at=started,
         ended_at=None, command=" ".join(["modelpower", *sys.argv[1:]]),
@@ -366,7 +386,8 @@ def run_benchmark(
         },
         provenance=provenance(),
     )  # fmt: skip
-    write_result(result, path)
+    if writes:
+        write_result(result, path)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
                TimeElapsedColumn())  # fmt: skip
     try:
@@ -393,9 +414,21 @@ def run_benchmark(
                         done = (0.0 if phase == "staged" else 1.0) + min(frac, 1.0)
                         bar.update(task, completed=done, info=f"{phase}: {n} batches, {elapsed:.1f}s")
 
-                    point = measure_point(lm, bs, source, s, progress=tick, preprocess=preprocess, meter=meter)
+                    hook = dist.barrier if dist is not None else None  # windows start together on every rank
+                    if loadgen is not None:
+                        bar.update(task, info=f"LoadGen {loadgen.scenario}: calibrating, then at least "
+                                              f"{loadgen.duration_s:g} s")  # fmt: skip
+                        log_dir = out_dir / f"{path.stem}-loadgen" / f"{preset.name}-{backend}-{prec}-b{bs}"
+                        point = measure_loadgen(lm, bs, source, s, loadgen, log_dir, preprocess, meter, hook)
+                    else:
+                        point = measure_point(lm, bs, source, s, tick, preprocess, meter, hook)
+                if dist is not None:
+                    point.rank, point.world_size = dist.rank, dist.world_size
                 result.points.append(point)
-                write_result(result, path)
+                if dist is not None:
+                    dist.publish(result)  # rank 0 gathers every rank's points, writes the result
+                else:
+                    write_result(result, path)
         result.status = "complete"
     except KeyboardInterrupt:
         result.status = "incomplete"
@@ -406,10 +439,18 @@ def run_benchmark(
         if result.status == "running":  # an exception is on its way out
             result.status = "incomplete"
             result.notes.append("stopped by an error")
-        write_result(result, path)
+        if dist is not None:
+            dist.finish(result)
+        else:
+            write_result(result, path)
+    if not writes:
+        return path
     if result.points:
         out.print(_results_table(result.points))
         _footnotes(result.points)
+        for p in result.points:
+            if getattr(p, "loadgen", None):
+                out.print("LoadGen " + describe_loadgen(p), highlight=False)
     out.print(f"result written to {path}", highlight=False)
     if result.status == "incomplete":
         raise typer.Exit(130)
@@ -477,12 +518,53 @@ def run(
     input_dtype: Annotated[str, typer.Option(help="ONNX files: input dtype (float32, float16, int64, ...).")] = (
         "float32"
     ),
+    scenario: Annotated[
+        str | None,
+        typer.Option(help="Run each point as an MLPerf LoadGen test: offline, server, singlestream, multistream."),
+    ] = None,
+    claim_grade: Annotated[
+        bool, typer.Option(help="LoadGen: MLPerf's 600 s minimum duration and minimum query counts.")
+    ] = False,
+    target_qps: Annotated[
+        float | None, typer.Option(help="LoadGen server: queries/s to offer [half the calibrated throughput].")
+    ] = None,
+    latency_bound_ms: Annotated[
+        float, typer.Option(help="LoadGen server: latency bound at the 99th percentile (MLPerf ResNet-50: 15).")
+    ] = 15.0,
+    loadgen_samples: Annotated[
+        int, typer.Option(help="LoadGen: pre-processed samples held on the device (MLPerf ResNet-50: 1024).")
+    ] = 1024,
+    nproc_per_node: Annotated[
+        int | None, typer.Option(help="Many devices: one worker per device through torchrun (GPUs: one each).")
+    ] = None,
+    nnodes: Annotated[int, typer.Option(help="Many nodes: how many (with --rdzv-endpoint).")] = 1,
+    node_rank: Annotated[int, typer.Option(help="Many nodes: this node's rank, 0..nnodes-1.")] = 0,
+    rdzv_endpoint: Annotated[
+        str | None, typer.Option(help="Many nodes: HOST:PORT of the rendezvous, the same on every node.")
+    ] = None,
 ) -> None:
     """Benchmark presets end to end (pre-process, infer, post-process), or your own model.onnx
     through ONNX Runtime, and write a result."""
+    from harness import distributed
+
+    if nproc_per_node is not None and not distributed.in_worker():
+        from harness.results import new_run_id
+
+        check_writable(out_dir)
+        path = out_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{new_run_id()}.json"
+        raise typer.Exit(distributed.launch(nproc_per_node, nnodes, node_rank, rdzv_endpoint, sys.argv[1:], path))
+    dist = distributed.DistContext.from_env(device) if distributed.in_worker() else None
+    loadgen = None
+    if scenario is not None:
+        from harness.loadgen import LoadgenConfig
+
+        loadgen = LoadgenConfig(scenario.strip().lower(), min_duration, claim_grade, target_qps, latency_bound_ms,
+                                loadgen_samples)  # fmt: skip
+    elif claim_grade or target_qps is not None:
+        raise UserError("--claim-grade and --target-qps apply to LoadGen runs: add --scenario")
     run_benchmark(model, batch_size, device, precision, warmup, min_duration, min_iters, out_dir,
                   weights, images, image_size, num_images, seed, preprocess, assume_watts, spec,
-                  backend, compile_mode, cache_dir, None, input_shape, input_dtype)  # fmt: skip
+                  backend, compile_mode, cache_dir, None, input_shape, input_dtype, loadgen, dist)  # fmt: skip
 
 
 @app.command()

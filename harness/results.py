@@ -73,6 +73,13 @@ class Point:
     compile_s: float | None = None
     backend_info: dict | None = None
     agreement: dict | None = None  # vs torch eager fp32 on the same batch (harness/agreement.py)
+    # MLPerf LoadGen run (harness/loadgen.py): scenario, settings, LoadGen's verdict and summary
+    loadgen: dict | None = None
+    # many devices (torchrun, harness/distributed.py): the rank that measured this point and the
+    # world size; the aggregate row (aggregate=True, rank None) sums the ranks' rows before it
+    rank: int | None = None
+    world_size: int | None = None
+    aggregate: bool = False
 
 
 @dataclass

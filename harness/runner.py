@@ -222,14 +222,24 @@ class VisionPipeline:
             _, counts = detect_postprocess(y, self.anchors, *meta, s.conf_thres, s.iou_thres, s.max_det)
             self.post_counts.append(float(counts.mean()))
 
-    def input_batch(self, index: int) -> torch.Tensor:
-        """Batch `index` as the model receives it (every step before inference), on the device."""
+    def context(self, index: int) -> dict:
+        """Batch `index` through every step before inference: the model input is ctx["x"]."""
         ctx = {"index": index, "slot": 0}
         for name, step in self.steps:
             if name == "infer":
                 break
             step(ctx)
-        return ctx["x"]
+        return ctx
+
+    def input_batch(self, index: int) -> torch.Tensor:
+        """Batch `index` as the model receives it (every step before inference), on the device."""
+        return self.context(index)["x"]
+
+    def finish(self, ctx: dict) -> None:
+        """Every step after inference (post-processing, copies back) on ctx["y"]."""
+        names = self.stage_names
+        for _, step in self.steps[names.index("infer") + 1 :]:
+            step(ctx)
 
     def checked_output(self, ctx: dict) -> np.ndarray:
         """What the NaN/Inf check looks at: the raw outputs on the host, or the device results."""
@@ -333,6 +343,17 @@ def prepare_backend(lm: LoadedModel, pipe: VisionPipeline, s: RunSettings, examp
     return lm.prepared[key]
 
 
+def prepare_checked(lm: LoadedModel, pipe: VisionPipeline, s: RunSettings) -> tuple[Prepared, dict]:
+    """Prepare the backend on batch 0 and check its output against torch eager fp32 on that batch."""
+    x0 = pipe.input_batch(0)
+    prepared = prepare_backend(lm, pipe, s, x0)
+    pipe.run_model = prepared.run
+    with torch.inference_mode():
+        ref = lm.model(x0.float()).float().cpu().numpy()
+    out0 = prepared.run(x0).float().cpu().numpy()
+    return prepared, agreement(out0, ref, s.precision, lm.preset.task, pipe.anchors)
+
+
 def pre_threads_for(device: torch.device) -> int:
     """Numba threads for overlapped pre-processing: few beside CPU inference, all beside a GPU."""
     if device.type == "cpu":
@@ -348,17 +369,15 @@ def measure_point(
     progress: Progress | None = None,
     preprocess: str = "numba",
     meter: Meter | None = None,
+    before_windows=None,
 ) -> Point:
-    """Measure one model at one batch size: first call, staged window, end-to-end window."""
+    """Measure one model at one batch size: first call, staged window, end-to-end window.
+
+    `before_windows`, if given, is called once the model is ready, right before the timed windows
+    (many devices: a barrier, so that every rank measures at the same time)."""
     p = lm.preset
     pipe = VisionPipeline(lm, batch_size, source, s, preprocess)
-    x0 = pipe.input_batch(0)
-    prepared = prepare_backend(lm, pipe, s, x0)
-    pipe.run_model = prepared.run
-    with torch.inference_mode():
-        ref = lm.model(x0.float()).float().cpu().numpy()
-    out0 = prepared.run(x0).float().cpu().numpy()
-    agree = agreement(out0, ref, s.precision, p.task, pipe.anchors)
+    prepared, agree = prepare_checked(lm, pipe, s)
     t0 = time.perf_counter()
     try:
         ctx = {"index": 0, "slot": 0}
@@ -374,6 +393,8 @@ def measure_point(
             raise UserError(f"{p.name} batch {batch_size} does not fit on {s.device}: {msg}") from None
         raise
     first_call_s = time.perf_counter() - t0
+    if before_windows is not None:
+        before_windows()
     checked = [first]
     times, staged_window, last_staged = _staged_window(pipe, s, progress)
     checked.append(last_staged)

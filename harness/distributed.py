@@ -1,0 +1,227 @@
+"""Many devices through PyTorch's own launcher (`modelpower run ... --nproc-per-node N`).
+
+The launcher (`launch`) hands the same `modelpower run` command to torch.distributed.run
+(torchrun), which starts one worker per device on each node. Each worker (`DistContext`) measures
+on its own device (cuda:LOCAL_RANK, or the CPU with its share of the cores); a gloo barrier lines
+the ranks up before every point's timed windows; after each point, rank 0 gathers every rank's
+point as JSON, adds the aggregate row (throughput, samples, FLOPS and energy summed over the ranks;
+latency of the slowest rank) and rewrites the one result file. If a worker dies, torchrun stops
+the others and the launcher marks the result incomplete, naming the rank, and exits non-zero:
+the points gathered until then are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, replace
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+
+from harness.errors import UserError
+from harness.results import Point, RunResult, point_from_dict, read_result, write_result
+
+ENV_WORKER = "MODELPOWER_WORKER"  # "1" in the workers the launcher starts
+ENV_RESULT = "MODELPOWER_RESULT"  # the result path the launcher chose for rank 0
+ENV_FAIL_RANK = "MODELPOWER_TEST_FAIL_RANK"  # tests only: this rank exits after its first point
+LAUNCH_OPTIONS = ("--nproc-per-node", "--nnodes", "--node-rank", "--rdzv-endpoint")
+TIMEOUT = timedelta(hours=2)  # a barrier waits at most this long for the slowest rank's point
+
+
+def in_worker() -> bool:
+    return os.environ.get(ENV_WORKER) == "1" and "RANK" in os.environ
+
+
+def strip_launch_options(argv: list[str]) -> list[str]:
+    """argv without the launcher's own options (`--opt V` and `--opt=V` forms)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in LAUNCH_OPTIONS:
+            skip = True
+            continue
+        if a.split("=", 1)[0] in LAUNCH_OPTIONS:
+            continue
+        out.append(a)
+    return out
+
+
+def torchrun_args(nproc: int, nnodes: int, node_rank: int, rdzv: str | None, run_argv: list[str]) -> list[str]:
+    """torchrun's command line for this run: standalone on one node, c10d rendezvous across nodes."""
+    if nproc < 1 or nnodes < 1:
+        raise UserError("--nproc-per-node and --nnodes must be >= 1")
+    if not 0 <= node_rank < nnodes:
+        raise UserError(f"--node-rank must be in 0..{nnodes - 1}, got {node_rank}")
+    if nnodes > 1 and not rdzv:
+        raise UserError("--nnodes > 1 needs --rdzv-endpoint HOST:PORT (the same on every node)")
+    args = [f"--nproc-per-node={nproc}"]
+    if rdzv:
+        if ":" not in rdzv:
+            raise UserError(f"--rdzv-endpoint must be HOST:PORT, got {rdzv!r}")
+        args += [f"--nnodes={nnodes}", f"--node-rank={node_rank}", "--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv}"]
+    else:
+        args += ["--standalone"]
+    return [*args, "-m", "harness", *run_argv]
+
+
+def launch(nproc: int, nnodes: int, node_rank: int, rdzv: str | None, argv: list[str], result_path: Path) -> int:
+    """Run `modelpower run` on every device through torchrun; returns the exit code."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    args = get_args_parser().parse_args(torchrun_args(nproc, nnodes, node_rank, rdzv, strip_launch_options(argv)))
+    os.environ[ENV_WORKER] = "1"
+    os.environ[ENV_RESULT] = str(result_path)
+    try:
+        run(args)
+    except ChildFailedError as e:
+        rank, first = e.get_first_failure()
+        how = f"signal {first.signal_name()}" if first.exitcode < 0 else f"exit code {first.exitcode}"
+        ranks = f"rank {rank} ({how}; torchrun then stopped the other workers)"
+        if result_path.exists():  # rank 0 wrote what was gathered: keep it, marked incomplete
+            result = read_result(result_path)
+            result.status = "incomplete"
+            result.notes.append(f"worker failure: {ranks}; the points gathered before it are kept")
+            write_result(result, result_path)
+            where = f"partial results kept in {result_path}"
+        else:
+            where = "no result was written"
+        print(f"modelpower: error: worker {ranks} failed; {where}", file=sys.stderr)
+        return 1
+    finally:
+        os.environ.pop(ENV_WORKER, None)
+    return 0
+
+
+@dataclass
+class DistContext:
+    """This worker's place in the run (from torchrun's environment)."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    local_world_size: int
+    device_choice: str
+    result_path: Path
+
+    @classmethod
+    def from_env(cls, device_choice: str) -> DistContext:
+        import torch.distributed as dist
+
+        ctx = cls(
+            rank=int(os.environ["RANK"]),
+            world_size=int(os.environ["WORLD_SIZE"]),
+            local_rank=int(os.environ["LOCAL_RANK"]),
+            local_world_size=int(os.environ["LOCAL_WORLD_SIZE"]),
+            device_choice=device_choice,
+            result_path=Path(os.environ[ENV_RESULT]),
+        )
+        if not dist.is_initialized():
+            # gloo: the ranks exchange only barriers and small JSON points, on CPU and GPU machines alike
+            dist.init_process_group("gloo", timeout=TIMEOUT)
+        return ctx
+
+    def device(self) -> tuple[torch.device, str]:
+        """cuda:LOCAL_RANK when GPUs are asked for (or auto finds them), else the CPU with this
+        worker's share of the cores."""
+        choice = self.device_choice.strip().lower()
+        if choice in ("cuda", "auto") and torch.cuda.is_available():
+            if self.local_rank >= torch.cuda.device_count():
+                raise UserError(
+                    f"rank {self.rank}: local rank {self.local_rank} but only {torch.cuda.device_count()} GPU(s)"
+                )
+            torch.cuda.set_device(self.local_rank)
+            dev = torch.device("cuda", self.local_rank)
+            return dev, f"rank {self.rank}/{self.world_size}: {dev} ({torch.cuda.get_device_name(dev)})"
+        if choice not in ("cpu", "auto"):
+            raise UserError(f"--device {choice} with --nproc-per-node: use auto, cpu or cuda (one GPU per worker)")
+        import numba
+
+        share = max(1, (os.cpu_count() or 1) // self.local_world_size)
+        torch.set_num_threads(share)
+        numba.set_num_threads(min(share, numba.config.NUMBA_NUM_THREADS))
+        return torch.device("cpu"), f"rank {self.rank}/{self.world_size}: cpu ({share} threads)"
+
+    def barrier(self) -> None:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+    def publish(self, result: RunResult) -> None:
+        """Gather this point of every rank on rank 0, which adds the aggregate and writes the file."""
+        import torch.distributed as dist
+
+        point = result.points[-1]
+        if point.device == "cpu" and self.local_world_size > 1 and point.mfu_peak_tflops:
+            # the CPU's workers share its cores: each is held to its share of the CPU's peak
+            share = point.mfu_peak_tflops / self.local_world_size
+            point.mfu_peak_tflops, point.mfu = share, point.delivered_tflops / share
+            point.mfu_peak_source = f"1/{self.local_world_size} of {point.mfu_peak_source}"
+        mine = json.dumps(asdict(point))
+        gathered: list | None = [None] * self.world_size if self.rank == 0 else None
+        dist.gather_object(mine, gathered, dst=0)
+        if os.environ.get(ENV_FAIL_RANK) == str(self.rank):
+            os._exit(3)  # tests only: a worker that dies after its first point
+        if self.rank == 0:
+            result.points.pop()
+            rows = [point_from_dict(json.loads(g), f"rank {r}") for r, g in enumerate(gathered)]
+            result.points += [*rows, aggregate(rows)]
+            result.config["world_size"] = self.world_size
+            write_result(result, self.result_path)
+
+    def finish(self, result: RunResult) -> None:
+        """The last write (rank 0) and the process group's end."""
+        import torch.distributed as dist
+
+        if self.rank == 0:
+            write_result(result, self.result_path)
+        dist.destroy_process_group()
+
+
+def aggregate(rows: list[Point]) -> Point:
+    """One row for the whole run from the per-rank rows of one point: throughput, samples, FLOPS,
+    energy summed; latency (end to end and per stage) of the slowest rank, by end-to-end p99."""
+    slowest = max(rows, key=lambda p: p.e2e.p99_ms)
+    total = sum(p.throughput_sps for p in rows)
+    delivered = sum(p.delivered_tflops for p in rows)
+    energies = [p.energy for p in rows if p.energy and p.energy.get("joules") is not None]
+    joules = sum(e["joules"] for e in energies) if len(energies) == len(rows) else None
+    samples = sum(p.samples for p in rows)
+    peaks = [p.mfu_peak_tflops for p in rows]
+    peak_sum = sum(peaks) if all(peaks) else None
+    energy = None
+    if joules is not None:
+        energy = dict(rows[0].energy, joules=joules, window_s=max(e["window_s"] for e in energies))
+    pflop_done = sum(p.flops_per_sample * p.samples for p in rows) / 1e15
+    avg_kw = sum(e["joules"] / e["window_s"] for e in energies) / 1e3 if joules is not None else None
+    return replace(
+        slowest,
+        device=f"{len(rows)} devices",
+        device_name=" + ".join(sorted({p.device_name for p in rows})),
+        e2e=slowest.e2e,
+        staged=slowest.staged,
+        window_s=max(p.window_s for p in rows),
+        iterations=sum(p.iterations for p in rows),
+        samples=samples,
+        throughput_sps=total,
+        delivered_tflops=delivered,
+        infer_tflops=sum(p.infer_tflops for p in rows),
+        pflops_equivalent=delivered / 1e3,
+        mfu=delivered / peak_sum if peak_sum else None,
+        mfu_peak_tflops=peak_sum,
+        energy=energy,
+        joules_per_sample=joules / samples if joules is not None and samples else None,
+        samples_per_joule=samples / joules if joules else None,
+        joules_per_pflop=joules / pflop_done if joules is not None and pflop_done else None,
+        pflops_per_kw=delivered / 1e3 / avg_kw if avg_kw else None,
+        flags=sorted({f for p in rows for f in p.flags}),
+        rank=None,
+        world_size=len(rows),
+        aggregate=True,
+        loadgen=None,
+    )

@@ -1,0 +1,343 @@
+"""MLPerf LoadGen scenarios around the runner (`modelpower run --scenario ...`).
+
+LoadGen (the `mlcommons-loadgen` package) decides when queries arrive and judges the run; we are
+its SUT (system under test) and QSL (query sample library):
+- QSL: `sample_count` samples, pre-processed once through the run's own data path and kept on the
+  device, as MLPerf's ResNet-50 harness keeps its pre-processed images in memory. Pre-processing is
+  therefore outside the timed path here, unlike `modelpower run`'s end-to-end window.
+- SUT: a worker thread takes the queued samples in arrival order, up to the batch size at a time,
+  gathers them on the device, pads a short batch to the batch size (fixed shapes for compiled
+  backends and engines; the padding is not counted as work), runs the model and the run's own
+  post-processing, waits for the device, and tells LoadGen the samples are complete.
+Scenarios: offline (one query holding every sample: throughput), server (Poisson arrivals at a
+target QPS, with a latency bound at the 99th percentile), singlestream (one sample per query,
+each issued when the last completes: latency), multistream (queries of 8 samples back to back).
+LoadGen's own summary file is parsed into the result: its verdict (VALID/INVALID), percentiles
+and throughput, beside our FLOPs and energy figures over the same test.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harness.energy import Meter
+from harness.errors import UserError
+from harness.images import ImageSource
+from harness.metrics import nameplate_peak, peak_precision, run_metrics
+from harness.results import Point
+from harness.runner import LoadedModel, RunSettings, VisionPipeline, _cpu_name, _sync, prepare_checked
+from harness.stats import latency_stats
+
+SCENARIOS = ("offline", "server", "singlestream", "multistream")
+CLAIM_GRADE_S = 600.0  # MLPerf inference: every performance run lasts at least 600 s
+# MLPerf inference minimum query counts per scenario (datacenter/edge rules, v4.0)
+MLPERF_MIN_QUERIES = {"offline": 1, "server": 270_336, "singlestream": 1024, "multistream": 270_336}
+SHORT_MIN_QUERIES = {"offline": 1, "server": 64, "singlestream": 64, "multistream": 64}
+MULTISTREAM_SAMPLES = 8  # MLPerf's samples per multistream query
+
+
+@dataclass
+class LoadgenConfig:
+    scenario: str
+    min_duration_s: float
+    claim_grade: bool = False
+    target_qps: float | None = None  # server; None = half the calibrated throughput
+    latency_bound_ms: float = 15.0  # server: MLPerf's ResNet-50 bound at the 99th percentile
+    sample_count: int = 1024  # performance sample count (MLPerf ResNet-50: 1024)
+    extra: dict = field(default_factory=dict)
+
+    def check(self, batch_size: int) -> None:
+        if self.scenario not in SCENARIOS:
+            raise UserError(f"unknown --scenario {self.scenario!r}: use {', '.join(SCENARIOS)}")
+        if self.scenario == "singlestream" and batch_size != 1:
+            raise UserError("--scenario singlestream issues one sample per query: use -b 1")
+        if self.scenario == "multistream" and batch_size != MULTISTREAM_SAMPLES:
+            raise UserError(f"--scenario multistream issues {MULTISTREAM_SAMPLES} samples per query: use -b 8")
+        if self.target_qps is not None and not self.target_qps > 0:
+            raise UserError(f"--target-qps must be positive, got {self.target_qps}")
+        if not self.latency_bound_ms > 0:
+            raise UserError(f"--latency-bound-ms must be positive, got {self.latency_bound_ms}")
+        if self.sample_count < 1:
+            raise UserError(f"--loadgen-samples must be >= 1, got {self.sample_count}")
+
+    @property
+    def duration_s(self) -> float:
+        return max(self.min_duration_s, CLAIM_GRADE_S) if self.claim_grade else self.min_duration_s
+
+
+def import_loadgen():
+    try:
+        import mlperf_loadgen
+    except ImportError:
+        raise UserError("--scenario needs MLPerf LoadGen: pip install mlcommons-loadgen") from None
+    return mlperf_loadgen
+
+
+def parse_summary(text: str) -> dict:
+    """LoadGen's mlperf_log_summary.txt as {key: value}: numbers as numbers, the rest as text."""
+    out: dict = {}
+    for line in text.splitlines():
+        if ":" not in line or line.lstrip().startswith(("*", "=")):
+            continue
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if not key or not value or key in out:
+            continue
+        try:
+            out[key] = float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def loadgen_throughput(summary: dict, scenario: str) -> float | None:
+    """LoadGen's own samples/s for the scenario (what an MLPerf result table quotes)."""
+    if scenario == "offline":
+        return summary.get("Samples per second")
+    if scenario == "server":
+        return summary.get("Completed samples per second")
+    qps = summary.get("QPS w/o loadgen overhead")
+    if scenario == "multistream" and qps is None and summary.get("Mean latency (ns)"):
+        return MULTISTREAM_SAMPLES / (summary["Mean latency (ns)"] / 1e9)
+    return qps
+
+
+class BatchingSUT:
+    """The worker that serves LoadGen's queries in batches (see the module docstring)."""
+
+    def __init__(self, lg, pipe: VisionPipeline, samples: torch.Tensor, meta: dict, batch_size: int):
+        self.lg, self.pipe, self.samples, self.meta, self.bs = lg, pipe, samples, meta, batch_size
+        self.queue: collections.deque = collections.deque()
+        self.cv = threading.Condition()
+        self.closing = False
+        self.error: BaseException | None = None
+        self.batch_s: list[float] = []
+        self.latency_s: list[float] = []
+        self.completed = 0
+        self.first_issue: float | None = None
+        self.last_done: float | None = None
+        self.thread = threading.Thread(target=self._work, name="loadgen-sut", daemon=True)
+        self.thread.start()
+
+    def issue(self, query_samples) -> None:
+        now = time.perf_counter()
+        with self.cv:
+            if self.first_issue is None:
+                self.first_issue = now
+            self.queue.extend((q.id, q.index, now) for q in query_samples)
+            self.cv.notify()
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        with self.cv:
+            self.closing = True
+            self.cv.notify()
+        self.thread.join()
+
+    def run_batch(self, indices: list[int]) -> None:
+        """Gather, pad, infer, post-process, wait for the device: one batch of the SUT."""
+        idx = torch.tensor(indices, device=self.samples.device)
+        x = self.samples.index_select(0, idx)
+        if len(indices) < self.bs:
+            x = torch.cat([x, x[-1:].expand(self.bs - len(indices), *x.shape[1:])])
+        ctx = dict(self.meta, x=x)
+        with torch.inference_mode():
+            ctx["y"] = self.pipe.run_model(x)
+            self.pipe.finish(ctx)
+        _sync(self.samples.device)
+
+    def _work(self) -> None:
+        while True:
+            with self.cv:
+                while not self.queue and not self.closing:
+                    self.cv.wait()
+                if not self.queue:
+                    return
+                take = [self.queue.popleft() for _ in range(min(self.bs, len(self.queue)))]
+            t = time.perf_counter()
+            if self.error is None:
+                try:
+                    self.run_batch([index for _, index, _ in take])
+                except BaseException as e:  # LoadGen must still see every sample complete
+                    self.error = e
+            done = time.perf_counter()
+            self.batch_s.append(done - t)
+            self.latency_s.extend(done - issued for _, _, issued in take)
+            self.completed += len(take)
+            self.last_done = done
+            self.lg.QuerySamplesComplete([self.lg.QuerySampleResponse(qid, 0, 0) for qid, _, _ in take])
+
+
+def build_samples(pipe: VisionPipeline, count: int) -> tuple[torch.Tensor, dict]:
+    """`count` pre-processed samples on the device, and the metadata post-processing needs."""
+    chunks, have, i = [], 0, 0
+    while have < count:
+        ctx = pipe.context(i)
+        chunks.append(ctx["x"].clone())
+        have += ctx["x"].shape[0]
+        i += 1
+    meta = {k: v for k, v in pipe.context(0).items() if k not in ("x", "index", "slot", "frames")}
+    return torch.cat(chunks)[:count], meta
+
+
+def calibrate(sut: BatchingSUT, count: int, min_s: float = 1.0) -> float:
+    """Seconds per full batch through the SUT's path (after 3 warm-up batches): LoadGen's hints."""
+    indices = [[(b * sut.bs + j) % count for j in range(sut.bs)] for b in range(8)]
+    for b in range(3):
+        sut.run_batch(indices[b])
+    times, t0 = [], time.perf_counter()
+    while len(times) < 5 or time.perf_counter() - t0 < min_s:
+        t = time.perf_counter()
+        sut.run_batch(indices[len(times) % 8])
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def test_settings(lg, cfg: LoadgenConfig, batch_s: float, batch_size: int):
+    """LoadGen's TestSettings for the scenario, its expectations taken from the calibration."""
+    ts = lg.TestSettings()
+    ts.scenario = {
+        "offline": lg.TestScenario.Offline,
+        "server": lg.TestScenario.Server,
+        "singlestream": lg.TestScenario.SingleStream,
+        "multistream": lg.TestScenario.MultiStream,
+    }[cfg.scenario]
+    ts.mode = lg.TestMode.PerformanceOnly
+    ts.min_duration_ms = int(cfg.duration_s * 1000)
+    ts.min_query_count = (MLPERF_MIN_QUERIES if cfg.claim_grade else SHORT_MIN_QUERIES)[cfg.scenario]
+    sps = batch_size / batch_s
+    # Offline issues expected_qps x duration x 1.1 samples: aim above the calibration so the
+    # test lasts at least its minimum duration.
+    ts.offline_expected_qps = sps * 1.5
+    ts.single_stream_expected_latency_ns = max(1, int(batch_s * 1e9))
+    ts.multi_stream_expected_latency_ns = max(1, int(batch_s * 1e9))
+    ts.multi_stream_samples_per_query = MULTISTREAM_SAMPLES
+    ts.server_target_qps = cfg.target_qps or sps / 2
+    ts.server_target_latency_ns = int(cfg.latency_bound_ms * 1e6)
+    return ts
+
+
+def measure_loadgen(
+    lm: LoadedModel,
+    batch_size: int,
+    source: ImageSource,
+    s: RunSettings,
+    cfg: LoadgenConfig,
+    log_dir: Path,
+    preprocess: str = "numba",
+    meter: Meter | None = None,
+    before_test=None,
+) -> Point:
+    """One LoadGen test of one model at one batch size; a Point with LoadGen's verdict in `loadgen`.
+
+    `before_test`, if given, is called right before LoadGen starts (many devices: a barrier)."""
+    lg = import_loadgen()
+    cfg.check(batch_size)
+    p = lm.preset
+    pipe = VisionPipeline(lm, batch_size, source, s, preprocess)
+    prepared, agree = prepare_checked(lm, pipe, s)
+    samples, meta = build_samples(pipe, cfg.sample_count)
+    n = samples.shape[0]
+    sut = BatchingSUT(lg, pipe, samples, meta, batch_size)
+    batch_s = calibrate(sut, n)
+    ts = test_settings(lg, cfg, batch_s, batch_size)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = lg.LogSettings()
+    log.log_output.outdir = str(log_dir)
+    log.log_output.copy_summary_to_stdout = False
+    lg_sut = lg.ConstructSUT(sut.issue, sut.flush)
+    lg_qsl = lg.ConstructQSL(n, n, lambda ids: None, lambda ids: None)  # samples already resident
+    meter = meter or Meter()
+    if before_test is not None:
+        before_test()
+    meter.start()
+    try:
+        lg.StartTestWithLogSettings(lg_sut, lg_qsl, ts, log)
+    finally:
+        reading = meter.stop()
+        sut.close()
+        lg.DestroyQSL(lg_qsl)
+        lg.DestroySUT(lg_sut)
+    if sut.error is not None:
+        raise sut.error
+    summary_path = log_dir / "mlperf_log_summary.txt"
+    if not summary_path.exists():
+        raise UserError(f"LoadGen wrote no summary in {log_dir}: see mlperf_log_detail.txt there")
+    summary = parse_summary(summary_path.read_text())
+    window = (sut.last_done or 0) - (sut.first_issue or 0)
+    throughput = sut.completed / window if window > 0 else 0.0
+    verdict = summary.get("Result is", "unknown")
+    flags = [] if verdict == "VALID" else ["loadgen_invalid"]
+    if not agree["passed"]:
+        flags.append("accuracy_check_failed")
+    if reading.estimate:
+        flags.append("energy_estimated")
+    if reading.clocks.get("throttled"):
+        flags.append("throttled")
+    peak, peak_source = nameplate_peak(s.device, s.precision)
+    m = run_metrics(lm.flops_per_sample, throughput, peak, reading)
+    if reading.measured and sut.completed:  # energy over the whole test, per sample completed in it
+        m["joules_per_sample"] = reading.joules / sut.completed
+        m["samples_per_joule"] = sut.completed / reading.joules if reading.joules else None
+        m["joules_per_pflop"] = reading.joules / (lm.flops_per_sample * sut.completed / 1e15)
+    device_name = torch.cuda.get_device_name(s.device) if s.device.type == "cuda" else _cpu_name()
+    batch_stats = latency_stats(sut.batch_s)
+    return Point(
+        model=p.name, task=p.task, industry=p.industry, arch=p.arch,
+        input_hw=list(p.input_hw), num_classes=p.num_classes, weights=lm.weights,
+        device=str(s.device), device_name=device_name, backend=s.backend, precision=s.precision,
+        compile_s=prepared.compile_s, backend_info=prepared.info, agreement=agree,
+        preprocess=preprocess + ("-cuda" if pipe.device_pre else "") + " (untimed: QSL)",
+        batch_size=batch_size, params=lm.params, flops_per_sample=float(lm.flops_per_sample),
+        load_s=lm.load_s, first_call_s=batch_s, warmup_iters=3,
+        staged={"batch": batch_stats}, staged_window_s=sum(sut.batch_s),
+        e2e=latency_stats(sut.latency_s), window_s=window, iterations=len(sut.batch_s),
+        samples=sut.completed, throughput_sps=throughput,
+        delivered_tflops=lm.flops_per_sample * throughput / 1e12,
+        infer_tflops=lm.flops_per_sample * batch_size / (batch_stats.mean_ms / 1e3) / 1e12,
+        input_source=f"{n} pre-processed samples of {source.description}", pre_threads_overlapped=0,
+        output_check={"checked_batches": 0, "nan_or_inf": False}, flags=flags,
+        pflops_equivalent=m["pflops_equivalent"], mfu=m["mfu"], mfu_peak_tflops=peak,
+        mfu_peak_source=peak_source, mfu_precision=peak_precision(s.device, s.precision),
+        energy=reading.to_dict(), joules_per_sample=m["joules_per_sample"],
+        samples_per_joule=m["samples_per_joule"], joules_per_pflop=m["joules_per_pflop"],
+        pflops_per_kw=m["pflops_per_kw"],
+        loadgen={
+            "scenario": cfg.scenario, "result": verdict, "claim_grade": cfg.claim_grade,
+            "samples_per_second": loadgen_throughput(summary, cfg.scenario),
+            "min_duration_s": cfg.duration_s, "min_query_count": ts.min_query_count,
+            "calibrated_batch_ms": batch_s * 1e3,
+            "offline_expected_qps": ts.offline_expected_qps if cfg.scenario == "offline" else None,
+            "server_target_qps": ts.server_target_qps if cfg.scenario == "server" else None,
+            "server_latency_bound_ms": cfg.latency_bound_ms if cfg.scenario == "server" else None,
+            "padded_samples": len(sut.batch_s) * batch_size - sut.completed,
+            "log_dir": str(log_dir), "summary": summary,
+        },
+    )  # fmt: skip
+
+
+def describe(point: Point) -> str:
+    """One line: LoadGen's verdict and figures for a point."""
+    lgd = point.loadgen or {}
+    s = lgd.get("summary", {})
+    sps = lgd.get("samples_per_second")
+    parts = [f"{point.model} b{point.batch_size} {lgd.get('scenario')}: {lgd.get('result')}"]
+    if sps:
+        parts.append(f"{sps:,.1f} samples/s (LoadGen)")
+    for key in ("90.0th percentile latency (ns)", "99.0th percentile latency (ns)", "99.00 percentile latency (ns)"):
+        if key in s:
+            parts.append(f"{key.split(' latency')[0]} latency {s[key] / 1e6:.2f} ms")
+            break
+    if lgd.get("scenario") == "server":
+        held = s.get("Performance constraints satisfied")
+        parts.append(f"latency bound {lgd.get('server_latency_bound_ms')} ms held: {held}")
+    return ", ".join(parts)

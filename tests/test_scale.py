@@ -1,0 +1,134 @@
+"""Scale-out and standard load: two CPU workers through torchrun (gloo), and MLPerf LoadGen scenarios."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.distributed import ENV_FAIL_RANK, strip_launch_options, torchrun_args
+from harness.errors import UserError
+from harness.loadgen import loadgen_throughput, parse_summary
+from harness.results import read_result
+
+FAST = ["--min-duration", "0.3", "--min-iters", "2", "--warmup", "1", "--image-size", "320x240", "--num-images", "2"]
+MODEL = "steel-defect-mobilenetv3"
+
+
+def modelpower(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *map(str, args)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def only_result(folder):
+    (path,) = folder.glob("*.json")
+    return read_result(path)
+
+
+def test_two_cpu_workers_with_gloo_aggregate_is_consistent_with_the_ranks(tmp_path):
+    r = modelpower("run", MODEL, "-b", "1", "--device", "cpu", "--nproc-per-node", "2", *FAST, "--out", tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = only_result(tmp_path)
+    assert res.status == "complete" and res.config["world_size"] == 2
+    ranks = [p for p in res.points if not p.aggregate]
+    (agg,) = [p for p in res.points if p.aggregate]
+    assert sorted(p.rank for p in ranks) == [0, 1] and all(p.world_size == 2 for p in res.points)
+    assert agg.rank is None and agg.device == "2 devices"
+    assert agg.throughput_sps == pytest.approx(sum(p.throughput_sps for p in ranks))
+    assert agg.samples == sum(p.samples for p in ranks)
+    assert agg.delivered_tflops == pytest.approx(sum(p.delivered_tflops for p in ranks))
+    assert agg.e2e.p99_ms == max(p.e2e.p99_ms for p in ranks)  # the slowest rank's latency
+    # each CPU worker is held to its share of the CPU's peak; the aggregate to the whole CPU
+    assert agg.mfu_peak_tflops == pytest.approx(sum(p.mfu_peak_tflops for p in ranks))
+    assert agg.mfu == pytest.approx(agg.delivered_tflops / agg.mfu_peak_tflops)
+
+
+def test_a_dead_worker_fails_the_run_naming_its_rank_and_keeps_partial_results(tmp_path):
+    r = modelpower(
+        "run", MODEL, "-b", "1,2", "--device", "cpu", "--nproc-per-node", "2", *FAST, "--out", tmp_path,
+        env={ENV_FAIL_RANK: "1"},
+    )  # fmt: skip
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("modelpower: error: worker rank 1 (exit code 3") and "partial results kept" in last
+    res = only_result(tmp_path)
+    assert res.status == "incomplete" and "rank 1" in res.notes[-1]
+    assert [p.batch_size for p in res.points] == [1, 1, 1]  # batch 1 gathered before the failure
+
+
+def test_launcher_arguments():
+    argv = ["run", "m", "--nproc-per-node", "2", "--nnodes=2", "-b", "1", "--rdzv-endpoint", "h:1", "--node-rank", "1"]
+    assert strip_launch_options(argv) == ["run", "m", "-b", "1"]
+    assert torchrun_args(2, 1, 0, None, ["run", "m"]) == [
+        "--nproc-per-node=2",
+        "--standalone",
+        "-m",
+        "harness",
+        "run",
+        "m",
+    ]
+    multi = torchrun_args(8, 2, 1, "host:29500", ["run"])
+    assert "--rdzv-backend=c10d" in multi and "--rdzv-endpoint=host:29500" in multi and "--node-rank=1" in multi
+    for bad in [(2, 2, 0, None), (2, 2, 2, "h:1"), (0, 1, 0, None), (2, 2, 0, "nohostport")]:
+        with pytest.raises(UserError):
+            torchrun_args(*bad, ["run"])
+
+
+SUMMARY = """================================================
+MLPerf Results Summary
+================================================
+SUT name : PySUT
+Scenario : Offline
+Mode     : PerformanceOnly
+Samples per second: 644869
+Result is : INVALID
+  Min duration satisfied : NO
+Recommendations:
+ * Increase expected QPS so the loadgen pre-generates a larger (coalesced) query.
+================================================
+Additional Stats
+================================================
+Min latency (ns)                : 3411547
+90.00 percentile latency (ns)   : 3411547.5
+"""
+
+
+def test_parse_loadgen_summary():
+    s = parse_summary(SUMMARY)
+    assert s["Scenario"] == "Offline" and s["Result is"] == "INVALID" and s["Min duration satisfied"] == "NO"
+    assert s["Samples per second"] == 644869 and s["90.00 percentile latency (ns)"] == 3411547.5
+    assert loadgen_throughput(s, "offline") == 644869
+    assert loadgen_throughput({"QPS w/o loadgen overhead": 12.5}, "singlestream") == 12.5
+
+
+@pytest.mark.parametrize("scenario,batch", [("offline", 4), ("singlestream", 1)])
+def test_loadgen_scenarios_on_cpu_carry_loadgens_verdict(tmp_path, scenario, batch):
+    args = [MODEL, "--scenario", scenario, "-b", batch, "--device", "cpu", "--min-duration", "1",
+            "--loadgen-samples", "16", "--image-size", "320x240", "--num-images", "2", "--out", tmp_path]  # fmt: skip
+    r = CliRunner().invoke(app, ["run", *map(str, args)])
+    assert r.exit_code == 0, r.output
+    res = only_result(tmp_path)
+    (p,) = res.points
+    lg = p.loadgen
+    assert lg["scenario"] == scenario and lg["result"] in ("VALID", "INVALID")
+    assert lg["summary"]["Scenario"] == {"offline": "Offline", "singlestream": "SingleStream"}[scenario]
+    assert tmp_path / f"{res.run_id}" not in tmp_path.iterdir()  # logs sit beside the result, named after it
+    assert any(tmp_path.glob("*-loadgen/*/mlperf_log_summary.txt"))
+    assert p.samples > 0 and p.throughput_sps > 0 and p.delivered_tflops > 0
+    # LoadGen's own throughput and ours (first issue to last completion) describe the same test
+    assert lg["samples_per_second"] == pytest.approx(p.throughput_sps, rel=0.3)
+    assert ("loadgen_invalid" in p.flags) == (lg["result"] != "VALID")
+    assert f"LoadGen {MODEL} b{batch} {scenario}: {lg['result']}" in r.output
+
+
+def test_loadgen_bad_input_is_one_line(tmp_path):
+    r = CliRunner().invoke(app, ["run", MODEL, "--scenario", "multistream", "-b", "4", "--device", "cpu"])
+    assert r.exit_code == 2 and "use -b 8" in r.stderr
+    r = CliRunner().invoke(app, ["run", MODEL, "--scenario", "nope", "--device", "cpu"])
+    assert r.exit_code == 2 and "unknown --scenario" in r.stderr
+    r = CliRunner().invoke(app, ["run", MODEL, "--claim-grade", "--device", "cpu"])
+    assert r.exit_code == 2 and "add --scenario" in r.stderr
