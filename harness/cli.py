@@ -283,6 +283,7 @@ def run_benchmark(
     input_dtype: str = "float32",
     loadgen: loadgen_mod.LoadgenConfig | None = None,
     dist: distributed.DistContext | None = None,
+    keep_going: bool = False,
 ) -> Path:
     """Validate everything first, then measure each model x batch size, writing after each point.
 
@@ -415,7 +416,15 @@ def run_benchmark(
                         bar.update(task, completed=done, info=f"{phase}: {n} batches, {elapsed:.1f}s")
 
                     hook = dist.barrier if dist is not None else None  # windows start together on every rank
-                    if loadgen is not None:
+                    if keep_going:
+                        try:
+                            point = measure_point(lm, bs, source, s, tick, preprocess, meter, hook)
+                        except Exception as e:
+                            msg = f"{preset.name} {backend} {prec} batch {bs} failed: {str(e).splitlines()[0][:200]}"
+                            result.notes.append(msg)
+                            err.print(f"warning: {msg}", highlight=False)
+                            continue
+                    elif loadgen is not None:
                         bar.update(task, info=f"LoadGen {loadgen.scenario}: calibrating, then at least "
                                               f"{loadgen.duration_s:g} s")  # fmt: skip
                         log_dir = out_dir / f"{path.stem}-loadgen" / f"{preset.name}-{backend}-{prec}-b{bs}"
@@ -792,7 +801,7 @@ def backends(
     if model is None:
         return
     path = run_benchmark([model], batch_size, device, "fp32", 2, min_duration, 5, out_dir, None, None,
-                         "1920x1080", 16, 0, cache_dir=cache_dir, combos=combos)  # fmt: skip
+                         "1920x1080", 16, 0, cache_dir=cache_dir, combos=combos, keep_going=True)  # fmt: skip
     from harness.results import read_result
 
     points = read_result(path).points

@@ -76,3 +76,26 @@ def test_backend_list_in_one_run(tmp_path, images):
 
     pts = read_result(next((tmp_path / "o").glob("*.json"))).points
     assert [p.backend for p in pts] == ["torch", "onnxruntime"] and all(p.agreement["passed"] for p in pts)
+
+
+def test_a_provider_that_fails_to_load_is_refused_not_silently_replaced(images, fast_settings, tmp_path, monkeypatch):
+    """onnxruntime-gpu lists the TensorRT provider even where TensorRT's libraries are missing, and a
+    session then runs on the next provider in the list: such a run must not be reported as TensorRT."""
+    import onnxruntime as ort
+
+    from harness.backends.base import BackendUnavailable, PrepareContext
+
+    class FellBack:
+        def __init__(self, path, providers):
+            self.providers = providers
+
+        def get_providers(self):
+            return ["CPUExecutionProvider"]
+
+    monkeypatch.setattr(ort, "InferenceSession", FellBack)
+    trt = BACKENDS["onnxruntime-trt"]
+    monkeypatch.setattr(trt, "check", lambda device, precision: None)
+    lm = load_model(get_preset("steel-defect-mobilenetv3"), fast_settings)
+    ctx = PrepareContext("t", tmp_path, [], "default")
+    with pytest.raises(BackendUnavailable, match="could not load TensorrtExecutionProvider"):
+        trt.prepare(lm.model, torch.zeros(1, 3, 224, 224), "fp32", ctx)

@@ -61,7 +61,13 @@ class OnnxRuntime(Backend):
         providers = [(provider, options)] if options else [provider]
         if provider != "CPUExecutionProvider":
             providers.append("CPUExecutionProvider")
+        if provider != "CPUExecutionProvider" and hasattr(ort, "preload_dlls"):
+            ort.preload_dlls()  # CUDA/cuDNN libraries from the nvidia-* wheels torch brought
         sess = ort.InferenceSession(str(path), providers=providers)
+        if provider not in sess.get_providers():  # ORT falls back silently when a provider fails to load
+            raise BackendUnavailable(
+                f"onnxruntime could not load {provider} (the session runs on {', '.join(sess.get_providers())})"
+            )
         in_type = torch.float16 if precision == "fp16" else torch.float32
         run = _device_runner(sess, device) if device.type == "cuda" else _host_runner(sess)
 
