@@ -33,6 +33,7 @@ from harness.metrics import nameplate_peak, peak_precision, run_metrics
 from harness.results import Point
 from harness.stats import latency_stats
 from kernels import detect_postprocess, letterbox_normalize, seg_argmax, softmax_topk
+from kernels.device import to_host
 from models import Preset, build_model
 from models.detector import anchor_points
 
@@ -198,7 +199,7 @@ class VisionPipeline:
         ctx["out"] = None
 
     def _d2h_result(self, ctx: dict) -> None:
-        ctx["result"] = tuple(r.copy_to_host() for r in ctx["result"])
+        ctx["result"] = tuple(to_host(r) for r in ctx["result"])
 
     def _post_host(self, ctx: dict) -> None:
         y, task = ctx["out"], self.lm.preset.task

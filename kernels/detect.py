@@ -328,67 +328,53 @@ def _rank_cuda(scores, n, order):
 
 
 @cuda.jit
-def _suppress_mask_cuda(boxes, cls, order, n, iou_thres, mask):
-    """mask[a, b // 32] bit b: candidate at rank a suppresses the one at rank b (b > a, same class)."""
-    a, word = cuda.grid(2)
-    if a >= n or word >= mask.shape[1]:
-        return
-    i = order[a]
-    ax1, ay1, ax2, ay2 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
-    aa = (ax2 - ax1) * (ay2 - ay1)
-    bits = 0
-    for t in range(32):
-        b = word * 32 + t
-        if b <= a or b >= n:
+def _nms_groups_cuda(boxes, order, members, starts, iou_thres, removed, keep):
+    """One block per class: walk the class's candidates best first; a kept one's threads flag the
+    later candidates it overlaps. members[starts[g]:starts[g+1]]: the ranks of class g, ascending."""
+    g = cuda.blockIdx.x
+    t = cuda.threadIdx.x
+    s0, s1 = starts[g], starts[g + 1]
+    for p in range(s0, s1):
+        cuda.syncthreads()  # the flags written for earlier candidates are visible from here
+        if removed[p]:
             continue
-        j = order[b]
-        if cls[j] != cls[i]:
-            continue
-        w = max(np.float32(0), min(ax2, boxes[j, 2]) - max(ax1, boxes[j, 0]))
-        h = max(np.float32(0), min(ay2, boxes[j, 3]) - max(ay1, boxes[j, 1]))
-        inter = w * h
-        ab = (boxes[j, 2] - boxes[j, 0]) * (boxes[j, 3] - boxes[j, 1])
-        if inter / (aa + ab - inter) > iou_thres:
-            bits |= 1 << t
-    mask[a, word] = bits
-
-
-@cuda.jit
-def _greedy_scan_cuda(mask, order, n, max_keep, removed, keep, n_keep):
-    """One block walks the ranks in order; its threads OR a kept box's mask row into `removed`."""
-    tid = cuda.threadIdx.x
-    kept = 0
-    for a in range(n):
-        cuda.syncthreads()
-        if (removed[a // 32] >> (a % 32)) & 1:
-            continue
-        if kept == max_keep:
-            break
-        if tid == 0:
-            keep[kept] = order[a]
-        kept += 1
-        cuda.syncthreads()
-        for w in range(tid, mask.shape[1], cuda.blockDim.x):
-            removed[w] |= mask[a, w]
-    if tid == 0:
-        n_keep[0] = kept
+        i = order[members[p]]
+        if t == 0:
+            keep[members[p]] = 1
+        ax1, ay1, ax2, ay2 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
+        aa = (ax2 - ax1) * (ay2 - ay1)
+        for q in range(p + 1 + t, s1, cuda.blockDim.x):
+            if removed[q]:
+                continue
+            j = order[members[q]]
+            w = max(np.float32(0), min(ax2, boxes[j, 2]) - max(ax1, boxes[j, 0]))
+            h = max(np.float32(0), min(ay2, boxes[j, 3]) - max(ay1, boxes[j, 1]))
+            inter = w * h
+            ab = (boxes[j, 2] - boxes[j, 0]) * (boxes[j, 3] - boxes[j, 1])
+            if inter / (aa + ab - inter) > iou_thres:
+                removed[q] = 1
 
 
 def _batched_nms_cuda(boxes, scores, classes, iou_thres, max_keep):
+    """Rank on the GPU, group the ranks by class on the host (a stable sort of n class ids), then
+    one block per class runs greedy NMS; the kept ranks, in rank order, are the result."""
     d_boxes, d_scores, d_cls = (as_device_array(x) for x in (boxes, scores, classes))
     n = d_scores.shape[0]
     if n == 0:
         return np.zeros(0, np.int64)
     order = cuda.device_array(n, np.int64)
     _rank_cuda[launch_1d(n)](d_scores, n, order)
-    words = (n + 31) // 32
-    mask = cuda.device_array((n, words), np.uint32)
-    _suppress_mask_cuda[((n + 15) // 16, (words + 7) // 8), (16, 8)](d_boxes, d_cls, order, n, iou_thres, mask)
-    removed = cuda.to_device(np.zeros(words, np.uint32))
-    keep = cuda.device_array(max(1, min(max_keep, n)), np.int64)
-    n_keep = cuda.to_device(np.zeros(1, np.int64))
-    _greedy_scan_cuda[1, 128](mask, order, n, max_keep, removed, keep, n_keep)
-    return keep.copy_to_host()[: int(n_keep.copy_to_host()[0])]
+    h_order = order.copy_to_host()
+    cls_by_rank = d_cls.copy_to_host()[h_order]
+    members = np.argsort(cls_by_rank, kind="stable")
+    grouped = cls_by_rank[members]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1], True]).astype(np.int64)
+    removed = cuda.to_device(np.zeros(n, np.uint8))
+    keep = cuda.to_device(np.zeros(n, np.uint8))
+    _nms_groups_cuda[len(starts) - 1, 128](
+        d_boxes, order, cuda.to_device(members.astype(np.int64)), cuda.to_device(starts), iou_thres, removed, keep
+    )
+    return h_order[np.flatnonzero(keep.copy_to_host())][:max_keep]
 
 
 # ------------------------------------------------------------------------------ public

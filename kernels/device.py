@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from numba import cuda
 
 
@@ -26,3 +27,40 @@ def as_device_array(x: Any):
 def launch_1d(n: int, threads: int = 256) -> tuple[int, int]:
     """(blocks, threads) covering n items, one item per thread."""
     return max(1, (n + threads - 1) // threads), threads
+
+
+def device_empty(like: Any, shape: tuple, dtype) -> Any:
+    """An uninitialised output on the GPU that holds `like`: a torch tensor from torch's caching
+    allocator when `like` is a torch tensor (no cudaMalloc per call, and torch in, torch out),
+    else a Numba device array."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        torch = None
+    if torch is not None and isinstance(like, torch.Tensor):
+        return torch.empty(shape, dtype=_TORCH_DTYPES[np.dtype(dtype)], device=like.device)
+    return cuda.device_array(shape, dtype=dtype)
+
+
+def to_host(x: Any) -> np.ndarray:
+    """A GPU result (torch tensor or Numba device array) as a NumPy array."""
+    if hasattr(x, "copy_to_host"):
+        return x.copy_to_host()
+    return x.cpu().numpy()
+
+
+_TORCH_DTYPES: dict = {}
+
+
+def _torch_dtypes() -> None:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return
+    _TORCH_DTYPES.update({
+        np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16,
+        np.dtype(np.int64): torch.int64, np.dtype(np.uint8): torch.uint8,
+    })  # fmt: skip
+
+
+_torch_dtypes()

@@ -20,7 +20,7 @@ import numba
 import numpy as np
 from numba import cuda, njit, prange
 
-from kernels.device import as_device_array, on_device
+from kernels.device import as_device_array, device_empty, on_device
 from kernels.half import f32_bits_to_f16_bits
 
 OUT_DTYPES = (np.float32, np.float16)
@@ -244,6 +244,17 @@ def _letterbox_cuda(imgs, out, new_h, new_w, top, left, a, b, pad, swap):
         out[n, c, y, x] = (t + wy * (u - t)) * a[c] + b[c]
 
 
+_CONSTANTS: dict = {}
+
+
+def _device_constants(a: np.ndarray, b: np.ndarray, pad: np.ndarray) -> tuple:
+    """The per-channel constants on the GPU, copied once per distinct (a, b, pad), not per call."""
+    key = (a.tobytes(), b.tobytes(), pad.tobytes(), getattr(cuda.get_current_device(), "id", 0))
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = (cuda.to_device(a), cuda.to_device(b), cuda.to_device(pad))
+    return _CONSTANTS[key]
+
+
 def _letterbox_on_device(imgs, out_hw, a, b, pad, swap, letterbox, dtype, out):
     d_imgs = as_device_array(imgs)
     if d_imgs.ndim != 4 or d_imgs.shape[3] != 3 or d_imgs.dtype != np.uint8 or d_imgs.shape[0] == 0:
@@ -252,7 +263,7 @@ def _letterbox_on_device(imgs, out_hw, a, b, pad, swap, letterbox, dtype, out):
     th, tw = out_hw
     new_h, new_w, top, left = letterbox_geometry((h, w), out_hw, letterbox)
     if out is None:
-        out = cuda.device_array((n, 3, th, tw), dtype=dtype)
+        out = device_empty(imgs, (n, 3, th, tw), dtype)
     d_out = as_device_array(out)
     threads = (32, 8, 1)
     blocks = ((tw + 31) // 32, (th + 7) // 8, n)
@@ -263,9 +274,7 @@ def _letterbox_on_device(imgs, out_hw, a, b, pad, swap, letterbox, dtype, out):
         new_w,
         top,
         left,
-        cuda.to_device(a),
-        cuda.to_device(b),
-        cuda.to_device(pad),
+        *_device_constants(a, b, pad),
         swap,
     )
     scales = np.tile([new_w / w, new_h / h], (n, 1))

@@ -20,9 +20,9 @@ import math
 import numpy as np
 from numba import cuda, njit, prange
 
-from kernels.classify import _row_topk, insert_topk_dev
+from kernels.classify import ROW_THREADS, _row_topk, block_row_topk
 from kernels.detect import argsort_desc
-from kernels.device import as_device_array, launch_1d, on_device
+from kernels.device import as_device_array, device_empty, on_device
 
 MASK64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
@@ -190,21 +190,18 @@ def _uniform_dev(seed, row, step):
 
 @cuda.jit
 def _sample_cuda(logits, temperature, top_k, top_p, seed, step, out):
-    b = cuda.grid(1)
-    if b >= logits.shape[0]:
-        return
-    k = 1 if temperature == 0 else top_k
+    """One block per row: block_row_topk, then thread 0 draws from the k candidates."""
+    b = cuda.blockIdx.x
+    cand_v = cuda.shared.array(ROW_THREADS * DEVICE_MAX_K, np.float64)
+    cand_i = cuda.shared.array(ROW_THREADS * DEVICE_MAX_K, np.int64)
+    red_m = cuda.shared.array(ROW_THREADS, np.float64)
+    red_n = cuda.shared.array(ROW_THREADS, np.int64)
     top_v = cuda.local.array(DEVICE_MAX_K, np.float64)
     top_i = cuda.local.array(DEVICE_MAX_K, np.int64)
-    for j in range(k):
-        top_i[j] = -1
-        top_v[j] = -np.inf
-    m = -np.inf
-    for c in range(logits.shape[1]):
-        v = np.float64(logits[b, c])
-        if v > m:
-            m = v
-        insert_topk_dev(v, c, top_v, top_i, k)
+    k = top_k
+    m, _ = block_row_topk(logits, b, k, top_v, top_i, cand_v, cand_i, red_m, red_n)
+    if cuda.threadIdx.x != 0:
+        return
     n = 0
     while n < k and top_i[n] >= 0 and not math.isnan(top_v[n]):
         n += 1
@@ -289,12 +286,12 @@ def sample_tokens(
             raise ValueError(f"sample_tokens on the GPU needs temperature 0 or 1 <= top_k <= {DEVICE_MAX_K}")
         d = as_device_array(logits)
         top_k = min(top_k, d.shape[1])
-        out = cuda.device_array(d.shape[0], np.int64) if out is None else out
+        out = device_empty(logits, (d.shape[0],), np.int64) if out is None else out
         d_out = as_device_array(out)
         if temperature == 0:
             _greedy_cuda[d.shape[0], GREEDY_THREADS](d, d_out)
         else:
-            _sample_cuda[launch_1d(d.shape[0], 64)](d, float(temperature), top_k, float(top_p), seed_u, step, d_out)
+            _sample_cuda[d.shape[0], ROW_THREADS](d, float(temperature), top_k, float(top_p), seed_u, step, d_out)
         return out
     logits = np.ascontiguousarray(logits, np.float32)
     out = np.empty(logits.shape[0], np.int64)

@@ -371,3 +371,17 @@ def test_cuda_kernels_index_with_ints_after_floor():
         for line in inspect.getsource(mod).splitlines():
             for m in re.finditer(r"math\.(floor|ceil)\(", line):
                 assert line[max(0, m.start() - 4) : m.start()] == "int(", f"{mod.__name__}: {line.strip()}"
+
+
+def test_device_outputs_follow_the_input_library():
+    """GPU outputs come from torch's caching allocator when the input is a torch tensor (checked here
+    with a CPU tensor: the dtype mapping and the host copy), else from Numba."""
+    import torch
+
+    from kernels.device import device_empty, to_host
+
+    for np_dtype, t_dtype in ((np.float32, torch.float32), (np.float16, torch.float16), (np.int64, torch.int64),
+                              (np.uint8, torch.uint8)):  # fmt: skip
+        out = device_empty(torch.zeros(1), (2, 3), np_dtype)
+        assert isinstance(out, torch.Tensor) and out.dtype == t_dtype and out.shape == (2, 3)
+        assert to_host(out.fill_(1)).dtype == np.dtype(np_dtype)

@@ -87,6 +87,36 @@ def test_greedy_cuda_block_reduction_edge_cases():
     assert got[0] == 3 and got[2] == -1 and got[3] == 650 and got[4] == 0
 
 
+@pytest.mark.parametrize("k", [1, 5, 64])
+def test_block_topk_merge_ties_nan_and_inf_across_threads(k):
+    """Rows longer than a block: ties held by different threads go to the lower index, NaN ranks
+    last, +inf shares the probability; softmax_topk and top-k sampling both merge the slices."""
+    rng = np.random.default_rng(6)
+    logits = rng.normal(size=(4, 700)).astype(np.float32)
+    logits[0, [3, 36, 640]] = 8.0  # threads 3, 4 and 0
+    logits[1, :690] = np.nan
+    logits[2, [5, 600]] = np.inf
+    logits[3] = -np.inf
+    logits[3, 650] = 1.0
+    p, i = softmax_topk(cuda.to_device(logits), k)
+    rp, ri = softmax_topk_ref(logits, k)
+    np.testing.assert_array_equal(host(i), ri)
+    np.testing.assert_allclose(host(p), rp, rtol=1e-5)
+    got = host(sample_tokens(cuda.to_device(logits), 0.9, k, 0.95, seed=7, step=2))
+    np.testing.assert_array_equal(got, sample_tokens_ref(logits, 0.9, k, 0.95, seed=7, step=2))
+
+
+@pytest.mark.parametrize("max_det", [None, 5])
+def test_batched_nms_cuda_ties_many_overlaps_and_max_det(max_det):
+    rng = np.random.default_rng(8)
+    xy = rng.uniform(0, 20, (150, 2))
+    boxes = np.concatenate([xy, xy + 15], 1).astype(np.float32)  # heavy overlap: much suppression
+    scores = rng.integers(0, 6, 150).astype(np.float32)  # many equal scores: index breaks ties
+    classes = rng.integers(0, 2, 150) * 7  # class ids need not be small or dense
+    got = batched_nms(cuda.to_device(boxes), cuda.to_device(scores), cuda.to_device(classes), 0.5, max_det)
+    np.testing.assert_array_equal(got, batched_nms_ref(boxes, scores, classes, 0.5, max_det))
+
+
 def test_batched_nms_cuda():
     rng = np.random.default_rng(4)
     xy = rng.uniform(0, 50, (40, 2))
