@@ -126,6 +126,7 @@ def insert_topk_dev(v, c, top_v, top_i, k):
 
 
 ROW_THREADS = 32  # threads per row (one block per row) in the CUDA kernels
+CANDIDATES = ROW_THREADS * DEVICE_MAX_K  # shared-memory slots for the per-thread top-k slices
 
 
 @cuda.jit(device=True)
@@ -193,8 +194,8 @@ def _softmax_topk_cuda(logits, k, probs, idx):
     """One block per row: block_row_topk, then a strided sum of exp(v - max) reduced in shared memory."""
     b = cuda.blockIdx.x
     t = cuda.threadIdx.x
-    cand_v = cuda.shared.array(ROW_THREADS * DEVICE_MAX_K, np.float64)
-    cand_i = cuda.shared.array(ROW_THREADS * DEVICE_MAX_K, np.int64)
+    cand_v = cuda.shared.array(CANDIDATES, np.float64)
+    cand_i = cuda.shared.array(CANDIDATES, np.int64)
     red_m = cuda.shared.array(ROW_THREADS, np.float64)
     red_n = cuda.shared.array(ROW_THREADS, np.int64)
     top_v = cuda.local.array(DEVICE_MAX_K, np.float64)

@@ -20,7 +20,7 @@ import math
 import numpy as np
 from numba import cuda, njit, prange
 
-from kernels.classify import ROW_THREADS, _row_topk, block_row_topk
+from kernels.classify import CANDIDATES, ROW_THREADS, _row_topk, block_row_topk
 from kernels.detect import argsort_desc
 from kernels.device import as_device_array, device_empty, on_device
 
@@ -192,8 +192,8 @@ def _uniform_dev(seed, row, step):
 def _sample_cuda(logits, temperature, top_k, top_p, seed, step, out):
     """One block per row: block_row_topk, then thread 0 draws from the k candidates."""
     b = cuda.blockIdx.x
-    cand_v = cuda.shared.array(ROW_THREADS * DEVICE_MAX_K, np.float64)
-    cand_i = cuda.shared.array(ROW_THREADS * DEVICE_MAX_K, np.int64)
+    cand_v = cuda.shared.array(CANDIDATES, np.float64)
+    cand_i = cuda.shared.array(CANDIDATES, np.int64)
     red_m = cuda.shared.array(ROW_THREADS, np.float64)
     red_n = cuda.shared.array(ROW_THREADS, np.int64)
     top_v = cuda.local.array(DEVICE_MAX_K, np.float64)
