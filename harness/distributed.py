@@ -183,6 +183,12 @@ class DistContext:
         dist.destroy_process_group()
 
 
+def _fleet_name(rows: list[Point]) -> str:
+    """'8 x NVIDIA H100 80GB HBM3', or the mix: '4 x A + 4 x B'."""
+    names = [p.device_name for p in rows]
+    return " + ".join(f"{names.count(n)} x {n}" for n in sorted(set(names)))
+
+
 def aggregate(rows: list[Point]) -> Point:
     """One row for the whole run from the per-rank rows of one point: throughput, samples, FLOPS,
     energy summed; latency (end to end and per stage) of the slowest rank, by end-to-end p99."""
@@ -202,7 +208,7 @@ def aggregate(rows: list[Point]) -> Point:
     return replace(
         slowest,
         device=f"{len(rows)} devices",
-        device_name=" + ".join(sorted({p.device_name for p in rows})),
+        device_name=_fleet_name(rows),
         e2e=slowest.e2e,
         staged=slowest.staged,
         window_s=max(p.window_s for p in rows),
@@ -223,5 +229,19 @@ def aggregate(rows: list[Point]) -> Point:
         rank=None,
         world_size=len(rows),
         aggregate=True,
-        loadgen=None,
+        loadgen=_loadgen_sum(rows),
     )
+
+
+def _loadgen_sum(rows: list[Point]) -> dict | None:
+    """LoadGen over many devices: each rank ran its own test; VALID only if every rank's was."""
+    tests = [p.loadgen for p in rows if p.loadgen]
+    if not tests:
+        return None
+    rates = [t.get("samples_per_second") for t in tests]
+    return {
+        "scenario": tests[0]["scenario"],
+        "result": "VALID" if all(t["result"] == "VALID" for t in tests) else "INVALID",
+        "samples_per_second": sum(rates) if all(r is not None for r in rates) else None,
+        "per_rank": [{"result": t["result"], "samples_per_second": t.get("samples_per_second")} for t in tests],
+    }

@@ -21,7 +21,7 @@ CSV_COLUMNS = (
     "file", "run_id", "status", "kind", "model", "task", "backend", "precision", "device", "device_name",
     "batch_size", "prompt_len", "output_len", "throughput", "throughput_unit", "latency_p50_ms", "latency_p90_ms",
     "latency_p99_ms", "ttft_p50_ms", "delivered_tflops", "mfu", "mfu_peak_tflops", "decode_mbu", "joules_per_item",
-    "joules_per_pflop", "energy_method", "energy_scope", "agreement_passed", "flags",
+    "joules_per_pflop", "energy_method", "energy_scope", "agreement_passed", "flags", "mode", "rank", "world_size",
 )  # fmt: skip
 
 
@@ -95,9 +95,22 @@ def flat_rows(inp: Inputs) -> list[dict]:
                            mfu_peak_tflops=p.mfu_peak_tflops, joules_per_item=p.joules_per_sample,
                            agreement_passed=(p.agreement or {}).get("passed"), _params=p.params,
                            _flops=p.flops_per_sample, _input=3 * p.input_hw[0] * p.input_hw[1],
-                           _peak_src=p.mfu_peak_source)  # fmt: skip
+                           _peak_src=p.mfu_peak_source, rank=p.rank, world_size=p.world_size,
+                           mode=_mode(p))  # fmt: skip
             rows.append(row)
     return rows
+
+
+def _mode(p) -> str:
+    """How a vision point was measured: end to end, or under LoadGen; one rank, or all of them."""
+    mode = "end to end"
+    if p.loadgen:
+        mode = f"LoadGen {p.loadgen.get('scenario')}: {p.loadgen.get('result')}"
+    if p.aggregate:
+        mode += f", sum of {p.world_size} devices"
+    elif p.rank is not None:
+        mode += f", rank {p.rank} of {p.world_size}"
+    return mode
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -109,6 +122,8 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 def label(r: dict) -> str:
     extra = f" p{r['prompt_len']}/o{r['output_len']}" if r["kind"] == "llm" else ""
+    if r.get("mode") and r["mode"] != "end to end":
+        extra += f" [{r['mode']}]"
     return f"{r['model']} {r['backend']} {r['precision']} b{r['batch_size']}{extra}"
 
 
@@ -126,6 +141,7 @@ def caveats(inp: Inputs, rows: list[dict]) -> list[str]:
         "energy_estimated": "energy is an ESTIMATE from --assume-watts, not measured",
         "oom": "ran out of memory: no measurement",
         "invalid_tokens": "generated token ids out of range",
+        "loadgen_invalid": "MLPerf LoadGen judged the test INVALID (its summary is in the result file)",
     }
     for r in rows:
         for flag in r["flags"].split():
@@ -145,7 +161,7 @@ def summary(rows: list[dict]) -> list[dict]:
     for r in rows:
         if r["throughput"] is None:
             continue
-        key = (r["device_name"], r["model"], r["kind"])
+        key = (r["device_name"], r["model"], r["kind"], r.get("mode") or "")
         if key not in best or r["throughput"] > best[key]["throughput"]:
             best[key] = r
     return sorted(best.values(), key=lambda r: (r["device_name"], r["model"]))

@@ -45,6 +45,7 @@ def test_two_cpu_workers_with_gloo_aggregate_is_consistent_with_the_ranks(tmp_pa
     # each CPU worker is held to its share of the CPU's peak; the aggregate to the whole CPU
     assert agg.mfu_peak_tflops == pytest.approx(sum(p.mfu_peak_tflops for p in ranks))
     assert agg.mfu == pytest.approx(agg.delivered_tflops / agg.mfu_peak_tflops)
+    assert agg.device_name == f"2 x {ranks[0].device_name}"
 
 
 def test_a_dead_worker_fails_the_run_naming_its_rank_and_keeps_partial_results(tmp_path):
@@ -132,3 +133,19 @@ def test_loadgen_bad_input_is_one_line(tmp_path):
     assert r.exit_code == 2 and "unknown --scenario" in r.stderr
     r = CliRunner().invoke(app, ["run", MODEL, "--claim-grade", "--device", "cpu"])
     assert r.exit_code == 2 and "add --scenario" in r.stderr
+
+
+def test_aggregate_of_loadgen_ranks_is_valid_only_if_every_rank_is():
+    from dataclasses import replace
+
+    from harness.distributed import aggregate
+    from tests.test_stats_results import make_point
+
+    base = make_point()
+    rows = [
+        replace(base, rank=r, world_size=2, loadgen={"scenario": "offline", "result": v, "samples_per_second": s})
+        for r, (v, s) in enumerate([("VALID", 100.0), ("INVALID", 80.0)])
+    ]
+    agg = aggregate(rows)
+    assert agg.aggregate and agg.loadgen["result"] == "INVALID" and agg.loadgen["samples_per_second"] == 180.0
+    assert agg.throughput_sps == pytest.approx(2 * base.throughput_sps)
