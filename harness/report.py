@@ -205,6 +205,8 @@ def plots(rows: list[dict], inp: Inputs) -> dict[str, str]:
     for r in rows:
         if r["throughput"] is not None:
             extra = (r["prompt_len"], r["output_len"]) if r["kind"] == "llm" else ()
+            if r.get("mode") and r["mode"] != "end to end":
+                extra = (*extra, f"[{r['mode']}]")  # LoadGen or per-rank points are their own series
             groups.setdefault((r["device_name"], r["model"], r["backend"], r["precision"], *extra), []).append(r)
     for key, rs in groups.items():
         rs.sort(key=lambda r: r["batch_size"])
