@@ -254,6 +254,7 @@ def measure_loadgen(
     log = lg.LogSettings()
     log.log_output.outdir = str(log_dir)
     log.log_output.copy_summary_to_stdout = False
+    log.enable_trace = False  # the trace grows with the test: hundreds of MB at claim grade
     lg_sut = lg.ConstructSUT(sut.issue, sut.flush)
     lg_qsl = lg.ConstructQSL(n, n, lambda ids: None, lambda ids: None)  # samples already resident
     meter = meter or Meter()
