@@ -71,6 +71,7 @@ def torchrun_args(nproc: int, nnodes: int, node_rank: int, rdzv: str | None, run
 
 def launch(nproc: int, nnodes: int, node_rank: int, rdzv: str | None, argv: list[str], result_path: Path) -> int:
     """Run `modelpower run` on every device through torchrun; returns the exit code."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -93,6 +94,17 @@ def launch(nproc: int, nnodes: int, node_rank: int, rdzv: str | None, argv: list
             where = "no result was written"
         print(f"modelpower: error: worker {ranks} failed; {where}", file=sys.stderr)
         return 1
+    except (KeyboardInterrupt, SignalException):  # Ctrl-C: torchrun passed it on to the workers
+        if result_path.exists():
+            result = read_result(result_path)
+            if result.status != "incomplete":
+                result.status = "incomplete"
+                result.notes.append("interrupted by the user")
+                write_result(result, result_path)
+            print(f"interrupted: keeping the {len(result.points)} finished point(s) in {result_path}", file=sys.stderr)
+        else:
+            print("interrupted before any point finished: no result written", file=sys.stderr)
+        return 130
     finally:
         os.environ.pop(ENV_WORKER, None)
     return 0
