@@ -149,3 +149,16 @@ def test_aggregate_of_loadgen_ranks_is_valid_only_if_every_rank_is():
     agg = aggregate(rows)
     assert agg.aggregate and agg.loadgen["result"] == "INVALID" and agg.loadgen["samples_per_second"] == 180.0
     assert agg.throughput_sps == pytest.approx(2 * base.throughput_sps)
+
+
+def test_loadgen_server_reports_whether_the_latency_bound_held(tmp_path):
+    args = [MODEL, "--scenario", "server", "-b", "2", "--device", "cpu", "--min-duration", "1",
+            "--target-qps", "20", "--latency-bound-ms", "2000", "--loadgen-samples", "8",
+            "--image-size", "320x240", "--num-images", "2", "--out", tmp_path]  # fmt: skip
+    r = CliRunner().invoke(app, ["run", *map(str, args)])
+    assert r.exit_code == 0, r.output
+    (p,) = only_result(tmp_path).points
+    lg = p.loadgen
+    assert lg["scenario"] == "server" and lg["server_target_qps"] == 20 and lg["server_latency_bound_ms"] == 2000
+    assert lg["summary"]["Performance constraints satisfied"] in ("Yes", "NO")
+    assert "latency bound 2000.0 ms held:" in r.output
