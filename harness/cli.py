@@ -605,10 +605,6 @@ def kernels(
     if out_dir is not None:
         check_writable(out_dir)
     dev, _ = resolve_device(device)
-    if dev.type == "cuda":
-        import torch
-
-        torch.cuda.set_device(dev)
     started = now_iso()
     with err.status("measuring copy bandwidth ...") as status:
         rows, bw = kernel_bench.run(0.25 if quick else 1.0, lambda n: status.update(f"timing {n} ..."), dev)

@@ -252,11 +252,21 @@ def detect_machine() -> MachineInfo:
     )
 
 
+def use_cuda_device(dev: torch.device) -> None:
+    """Make `dev` the current CUDA device of this thread for torch and for Numba's kernels alike
+    (each keeps its own per-thread current device; both default to device 0)."""
+    from numba import cuda as numba_cuda
+
+    torch.cuda.set_device(dev)
+    numba_cuda.select_device(dev.index or 0)
+
+
 def resolve_device(choice: str) -> tuple[torch.device, str]:
     """Turn `--device auto|cpu|cuda[:N]` into a torch device and a line saying why it was picked."""
     choice = choice.strip().lower()
     if choice == "auto":
         if torch.cuda.is_available():
+            use_cuda_device(torch.device("cuda:0"))
             return torch.device("cuda:0"), f"auto picked cuda:0 ({torch.cuda.get_device_name(0)})"
         return torch.device("cpu"), "auto picked cpu (no CUDA GPU visible)"
     if choice == "cpu":
@@ -269,4 +279,5 @@ def resolve_device(choice: str) -> tuple[torch.device, str]:
     index = int(m.group(1) or 0)
     if index >= torch.cuda.device_count():
         raise UserError(f"--device {choice}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    use_cuda_device(torch.device("cuda", index))
     return torch.device("cuda", index), f"cuda:{index} ({torch.cuda.get_device_name(index)})"

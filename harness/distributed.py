@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from harness.devices import use_cuda_device
 from harness.errors import UserError
 from harness.results import Point, RunResult, point_from_dict, read_result, write_result
 
@@ -147,8 +148,8 @@ class DistContext:
                 raise UserError(
                     f"rank {self.rank}: local rank {self.local_rank} but only {torch.cuda.device_count()} GPU(s)"
                 )
-            torch.cuda.set_device(self.local_rank)
             dev = torch.device("cuda", self.local_rank)
+            use_cuda_device(dev)
             return dev, f"rank {self.rank}/{self.world_size}: {dev} ({torch.cuda.get_device_name(dev)})"
         if choice not in ("cpu", "auto"):
             raise UserError(f"--device {choice} with --nproc-per-node: use auto, cpu or cuda (one GPU per worker)")

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness.devices import use_cuda_device
 from harness.energy import Meter
 from harness.errors import UserError
 from harness.images import ImageSource
@@ -156,6 +157,8 @@ class BatchingSUT:
         _sync(self.samples.device)
 
     def _work(self) -> None:
+        if self.samples.is_cuda:  # the current device is per thread, for torch and Numba alike
+            use_cuda_device(self.samples.device)
         while True:
             with self.cv:
                 while not self.queue and not self.closing:

@@ -147,3 +147,22 @@ def test_fp64_gemm_is_held_to_the_fp64_tensor_core_nameplate():
     h100 = match_spec("NVIDIA H100 80GB HBM3")
     assert gemm_nameplate(h100, "fp64") == h100.peak_tflops("fp64_tensor") == 67.0
     assert gemm_nameplate(h100, "bf16") == h100.peak_tflops("bf16")
+
+
+def test_cuda_n_selects_the_device_for_torch_and_numba(monkeypatch):
+    """Numba keeps its own current device (default 0): without selecting it, kernels of a rank or a
+    `--device cuda:1` run would get another GPU's pointers. Checked with fakes: no GPU needed."""
+    import numba.cuda
+    import torch
+
+    from harness.devices import resolve_device
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Fake GPU")
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append(("torch", torch.device(d).index)))
+    monkeypatch.setattr(numba.cuda, "select_device", lambda i: calls.append(("numba", i)))
+    dev, why = resolve_device("cuda:1")
+    assert "Fake GPU" in why
+    assert dev == torch.device("cuda", 1) and calls == [("torch", 1), ("numba", 1)]
