@@ -369,9 +369,13 @@ def run_benchmark(
         min_iters=min_iters, seed=seed, compile_mode=compile_mode,
         cache_dir=cache_dir or Path.home() / ".cache" / "modelpower",
     )  # fmt: skip
-    run_id = new_run_id()
     started = now_iso()
-    path = out_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id}.json" if dist is None else dist.result_path
+    if dist is None:
+        run_id = new_run_id()
+        path = out_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id}.json"
+    else:  # the launcher named the file: DATE-TIME-RUNID.json
+        path = dist.result_path
+        run_id = path.stem.rsplit("-", 1)[-1]
     writes = dist is None or dist.rank == 0
     result = RunResult(
         schema_version=SCHEMA_VERSION, run_id=run_id, status="running", started_at=started,
@@ -427,7 +431,8 @@ def run_benchmark(
                     elif loadgen is not None:
                         bar.update(task, info=f"LoadGen {loadgen.scenario}: calibrating, then at least "
                                               f"{loadgen.duration_s:g} s")  # fmt: skip
-                        log_dir = out_dir / f"{path.stem}-loadgen" / f"{preset.name}-{backend}-{prec}-b{bs}"
+                        rank = f"-rank{dist.rank}" if dist is not None else ""  # one LoadGen test per rank
+                        log_dir = out_dir / f"{path.stem}-loadgen" / f"{preset.name}-{backend}-{prec}-b{bs}{rank}"
                         point = measure_loadgen(lm, bs, source, s, loadgen, log_dir, preprocess, meter, hook)
                     else:
                         point = measure_point(lm, bs, source, s, tick, preprocess, meter, hook)

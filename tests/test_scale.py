@@ -34,6 +34,7 @@ def test_two_cpu_workers_with_gloo_aggregate_is_consistent_with_the_ranks(tmp_pa
     assert r.returncode == 0, r.stderr[-3000:]
     res = only_result(tmp_path)
     assert res.status == "complete" and res.config["world_size"] == 2
+    assert next(tmp_path.glob("*.json")).stem.endswith(res.run_id)
     ranks = [p for p in res.points if not p.aggregate]
     (agg,) = [p for p in res.points if p.aggregate]
     assert sorted(p.rank for p in ranks) == [0, 1] and all(p.world_size == 2 for p in res.points)
