@@ -209,7 +209,7 @@ def calibrate(sut: BatchingSUT, count: int, min_s: float = 1.0) -> tuple[float, 
     return first, float(np.median(times))
 
 
-def test_settings(lg, cfg: LoadgenConfig, batch_s: float, batch_size: int):
+def loadgen_settings(lg, cfg: LoadgenConfig, batch_s: float, batch_size: int):
     """LoadGen's TestSettings for the scenario, its expectations taken from the calibration."""
     ts = lg.TestSettings()
     ts.scenario = {
@@ -256,7 +256,7 @@ def measure_loadgen(
     n = samples.shape[0]
     sut = BatchingSUT(lg, pipe, samples, meta, batch_size)
     first_s, batch_s = calibrate(sut, n)
-    ts = test_settings(lg, cfg, batch_s, batch_size)
+    ts = loadgen_settings(lg, cfg, batch_s, batch_size)
     log_dir.mkdir(parents=True, exist_ok=True)
     log = lg.LogSettings()
     log.log_output.outdir = str(log_dir)

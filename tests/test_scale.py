@@ -163,3 +163,18 @@ def test_loadgen_server_reports_whether_the_latency_bound_held(tmp_path):
     assert lg["scenario"] == "server" and lg["server_target_qps"] == 20 and lg["server_latency_bound_ms"] == 2000
     assert lg["summary"]["Performance constraints satisfied"] in ("Yes", "NO")
     assert "latency bound 2000.0 ms held:" in r.output
+
+
+@pytest.mark.parametrize("scenario,queries", [("offline", 1), ("singlestream", 1024), ("server", 270_336)])
+def test_claim_grade_sets_mlperf_minimums(scenario, queries):
+    from harness.loadgen import LoadgenConfig, import_loadgen
+    from harness.loadgen import loadgen_settings as settings_for
+
+    lg = import_loadgen()
+    short = settings_for(lg, LoadgenConfig(scenario, 2.0), batch_s=0.01, batch_size=4)
+    grade = settings_for(lg, LoadgenConfig(scenario, 2.0, claim_grade=True), batch_s=0.01, batch_size=4)
+    assert short.min_duration_ms == 2000 and grade.min_duration_ms == 600_000
+    assert grade.min_query_count == queries and short.min_query_count <= 64
+    assert short.offline_expected_qps == pytest.approx(1.5 * 4 / 0.01)  # above the calibrated rate
+    assert short.server_target_qps == pytest.approx(4 / 0.01 / 2)  # no --target-qps: half of it
+    assert short.server_target_latency_ns == 15_000_000
