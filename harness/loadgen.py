@@ -31,14 +31,13 @@ from harness.devices import use_cuda_device
 from harness.energy import Meter
 from harness.errors import UserError
 from harness.images import ImageSource
-from harness.metrics import nameplate_peak, peak_precision, run_metrics
 from harness.results import Point
-from harness.runner import LoadedModel, RunSettings, VisionPipeline, _cpu_name, _sync, prepare_checked
+from harness.runner import LoadedModel, RunSettings, VisionPipeline, _sync, point_fields, prepare_checked
 from harness.stats import latency_stats
 
 SCENARIOS = ("offline", "server", "singlestream", "multistream")
 CLAIM_GRADE_S = 600.0  # MLPerf inference: every performance run lasts at least 600 s
-# MLPerf inference minimum query counts per scenario (datacenter/edge rules, v4.0)
+# MLPerf's minimum query counts per scenario (*.<Scenario>.min_query_count in loadgen's mlperf.conf)
 MLPERF_MIN_QUERIES = {"offline": 1, "server": 270_336, "singlestream": 1024, "multistream": 270_336}
 SHORT_MIN_QUERIES = {"offline": 1, "server": 64, "singlestream": 64, "multistream": 64}
 MULTISTREAM_SAMPLES = 8  # MLPerf's samples per multistream query
@@ -249,7 +248,6 @@ def measure_loadgen(
     `before_test`, if given, is called right before LoadGen starts (many devices: a barrier)."""
     lg = import_loadgen()
     cfg.check(batch_size)
-    p = lm.preset
     pipe = VisionPipeline(lm, batch_size, source, s, preprocess)
     prepared, agree = prepare_checked(lm, pipe, s)
     samples, meta = build_samples(pipe, cfg.sample_count)
@@ -284,41 +282,23 @@ def measure_loadgen(
     window = (sut.last_done or 0) - (sut.first_issue or 0)
     throughput = sut.completed / window if window > 0 else 0.0
     verdict = summary.get("Result is", "unknown")
-    flags = [] if verdict == "VALID" else ["loadgen_invalid"]
-    if not agree["passed"]:
-        flags.append("accuracy_check_failed")
-    if reading.estimate:
-        flags.append("energy_estimated")
-    if reading.clocks.get("throttled"):
-        flags.append("throttled")
-    peak, peak_source = nameplate_peak(s.device, s.precision)
-    m = run_metrics(lm.flops_per_sample, throughput, peak, reading)
+    fields = point_fields(lm, s, batch_size, prepared, agree, throughput, reading,
+                          [] if verdict == "VALID" else ["loadgen_invalid"])  # fmt: skip
     if reading.measured and sut.completed:  # energy over the whole test, per sample completed in it
-        m["joules_per_sample"] = reading.joules / sut.completed
-        m["samples_per_joule"] = sut.completed / reading.joules if reading.joules else None
-        m["joules_per_pflop"] = reading.joules / (lm.flops_per_sample * sut.completed / 1e15)
-    device_name = torch.cuda.get_device_name(s.device) if s.device.type == "cuda" else _cpu_name()
+        fields["joules_per_sample"] = reading.joules / sut.completed
+        fields["samples_per_joule"] = sut.completed / reading.joules if reading.joules else None
+        fields["joules_per_pflop"] = reading.joules / (lm.flops_per_sample * sut.completed / 1e15)
     batch_stats = latency_stats(sut.batch_s)
     return Point(
-        model=p.name, task=p.task, industry=p.industry, arch=p.arch,
-        input_hw=list(p.input_hw), num_classes=p.num_classes, weights=lm.weights,
-        device=str(s.device), device_name=device_name, backend=s.backend, precision=s.precision,
-        compile_s=prepared.compile_s, backend_info=prepared.info, agreement=agree,
+        **fields,
         preprocess=preprocess + ("-cuda" if pipe.device_pre else "") + " (untimed: QSL)",
-        batch_size=batch_size, params=lm.params, flops_per_sample=float(lm.flops_per_sample),
-        load_s=lm.load_s, first_call_s=first_s, warmup_iters=3,
+        first_call_s=first_s, warmup_iters=3,
         staged={"batch": batch_stats}, staged_window_s=sum(sut.batch_s),
         e2e=latency_stats(sut.latency_s), window_s=window, iterations=len(sut.batch_s),
-        samples=sut.completed, throughput_sps=throughput,
-        delivered_tflops=lm.flops_per_sample * throughput / 1e12,
+        samples=sut.completed,
         infer_tflops=lm.flops_per_sample * batch_size / (batch_stats.mean_ms / 1e3) / 1e12,
         input_source=f"{n} pre-processed samples of {source.description}", pre_threads_overlapped=0,
-        output_check={"checked_batches": 0, "nan_or_inf": False}, flags=flags,
-        pflops_equivalent=m["pflops_equivalent"], mfu=m["mfu"], mfu_peak_tflops=peak,
-        mfu_peak_source=peak_source, mfu_precision=peak_precision(s.device, s.precision),
-        energy=reading.to_dict(), joules_per_sample=m["joules_per_sample"],
-        samples_per_joule=m["samples_per_joule"], joules_per_pflop=m["joules_per_pflop"],
-        pflops_per_kw=m["pflops_per_kw"],
+        output_check={"checked_batches": 0, "nan_or_inf": False},
         loadgen={
             "scenario": cfg.scenario, "result": verdict, "claim_grade": cfg.claim_grade,
             "samples_per_second": loadgen_throughput(summary, cfg.scenario),

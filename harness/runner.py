@@ -420,6 +420,32 @@ def measure_point(
         flags.append("high_cov_infer")
     if nan_or_inf:
         flags.append("nan_or_inf_outputs")
+    return Point(
+        **point_fields(lm, s, batch_size, prepared, agree, throughput, reading, flags),
+        preprocess=preprocess + ("-cuda" if pipe.device_pre else ""),
+        first_call_s=first_call_s, warmup_iters=s.warmup,
+        staged=staged, staged_window_s=staged_window,
+        e2e=e2e, window_s=window, iterations=len(lat), samples=samples,
+        infer_tflops=lm.flops_per_sample * batch_size / (staged["infer"].mean_ms / 1e3) / 1e12,
+        input_source=source.description, pre_threads_overlapped=pre_threads_for(s.device),
+        output_check=output_check,
+    )  # fmt: skip
+
+
+def point_fields(
+    lm: LoadedModel,
+    s: RunSettings,
+    batch_size: int,
+    prepared: Prepared,
+    agree: dict,
+    throughput: float,
+    reading,
+    flags: list[str],
+) -> dict:
+    """The Point fields every vision measurement fills alike: model, device, backend, agreement,
+    throughput, utilisation and energy (over the measured window), and the common flags."""
+    p = lm.preset
+    flags = list(flags)
     if not agree["passed"]:
         flags.append("accuracy_check_failed")
     if reading.clocks.get("throttled"):
@@ -429,21 +455,14 @@ def measure_point(
     peak, peak_source = nameplate_peak(s.device, s.precision)
     m = run_metrics(lm.flops_per_sample, throughput, peak, reading)
     device_name = torch.cuda.get_device_name(s.device) if s.device.type == "cuda" else _cpu_name()
-    return Point(
+    return dict(
         model=p.name, task=p.task, industry=p.industry, arch=p.arch,
         input_hw=list(p.input_hw), num_classes=p.num_classes, weights=lm.weights,
         device=str(s.device), device_name=device_name, backend=s.backend, precision=s.precision,
         compile_s=prepared.compile_s, backend_info=prepared.info, agreement=agree,
-        preprocess=preprocess + ("-cuda" if pipe.device_pre else ""),
         batch_size=batch_size, params=lm.params, flops_per_sample=float(lm.flops_per_sample),
-        load_s=lm.load_s, first_call_s=first_call_s, warmup_iters=s.warmup,
-        staged=staged, staged_window_s=staged_window,
-        e2e=e2e, window_s=window, iterations=len(lat), samples=samples,
-        throughput_sps=throughput,
-        delivered_tflops=lm.flops_per_sample * throughput / 1e12,
-        infer_tflops=lm.flops_per_sample * batch_size / (staged["infer"].mean_ms / 1e3) / 1e12,
-        input_source=source.description, pre_threads_overlapped=pre_threads_for(s.device),
-        output_check=output_check, flags=flags,
+        load_s=lm.load_s, throughput_sps=throughput,
+        delivered_tflops=lm.flops_per_sample * throughput / 1e12, flags=flags,
         pflops_equivalent=m["pflops_equivalent"], mfu=m["mfu"], mfu_peak_tflops=peak,
         mfu_peak_source=peak_source, mfu_precision=peak_precision(s.device, s.precision),
         energy=reading.to_dict(), joules_per_sample=m["joules_per_sample"],

@@ -33,12 +33,10 @@ def device_empty(like: Any, shape: tuple, dtype) -> Any:
     """An uninitialised output on the GPU that holds `like`: a torch tensor from torch's caching
     allocator when `like` is a torch tensor (no cudaMalloc per call, and torch in, torch out),
     else a Numba device array."""
-    try:
+    if type(like).__module__.startswith("torch"):
         import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        torch = None
-    if torch is not None and isinstance(like, torch.Tensor):
-        return torch.empty(shape, dtype=_TORCH_DTYPES[np.dtype(dtype)], device=like.device)
+
+        return torch.empty(shape, dtype=getattr(torch, np.dtype(dtype).name), device=like.device)
     return cuda.device_array(shape, dtype=dtype)
 
 
@@ -47,20 +45,3 @@ def to_host(x: Any) -> np.ndarray:
     if hasattr(x, "copy_to_host"):
         return x.copy_to_host()
     return x.cpu().numpy()
-
-
-_TORCH_DTYPES: dict = {}
-
-
-def _torch_dtypes() -> None:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        return
-    _TORCH_DTYPES.update({
-        np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16,
-        np.dtype(np.int64): torch.int64, np.dtype(np.uint8): torch.uint8,
-    })  # fmt: skip
-
-
-_torch_dtypes()
