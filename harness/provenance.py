@@ -26,6 +26,14 @@ def command_line() -> str:
     return shlex.join(["modelpower", *sys.argv[1:]])
 
 
+def package_version() -> str:
+    """modelpower's installed version (pyproject's `version`), or "unknown" when run from a bare checkout."""
+    try:
+        return importlib.metadata.version("modelpower")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def versions() -> dict[str, str | None]:
     v: dict[str, str | None] = {"python": platform.python_version()}
     for name in PACKAGES:
@@ -40,7 +48,11 @@ def versions() -> dict[str, str | None]:
 
 
 def _git_commit() -> str | None:
+    """The checkout's commit; None for an installed package (site-packages may sit inside some
+    other git work tree, such as a virtual environment in a clone, whose commit is not ours)."""
     root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
     try:
         out = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],
