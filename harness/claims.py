@@ -12,10 +12,12 @@ precisions: a measurement at another precision than the claim's is listed as not
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.errors import UserError
 from harness.results import LLMPoint, Point
 from harness.specs import PRECISIONS, find_spec
 
@@ -47,8 +49,31 @@ class Verdict:
     not_comparable: list[str] = field(default_factory=list)
 
 
-class ClaimError(ValueError):
+class ClaimError(UserError, ValueError):
     """A claim file that does not follow the format; the message names the file and the claim."""
+
+
+def load_claim_files(paths: list[Path]) -> list[Claim]:
+    """Every claim of every file, in order; a ClaimError (one line) for the first bad one."""
+    return [c for p in paths for c in load_claims(p)]
+
+
+def computer_from(peak_file: Path | None, cpu) -> dict:
+    """The computer an equivalence claim is measured against: this machine's measured GEMM peaks
+    from a `modelpower peak` file, else its computed nameplate (`cpu`: harness.devices.CpuInfo)."""
+    if peak_file is None:
+        return {"name": f"this machine ({cpu.model}, {cpu.physical_cores} cores)", "how": "computed nameplate",
+                "fp32": cpu.peak_fp32_tflops, "fp64": cpu.peak_fp64_tflops}  # fmt: skip
+    try:
+        doc = json.loads(Path(peak_file).read_text())
+        gemm = {r["precision"]: r["measured_tflops"] for r in doc["gemm"]}
+        name = doc["device_name"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{peak_file} is not a `modelpower peak` file: {e}") from None
+    if doc.get("kind") != "modelpower-peak":
+        raise UserError(f"{peak_file} is not a `modelpower peak` file")
+    return {"name": f"{name} ({doc['device']})", "how": f"measured by modelpower peak, {peak_file}",
+            "fp32": gemm.get("fp32"), "fp64": gemm.get("fp64")}  # fmt: skip
 
 
 def load_claims(path: Path) -> list[Claim]:

@@ -252,6 +252,26 @@ def detect_machine() -> MachineInfo:
     )
 
 
+# The torch dtype of each floating precision a run may ask for (int8 runs are backend-specific).
+TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def device_name(device: torch.device) -> str:
+    """The device's marketing name: the GPU's from the driver, the CPU's model string."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return detect_cpu().model
+
+
+def check_precision(device: torch.device, precision: str, alternatives: str) -> None:
+    """One clear line if the device cannot compute at `precision` (fp16 on a CPU, bf16 on an old GPU);
+    `alternatives` says what to use instead."""
+    if device.type == "cpu" and precision == "fp16":
+        raise UserError(f"fp16 on the CPU is not supported; use {alternatives}")
+    if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise UserError(f"{torch.cuda.get_device_name(device)} does not run bf16; use fp16 or fp32")
+
+
 def use_cuda_device(dev: torch.device) -> None:
     """Make `dev` the current CUDA device of this thread for torch and for Numba's kernels alike
     (each keeps its own per-thread current device; both default to device 0)."""

@@ -23,7 +23,8 @@ import torch
 
 from harness.devices import use_cuda_device
 from harness.errors import UserError
-from harness.results import Point, RunResult, point_from_dict, read_result, write_result
+from harness.results import Point, RunResult, point_from_dict, write_result
+from harness.session import mark_incomplete
 
 ENV_WORKER = "MODELPOWER_WORKER"  # "1" in the workers the launcher starts
 ENV_RESULT = "MODELPOWER_RESULT"  # the result path the launcher chose for rank 0
@@ -85,23 +86,14 @@ def launch(nproc: int, nnodes: int, node_rank: int, rdzv: str | None, argv: list
         rank, first = e.get_first_failure()
         how = f"signal {first.signal_name()}" if first.exitcode < 0 else f"exit code {first.exitcode}"
         ranks = f"rank {rank} ({how}; torchrun then stopped the other workers)"
-        if result_path.exists():  # rank 0 wrote what was gathered: keep it, marked incomplete
-            result = read_result(result_path)
-            result.status = "incomplete"
-            result.notes.append(f"worker failure: {ranks}; the points gathered before it are kept")
-            write_result(result, result_path)
-            where = f"partial results kept in {result_path}"
-        else:
-            where = "no result was written"
+        # rank 0 wrote what was gathered: keep it, marked incomplete
+        kept = mark_incomplete(result_path, f"worker failure: {ranks}; the points gathered before it are kept")
+        where = f"partial results kept in {result_path}" if kept else "no result was written"
         print(f"modelpower: error: worker {ranks} failed; {where}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, SignalException):  # Ctrl-C: torchrun passed it on to the workers
-        if result_path.exists():
-            result = read_result(result_path)
-            if result.status != "incomplete":
-                result.status = "incomplete"
-                result.notes.append("interrupted by the user")
-                write_result(result, result_path)
+        result = mark_incomplete(result_path, "interrupted by the user", once=True)
+        if result is not None:
             print(f"interrupted: keeping the {len(result.points)} finished point(s) in {result_path}", file=sys.stderr)
         else:
             print("interrupted before any point finished: no result written", file=sys.stderr)
@@ -113,17 +105,21 @@ def launch(nproc: int, nnodes: int, node_rank: int, rdzv: str | None, argv: list
 
 @dataclass
 class DistContext:
-    """This worker's place in the run (from torchrun's environment)."""
+    """This worker's place in the run (from torchrun's environment), and the session's sink
+    (harness/session.py): points are gathered on rank 0, which writes the one result file."""
 
     rank: int
     world_size: int
     local_rank: int
     local_world_size: int
-    device_choice: str
-    result_path: Path
+    path: Path  # the result file the launcher named
+
+    @property
+    def writes(self) -> bool:
+        return self.rank == 0
 
     @classmethod
-    def from_env(cls, device_choice: str) -> DistContext:
+    def from_env(cls) -> DistContext:
         import torch.distributed as dist
 
         ctx = cls(
@@ -131,18 +127,17 @@ class DistContext:
             world_size=int(os.environ["WORLD_SIZE"]),
             local_rank=int(os.environ["LOCAL_RANK"]),
             local_world_size=int(os.environ["LOCAL_WORLD_SIZE"]),
-            device_choice=device_choice,
-            result_path=Path(os.environ[ENV_RESULT]),
+            path=Path(os.environ[ENV_RESULT]),
         )
         if not dist.is_initialized():
             # gloo: the ranks exchange only barriers and small JSON points, on CPU and GPU machines alike
             dist.init_process_group("gloo", timeout=TIMEOUT)
         return ctx
 
-    def device(self) -> tuple[torch.device, str]:
+    def device(self, choice: str) -> tuple[torch.device, str]:
         """cuda:LOCAL_RANK when GPUs are asked for (or auto finds them), else the CPU with this
         worker's share of the cores."""
-        choice = self.device_choice.strip().lower()
+        choice = choice.strip().lower()
         if choice in ("cuda", "auto") and torch.cuda.is_available():
             if self.local_rank >= torch.cuda.device_count():
                 raise UserError(
@@ -165,11 +160,15 @@ class DistContext:
 
         dist.barrier()
 
-    def publish(self, result: RunResult) -> None:
+    def start(self, result: RunResult) -> None:
+        if self.writes:
+            write_result(result, self.path)
+
+    def add(self, result: RunResult, point: Point) -> None:
         """Gather this point of every rank on rank 0, which adds the aggregate and writes the file."""
         import torch.distributed as dist
 
-        point = result.points[-1]
+        point.rank, point.world_size = self.rank, self.world_size
         if point.device == "cpu" and self.local_world_size > 1 and point.mfu_peak_tflops:
             # the CPU's workers share its cores: each is held to its share of the CPU's peak
             share = point.mfu_peak_tflops / self.local_world_size
@@ -180,19 +179,18 @@ class DistContext:
         dist.gather_object(mine, gathered, dst=0)
         if os.environ.get(ENV_FAIL_RANK) == str(self.rank):
             os._exit(3)  # tests only: a worker that dies after its first point
-        if self.rank == 0:
-            result.points.pop()
+        if self.writes:
             rows = [point_from_dict(json.loads(g), f"rank {r}") for r, g in enumerate(gathered)]
             result.points += [*rows, aggregate(rows)]
             result.config["world_size"] = self.world_size
-            write_result(result, self.result_path)
+            write_result(result, self.path)
 
     def finish(self, result: RunResult) -> None:
         """The last write (rank 0) and the process group's end."""
         import torch.distributed as dist
 
-        if self.rank == 0:
-            write_result(result, self.result_path)
+        if self.writes:
+            write_result(result, self.path)
         dist.destroy_process_group()
 
 

@@ -39,6 +39,10 @@ class EnergyReading:
     def avg_w(self) -> float | None:
         return self.joules / self.window_s if self.joules is not None and self.window_s > 0 else None
 
+    def flags(self) -> list[str]:
+        """The result flags this window earns: the GPU throttled in it; its energy is an estimate."""
+        return [f for f, on in (("throttled", self.clocks.get("throttled")), ("energy_estimated", self.estimate)) if on]
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["avg_w"] = self.avg_w

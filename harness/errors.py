@@ -1,5 +1,5 @@
-"""The one exception type for mistakes a user can fix: the CLI prints it as one line, exit code 2."""
+"""The one exception type for mistakes a user can fix (defined in models/errors.py, re-exported)."""
 
+from models.errors import UserError
 
-class UserError(Exception):
-    """Bad input from the user (unknown model, bad batch size, unreadable weights file, ...)."""
+__all__ = ["UserError"]

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from harness import peers
+from harness.timing import repeat_timed
 from kernels import (
     batched_nms,
     detect_postprocess,
@@ -58,13 +59,7 @@ class Row:
 def time_ms(fn: Callable[[], object], min_time: float = 0.3, min_iters: int = 5) -> float:
     """Median wall time of fn in ms, over at least min_iters calls and min_time seconds."""
     fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_iters or time.perf_counter() - start < min_time:
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
+    return statistics.median(repeat_timed(fn, min_time, min_iters)) * 1e3
 
 
 def copy_bandwidth_gbs(nbytes: int = 256 << 20) -> float:
@@ -202,7 +197,7 @@ def _synced(fn: Callable[[], object]) -> Callable[[], object]:
 
     def call():
         result = fn()
-        torch.cuda.synchronize()
+        torch.cuda.synchronize()  # the current device (kernel_bench has no other)
         return result
 
     return call

@@ -17,16 +17,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from harness.devices import TORCH_DTYPES, device_name
 from harness.energy import Meter
 from harness.errors import UserError
 from harness.metrics import nameplate_peak
 from harness.results import LLMPoint
 from harness.specs import match_spec
 from harness.stats import latency_stats
+from harness.timing import device_sync, window_closed
 from kernels import sample_tokens
 from models.llm import DecoderLM, decode_flops, prefill_flops
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -53,11 +53,6 @@ def check_workload(w: Workload, max_position: int) -> None:
         )
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _sample(logits: torch.Tensor, w: Workload, step: int, out: torch.Tensor) -> torch.Tensor:
     """Next tokens [B] on the logits' device, through our sample_tokens kernel (into `out` on a GPU)."""
     if logits.is_cuda:
@@ -74,19 +69,19 @@ def generate(model: DecoderLM, prompts: torch.Tensor, w: Workload, decode) -> tu
     out = torch.empty((b, w.output_len), dtype=torch.long, device=device)
     nxt_buf = torch.empty(b, dtype=torch.long, device=device)
     positions = torch.arange(t + w.output_len, device=device)  # no host-to-device copy per step
-    _sync(device)
+    device_sync(device)
     with torch.inference_mode():
         t0 = time.perf_counter()
         logits = model(prompts, positions[:t])
         nxt = _sample(logits[:, -1], w, 0, nxt_buf)
         out[:, 0] = nxt
-        _sync(device)
+        device_sync(device)
         stamps = [time.perf_counter()]
         for i in range(1, w.output_len):
             logits = decode(nxt.view(b, 1), positions[t + i - 1 : t + i])
             nxt = _sample(logits[:, -1], w, i, nxt_buf)
             out[:, i] = nxt
-            _sync(device)
+            device_sync(device)
             stamps.append(time.perf_counter())
     return t0, stamps, out
 
@@ -108,13 +103,13 @@ def measure_llm(
     meter: Meter | None = None,
     prompts: torch.Tensor | None = None,
     load_s: float | None = None,
-    progress=None,
+    progress=None,  # progress(phase, elapsed_s, generations) as the window runs
 ) -> LLMPoint:
     """Measure one (batch, prompt, output) point; OOM becomes a point with status "oom"."""
     cfg = model.cfg
     check_workload(w, cfg.max_position)
     base = dict(
-        kind="llm", model=cfg.name, source=source, device=str(device), device_name=_device_name(device),
+        kind="llm", model=cfg.name, source=source, device=str(device), device_name=device_name(device),
         precision=precision, batch_size=w.batch_size, prompt_len=w.prompt_len, output_len=w.output_len,
         sampling={"temperature": w.temperature, "top_k": w.top_k, "top_p": w.top_p, "seed": w.seed},
         params=cfg.param_count(), compiled=compile_decode, load_s=load_s,
@@ -138,22 +133,14 @@ def measure_llm(
             runs.append(generate(model, prompts, w, decode))
             elapsed = time.perf_counter() - t_window
             if progress:
-                progress(elapsed, len(runs))
-            if len(runs) >= min_iters and elapsed >= min_duration:
+                progress("generations", elapsed, len(runs))
+            if window_closed(t_window, len(runs), min_duration, min_iters):
                 break
         window = time.perf_counter() - t_window
         reading = meter.stop()
     except torch.OutOfMemoryError:
         return LLMPoint(status="oom", flags=["oom"], **base)
     return _metrics(model, w, device, precision, base, compile_s, runs, window, reading)
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    from harness.devices import detect_cpu
-
-    return detect_cpu().model
 
 
 def _metrics(model, w, device, precision, base, compile_s, runs, window, reading) -> LLMPoint:
@@ -169,13 +156,13 @@ def _metrics(model, w, device, precision, base, compile_s, runs, window, reading
     peak, peak_src = nameplate_peak(device, precision)
     mean_ttft = float(np.mean(ttft))
     prefill_tflops = b * p_flops / mean_ttft / 1e12
-    dtype_bytes = torch.finfo(DTYPES[precision]).bits // 8
+    dtype_bytes = torch.finfo(TORCH_DTYPES[precision]).bits // 8
     mean_ctx = t + (n + 1) / 2
     kv_bytes = 2 * cfg.num_layers * b * mean_ctx * cfg.num_kv_heads * cfg.head_dim * dtype_bytes
     step_bytes = cfg.matmul_params() * dtype_bytes + kv_bytes
     decode_steps_per_s = (n - 1) / float(np.mean(decode_s)) if n > 1 else None
     gbs = step_bytes * decode_steps_per_s / 1e9 if decode_steps_per_s else None
-    row = match_spec(_device_name(device)) if device.type == "cuda" else None
+    row = match_spec(device_name(device)) if device.type == "cuda" else None
     bw = row.bandwidth_gbs if row else None
     out_tokens = len(runs) * b * n
     flops_done = len(runs) * b * (p_flops + (n - 1) * (d_flops or 0))
@@ -184,11 +171,7 @@ def _metrics(model, w, device, precision, base, compile_s, runs, window, reading
         mem, scope = torch.cuda.max_memory_allocated(device) / 2**30, "GPU: torch max_memory_allocated"
     else:
         mem, scope = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "host: process peak RSS"
-    flags = [] if valid else ["invalid_tokens"]
-    if reading.estimate:
-        flags.append("energy_estimated")
-    if reading.clocks.get("throttled"):
-        flags.append("throttled")
+    flags = ([] if valid else ["invalid_tokens"]) + reading.flags()
     return LLMPoint(
         **base, status="ok", compile_s=compile_s, runs=len(runs), window_s=window,
         ttft=latency_stats(ttft), itl=latency_stats(itl) if itl else None,

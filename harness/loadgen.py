@@ -19,6 +19,7 @@ and throughput, beside our FLOPs and energy figures over the same test.
 from __future__ import annotations
 
 import collections
+import itertools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,8 +33,9 @@ from harness.energy import Meter
 from harness.errors import UserError
 from harness.images import ImageSource
 from harness.results import Point
-from harness.runner import LoadedModel, RunSettings, VisionPipeline, _sync, point_fields, prepare_checked
+from harness.runner import LoadedModel, RunSettings, VisionPipeline, point_fields, prepare_checked
 from harness.stats import latency_stats
+from harness.timing import device_sync, repeat_timed
 
 SCENARIOS = ("offline", "server", "singlestream", "multistream")
 CLAIM_GRADE_S = 600.0  # MLPerf inference: every performance run lasts at least 600 s
@@ -153,7 +155,7 @@ class BatchingSUT:
         with torch.inference_mode():
             ctx["y"] = self.pipe.run_model(x)
             self.pipe.finish(ctx)
-        _sync(self.samples.device)
+        device_sync(self.samples.device)
 
     def _work(self) -> None:
         if self.samples.is_cuda:  # the current device is per thread, for torch and Numba alike
@@ -200,11 +202,8 @@ def calibrate(sut: BatchingSUT, count: int, min_s: float = 1.0) -> tuple[float, 
     first = time.perf_counter() - t
     for b in range(1, 3):
         sut.run_batch(indices[b])
-    times, t0 = [], time.perf_counter()
-    while len(times) < 5 or time.perf_counter() - t0 < min_s:
-        t = time.perf_counter()
-        sut.run_batch(indices[len(times) % 8])
-        times.append(time.perf_counter() - t)
+    batch = itertools.count()
+    times = repeat_timed(lambda: sut.run_batch(indices[next(batch) % 8]), min_s, 5)
     return first, float(np.median(times))
 
 

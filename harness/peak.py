@@ -7,13 +7,13 @@ MEASUREMENT.md's anchors count it. Printed beside the dense nameplate figures.
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 
 import torch
 
-from harness.devices import detect_cpu
+from harness.devices import TORCH_DTYPES, detect_cpu, device_name
 from harness.specs import match_spec
+from harness.timing import device_sync, repeat_timed
 
 CPU_SIZES = (512, 1024, 2048)
 GPU_SIZES = (4096, 8192, 16384)
@@ -29,23 +29,11 @@ class PeakRow:
     note: str = ""
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_best(fn, device: torch.device, min_time: float = 0.3, min_iters: int = 3) -> float:
     """Shortest wall time of fn (s) over at least min_iters calls and min_time seconds."""
     fn()
-    _sync(device)
-    best, start, n = float("inf"), time.perf_counter(), 0
-    while n < min_iters or time.perf_counter() - start < min_time:
-        t = time.perf_counter()
-        fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - t)
-        n += 1
-    return best
+    device_sync(device)
+    return min(repeat_timed(fn, min_time, min_iters, device))
 
 
 def _operands(precision: str, n: int, device: torch.device):
@@ -61,8 +49,7 @@ def _operands(precision: str, n: int, device: torch.device):
         b = torch.randn(n, n, device=device).to(torch.float8_e4m3fn).t().contiguous().t()
         one = torch.ones((), device=device)
         return lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
-    dtype = {"fp64": torch.float64, "fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16,
-             "fp16": torch.float16}[precision]  # fmt: skip
+    dtype = {**TORCH_DTYPES, "fp64": torch.float64, "tf32": torch.float32}[precision]
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     return lambda: torch.matmul(a, b)
@@ -108,7 +95,7 @@ def gemm_nameplate(row, precision: str) -> float | None:
 def measure_peaks(device: torch.device, progress=None) -> dict:
     """GEMM peak per precision and copy bandwidth, each beside its nameplate figure."""
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
+        name = device_name(device)
         row = match_spec(name)
         plate = (lambda k: gemm_nameplate(row, k)) if row else (lambda k: None)
         plate_bw = row.bandwidth_gbs if row else None

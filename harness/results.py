@@ -156,8 +156,9 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def write_result(result: RunResult, path: Path) -> None:
-    """Write atomically: a temp file in the same folder, fsync, then rename over the target."""
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file atomically: a temp file in the same folder, fsync, then rename over the target,
+    so a reader (or a crash) never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     umask = os.umask(0)
@@ -165,14 +166,41 @@ def write_result(result: RunResult, path: Path) -> None:
     os.chmod(tmp, 0o666 & ~umask)  # as a plainly written file, not mkstemp's 0600
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(result.to_dict(), f, indent=2, allow_nan=True)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_result(result: RunResult, path: Path) -> None:
+    """The result file, written atomically."""
+    write_atomic(path, json.dumps(result.to_dict(), indent=2, allow_nan=True) + "\n")
+
+
+def write_record(out_dir: Path, prefix: str, kind: str, started: str, body: dict) -> Path:
+    """A `peak` or `kernels` record (PREFIX-DATE-TIME.json): kind, version, times, the measurements
+    and provenance; returns its path."""
+    import time
+
+    from harness.provenance import now_iso, provenance
+
+    doc = {"kind": kind, "version": 1, "started_at": started, "ended_at": now_iso(), **body, "provenance": provenance()}
+    path = out_dir / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    write_atomic(path, json.dumps(doc, indent=2) + "\n")
+    return path
+
+
+def json_kind(path: Path) -> str | None:
+    """The `kind` of a modelpower JSON file (modelpower-peak, modelpower-kernel-bench); None for a
+    run result."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {path}: {e}") from None
+    return doc.get("kind") if isinstance(doc, dict) else None
 
 
 def _build(cls, d: dict, where: str):

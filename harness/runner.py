@@ -25,6 +25,7 @@ from harness import peers
 from harness.agreement import agreement
 from harness.backends import BACKENDS, BackendUnavailable, Prepared
 from harness.backends.base import PrepareContext
+from harness.devices import TORCH_DTYPES, device_name
 from harness.energy import Meter
 from harness.errors import UserError
 from harness.flops import preset_flops_per_sample
@@ -32,13 +33,13 @@ from harness.images import ImageSource
 from harness.metrics import nameplate_peak, peak_precision, run_metrics
 from harness.results import Point
 from harness.stats import latency_stats
+from harness.timing import device_sync, window_closed
 from kernels import detect_postprocess, letterbox_normalize, seg_argmax, softmax_topk
 from kernels.device import to_host
 from models import Preset, build_model
 from models.detector import anchor_points
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-PRECISIONS = (*DTYPES, "int8")
+PRECISIONS = (*TORCH_DTYPES, "int8")
 Progress = Callable[[str, float, int], None]  # (phase, elapsed_s, iterations)
 
 
@@ -76,16 +77,11 @@ def load_model(preset: Preset, settings: RunSettings, weights=None) -> LoadedMod
     t0 = time.perf_counter()
     model, source = build_model(preset, seed=settings.seed, weights=weights)
     model = model.to(settings.device)
-    _sync(settings.device)
+    device_sync(settings.device)
     load_s = time.perf_counter() - t0
     params = sum(p.numel() for p in model.parameters())
     flops = preset_flops_per_sample(preset.builder, preset.num_classes, preset.input_hw)
     return LoadedModel(preset, model, source, load_s, params, flops)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 PREPROCESS = ("numba", "opencv", "torchvision")
@@ -108,7 +104,7 @@ class VisionPipeline:
         self.lm, self.bs, self.source, self.s, self.path = lm, batch_size, source, s, preprocess
         p = lm.preset
         self.cuda = s.device.type == "cuda"
-        self.dtype = DTYPES.get(s.precision, torch.float32)  # int8 backends take fp32 input
+        self.dtype = TORCH_DTYPES.get(s.precision, torch.float32)  # int8 backends take fp32 input
         self.run_model = None  # set by measure_point once the backend has prepared the model
         self.anchors = anchor_points(*p.input_hw) if p.task == "detect" else None
         self.post_counts: list[float] = []
@@ -249,10 +245,6 @@ class VisionPipeline:
         return np.concatenate([np.asarray(r, np.float64).ravel() for r in ctx["result"]])
 
 
-def _window_done(t0: float, n: int, s: RunSettings) -> bool:
-    return n >= s.min_iters and time.perf_counter() - t0 >= s.min_duration
-
-
 def _staged_window(pipe: VisionPipeline, s: RunSettings, progress: Progress | None):
     times: dict[str, list[float]] = {k: [] for k in pipe.stage_names}
     i = 0
@@ -262,7 +254,7 @@ def _staged_window(pipe: VisionPipeline, s: RunSettings, progress: Progress | No
         marks = [time.perf_counter()]
         for _, step in pipe.steps:
             step(ctx)
-            _sync(s.device)
+            device_sync(s.device)
             marks.append(time.perf_counter())
         i += 1
         if i <= s.warmup:
@@ -273,7 +265,7 @@ def _staged_window(pipe: VisionPipeline, s: RunSettings, progress: Progress | No
         n = i - s.warmup
         if progress:
             progress("staged", marks[-1] - t_window, n)
-        if _window_done(t_window, n, s):
+        if window_closed(t_window, n, s.min_duration, s.min_iters):
             return times, marks[-1] - t_window, pipe.checked_output(ctx)
 
 
@@ -307,7 +299,7 @@ def _pipelined_window(pipe: VisionPipeline, s: RunSettings, progress: Progress |
             fut = pool.submit(host_job, i + 1)
             for _, step in pipe.steps[2:]:
                 step(ctx)
-            _sync(s.device)
+            device_sync(s.device)
             t_end = time.perf_counter()
             i += 1
             if i <= s.warmup:
@@ -318,7 +310,7 @@ def _pipelined_window(pipe: VisionPipeline, s: RunSettings, progress: Progress |
             lat.append(t_end - ctx["t_start"])
             if progress:
                 progress("end-to-end", t_end - t_window, len(lat))
-            if _window_done(t_window, len(lat), s):
+            if window_closed(t_window, len(lat), s.min_duration, s.min_iters):
                 window = t_end - t_window
                 reading = meter.stop()
                 fut.result()  # let the batch in flight finish before the buffers go away
@@ -384,7 +376,7 @@ def measure_point(
         ctx = {"index": 0, "slot": 0}
         for _, step in pipe.steps:
             step(ctx)
-        _sync(s.device)
+        device_sync(s.device)
         first = pipe.checked_output(ctx)
     except RuntimeError as e:
         msg = str(e).splitlines()[0]
@@ -448,17 +440,13 @@ def point_fields(
     flags = list(flags)
     if not agree["passed"]:
         flags.append("accuracy_check_failed")
-    if reading.clocks.get("throttled"):
-        flags.append("throttled")
-    if reading.estimate:
-        flags.append("energy_estimated")
+    flags += reading.flags()
     peak, peak_source = nameplate_peak(s.device, s.precision)
     m = run_metrics(lm.flops_per_sample, throughput, peak, reading)
-    device_name = torch.cuda.get_device_name(s.device) if s.device.type == "cuda" else _cpu_name()
     return dict(
         model=p.name, task=p.task, industry=p.industry, arch=p.arch,
         input_hw=list(p.input_hw), num_classes=p.num_classes, weights=lm.weights,
-        device=str(s.device), device_name=device_name, backend=s.backend, precision=s.precision,
+        device=str(s.device), device_name=device_name(s.device), backend=s.backend, precision=s.precision,
         compile_s=prepared.compile_s, backend_info=prepared.info, agreement=agree,
         batch_size=batch_size, params=lm.params, flops_per_sample=float(lm.flops_per_sample),
         load_s=lm.load_s, throughput_sps=throughput,
@@ -469,12 +457,6 @@ def point_fields(
         samples_per_joule=m["samples_per_joule"], joules_per_pflop=m["joules_per_pflop"],
         pflops_per_kw=m["pflops_per_kw"],
     )  # fmt: skip
-
-
-def _cpu_name() -> str:
-    from harness.devices import detect_cpu
-
-    return detect_cpu().model
 
 
 def measure_onnx(path: Path, input_shapes: list[str], input_dtype: str, s: RunSettings,
@@ -507,7 +489,7 @@ def measure_onnx(path: Path, input_shapes: list[str], input_dtype: str, s: RunSe
         lat.append(time.perf_counter() - t)
         if progress:
             progress("end-to-end", time.perf_counter() - t_window, len(lat))
-        if _window_done(t_window, len(lat), s):
+        if window_closed(t_window, len(lat), s.min_duration, s.min_iters):
             break
     window = time.perf_counter() - t_window
     reading = meter.stop()
@@ -517,19 +499,13 @@ def measure_onnx(path: Path, input_shapes: list[str], input_dtype: str, s: RunSe
     precision = "fp16" if input_dtype == "float16" else "fp32"
     peak, peak_source = nameplate_peak(s.device, precision)
     m = run_metrics(flops / batch, throughput, peak, reading)
-    checks = {
-        "high_cov_e2e": stats.high_cov,
-        "nan_or_inf_outputs": nan_or_inf,
-        "throttled": reading.clocks.get("throttled"),
-        "energy_estimated": reading.estimate,
-    }
-    flags = [f for f, on in checks.items() if on]
-    device_name = torch.cuda.get_device_name(s.device) if s.device.type == "cuda" else _cpu_name()
+    checks = {"high_cov_e2e": stats.high_cov, "nan_or_inf_outputs": nan_or_inf}
+    flags = [f for f, on in checks.items() if on] + reading.flags()
     return Point(
         model=Path(path).name, task="custom", industry="-", arch="ONNX file",
         input_hw=list(next(iter(shapes.values()))), num_classes=0,
         weights={"kind": "file", "path": str(Path(path).resolve()), "sha256": sha256_file(Path(path))},
-        device=str(s.device), device_name=device_name, backend="onnxruntime", preprocess="none",
+        device=str(s.device), device_name=device_name(s.device), backend="onnxruntime", preprocess="none",
         precision=precision, batch_size=batch, params=ox.weights_of(om), flops_per_sample=flops / batch,
         load_s=load_s, first_call_s=first_call_s, warmup_iters=s.warmup,
         staged={"infer": stats}, staged_window_s=window, e2e=stats, window_s=window,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from harness.errors import UserError
+from models.errors import UserError
 from models.llm import DecoderLM, LLMConfig
 
 FAMILIES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2", "MistralForCausalLM": "mistral"}

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.errors import UserError
+from models.errors import UserError
 
 TASKS = ("classify", "detect", "segment")
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)

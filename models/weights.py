@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from harness.errors import UserError
+from models.errors import UserError
 from models.registry import Preset
 
 

@@ -10,7 +10,9 @@ import time
 import torch
 
 from harness.backends.base import Backend, PrepareContext, Prepared
-from harness.backends.torch_eager import DTYPES, cast_model
+from harness.backends.torch_eager import cast_model
+from harness.devices import TORCH_DTYPES
+from harness.timing import device_sync
 
 MODES = ("default", "reduce-overhead", "max-autotune")
 
@@ -30,7 +32,7 @@ class TorchCompile(Backend):
         self.check(example.device, precision)
         mode = ctx.compile_mode if ctx.compile_mode in MODES else "default"
         m = cast_model(model, example.device, precision)
-        dtype = DTYPES[precision]
+        dtype = TORCH_DTYPES[precision]
         compiled = torch.compile(m, mode=mode, dynamic=False)
 
         def run(x: torch.Tensor) -> torch.Tensor:
@@ -40,7 +42,6 @@ class TorchCompile(Backend):
         t = time.perf_counter()
         for _ in range(2):  # compile, and for reduce-overhead record the CUDA graph
             run(example)
-        if example.device.type == "cuda":
-            torch.cuda.synchronize(example.device)
+        device_sync(example.device)
         info = {"mode": mode, "dtype": str(dtype), "cuda_graphs": mode == "reduce-overhead" and example.is_cuda}
         return Prepared(run, time.perf_counter() - t, info)

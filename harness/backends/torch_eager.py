@@ -7,14 +7,13 @@ import time
 import torch
 
 from harness.backends.base import Backend, BackendUnavailable, PrepareContext, Prepared
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+from harness.devices import TORCH_DTYPES
 
 
 def cast_model(model: torch.nn.Module, device: torch.device, precision: str) -> torch.nn.Module:
     if device.type == "cpu" and precision == "fp16":
         raise BackendUnavailable("fp16 on the CPU is not supported by the torch backends; use fp32 or bf16")
-    return model.to(device, DTYPES[precision])
+    return model.to(device, TORCH_DTYPES[precision])
 
 
 class TorchEager(Backend):
@@ -28,7 +27,7 @@ class TorchEager(Backend):
         self.check(example.device, precision)
         t = time.perf_counter()
         m = cast_model(model, example.device, precision)
-        dtype = DTYPES[precision]
+        dtype = TORCH_DTYPES[precision]
 
         def run(x: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode():

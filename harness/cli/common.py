@@ -1,0 +1,95 @@
+"""What every command shares: the consoles, one-line user errors, the common options, progress.
+
+Commands parse their flags into a request, hand it to the benchmark module that runs it
+(harness/vision_bench.py, llm_bench.py, ...) and print what comes back; they hold no orchestration.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from harness.errors import UserError
+from harness.session import Events, ResultSession, Tick
+
+_WIDTH = None if sys.stdout.isatty() else 160  # logs and pipes get whole tables, not cut ones
+out = Console(width=_WIDTH)
+err = Console(stderr=True, width=_WIDTH)
+
+
+def user_errors(fn):
+    """Turn a UserError into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            err.print(f"modelpower: error: {e}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def say(text: str) -> None:
+    """A line of news on stderr (the tables go to stdout)."""
+    err.print(text, markup=False, highlight=False)
+
+
+def cli_events(min_duration: float, min_iters: int) -> Events:
+    """Events drawn on the terminal: notes on stderr, a progress bar per point whose windows fill it."""
+
+    @contextmanager
+    def track(label: str, windows: int, unit: str) -> Iterator[Tick]:
+        columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                   TimeElapsedColumn())  # fmt: skip
+        with Progress(*columns, console=err, transient=True) as bar:
+            task = bar.add_task(label, total=float(windows), info="preparing")
+            phases: list[str] = []
+
+            def tick(phase: str, elapsed: float = 0.0, n: int = 0) -> None:
+                if n == 0:
+                    bar.update(task, info=phase)
+                    return
+                if phase not in phases:
+                    phases.append(phase)
+                frac = min(1.0, max(elapsed / max(min_duration, 1e-9), n / min_iters))
+                bar.update(task, completed=phases.index(phase) + frac, info=f"{phase}: {n} {unit}, {elapsed:.1f}s")
+
+            yield tick
+
+    return Events(note=say, track=track)
+
+
+def finish_run(session: ResultSession) -> None:
+    """The last lines of a run: where the result is; exit 130 if Ctrl-C cut it short."""
+    out.print(f"result written to {session.path}", highlight=False)
+    if session.interrupted:
+        raise typer.Exit(130)
+
+
+BatchOpt = Annotated[list[str], typer.Option("--batch-size", "-b", help="Batch size; a list sweeps: -b 1,8,32.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+PrecisionOpt = Annotated[str, typer.Option(help="fp32, fp16, bf16 (torch backends) or int8 (onnxruntime).")]
+CacheOpt = Annotated[
+    Path | None, typer.Option(help="Folder for exported ONNX files and TensorRT engines [~/.cache/modelpower].")
+]
+WarmupOpt = Annotated[int, typer.Option(help="Warm-up batches, excluded from every window.")]
+DurationOpt = Annotated[float, typer.Option(help="Minimum seconds per measurement window.")]
+ItersOpt = Annotated[int, typer.Option(help="Minimum batches per measurement window.")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Folder for the result JSON.")]
+ImagesOpt = Annotated[Path | None, typer.Option(help="Folder of .jpg/.png images to use instead of generated ones.")]
+SizeOpt = Annotated[str, typer.Option(help="Generated image size WxH (a camera frame).")]
+NumImagesOpt = Annotated[int, typer.Option(help="How many distinct generated images to cycle.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed for random weights and generated images.")]
+SpecOpt = Annotated[
+    Path | None, typer.Option(help="A spec TOML ([[device]] rows) adding or overriding nameplate peaks.")
+]

@@ -1,0 +1,71 @@
+"""Commands that measure the device itself: `peak` (GEMM and copy) and `kernels` (ours vs peers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.cli.common import DeviceOpt, OutOpt, SpecOpt, err, out, say, user_errors
+
+
+@user_errors
+def kernels(
+    quick: Annotated[bool, typer.Option(help="Quarter-size inputs: a quick look, not the target shapes.")] = False,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Also write the table as JSON here.")] = None,
+    device: Annotated[
+        str, typer.Option(help="cpu (host kernels vs OpenCV/torch) or cuda[:N] (CUDA kernels vs torch CUDA).")
+    ] = "cpu",
+) -> None:
+    """Benchmark our Numba kernels against the libraries people use, side by side in one run."""
+    from dataclasses import asdict
+
+    from harness import kernel_bench
+    from harness.cli.tables import kernels_table
+    from harness.devices import resolve_device
+    from harness.provenance import now_iso
+    from harness.results import write_record
+    from harness.session import check_writable
+
+    if out_dir is not None:
+        check_writable(out_dir)
+    dev, _ = resolve_device(device)
+    started = now_iso()
+    with err.status("measuring copy bandwidth ...") as status:
+        rows, bw = kernel_bench.run(0.25 if quick else 1.0, lambda n: status.update(f"timing {n} ..."), dev)
+    out.print(kernels_table(rows, bw))
+    out.print("1st call: our kernel's first call in this process (JIT compile, or loading Numba's on-disk cache).")
+    if quick:
+        out.print("--quick: shrunken inputs; the targets apply to the full shapes.")
+    if out_dir is not None:
+        body = {"quick": quick, "device": str(dev), "copy_bandwidth_gbs": bw, "rows": [asdict(r) for r in rows]}
+        path = write_record(out_dir, "kernels", "modelpower-kernel-bench", started, body)
+        out.print(f"written to {path}", highlight=False)
+
+
+@user_errors
+def peak(
+    device: DeviceOpt = "auto",
+    out_dir: OutOpt = Path("results"),
+    spec: SpecOpt = None,
+) -> None:
+    """Measure the device's own peaks (dense GEMM per precision, copy bandwidth) beside its nameplate."""
+    from harness.cli.tables import peak_table
+    from harness.devices import resolve_device
+    from harness.peak import measure_peaks
+    from harness.provenance import now_iso
+    from harness.results import write_record
+    from harness.session import check_writable, use_spec_file
+
+    use_spec_file(spec)
+    dev, why = resolve_device(device)
+    check_writable(out_dir)
+    say(f"device: {why}")
+    started = now_iso()
+    with err.status("measuring ...") as status:
+        res = measure_peaks(dev, progress=lambda p: status.update(f"measuring {p} ..."))
+    out.print(peak_table(res))
+    out.print(f"nameplate: {res['nameplate_source']}", highlight=False, markup=False)
+    path = write_record(out_dir, "peak", "modelpower-peak", started, res)
+    out.print(f"written to {path}", highlight=False)

@@ -1,0 +1,160 @@
+"""`modelpower run` and `modelpower quick`: the vision benchmark (harness/vision_bench.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.cli.common import (
+    BatchOpt,
+    CacheOpt,
+    DeviceOpt,
+    DurationOpt,
+    ImagesOpt,
+    ItersOpt,
+    NumImagesOpt,
+    OutOpt,
+    PrecisionOpt,
+    SeedOpt,
+    SizeOpt,
+    SpecOpt,
+    WarmupOpt,
+    cli_events,
+    err,
+    finish_run,
+    out,
+    user_errors,
+)  # fmt: skip
+from harness.errors import UserError
+from harness.session import ResultSession
+
+
+def show_vision_run(session: ResultSession) -> None:
+    """The results table, what its denominators are, where the file is; exit 130 if interrupted.
+    Under torchrun only rank 0, which writes the file, prints."""
+    from harness.cli.tables import print_footnotes, results_table
+    from harness.loadgen import describe
+
+    if not session.sink.writes:
+        return
+    points = session.result.points
+    if session.interrupted:
+        err.print(f"interrupted: keeping the {len(points)} finished point(s)")
+    if points:
+        out.print(results_table(points))
+        print_footnotes(points)
+        for p in points:
+            if getattr(p, "loadgen", None):
+                out.print("LoadGen " + describe(p), highlight=False, markup=False)
+    finish_run(session)
+
+
+@user_errors
+def run(
+    model: Annotated[list[str], typer.Argument(help="Preset name(s) (`modelpower models`) or .onnx file(s).")],
+    batch_size: BatchOpt = ["1"],  # noqa: B006
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    warmup: WarmupOpt = 2,
+    min_duration: DurationOpt = 5.0,
+    min_iters: ItersOpt = 10,
+    out_dir: OutOpt = Path("results"),
+    weights: Annotated[Path | None, typer.Option(help="Weights: .safetensors or a torch state dict.")] = None,
+    images: ImagesOpt = None,
+    image_size: SizeOpt = "1920x1080",
+    num_images: NumImagesOpt = 16,
+    seed: SeedOpt = 0,
+    preprocess: Annotated[
+        str,
+        typer.Option(
+            help="Data path: numba (our kernels; on a GPU, CUDA kernels on the device), opencv or "
+            "torchvision (the libraries people use, pre- and post-processing)."
+        ),
+    ] = "numba",
+    assume_watts: Annotated[
+        float | None,
+        typer.Option(help="No energy counter? Estimate energy as these watts x time; labelled an estimate."),
+    ] = None,
+    spec: SpecOpt = None,
+    backend: Annotated[
+        list[str],
+        typer.Option(help="Backend(s), a list runs each: torch, torch-compile, onnxruntime, onnxruntime-trt."),
+    ] = ["torch"],  # noqa: B006
+    compile_mode: Annotated[str, typer.Option(help="torch-compile mode: default, reduce-overhead, max-autotune.")] = (
+        "default"
+    ),
+    cache_dir: CacheOpt = None,
+    input_shape: Annotated[
+        list[str] | None, typer.Option(help="ONNX files: input shape, 1x3x224x224 or NAME:1x3x224x224 (repeatable).")
+    ] = None,
+    input_dtype: Annotated[str, typer.Option(help="ONNX files: input dtype (float32, float16, int64, ...).")] = (
+        "float32"
+    ),
+    scenario: Annotated[
+        str | None,
+        typer.Option(help="Run each point as an MLPerf LoadGen test: offline, server, singlestream, multistream."),
+    ] = None,
+    claim_grade: Annotated[
+        bool, typer.Option(help="LoadGen: MLPerf's 600 s minimum duration and minimum query counts.")
+    ] = False,
+    target_qps: Annotated[
+        float | None, typer.Option(help="LoadGen server: queries/s to offer [half the calibrated throughput].")
+    ] = None,
+    latency_bound_ms: Annotated[
+        float, typer.Option(help="LoadGen server: latency bound at the 99th percentile (MLPerf ResNet-50: 15).")
+    ] = 15.0,
+    loadgen_samples: Annotated[
+        int, typer.Option(help="LoadGen: pre-processed samples held on the device (MLPerf ResNet-50: 1024).")
+    ] = 1024,
+    nproc_per_node: Annotated[
+        int | None, typer.Option(help="Many devices: one worker per device through torchrun (GPUs: one each).")
+    ] = None,
+    nnodes: Annotated[int, typer.Option(help="Many nodes: how many (with --rdzv-endpoint).")] = 1,
+    node_rank: Annotated[int, typer.Option(help="Many nodes: this node's rank, 0..nnodes-1.")] = 0,
+    rdzv_endpoint: Annotated[
+        str | None, typer.Option(help="Many nodes: HOST:PORT of the rendezvous, the same on every node.")
+    ] = None,
+) -> None:
+    """Benchmark presets end to end (pre-process, infer, post-process), or your own model.onnx
+    through ONNX Runtime, and write a result."""
+    import sys
+
+    from harness import distributed
+    from harness.session import check_writable, new_result_path, parse_sizes
+    from harness.vision_bench import VisionRequest, run_vision
+
+    if nproc_per_node is not None and not distributed.in_worker():
+        path = new_result_path(check_writable(out_dir))
+        raise typer.Exit(distributed.launch(nproc_per_node, nnodes, node_rank, rdzv_endpoint, sys.argv[1:], path))
+    loadgen = None
+    if scenario is not None:
+        from harness.loadgen import LoadgenConfig
+
+        loadgen = LoadgenConfig(scenario.strip().lower(), min_duration, claim_grade, target_qps, latency_bound_ms,
+                                loadgen_samples)  # fmt: skip
+    elif claim_grade or target_qps is not None:
+        raise UserError("--claim-grade and --target-qps apply to LoadGen runs: add --scenario")
+    req = VisionRequest(
+        models=model, batch_sizes=parse_sizes(batch_size), device=device, precision=precision, backends=backend,
+        warmup=warmup, min_duration=min_duration, min_iters=min_iters, out_dir=out_dir, weights=weights,
+        images=images, image_size=image_size, num_images=num_images, seed=seed, preprocess=preprocess,
+        assume_watts=assume_watts, spec=spec, compile_mode=compile_mode, cache_dir=cache_dir,
+        input_shape=input_shape or [], input_dtype=input_dtype, loadgen=loadgen,
+    )  # fmt: skip
+    sink = distributed.DistContext.from_env() if distributed.in_worker() else None
+    show_vision_run(run_vision(req, cli_events(min_duration, min_iters), sink))
+
+
+@user_errors
+def quick(
+    device: DeviceOpt = "auto",
+    out_dir: OutOpt = Path("results"),
+    min_duration: DurationOpt = 3.0,
+) -> None:
+    """A quick benchmark of this machine: one classifier, one detector, one segmenter, batch 4."""
+    from harness.vision_bench import QUICK_MODELS, VisionRequest, run_vision
+
+    req = VisionRequest(QUICK_MODELS, [4], device, min_duration=min_duration, min_iters=5, out_dir=out_dir)
+    show_vision_run(run_vision(req, cli_events(min_duration, 5)))

@@ -1,0 +1,62 @@
+"""`modelpower run-llm`: the LLM generation benchmark (harness/llm_bench.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.cli.common import (
+    BatchOpt,
+    DeviceOpt,
+    DurationOpt,
+    OutOpt,
+    SeedOpt,
+    cli_events,
+    finish_run,
+    out,
+    user_errors,
+)
+
+
+@user_errors
+def run_llm(
+    model: Annotated[
+        str,
+        typer.Argument(help="An LLM preset (llm-tiny, qwen2-0.5b, ... llama3-70b) or a local HF checkpoint folder."),
+    ],
+    batch_size: BatchOpt = ["1"],  # noqa: B006
+    prompt_len: Annotated[list[str], typer.Option(help="Prompt tokens; a list sweeps: 128,512.")] = ["128"],  # noqa: B006
+    output_len: Annotated[list[str], typer.Option(help="Generated tokens (no stop at EOS); a list sweeps.")] = ["64"],  # noqa: B006
+    device: DeviceOpt = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16.")] = "bf16",
+    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
+    top_k: Annotated[int, typer.Option(help="Top-k (0 = all tokens).")] = 0,
+    top_p: Annotated[float, typer.Option(help="Top-p (1 = off).")] = 1.0,
+    compile: Annotated[
+        bool | None, typer.Option(help="torch.compile the decode step [default: on a GPU only].")
+    ] = None,
+    prompts: Annotated[
+        Path | None, typer.Option(help="Prompts file: one line of space-separated token ids per prompt.")
+    ] = None,
+    min_duration: DurationOpt = 5.0,
+    min_iters: Annotated[int, typer.Option(help="Minimum generations per point.")] = 3,
+    out_dir: OutOpt = Path("results"),
+    seed: SeedOpt = 0,
+    assume_watts: Annotated[float | None, typer.Option(help="Estimate energy as W x time (labelled).")] = None,
+) -> None:
+    """Benchmark LLM generation: TTFT, inter-token latency, tokens/s, prefill MFU, decode MBU, energy."""
+    from harness.cli.tables import llm_table
+    from harness.llm_bench import LLMRequest, run_llm
+    from harness.session import parse_sizes
+
+    req = LLMRequest(
+        model=model, batch_sizes=parse_sizes(batch_size), prompt_lens=parse_sizes(prompt_len, "prompt length"),
+        output_lens=parse_sizes(output_len, "output length"), device=device, precision=precision,
+        temperature=temperature, top_k=top_k, top_p=top_p, compile=compile, prompts=prompts,
+        min_duration=min_duration, min_iters=min_iters, out_dir=out_dir, seed=seed, assume_watts=assume_watts,
+    )  # fmt: skip
+    session = run_llm(req, cli_events(min_duration, min_iters))
+    out.print(llm_table(session.result.points))
+    finish_run(session)

@@ -1,0 +1,146 @@
+"""The tables the commands print: one function per table, each from measured rows to a rich Table.
+
+Formatting only: "-" where a figure does not apply, "unknown" or "not measured" where it does
+but was not obtained (never a made-up figure).
+"""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from harness.cli.common import out
+
+
+def _table(title: str, columns: tuple[str, ...], left: tuple[str, ...]) -> Table:
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c, justify="left" if c in left else "right")
+    return t
+
+
+def _stage(p, name: str) -> str:
+    st = p.staged.get(name)
+    return f"{st.mean_ms:.2f}" if st else "-"
+
+
+def _joules(p) -> str:
+    if p.joules_per_sample is None:
+        return "not measured"
+    return f"{p.joules_per_sample:.3g}" + (" (estimate)" if p.energy and p.energy.get("estimate") else "")
+
+
+def results_table(points) -> Table:
+    """Vision points: throughput, latency per stage, FLOPs, MFU, energy, flags."""
+    t = _table("results (latency per batch, ms)",
+               ("model", "backend", "device", "prec", "batch", "samples/s", "e2e p50", "e2e p99", "pre", "infer",
+                "post", "GFLOP/sample", "TFLOPS", "MFU", "J/sample", "flags"),
+               ("model", "backend", "device", "prec", "flags"))  # fmt: skip
+    for p in points:
+        t.add_row(
+            p.model, p.backend, p.device + (f" r{p.rank}" if getattr(p, "rank", None) is not None else ""),
+            p.precision, str(p.batch_size), f"{p.throughput_sps:.1f}",
+            f"{p.e2e.p50_ms:.1f}", f"{p.e2e.p99_ms:.1f}", _stage(p, "pre"),
+            _stage(p, "infer"), _stage(p, "post"),
+            f"{p.flops_per_sample / 1e9:.2f}", f"{p.delivered_tflops:.3f}",
+            f"{100 * p.mfu:.1f}%" if p.mfu is not None else "unknown",
+            _joules(p), " ".join(p.flags),
+        )  # fmt: skip
+    return t
+
+
+def print_footnotes(points) -> None:
+    """What the MFU denominators and energy figures are (one line each kind)."""
+    for src in dict.fromkeys(p.mfu_peak_source for p in points if p.mfu_peak_source):
+        out.print(f"MFU denominator: {src}", highlight=False, markup=False)
+    for method in dict.fromkeys(p.energy["method"] for p in points if p.energy):
+        scope = next(p.energy["scope"] for p in points if p.energy and p.energy["method"] == method)
+        out.print(f"energy: {method} (scope: {scope})", highlight=False, markup=False)
+
+
+def llm_table(points) -> Table:
+    """LLM points: TTFT, inter-token latency, tokens/s, prefill MFU, decode bandwidth, energy."""
+    t = _table("LLM generation (latencies in ms)",
+               ("model", "prec", "batch", "prompt", "output", "TTFT p50", "ITL p50", "ITL p99", "TPOT",
+                "prefill tok/s", "decode tok/s", "prefill MFU", "decode GB/s", "MBU", "J/token", "status"),
+               ("model", "prec", "status"))  # fmt: skip
+
+    def f(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
+    for p in points:
+        ok = p.status == "ok"
+        t.add_row(
+            p.model, p.precision, str(p.batch_size), str(p.prompt_len), str(p.output_len),
+            f(p.ttft.p50_ms if ok else None, ".1f"), f(p.itl.p50_ms if ok and p.itl else None, ".2f"),
+            f(p.itl.p99_ms if ok and p.itl else None, ".2f"), f(p.tpot_ms, ".2f"), f(p.prefill_tokens_per_s, ".0f"),
+            f(p.decode_tokens_per_s, ".0f"), f(100 * p.prefill_mfu if p.prefill_mfu else None, ".1f"),
+            f(p.decode_gbs, ".1f"), f(100 * p.decode_mbu if p.decode_mbu else None, ".1f"),
+            f(p.joules_per_token, ".3g") if ok and p.joules_per_token is not None else ("not measured" if ok else "-"),
+            p.status,
+        )  # fmt: skip
+    return t
+
+
+def kernels_table(rows, bw: float) -> Table:
+    """Our kernels beside their peers: median times, speed-up against the target, bandwidth."""
+    t = _table(f"kernels vs peers (median ms; copy bandwidth measured now: {bw:.1f} GB/s read+write)",
+               ("kernel", "workload", "ours", "peer", "peer ms", "speed-up", "target", "GB/s", "% of copy",
+                "1st call"), ("kernel", "workload", "peer"))  # fmt: skip
+    for r in rows:
+        met = "" if r.target is None else (" ok" if r.speedup >= r.target else " MISSED")
+        t.add_row(
+            r.kernel, r.shape, f"{r.ours_ms:.2f}", r.peer, f"{r.peer_ms:.2f}", f"{r.speedup:.2f}x",
+            f"{r.target:g}x{met}" if r.target else "-", f"{r.gbs:.1f}" if r.gbs else "-",
+            f"{100 * r.copy_fraction:.0f}%" if r.copy_fraction else "-", f"{r.first_call_ms:.0f} ms",
+        )  # fmt: skip
+    return t
+
+
+def peak_table(res: dict) -> Table:
+    """Measured GEMM peaks per precision and copy bandwidth, each beside its nameplate."""
+    t = _table(f"measured peaks of {res['device_name']} ({res['device']})",
+               ("precision", "best n", "measured TFLOPS", "nameplate dense", "measured / nameplate", "note"),
+               ("precision", "note"))  # fmt: skip
+    for r in res["gemm"]:
+        t.add_row(
+            r["precision"] + (" (TOPS)" if r["precision"] == "int8" else ""),
+            str(r["best_n"] or "-"),
+            f"{r['measured_tflops']:.3f}" if r["measured_tflops"] is not None else "-",
+            f"{r['nameplate_tflops']:g}" if r["nameplate_tflops"] else "unknown",
+            f"{100 * r['ratio']:.0f}%" if r["ratio"] else "-",
+            r["note"],
+        )
+    plate = res["copy_nameplate_gbs"]
+    ratio = f"{100 * res['copy_ratio']:.0f}%" if res["copy_ratio"] else "-"
+    plate_txt = f"{plate:g}" if plate else "unknown"
+    t.add_row("copy (GB/s)", "-", f"{res['copy_gbs']:.1f}", plate_txt, ratio, "read + write counted")
+    return t
+
+
+def backends_comparison(model: str, device, points) -> Table:
+    """Every backend x precision of one preset, relative to torch eager fp32, with agreement verdicts."""
+    base = {p.batch_size: p.throughput_sps for p in points if p.backend == "torch" and p.precision == "fp32"}
+    t = _table(f"{model}: every backend x precision on {device} (end-to-end samples/s)",
+               ("backend", "prec", "batch", "samples/s", "vs torch fp32", "infer ms", "compile s", "agreement"),
+               ("backend", "prec", "agreement"))  # fmt: skip
+    for p in points:
+        a = p.agreement or {}
+        task_key = next((k for k in ("top1_agreement", "box_set_agreement", "pixel_agreement") if k in a), None)
+        verdict = ("pass" if a.get("passed") else "FAIL") + f" (rel err {a.get('max_rel_err', float('nan')):.1e}"
+        verdict += f", {task_key.split('_')[0]} {100 * a[task_key]:.0f}%)" if task_key else ")"
+        ratio = p.throughput_sps / base[p.batch_size] if p.batch_size in base else None
+        t.add_row(p.backend, p.precision, str(p.batch_size), f"{p.throughput_sps:.1f}",
+                  f"{ratio:.2f}x" if ratio else "-", f"{p.staged['infer'].mean_ms:.1f}",
+                  f"{p.compile_s:.1f}" if p.compile_s is not None else "-", verdict)  # fmt: skip
+    return t
+
+
+def compare_table(a, b, pairs: list[dict]) -> Table:
+    """The points two result sets share, B / A."""
+    t = _table(f"B / A: {b} vs {a}", ("point", "A device", "B device", "A", "B", "B / A", "A p99 ms", "B p99 ms"),
+               ("point", "A device", "B device"))  # fmt: skip
+    for r in pairs:
+        p99 = [f"{v:.1f}" if v is not None else "-" for v in (r["a_p99"], r["b_p99"])]
+        t.add_row(r["label"], r["a_device"], r["b_device"], f"{r['a']:.1f} {r['unit']}", f"{r['b']:.1f}",
+                  f"{r['ratio']:.2f}x", *p99)  # fmt: skip
+    return t

@@ -1,0 +1,118 @@
+"""Commands that turn result files into verdicts: `claim`, `report`, `compare`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.cli.common import SpecOpt, out, say, user_errors
+from harness.errors import UserError
+
+
+@user_errors
+def claim(
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Claim .toml files and measurement .json files (results, a `peak` file), in any order."),
+    ],
+    results: Annotated[
+        list[Path] | None, typer.Option("--results", "-r", help="A result JSON file to use (repeatable).")
+    ] = None,
+    peak_file: Annotated[
+        Path | None, typer.Option("--peak", help="A `modelpower peak` file: the measured computer for equivalences.")
+    ] = None,
+    spec: SpecOpt = None,
+) -> None:
+    """Check compute claims: the arithmetic step by step, and a verdict, from nameplate data and measurements."""
+    from harness.claims import check_claim, computer_from, load_claim_files
+    from harness.devices import detect_cpu
+    from harness.results import json_kind, read_result
+    from harness.session import use_spec_file
+
+    use_spec_file(spec)
+    claim_files = [f for f in files if f.suffix == ".toml"]
+    result_files = list(results or [])
+    for f in files:
+        if f.suffix == ".toml":
+            continue
+        if f.suffix != ".json":
+            raise UserError(f"{f}: expected a claim .toml or a measurement .json file")
+        kind = json_kind(f)
+        if kind == "modelpower-peak":
+            peak_file = f
+        elif kind is None:
+            result_files.append(f)
+    if not claim_files:
+        raise UserError("no claim file given (.toml; see claims/README.md)")
+    claims = load_claim_files(claim_files)
+    points = [p for r in result_files for p in read_result(r).points]
+    computer = computer_from(peak_file, detect_cpu())
+    for c in claims:
+        v = check_claim(c, points, computer)
+        out.rule(f"[bold]{c.id}[/bold] ({c.kind})")
+        if c.text:
+            out.print(f"claim: {c.text}", highlight=False)
+        for i, step in enumerate(v.steps, 1):
+            out.print(f"  {i}. {step}", highlight=False)
+        out.print(f"[bold]verdict:[/bold] {v.verdict}", highlight=False)
+    if not points:
+        out.print("(no --results given: delivered compute is not measured in these verdicts)")
+
+
+@user_errors
+def report(
+    files: Annotated[
+        list[Path], typer.Argument(help="Result JSON files (any devices, models, backends) and peak files.")
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for report.md, report.html, metrics.csv.")
+    ] = Path("report"),
+    claims: Annotated[list[Path] | None, typer.Option(help="Claim TOML file(s) whose verdicts to include.")] = None,
+    skip_bad: Annotated[bool, typer.Option(help="Leave out (and list) malformed or wrong-version files.")] = False,
+    title: Annotated[str, typer.Option(help="The report's title.")] = "Inference benchmark report",
+) -> None:
+    """Write a procurement report: Markdown, self-contained HTML with plots, and a CSV of every point."""
+    from harness import report as rp
+    from harness.session import check_writable
+
+    inp = rp.load_inputs(files, skip_bad)
+    check_writable(out_dir)
+    rows = rp.flat_rows(inp)
+    verdicts = []
+    if claims:
+        from harness.claims import check_claim, computer_from, load_claim_files
+        from harness.devices import detect_cpu
+
+        points = [p for _, r in inp.results for p in r.points]
+        computer = computer_from(inp.peaks[0][0] if inp.peaks else None, detect_cpu())
+        verdicts = [check_claim(c, points, computer) for c in load_claim_files(claims)]
+    md, html = rp.render(inp, rows, verdicts, title)
+    (out_dir / "report.md").write_text(md)
+    (out_dir / "report.html").write_text(html)
+    rp.write_csv(rows, out_dir / "metrics.csv")
+    for s in inp.skipped:
+        say(f"skipped: {s}")
+    out.print(f"wrote {out_dir / 'report.html'}, {out_dir / 'report.md'} and {out_dir / 'metrics.csv'} "
+              f"({len(rows)} points)", highlight=False)  # fmt: skip
+
+
+@user_errors
+def compare(
+    a: Annotated[Path, typer.Argument(help="Result set A: a result file, or a folder of them.")],
+    b: Annotated[Path, typer.Argument(help="Result set B, compared with A (B / A).")],
+    skip_bad: Annotated[bool, typer.Option(help="Leave out (and list) malformed files.")] = False,
+) -> None:
+    """Side by side: the points two result sets share, with throughput ratios (device X vs Y, before vs after)."""
+    from harness import report as rp
+    from harness.cli.tables import compare_table
+
+    def rows_of(p: Path):
+        files = sorted(p.glob("*.json")) if p.is_dir() else [p]
+        return rp.flat_rows(rp.load_inputs(files, skip_bad))
+
+    pairs = rp.compare_rows(rows_of(a), rows_of(b))
+    if not pairs:
+        raise UserError("the two result sets share no point (same model, backend, precision, batch, lengths)")
+    out.print(compare_table(a, b, pairs))

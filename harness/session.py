@@ -1,0 +1,216 @@
+"""One run's result file from first write to last, and the checks every request passes first.
+
+- Request checks (`parse_sizes`, `check_writable`, `check_backend`, `use_spec_file`) raise a
+  UserError before any work starts, so a mistake costs nothing and leaves no file behind.
+- `ResultSession` is the lifecycle that `run`, `run-llm` and rank 0 under torchrun share: it names
+  the file (DATE-TIME-RUNID.json), records the exact command and provenance, adds each point as it
+  finishes (the file is rewritten atomically after every point), and ends "complete", or
+  "incomplete" when interrupted (Ctrl-C: the finished points are kept) or stopped by an error.
+- A sink says where points go: `LocalSink` writes the file; under torchrun the worker's
+  `DistContext` (harness/distributed.py) gathers every rank's point on rank 0, which writes.
+- `Events` is how a run reports as it goes; the CLI draws it, the session and runners never print.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from harness.errors import UserError
+from harness.results import SCHEMA_VERSION, LLMPoint, Point, RunResult, new_run_id, read_result, write_result
+
+Tick = Callable[..., None]  # tick(phase, elapsed_s=0.0, n=0): a window under way (n = 0: the phase only)
+
+
+@contextmanager
+def _no_track(label: str, phases: int, unit: str) -> Iterator[Tick]:
+    yield lambda phase, elapsed=0.0, n=0: None
+
+
+@dataclass
+class Events:
+    """What a run tells its caller: `note` a line of news (device picked, model loading, a point
+    that failed under keep-going); `track(label, phases, unit)` brackets one point's measurement
+    and gives a tick for its windows."""
+
+    note: Callable[[str], None] = field(default=lambda text: None)
+    track: Callable[[str, int, str], AbstractContextManager[Tick]] = field(default=_no_track)
+
+
+# -- request checks
+
+
+def parse_sizes(values: list[str], what: str = "batch size") -> list[int]:
+    """'1,8,32' and repeated flags -> [1, 8, 32]; each must be a positive integer."""
+    sizes: list[int] = []
+    for v in values:
+        for part in str(v).split(","):
+            part = part.strip()
+            try:
+                n = int(part)
+            except ValueError:
+                raise UserError(f"{what} must be a positive integer, got {part!r}") from None
+            if n <= 0:
+                raise UserError(f"{what} must be a positive integer, got {n}")
+            sizes.append(n)
+    if not sizes:
+        raise UserError(f"no {what} given")
+    return sizes
+
+
+def check_writable(folder: Path) -> Path:
+    """Create `folder` if needed and prove a file can be written there."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot write results to {folder}: {e.strerror or e}") from None
+    return folder
+
+
+def check_backend(name: str, device: torch.device, precision: str) -> None:
+    """One clear line if a backend cannot run here or not at this precision."""
+    from harness.backends import BACKENDS, BackendUnavailable
+    from harness.devices import check_precision
+
+    try:
+        BACKENDS[name].check(device, precision)
+    except BackendUnavailable as e:
+        raise UserError(str(e)) from None
+    try:
+        check_precision(device, precision, "fp32, bf16 (torch) or int8 (onnxruntime)")
+    except UserError as e:
+        raise UserError(f"{name}: {e}") from None
+
+
+def use_spec_file(path: Path | None) -> None:
+    """--spec FILE: the user's rows are tried before the project's table."""
+    from harness.specs import add_spec_file
+
+    if path is None:
+        return
+    try:
+        add_spec_file(path)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+# -- the result lifecycle
+
+
+def new_result_path(out_dir: Path) -> Path:
+    """DATE-TIME-RUNID.json in `out_dir`: sortable by time, unique by run id."""
+    return out_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{new_run_id()}.json"
+
+
+class Sink(Protocol):
+    """Where a session's points go, and the process's place in the run."""
+
+    path: Path  # the result file
+    rank: int | None  # None: a single process
+    writes: bool  # this process writes the file (and prints the tables)
+
+    def device(self, choice: str) -> tuple[torch.device, str]: ...
+    def barrier(self) -> None: ...  # called right before every point's timed windows
+    def start(self, result: RunResult) -> None: ...
+    def add(self, result: RunResult, point: Point | LLMPoint) -> None: ...
+    def finish(self, result: RunResult) -> None: ...
+
+
+class LocalSink:
+    """A single process: the result file is this process's, rewritten after every point."""
+
+    rank = None
+    writes = True
+
+    def __init__(self, out_dir: Path):
+        self.path = new_result_path(out_dir)
+
+    def device(self, choice: str) -> tuple[torch.device, str]:
+        from harness.devices import resolve_device
+
+        return resolve_device(choice)
+
+    def barrier(self) -> None:
+        pass
+
+    def start(self, result: RunResult) -> None:
+        write_result(result, self.path)
+
+    def add(self, result: RunResult, point: Point | LLMPoint) -> None:
+        result.points.append(point)
+        write_result(result, self.path)
+
+    def finish(self, result: RunResult) -> None:
+        write_result(result, self.path)
+
+
+class ResultSession:
+    """`with ResultSession(config, sink) as session:` ... `session.add(point)` for each point.
+
+    The block's end sets the status: complete; incomplete with a note when Ctrl-C interrupted it
+    (the KeyboardInterrupt is absorbed: `interrupted` says so, the caller exits 130) or when an
+    error stopped it (the error goes on up). The file is written at the start, after every point
+    and at the end."""
+
+    def __init__(self, config: dict, sink: Sink):
+        from harness.provenance import command_line, now_iso, provenance
+
+        self.sink = sink
+        self.interrupted = False
+        self.result = RunResult(
+            schema_version=SCHEMA_VERSION, run_id=sink.path.stem.rsplit("-", 1)[-1], status="running",
+            started_at=now_iso(), ended_at=None, command=command_line(), config=config, provenance=provenance(),
+        )  # fmt: skip
+
+    @property
+    def path(self) -> Path:
+        return self.sink.path
+
+    def __enter__(self) -> ResultSession:
+        self.sink.start(self.result)
+        return self
+
+    def add(self, point: Point | LLMPoint) -> None:
+        self.sink.add(self.result, point)
+
+    def note(self, text: str) -> None:
+        self.result.notes.append(text)
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        from harness.provenance import now_iso
+
+        r = self.result
+        r.ended_at = now_iso()
+        self.interrupted = kind is not None and issubclass(kind, KeyboardInterrupt)
+        if kind is None:
+            r.status = "complete"
+        elif self.interrupted:
+            r.status = "incomplete"
+            r.notes.append(f"interrupted by the user after {len(r.points)} point(s)")
+        else:
+            r.status = "incomplete"
+            r.notes.append("stopped by an error")
+        self.sink.finish(r)
+        return self.interrupted
+
+
+def mark_incomplete(path: Path, note: str, once: bool = False) -> RunResult | None:
+    """An existing result file marked incomplete with `note` (`once`: not if it already is one);
+    None if there is no file."""
+    if not path.exists():
+        return None
+    result = read_result(path)
+    if not (once and result.status == "incomplete"):
+        result.status = "incomplete"
+        result.notes.append(note)
+        write_result(result, path)
+    return result

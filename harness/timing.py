@@ -1,0 +1,41 @@
+"""Timing primitives every measurement shares (MEASUREMENT.md, "Timing").
+
+- `device_sync`: GPU work is asynchronous; no timer is read before the device has finished.
+- `window_closed`: a measurement window ends only when BOTH its minimum duration and its minimum
+  count are met. Every timed loop in modelpower (vision windows, LLM generations, ONNX files, GEMM
+  peaks, kernel benchmarks, LoadGen calibration) asks this one function.
+- `repeat_timed`: the per-call times of a function called until such a window closes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def device_sync(device: torch.device | None) -> None:
+    """Wait for the work queued on `device` (a no-op on the CPU, whose work is synchronous)."""
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def window_closed(t0: float, n: int, min_duration: float, min_iters: int) -> bool:
+    """True once `n` >= `min_iters` AND at least `min_duration` seconds have passed since `t0`."""
+    return n >= min_iters and time.perf_counter() - t0 >= min_duration
+
+
+def repeat_timed(
+    fn: Callable[[], object], min_duration: float, min_iters: int, device: torch.device | None = None
+) -> list[float]:
+    """Seconds of each call of `fn` (the device synchronized before each timer read), repeated
+    until the window closes. The caller runs any warm-up call first."""
+    times: list[float] = []
+    t0 = time.perf_counter()
+    while not window_closed(t0, len(times), min_duration, min_iters):
+        t = time.perf_counter()
+        fn()
+        device_sync(device)
+        times.append(time.perf_counter() - t)
+    return times
