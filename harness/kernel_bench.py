@@ -85,7 +85,7 @@ def _rows_read(src_h: int, dst_h: int) -> int:
     return len(set(y0) | set(np.minimum(y0 + 1, src_h - 1)[w > 0]))
 
 
-def cases(scale: float = 1.0) -> list[Case]:
+def cases(scale: float = 1.0) -> list[Case]:  # long: a table of workloads, one block per kernel, read top down
     """The issue's workloads; `scale` < 1 shrinks them for a quick look (not the target shapes)."""
     rng = np.random.default_rng(0)
     out_list = []
@@ -210,7 +210,7 @@ def device_copy_bandwidth_gbs(device: torch.device, nbytes: int = 1 << 30) -> fl
     return 2 * nbytes / (time_ms(_synced(lambda: dst.copy_(src))) / 1e3) / 1e9
 
 
-def cuda_cases(device: torch.device, scale: float = 1.0) -> list[Case]:
+def cuda_cases(device: torch.device, scale: float = 1.0) -> list[Case]:  # long: a table, as cases()
     """The same workloads with data on the GPU: our numba-cuda kernels vs torch/torchvision CUDA ops.
 
     Every call is followed by a device synchronize, for ours and the peers alike.

@@ -199,7 +199,16 @@ def plots(rows: list[dict], inp: Inputs) -> dict[str, str]:
     import matplotlib.pyplot as plt
 
     plt.rcParams.update({"font.size": 9, "axes.grid": True, "grid.alpha": 0.3})
-    out = {}
+    return {
+        "throughput": _png(_throughput_plot(plt, rows)),
+        "latency": _png(_latency_plot(plt, rows)),
+        "utilisation": _png(_utilisation_plot(plt, rows)),
+        "energy": _png(_energy_plot(plt, rows)),
+        "roofline": _png(_roofline_plot(plt, rows, inp)),
+    }
+
+
+def _throughput_plot(plt, rows: list[dict]):
     fig, ax = plt.subplots(figsize=(7, 3.6))
     groups: dict[tuple, list] = {}
     for r in rows:
@@ -218,8 +227,10 @@ def plots(rows: list[dict], inp: Inputs) -> dict[str, str]:
     ax.set_xticks(batches, [str(b) for b in batches])
     ax.minorticks_off()
     ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    out["throughput"] = _png(fig)
+    return fig
 
+
+def _latency_plot(plt, rows: list[dict]):
     shown = [r for r in rows if r["latency_p50_ms"] is not None][:16]
     fig, ax = plt.subplots(figsize=(7, 3.6))
     xs = range(len(shown))
@@ -228,8 +239,10 @@ def plots(rows: list[dict], inp: Inputs) -> dict[str, str]:
     ax.set_xticks(list(xs), [label(r) for r in shown], rotation=60, ha="right", fontsize=6)
     ax.set(yscale="log", ylabel="ms", title="Latency percentiles (vision: per batch end to end; LLM: inter-token)")
     ax.legend()
-    out["latency"] = _png(fig)
+    return fig
 
+
+def _utilisation_plot(plt, rows: list[dict]):
     fig, ax = plt.subplots(figsize=(7, 3.6))
     known = [r for r in rows if r["mfu"] is not None or r["decode_mbu"] is not None][:20]
     xs = range(len(known))
@@ -238,8 +251,10 @@ def plots(rows: list[dict], inp: Inputs) -> dict[str, str]:
     ax.set_xticks(list(xs), [label(r) for r in known], rotation=60, ha="right", fontsize=6)
     ax.set(ylabel="% of dense nameplate", title="Utilisation (points with a known denominator)")
     ax.legend()
-    out["utilisation"] = _png(fig)
+    return fig
 
+
+def _energy_plot(plt, rows: list[dict]):
     fig, ax = plt.subplots(figsize=(7, 3.0))
     measured = [r for r in rows if r["joules_per_item"] is not None][:20]
     if measured:
@@ -250,8 +265,10 @@ def plots(rows: list[dict], inp: Inputs) -> dict[str, str]:
         ax.axis("off")
         ax.text(0.5, 0.5, "Energy not measured in these results\n(no GPU energy counter or RAPL on the machines)",
                 ha="center", va="center", fontsize=11)  # fmt: skip
-    out["energy"] = _png(fig)
+    return fig
 
+
+def _roofline_plot(plt, rows: list[dict], inp: Inputs):
     fig, ax = plt.subplots(figsize=(7, 4))
     pts = []
     for r in rows:
@@ -273,8 +290,7 @@ def plots(rows: list[dict], inp: Inputs) -> dict[str, str]:
     ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOPs / byte; vision: weights + input bytes)",
            ylabel="delivered TFLOPS", title="Roofline against the measured peaks")  # fmt: skip
     ax.legend(fontsize=5, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    out["roofline"] = _png(fig)
-    return out
+    return fig
 
 
 def compare_rows(a: list[dict], b: list[dict]) -> list[dict]:

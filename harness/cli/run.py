@@ -52,7 +52,7 @@ def show_vision_run(session: ResultSession) -> None:
 
 
 @user_errors
-def run(
+def run(  # long: its signature is the command's ~30 flags; the body only builds the request
     model: Annotated[list[str], typer.Argument(help="Preset name(s) (`modelpower models`) or .onnx file(s).")],
     batch_size: BatchOpt = ["1"],  # noqa: B006
     device: DeviceOpt = "auto",
