@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from harness.devices import use_cuda_device
+from harness.devices import device_name, use_cuda_device
 from harness.errors import UserError
 from harness.results import Point, RunResult, point_from_dict, write_result
 from harness.session import mark_incomplete
@@ -145,7 +145,7 @@ class DistContext:
                 )
             dev = torch.device("cuda", self.local_rank)
             use_cuda_device(dev)
-            return dev, f"rank {self.rank}/{self.world_size}: {dev} ({torch.cuda.get_device_name(dev)})"
+            return dev, f"rank {self.rank}/{self.world_size}: {dev} ({device_name(dev)})"
         if choice not in ("cpu", "auto"):
             raise UserError(f"--device {choice} with --nproc-per-node: use auto, cpu or cuda (one GPU per worker)")
         import numba

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.devices import detect_cpu
+from harness.devices import detect_cpu, device_name
 from harness.energy import EnergyReading
 from harness.specs import match_spec
 
@@ -27,7 +27,7 @@ def nameplate_peak(device: torch.device, precision: str) -> tuple[float | None, 
     """(dense peak TFLOPS or None, a line saying where it comes from or why it is unknown)."""
     key = peak_precision(device, precision)
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
+        name = device_name(device)
         row = match_spec(name)
         if row is None:
             return None, f"unknown: {name} has no row in the spec table (add one with --spec)"
