@@ -12,13 +12,13 @@ precisions: a measurement at another precision than the claim's is listed as not
 
 from __future__ import annotations
 
-import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.results import LLMPoint, Point
+from harness.results import LLMPoint, Point, read_peak
 from harness.specs import PRECISIONS, find_spec
 
 KINDS = {
@@ -64,14 +64,9 @@ def computer_from(peak_file: Path | None, cpu) -> dict:
     if peak_file is None:
         return {"name": f"this machine ({cpu.model}, {cpu.physical_cores} cores)", "how": "computed nameplate",
                 "fp32": cpu.peak_fp32_tflops, "fp64": cpu.peak_fp64_tflops}  # fmt: skip
-    try:
-        doc = json.loads(Path(peak_file).read_text())
-        gemm = {r["precision"]: r["measured_tflops"] for r in doc["gemm"]}
-        name = doc["device_name"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{peak_file} is not a `modelpower peak` file: {e}") from None
-    if doc.get("kind") != "modelpower-peak":
-        raise UserError(f"{peak_file} is not a `modelpower peak` file")
+    doc = read_peak(Path(peak_file))
+    gemm = {r["precision"]: r["measured_tflops"] for r in doc["gemm"]}
+    name = doc["device_name"]
     return {"name": f"{name} ({doc['device']})", "how": f"measured by modelpower peak, {peak_file}",
             "fp32": gemm.get("fp32"), "fp64": gemm.get("fp64")}  # fmt: skip
 
@@ -79,19 +74,24 @@ def computer_from(peak_file: Path | None, cpu) -> dict:
 def load_claims(path: Path) -> list[Claim]:
     """Parse and check a claim file."""
     try:
-        raw = tomllib.loads(Path(path).read_text())
+        raw = tomllib.loads(Path(path).read_bytes().decode("utf-8"))
     except OSError as e:
         raise ClaimError(f"cannot read claim file {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ClaimError(f"claim file {path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise ClaimError(f"claim file {path} is not valid TOML: {e}") from None
-    if raw.get("version") != 1:
+    if type(raw.get("version")) is not int or raw["version"] != 1:
         raise ClaimError(f"claim file {path}: needs `version = 1` at the top")
     items = raw.get("claim")
     if not isinstance(items, list) or not items:
         raise ClaimError(f"claim file {path}: no [[claim]] tables")
     claims, seen = [], set()
     for i, c in enumerate(items):
+        if not isinstance(c, dict):
+            raise ClaimError(f"claim file {path}: claim #{i + 1} is not a [[claim]] table")
         where = f"claim file {path}: claim #{i + 1} ({c.get('id', 'no id')})"
+        _check_types(c, where)
         kind = c.get("kind")
         if kind not in KINDS:
             raise ClaimError(f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -107,8 +107,9 @@ def load_claims(path: Path) -> list[Claim]:
         if unknown:
             raise ClaimError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
         for k in ("p", "computers", "before_s", "after_s"):
-            if k in c and not (isinstance(c[k], int | float) and c[k] > 0):
-                raise ClaimError(f"{where}: {k} must be a positive number, got {c[k]!r}")
+            v = c.get(k, 1)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not (math.isfinite(v) and v > 0):
+                raise ClaimError(f"{where}: {k} must be a positive finite number, got {v!r}")
         precisions = _precisions(c.get("precision", "unstated"))
         if precisions is None:
             raise ClaimError(f"{where}: precision must be 'unstated' or from {', '.join(PRECISIONS)}")
@@ -120,6 +121,20 @@ def load_claims(path: Path) -> list[Claim]:
         values = {k: v for k, v in c.items() if k not in COMMON}
         claims.append(Claim(c["id"], kind, c.get("text", ""), c.get("source", ""), values))
     return claims
+
+
+# every field's type; numbers are checked for sign and finiteness apart
+FIELD_TYPES = {"id": str, "kind": str, "text": str, "source": str, "note": str, "precision": str | list,
+               "sparsity": str, "devices": list}  # fmt: skip
+
+
+def _check_types(c: dict, where: str) -> None:
+    for k, tp in FIELD_TYPES.items():
+        if k in c and not isinstance(c[k], tp):
+            raise ClaimError(f"{where}: {k} must be {'text' if tp is str else 'text or a list of text'}")
+    for k in ("precision", "devices"):
+        if isinstance(c.get(k), list) and not all(isinstance(v, str) for v in c[k]):
+            raise ClaimError(f"{where}: {k} must be a list of text")
 
 
 def _precisions(value) -> tuple[str, ...] | None:

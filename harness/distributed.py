@@ -53,18 +53,30 @@ def strip_launch_options(argv: list[str]) -> list[str]:
     return out
 
 
-def torchrun_args(nproc: int, nnodes: int, node_rank: int, rdzv: str | None, run_argv: list[str]) -> list[str]:
-    """torchrun's command line for this run: standalone on one node, c10d rendezvous across nodes."""
+def check_launch(nproc: int, nnodes: int, node_rank: int, rdzv: str | None, device: str) -> None:
+    """The launcher's own options, and a device choice a worker can honour, checked before any worker starts."""
     if nproc < 1 or nnodes < 1:
         raise UserError("--nproc-per-node and --nnodes must be >= 1")
     if not 0 <= node_rank < nnodes:
         raise UserError(f"--node-rank must be in 0..{nnodes - 1}, got {node_rank}")
     if nnodes > 1 and not rdzv:
         raise UserError("--nnodes > 1 needs --rdzv-endpoint HOST:PORT (the same on every node)")
+    if rdzv and (":" not in rdzv or not rdzv.rsplit(":", 1)[1].isdigit()):
+        raise UserError(f"--rdzv-endpoint must be HOST:PORT, got {rdzv!r}")
+    choice = device.strip().lower()
+    if choice not in ("auto", "cpu", "cuda"):
+        raise UserError(f"--device {choice} with --nproc-per-node: use auto, cpu or cuda (one GPU per worker)")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for, but no CUDA GPU is visible on this machine")
+    if choice == "cuda" and nproc > torch.cuda.device_count():
+        raise UserError(f"--nproc-per-node {nproc} but only {torch.cuda.device_count()} GPU(s) are visible")
+
+
+def torchrun_args(nproc: int, nnodes: int, node_rank: int, rdzv: str | None, run_argv: list[str]) -> list[str]:
+    """torchrun's command line for this run: standalone on one node, c10d rendezvous across nodes."""
+    check_launch(nproc, nnodes, node_rank, rdzv, "auto")
     args = [f"--nproc-per-node={nproc}"]
     if rdzv:
-        if ":" not in rdzv:
-            raise UserError(f"--rdzv-endpoint must be HOST:PORT, got {rdzv!r}")
         args += [f"--nnodes={nnodes}", f"--node-rank={node_rank}", "--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv}"]
     else:
         args += ["--standalone"]

@@ -49,10 +49,23 @@ def folder_images(folder: Path, limit: int = 64) -> ImageSource:
     for f in files:
         try:
             with Image.open(f) as im:
-                images.append(np.ascontiguousarray(np.asarray(im.convert("RGB"))))
+                images.append(np.ascontiguousarray(rgb8(im)))
+        except UserError:
+            raise
         except Exception as e:
             raise UserError(f"cannot decode image {f}: {str(e).splitlines()[0]}") from None
     return ImageSource(images, bgr=False, description=f"{len(images)} files from {folder}")
+
+
+def rgb8(im) -> np.ndarray:
+    """An opened image as 8-bit RGB, HxWx3. 16-bit greyscale (PNG) is scaled 0..65535 -> 0..255
+    (Pillow's convert would saturate it to 0/255); 16-bit colour PNGs Pillow already reduces to 8 bits."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        grey = np.clip(np.round(np.asarray(im, np.float64) / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if im.mode == "F":
+        raise UserError(f"{im.filename}: floating-point images are not camera frames; convert to 8-bit first")
+    return np.asarray(im.convert("RGB"))
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -18,7 +18,8 @@ import torch
 from harness.devices import TORCH_DTYPES, check_precision
 from harness.errors import UserError
 from harness.llm_runner import Workload, check_workload, measure_llm
-from harness.session import Events, LocalSink, ResultSession, check_writable
+from harness.memory import check_fits
+from harness.session import Events, LocalSink, ResultSession, check_number, check_writable
 from models.llm import LLM_CONFIGS, LLMConfig
 
 
@@ -42,6 +43,18 @@ class LLMRequest:
     out_dir: Path = Path("results")
     seed: int = 0
     assume_watts: float | None = None
+
+
+def _check_numbers(req: LLMRequest) -> None:
+    """Sampling and window options: finite and in range, before the model is built."""
+    check_number("--temperature", req.temperature, 0)
+    check_number("--top-k", req.top_k, 0, 2**31 - 1)
+    check_number("--top-p", req.top_p, 0, 1, above=True)
+    check_number("--min-duration", req.min_duration, 0)
+    check_number("--min-iters", req.min_iters, 1)
+    check_number("--seed", req.seed, 0, 2**32 - 1)
+    if req.assume_watts is not None:
+        check_number("--assume-watts", req.assume_watts, 0, above=True)
 
 
 def model_config(model: str) -> LLMConfig:
@@ -99,6 +112,7 @@ def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
     from harness.energy import select_meter
 
     events = events or Events()
+    _check_numbers(req)
     if req.precision not in TORCH_DTYPES:
         raise UserError(f"unknown precision {req.precision!r}: use {', '.join(TORCH_DTYPES)}")
     cfg = model_config(req.model)
@@ -112,6 +126,8 @@ def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
     dev, why = sink.device(req.device)
     check_precision(dev, req.precision, "fp32 or bf16")
     check_writable(req.out_dir)
+    weights = cfg.param_count() * torch.finfo(TORCH_DTYPES[req.precision]).bits // 8
+    check_fits(f"{cfg.name}'s weights at {req.precision}", 0, weights, dev)
     events.note(f"device: {why}")
     meter = select_meter(dev.type, dev.index or 0, req.assume_watts)
     meter.idle()

@@ -20,6 +20,7 @@ import torch
 from harness.devices import TORCH_DTYPES, device_name
 from harness.energy import Meter
 from harness.errors import UserError
+from harness.memory import fits, is_oom
 from harness.metrics import nameplate_peak
 from harness.results import LLMPoint
 from harness.specs import match_spec
@@ -86,6 +87,15 @@ def generate(model: DecoderLM, prompts: torch.Tensor, w: Workload, decode) -> tu
     return t0, stamps, out
 
 
+def point_bytes(cfg, w: Workload, dtype: torch.dtype) -> float:
+    """What one point allocates beside the weights: the KV cache for prompt + output tokens, and
+    prefill's largest activations (logits or the MLP's hidden states for every prompt token)."""
+    size = torch.finfo(dtype).bits // 8
+    kv = 2 * cfg.num_layers * w.batch_size * (w.prompt_len + w.output_len) * cfg.num_kv_heads * cfg.head_dim * size
+    prefill = 2 * w.batch_size * w.prompt_len * max(cfg.vocab_size, cfg.intermediate_size) * size
+    return kv + prefill
+
+
 def synthetic_prompts(w: Workload, vocab: int, device: torch.device) -> torch.Tensor:
     g = torch.Generator().manual_seed(w.seed)
     return torch.randint(0, vocab, (w.batch_size, w.prompt_len), generator=g).to(device)
@@ -114,6 +124,9 @@ def measure_llm(
         sampling={"temperature": w.temperature, "top_k": w.top_k, "top_p": w.top_p, "seed": w.seed},
         params=cfg.param_count(), compiled=compile_decode, load_s=load_s,
     )  # fmt: skip
+    too_big = fits(0, point_bytes(cfg, w, TORCH_DTYPES[precision]), device)
+    if too_big:
+        return LLMPoint(status="oom", flags=["oom"], detail=f"not run: {too_big} (estimated)", **base)
     if prompts is None:
         prompts = synthetic_prompts(w, cfg.vocab_size, device)
     decode = model
@@ -138,8 +151,10 @@ def measure_llm(
                 break
         window = time.perf_counter() - t_window
         reading = meter.stop()
-    except torch.OutOfMemoryError:
-        return LLMPoint(status="oom", flags=["oom"], **base)
+    except Exception as e:
+        if not is_oom(e):
+            raise
+        return LLMPoint(status="oom", flags=["oom"], detail=f"out of memory: {str(e).splitlines()[0][:200]}", **base)
     return _metrics(model, w, device, precision, base, compile_s, runs, window, reading)
 
 

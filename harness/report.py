@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import base64
 import csv
+import html
 import io
-import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.results import LLMPoint, RunResult, read_result
+from harness.results import LLMPoint, RunResult, json_kind, read_peak, read_result
 
 CSV_COLUMNS = (
     "file", "run_id", "status", "kind", "model", "task", "backend", "precision", "device", "device_name",
@@ -37,20 +38,15 @@ def load_inputs(paths: list[Path], skip_bad: bool = False) -> Inputs:
     inp = Inputs()
     for p in paths:
         try:
-            doc = json.loads(Path(p).read_text())
-        except (OSError, ValueError) as e:
-            _bad(inp, p, f"cannot read {p}: {e}", skip_bad)
-            continue
-        kind = doc.get("kind") if isinstance(doc, dict) else None
-        if kind == "modelpower-peak":
-            inp.peaks.append((Path(p), doc))
-        elif kind == "modelpower-kernel-bench":
-            inp.skipped.append(f"{p}: a kernel benchmark, not a run result (not part of the report)")
-        else:
-            try:
+            kind = json_kind(p)
+            if kind == "modelpower-peak":
+                inp.peaks.append((Path(p), read_peak(p)))
+            elif kind == "modelpower-kernel-bench":
+                inp.skipped.append(f"{p}: a kernel benchmark, not a run result (not part of the report)")
+            else:
                 inp.results.append((Path(p), read_result(p)))
-            except UserError as e:
-                _bad(inp, p, str(e), skip_bad)
+        except UserError as e:
+            _bad(inp, p, str(e), skip_bad)
     if not inp.results:
         raise UserError("no usable result files given")
     return inp
@@ -113,11 +109,31 @@ def _mode(p) -> str:
     return mode
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    with Path(path).open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+def csv_cell(value):
+    """A text cell a spreadsheet will not run as a formula (= + - @, tab or CR first: OWASP's rule)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def csv_text(rows: list[dict]) -> str:
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows({k: csv_cell(v) for k, v in r.items()} for r in rows)
+    return buf.getvalue()
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def md_safe(value):
+    """What a Markdown report shows of a value: text with HTML escaped (Markdown viewers render raw
+    HTML), table pipes escaped, control characters and line breaks removed; other values as they are."""
+    if not isinstance(value, str):
+        return value
+    text = html.escape(_CONTROL.sub("", value.replace("\n", " ")), quote=False)
+    return text.replace("|", "\\|")
 
 
 def label(r: dict) -> str:
@@ -342,5 +358,5 @@ def render(inp: Inputs, rows: list[dict], verdicts: list, title: str) -> tuple[s
         verdicts=verdicts, caveats=caveats(inp, rows), fmt=_fmt, pct=_pct, label=label,
     )  # fmt: skip
     html_env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=True)
-    md_env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=False)
+    md_env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=False, finalize=md_safe)
     return md_env.get_template("report.md.j2").render(ctx), html_env.get_template("report.html.j2").render(ctx)

@@ -7,9 +7,13 @@ finished (status "incomplete").
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import tempfile
+import types
+import typing
 import uuid
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -132,6 +136,7 @@ class LLMPoint:
     joules_per_token: float | None = None
     joules_per_pflop: float | None = None
     tokens_checked: dict | None = None  # valid token ids, all rows generated out_len tokens
+    detail: str | None = None  # status "oom": estimated not to fit, or the allocation that failed
     flags: list[str] = field(default_factory=list)
 
 
@@ -147,6 +152,9 @@ class RunResult:
     provenance: dict
     points: list[Point | LLMPoint] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # points that could not be measured: {"label", "model", "backend", "precision", "batch_size",
+    # "kind": "oom" (estimated not to fit, or an allocation failed) or "error" (keep-going), "detail"}
+    failed: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -159,8 +167,11 @@ def new_run_id() -> str:
 def write_atomic(path: Path, text: str) -> None:
     """Write a file atomically: a temp file in the same folder, fsync, then rename over the target,
     so a reader (or a crash) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # as a plainly written file, not mkstemp's 0600
@@ -170,40 +181,99 @@ def write_atomic(path: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):  # a full disk, a folder gone read-only: one line, the old file kept
+            raise UserError(f"cannot write {path}: {e.strerror or e}") from None
         raise
 
 
+def _finite(value, where: str, bad: list[str]):
+    """`value` with every NaN or infinity replaced by null; their paths are added to `bad`."""
+    if isinstance(value, float) and not math.isfinite(value):
+        bad.append(where)
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v, f"{where}.{k}" if where else str(k), bad) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v, f"{where}[{i}]", bad) for i, v in enumerate(value)]
+    return value
+
+
+def strict_json(doc: dict) -> str:
+    """Standard JSON (no NaN or Infinity tokens, which strict parsers reject): a number that is not
+    finite is written as null, and a note in `notes` names each such field."""
+    bad: list[str] = []
+    clean = _finite(doc, "", bad)
+    if bad:
+        clean["notes"] = [*clean.get("notes", []), f"not a finite number, written as null: {', '.join(bad)}"]
+    return json.dumps(clean, indent=2, allow_nan=False) + "\n"
+
+
 def write_result(result: RunResult, path: Path) -> None:
-    """The result file, written atomically."""
-    write_atomic(path, json.dumps(result.to_dict(), indent=2, allow_nan=True) + "\n")
+    """The result file, written atomically, as standard JSON."""
+    write_atomic(path, strict_json(result.to_dict()))
 
 
 def write_record(out_dir: Path, prefix: str, kind: str, started: str, body: dict) -> Path:
-    """A `peak` or `kernels` record (PREFIX-DATE-TIME.json): kind, version, times, the measurements
-    and provenance; returns its path."""
+    """A `peak` or `kernels` record (PREFIX-DATE-TIME-ID.json: two runs in one second keep both):
+    kind, version, times, the measurements and provenance; returns its path."""
     import time
 
     from harness.provenance import now_iso, provenance
 
     doc = {"kind": kind, "version": 1, "started_at": started, "ended_at": now_iso(), **body, "provenance": provenance()}
-    path = out_dir / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    write_atomic(path, json.dumps(doc, indent=2) + "\n")
+    path = out_dir / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{new_run_id()[:6]}.json"
+    write_atomic(path, strict_json(doc))
     return path
+
+
+def read_json(path: Path, what: str = "file") -> object:
+    """A JSON file from anywhere: unreadable, not UTF-8, not JSON or absurdly nested is one UserError."""
+    try:
+        return json.loads(Path(path).read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise UserError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{what} {path} is not UTF-8 text") from None
+    except (ValueError, RecursionError) as e:
+        raise UserError(f"{what} {path} is not valid JSON: {str(e)[:120] or 'nested too deeply'}") from None
 
 
 def json_kind(path: Path) -> str | None:
     """The `kind` of a modelpower JSON file (modelpower-peak, modelpower-kernel-bench); None for a
     run result."""
-    try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read {path}: {e}") from None
-    return doc.get("kind") if isinstance(doc, dict) else None
+    doc = read_json(path)
+    kind = doc.get("kind") if isinstance(doc, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def type_ok(value, tp) -> bool:
+    """Does a JSON value fit a field's annotation? Numbers may be null where the schema says float
+    (a value that was not finite is written as null); bools are not numbers."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(type_ok(value, a) for a in args)
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp in (str, bool):
+        return isinstance(value, tp)
+    if tp is dict or origin is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    if tp is list or origin is list:
+        simple = args and args[0] in (int, float, str, bool, dict)
+        return isinstance(value, list) and (not simple or all(type_ok(v, args[0]) for v in value))
+    if dataclasses.is_dataclass(tp):
+        return isinstance(value, dict)
+    return True
 
 
 def _build(cls, d: dict, where: str):
+    """A dataclass from a JSON object, every field checked against its annotation first."""
     if not isinstance(d, dict):
         raise UserError(f"{where}: expected an object, got {type(d).__name__}")
     names = {f.name for f in fields(cls)}
@@ -211,27 +281,72 @@ def _build(cls, d: dict, where: str):
     missing = required - set(d)
     if missing:
         raise UserError(f"{where}: missing field(s) {', '.join(sorted(missing))}")
+    hints = typing.get_type_hints(cls)
+    for k in names & set(d):
+        if not type_ok(d[k], hints[k]):
+            raise UserError(f"{where}.{k}: expected {_type_name(hints[k])}, got {type(d[k]).__name__}")
     return cls(**{k: v for k, v in d.items() if k in names})
 
 
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+# the nested objects readers use, and the type of each key they read
+NESTED = {"energy": {"method": str, "scope": str, "estimate": bool, "joules": float, "window_s": float},
+          "loadgen": {"scenario": str, "result": str}}  # fmt: skip
+
+
+def _check_nested(p, where: str) -> None:
+    for name, keys in NESTED.items():
+        obj = getattr(p, name, None) or {}
+        for k, tp in keys.items():
+            if k in obj and not type_ok(obj[k], tp | None):
+                raise UserError(f"{where}.{name}.{k}: expected {tp.__name__}, got {type(obj[k]).__name__}")
+
+
 def point_from_dict(d: dict, where: str = "point") -> Point | LLMPoint:
+    """A point from its JSON object, every field and the nested ones readers use type-checked."""
     if isinstance(d, dict) and d.get("kind") == "llm":
         q = _build(LLMPoint, d, where)
         q.ttft = _build(LatencyStats, q.ttft, f"{where}.ttft") if q.ttft else None
         q.itl = _build(LatencyStats, q.itl, f"{where}.itl") if q.itl else None
+        _check_nested(q, where)
         return q
     p = _build(Point, d, where)
     p.staged = {k: _build(LatencyStats, v, f"{where}.staged.{k}") for k, v in p.staged.items()}
     p.e2e = _build(LatencyStats, p.e2e, f"{where}.e2e")
+    if len(p.input_hw) != 2:
+        raise UserError(f"{where}.input_hw: expected [height, width], got {p.input_hw}")
+    _check_nested(p, where)
     return p
+
+
+PEAK_FIELDS = {"device": str, "device_name": str, "copy_gbs": float, "copy_nameplate_gbs": float | None,
+               "copy_ratio": float | None, "gemm": list}  # fmt: skip
+PEAK_ROW_FIELDS = {"precision": str, "measured_tflops": float | None, "nameplate_tflops": float | None,
+                   "ratio": float | None}  # fmt: skip
+
+
+def read_peak(path: Path) -> dict:
+    """A `modelpower peak` record, validated: the fields that reports and claims read, typed."""
+    doc = read_json(path, "peak file")
+    if not isinstance(doc, dict) or doc.get("kind") != "modelpower-peak":
+        raise UserError(f"{path} is not a `modelpower peak` file")
+    for where, obj, schema in [(str(path), doc, PEAK_FIELDS)] + [
+        (f"{path}: gemm[{i}]", g, PEAK_ROW_FIELDS) for i, g in enumerate(doc.get("gemm") or [])
+    ]:
+        if not isinstance(obj, dict):
+            raise UserError(f"{where}: expected an object, got {type(obj).__name__}")
+        for k, tp in schema.items():
+            if k not in obj or not type_ok(obj[k], tp):
+                raise UserError(f"{where}.{k}: missing, or not {_type_name(tp)}")
+    return doc
 
 
 def read_result(path: Path) -> RunResult:
     """Read and validate a result file; a UserError naming the file if it is not one."""
-    try:
-        d = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"cannot read result file {path}: {e}") from None
+    d = read_json(path, "result file")
     if not isinstance(d, dict) or "schema_version" not in d:
         raise UserError(f"{path} is not a modelpower result file (no schema_version)")
     if d["schema_version"] != SCHEMA_VERSION:

@@ -13,7 +13,10 @@
 
 from __future__ import annotations
 
+import math
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -44,6 +47,12 @@ class Events:
     track: Callable[[str, int, str], AbstractContextManager[Tick]] = field(default=_no_track)
 
 
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """An exception as one short line: its message's first line, or its type when it has none."""
+    text = str(e).strip()
+    return text.splitlines()[0][:limit] if text else type(e).__name__
+
+
 # -- request checks
 
 
@@ -65,15 +74,31 @@ def parse_sizes(values: list[str], what: str = "batch size") -> list[int]:
     return sizes
 
 
-def check_writable(folder: Path) -> Path:
+def check_writable(folder: Path, what: str = "results") -> Path:
     """Create `folder` if needed and prove a file can be written there."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as e:
-        raise UserError(f"cannot write results to {folder}: {e.strerror or e}") from None
+        raise UserError(f"cannot write {what} to {folder}: {e.strerror or e}") from None
     return folder
+
+
+def check_number(
+    flag: str, value: float, low: float | None = None, high: float | None = None, above: bool = False
+) -> None:
+    """A finite number in [low, high] (`above`: strictly above low); one line naming the flag otherwise."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if above else value >= low
+    if ok and high is not None:
+        ok = value <= high
+    if not ok:
+        lo = "" if low is None else (f"> {low:g}" if above else f">= {low:g}")
+        hi = "" if high is None else f"<= {high:g}"
+        bounds = " and ".join(b for b in (lo, hi) if b)
+        raise UserError(f"{flag} must be a finite number{' ' + bounds if bounds else ''}, got {value}")
 
 
 def check_backend(name: str, device: torch.device, precision: str) -> None:
@@ -101,6 +126,48 @@ def use_spec_file(path: Path | None) -> None:
         add_spec_file(path)
     except ValueError as e:
         raise UserError(str(e)) from None
+
+
+# -- signals: SIGTERM and SIGHUP end a run as Ctrl-C does
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a scheduler's stop, a closed terminal): handled as Ctrl-C is."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame) -> None:
+    raise Interrupted(signum)
+
+
+def handle_stop_signals() -> None:
+    """From now on SIGTERM and SIGHUP raise `Interrupted` in the main thread, like Ctrl-C."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_interrupted)
+
+
+def exit_code(e: KeyboardInterrupt) -> int:
+    """The conventional exit code of a process stopped by a signal: 128 + its number (Ctrl-C: 130)."""
+    return 128 + getattr(e, "signum", signal.SIGINT)
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    """Ignore Ctrl-C, SIGTERM and SIGHUP while the last result is written (only the main thread
+    can change signal handlers; elsewhere this does nothing)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = [signal.signal(s, signal.SIG_IGN) for s in sigs]
+    try:
+        yield
+    finally:
+        for s, h in zip(sigs, old, strict=True):
+            signal.signal(s, h)
 
 
 # -- the result lifecycle
@@ -165,7 +232,7 @@ class ResultSession:
         from harness.provenance import command_line, now_iso, provenance
 
         self.sink = sink
-        self.interrupted = False
+        self.interrupted: KeyboardInterrupt | None = None  # Ctrl-C, or Interrupted (SIGTERM, SIGHUP)
         self.result = RunResult(
             schema_version=SCHEMA_VERSION, run_id=sink.path.stem.rsplit("-", 1)[-1], status="running",
             started_at=now_iso(), ended_at=None, command=command_line(), config=config, provenance=provenance(),
@@ -185,22 +252,29 @@ class ResultSession:
     def note(self, text: str) -> None:
         self.result.notes.append(text)
 
+    def fail(self, record: dict) -> None:
+        """A point that could not be measured (out of memory, or an error under keep-going)."""
+        self.result.failed.append(record)
+
     def __exit__(self, kind, exc, tb) -> bool:
         from harness.provenance import now_iso
 
         r = self.result
         r.ended_at = now_iso()
-        self.interrupted = kind is not None and issubclass(kind, KeyboardInterrupt)
+        if kind is not None and issubclass(kind, KeyboardInterrupt):
+            self.interrupted = exc if exc is not None else KeyboardInterrupt()
         if kind is None:
             r.status = "complete"
         elif self.interrupted:
+            by = f"by {exc}" if isinstance(exc, Interrupted) else "by the user"
             r.status = "incomplete"
-            r.notes.append(f"interrupted by the user after {len(r.points)} point(s)")
+            r.notes.append(f"interrupted {by} after {len(r.points)} point(s)")
         else:
             r.status = "incomplete"
-            r.notes.append("stopped by an error")
-        self.sink.finish(r)
-        return self.interrupted
+            r.notes.append(f"stopped by an error: {first_line(exc) if exc else kind.__name__}")
+        with shielded():
+            self.sink.finish(r)
+        return self.interrupted is not None
 
 
 def mark_incomplete(path: Path, note: str, once: bool = False) -> RunResult | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -58,7 +59,10 @@ def load_spec_file(path: Path) -> list[SpecRow]:
         raise ValueError(f"spec file {path} has no [[device]] rows")
     rows = []
     for i, d in enumerate(devices):
+        if not isinstance(d, dict):
+            raise ValueError(f"{path}: device #{i + 1} is not a [[device]] table")
         where = f"{path}: device #{i + 1} ({d.get('name', 'no name')})"
+        _check_types(d, where)
         missing = [k for k in REQUIRED if k not in d]
         if missing:
             raise ValueError(f"{where}: missing {', '.join(missing)}")
@@ -68,8 +72,8 @@ def load_spec_file(path: Path) -> list[SpecRow]:
         bad = set(d["peaks"]) - set(PRECISIONS)
         if bad:
             raise ValueError(f"{where}: unknown precision(s) {', '.join(sorted(bad))}; use {', '.join(PRECISIONS)}")
-        if not all(isinstance(v, int | float) and v > 0 for v in d["peaks"].values()):
-            raise ValueError(f"{where}: every peak must be a positive number (dense TFLOPS)")
+        if not all(_positive(v) for v in d["peaks"].values()):
+            raise ValueError(f"{where}: every peak must be a positive finite number (dense TFLOPS)")
         if isinstance(d["match"], str):
             d["match"] = [d["match"]]
         for pattern in d["match"]:
@@ -79,6 +83,30 @@ def load_spec_file(path: Path) -> list[SpecRow]:
                 raise ValueError(f"{where}: bad match pattern {pattern!r}: {e}") from None
         rows.append(_row(d))
     return rows
+
+
+TEXT_FIELDS = ("name", "source", "memory_type", "note")
+NUMBER_FIELDS = ("sparse_factor", "memory_gb", "bandwidth_gbs", "power_w")
+
+
+def _positive(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+def _check_types(d: dict, where: str) -> None:
+    """Each field of a [[device]] row has its type: text, positive finite numbers, lists of text."""
+    for k in TEXT_FIELDS:
+        if k in d and not isinstance(d[k], str):
+            raise ValueError(f"{where}: {k} must be text")
+    for k in NUMBER_FIELDS:
+        if k in d and not _positive(d[k]):
+            raise ValueError(f"{where}: {k} must be a positive finite number")
+    if "peaks" in d and not isinstance(d["peaks"], dict):
+        raise ValueError(f"{where}: peaks must be a table of precision = TFLOPS")
+    for k in ("match", "unconfirmed"):
+        v = d.get(k, [])
+        if not (isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))):
+            raise ValueError(f"{where}: {k} must be text or a list of text")
 
 
 def add_spec_file(path: Path) -> list[SpecRow]:

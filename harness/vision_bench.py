@@ -12,6 +12,7 @@ this precedence:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,8 +24,20 @@ from harness.energy import Meter
 from harness.errors import UserError
 from harness.images import ImageSource
 from harness.loadgen import LoadgenConfig
+from harness.memory import check_fits, fits, is_oom
 from harness.results import Point
-from harness.session import Events, LocalSink, ResultSession, Sink, Tick, check_backend, check_writable, use_spec_file
+from harness.session import (
+    Events,
+    LocalSink,
+    ResultSession,
+    Sink,
+    Tick,
+    check_backend,
+    check_number,
+    check_writable,
+    first_line,
+    use_spec_file,
+)  # fmt: skip
 from models import Preset
 
 QUICK_MODELS = ["steel-defect-mobilenetv3", "pcb-defect-yolo", "steel-seg-lraspp"]
@@ -90,26 +103,61 @@ def _combos(req: VisionRequest) -> list[tuple[str, str]]:
     return [(b, req.precision) for b in dict.fromkeys(names)]
 
 
-def _check_options(req: VisionRequest, presets: list[Preset], onnx_files: list[Path]) -> None:
-    from models.weights import check_weights
+def _check_numbers(req: VisionRequest) -> None:
+    check_number("--warmup", req.warmup, 0)
+    check_number("--min-iters", req.min_iters, 1)
+    check_number("--min-duration", req.min_duration, 0)
+    check_number("--num-images", req.num_images, 1)
+    check_number("--seed", req.seed, 0, 2**32 - 1)
+    if req.assume_watts is not None:
+        check_number("--assume-watts", req.assume_watts, 0, above=True)
 
+
+def _check_applies(req: VisionRequest, presets: list[Preset], onnx_files: list[Path]) -> None:
+    """Options that do not apply to what is run are refused, never ignored."""
+    default = VisionRequest([], [])
     if onnx_files and presets:
         raise UserError("run presets and ONNX files in separate commands")
+    given = lambda name: getattr(req, name) != getattr(default, name)  # noqa: E731
+    if presets:
+        for name, flag in (("input_shape", "--input-shape"), ("input_dtype", "--input-dtype")):
+            if given(name):
+                raise UserError(f"{flag} applies to .onnx files; a preset knows its own input")
+    if onnx_files:
+        if req.combos is None and {b.strip() for v in req.backends for b in v.split(",")} - {"onnxruntime"}:
+            raise UserError("ONNX files run through onnxruntime only: drop --backend (or use --backend onnxruntime)")
+        if req.batch_sizes != [1]:
+            raise UserError("-b applies to presets; an ONNX file's batch is the first axis of --input-shape")
+        for name, flag in (("weights", "--weights"), ("images", "--images"), ("image_size", "--image-size"),
+                           ("num_images", "--num-images"), ("preprocess", "--preprocess"),
+                           ("precision", "--precision")):  # fmt: skip
+            if given(name):
+                raise UserError(f"{flag} applies to presets; an ONNX file runs on seeded random inputs (--input-dtype)")
+    if given("compile_mode") and not any(b == "torch-compile" for b, _ in _combos(req)):
+        raise UserError("--compile-mode applies to --backend torch-compile")
+    if req.images is not None and (given("image_size") or given("num_images")):
+        raise UserError("--image-size and --num-images describe generated frames; --images uses your files")
+
+
+def _check_options(req: VisionRequest, presets: list[Preset], onnx_files: list[Path]) -> None:
+    from harness.backends.torch_compile import MODES
+    from models.weights import check_weights
+
+    _check_numbers(req)
+    _check_applies(req, presets, onnx_files)
     if req.preprocess not in runner.PREPROCESS:
         raise UserError(f"unknown --preprocess {req.preprocess!r}: use {', '.join(runner.PREPROCESS)}")
+    if req.compile_mode not in MODES:
+        raise UserError(f"unknown --compile-mode {req.compile_mode!r}: use {', '.join(MODES)}")
     if req.preprocess == "opencv":
         try:
             import cv2  # noqa: F401
         except ImportError:
             raise UserError("--preprocess opencv needs OpenCV: pip install opencv-python-headless") from None
-    if req.warmup < 0 or req.min_iters < 1 or req.min_duration < 0:
-        raise UserError("need --warmup >= 0, --min-iters >= 1 and --min-duration >= 0")
-    if req.weights is not None and (len(presets) != 1 or onnx_files):
+    if req.weights is not None and len(presets) != 1:
         raise UserError("--weights applies to one model; name exactly one")
     if req.weights is not None:
         check_weights(presets[0], req.weights)
-    if req.assume_watts is not None and not req.assume_watts > 0:
-        raise UserError(f"--assume-watts must be a positive number of watts, got {req.assume_watts}")
     use_spec_file(req.spec)
     if req.loadgen is not None:
         from harness.loadgen import import_loadgen
@@ -122,18 +170,21 @@ def _check_options(req: VisionRequest, presets: list[Preset], onnx_files: list[P
 
 
 def _check_onnx(req: VisionRequest, onnx_files: list[Path]) -> None:
+    import numpy as np
+
     from harness import onnx_model as ox
 
-    for f in onnx_files:  # every bad file is refused before anything runs
-        ox.parse_input_shapes(ox.load_onnx(f), req.input_shape)
     if onnx_files and req.input_dtype not in ox.DTYPES:
         raise UserError(f"--input-dtype must be one of {', '.join(ox.DTYPES)}, got {req.input_dtype!r}")
+    for f in onnx_files:  # every bad file is refused before anything runs
+        shapes = ox.parse_input_shapes(ox.load_onnx(f), req.input_shape)
+        nbytes = sum(math.prod(s) for s in shapes.values()) * np.dtype(ox.DTYPES[req.input_dtype]).itemsize
+        check_fits(f"the inputs of {f.name} ({shapes})", nbytes, 0, torch.device("cpu"))
 
 
-def plan(req: VisionRequest, sink: Sink) -> VisionPlan:
-    """Check the whole request (a UserError for the first mistake) and resolve it; nothing is measured."""
-    from harness.energy import select_meter
-    from harness.images import folder_images, parse_size, synthetic_images
+def validate(req: VisionRequest) -> tuple[list[Preset], list[Path], list[tuple[str, str]]]:
+    """Every check that does not need the device: (presets, ONNX files, backend x precision pairs).
+    The torchrun launcher runs it before starting any worker."""
     from models import get_preset
 
     if not req.batch_sizes:
@@ -142,18 +193,36 @@ def plan(req: VisionRequest, sink: Sink) -> VisionPlan:
     presets = [get_preset(n) for n in req.models if not n.endswith(".onnx")]
     combos = _combos(req)
     _check_options(req, presets, onnx_files)
+    check_writable(req.out_dir)
+    if req.cache_dir is not None and any(b.startswith("onnxruntime") for b, _ in combos):
+        check_writable(req.cache_dir, "cache")
+    _check_onnx(req, onnx_files)
+    return presets, onnx_files, combos
+
+
+def _source(req: VisionRequest, device: torch.device) -> ImageSource:
+    """The frames batches cycle through; generated frames are refused if they cannot fit."""
+    from harness.images import folder_images, parse_size, synthetic_images
+
+    if req.images is not None:
+        return folder_images(req.images)
+    h, w = parse_size(req.image_size)
+    frames = req.num_images * h * w * 3  # uint8 BGR; pinned again on a GPU
+    check_fits(f"{req.num_images} generated {w}x{h} frames", frames * (2 if device.type == "cuda" else 1), 0, device)
+    return synthetic_images(req.num_images, h, w, req.seed)
+
+
+def plan(req: VisionRequest, sink: Sink) -> VisionPlan:
+    """Check the whole request (a UserError for the first mistake) and resolve it; nothing is measured."""
+    from harness.energy import select_meter
+
+    presets, onnx_files, combos = validate(req)
     dev, why = sink.device(req.device)
+    if req.spec is not None and dev.type == "cpu":
+        raise UserError("--spec rows are GPU nameplates; on the CPU the nameplate is computed (`modelpower devices`)")
     for b, prec in combos:
         check_backend(b, dev, prec)
-    check_writable(req.out_dir)
-    _check_onnx(req, onnx_files)
-    source = None
-    if presets:
-        if req.images is not None:
-            source = folder_images(req.images)
-        else:
-            h, w = parse_size(req.image_size)
-            source = synthetic_images(req.num_images, h, w, req.seed)
+    source = _source(req, dev) if presets else None
     settings = runner.RunSettings(
         device=dev, precision=req.precision, warmup=req.warmup, min_duration=req.min_duration,
         min_iters=req.min_iters, seed=req.seed, compile_mode=req.compile_mode,
@@ -176,30 +245,58 @@ def _config(req: VisionRequest, p: VisionPlan) -> dict:
     }  # fmt: skip
 
 
-Measure = Callable[[Tick], Point]
+@dataclass
+class PointJob:
+    """One point to measure: what it is, how many windows it has, its memory estimate, how to run it."""
+
+    label: str
+    fields: dict  # model, backend, precision, batch_size: what a failure record names
+    windows: int
+    need: tuple[float, float]  # estimated (host, device) bytes beyond what is already allocated
+    measure: Callable[[Tick], Point]
 
 
-def _points(req: VisionRequest, p: VisionPlan, sink: Sink, events: Events) -> Iterator[tuple[str, int, Measure]]:
-    """(label, window count, measure) for every point, in order; each preset loads when reached."""
+def _batch_bytes(preset: Preset, act_per_sample: int, bs: int, p: VisionPlan) -> tuple[float, float]:
+    """(host, device) bytes one batch allocates: double-buffered input batches, uploaded frames on a
+    GPU, and about 3 of the largest activation alive at once (an op's input, output, a skip)."""
+    h, w = preset.input_hw
+    batch = bs * 3 * h * w * 4
+    frame = max(im.nbytes for im in p.source.images)
+    on_gpu = p.device.type == "cuda"
+    host = 2 * batch  # double-buffered input batches (the CUDA data path uses fewer)
+    device = batch + 3 * act_per_sample * bs + (2 * bs * frame if on_gpu else 0)
+    return host, device
+
+
+def _jobs(req: VisionRequest, p: VisionPlan, sink: Sink, events: Events) -> Iterator[PointJob]:
+    """Every point in order; each preset loads when its first point is reached."""
+    from harness.memory import activation_bytes_per_sample
+
     for f in p.onnx_files:
         s = replace(p.settings, backend="onnxruntime")
-        yield f"{f.name} onnxruntime", 1, lambda tick, f=f, s=s: runner.measure_onnx(
-            f, req.input_shape, req.input_dtype, s, tick, p.meter)  # fmt: skip
+        fields = {"model": f.name, "backend": "onnxruntime", "precision": "fp32", "batch_size": None}
+        yield PointJob(f"{f.name} onnxruntime", fields, 1, (0, 0), lambda tick, f=f, s=s: runner.measure_onnx(
+            f, req.input_shape, req.input_dtype, s, tick, p.meter))  # fmt: skip
     for preset in p.presets:
         events.note(f"loading {preset.name} ...")
         lm = runner.load_model(preset, p.settings, req.weights)
+        act = activation_bytes_per_sample(preset.builder, preset.num_classes, preset.input_hw)
         for backend, prec in p.combos:
             for bs in req.batch_sizes:
                 s = replace(p.settings, backend=backend, precision=prec)
                 label = f"{preset.name} {backend} {prec} batch {bs}"
+                fields = {"model": preset.name, "backend": backend, "precision": prec, "batch_size": bs}
+                need = _batch_bytes(preset, act, bs, p)
                 if req.loadgen is None:
-                    yield label, 2, lambda tick, lm=lm, bs=bs, s=s: runner.measure_point(
-                        lm, bs, p.source, s, tick, req.preprocess, p.meter, sink.barrier)  # fmt: skip
-                else:
-                    rank = f"-rank{sink.rank}" if sink.rank is not None else ""  # one LoadGen test per rank
-                    log_dir = req.out_dir / f"{sink.path.stem}-loadgen" / f"{preset.name}-{backend}-{prec}-b{bs}{rank}"
-                    yield label, 1, lambda tick, lm=lm, bs=bs, s=s, log_dir=log_dir: _loadgen_point(
-                        lm, bs, p, s, req, log_dir, sink, tick)  # fmt: skip
+                    yield PointJob(label, fields, 2, need, lambda tick, lm=lm, bs=bs, s=s: runner.measure_point(
+                        lm, bs, p.source, s, tick, req.preprocess, p.meter, sink.barrier))  # fmt: skip
+                    continue
+                rank = f"-rank{sink.rank}" if sink.rank is not None else ""  # one LoadGen test per rank
+                log_dir = req.out_dir / f"{sink.path.stem}-loadgen" / f"{preset.name}-{backend}-{prec}-b{bs}{rank}"
+                samples = req.loadgen.sample_count * 3 * preset.input_hw[0] * preset.input_hw[1] * 4
+                need = (need[0], need[1] + samples)
+                yield PointJob(label, fields, 1, need, lambda tick, lm=lm, bs=bs, s=s, log_dir=log_dir: _loadgen_point(
+                    lm, bs, p, s, req, log_dir, sink, tick))  # fmt: skip
 
 
 def _loadgen_point(lm, bs, p: VisionPlan, s, req: VisionRequest, log_dir: Path, sink: Sink, tick: Tick) -> Point:
@@ -221,16 +318,28 @@ def run_vision(req: VisionRequest, events: Events | None = None, sink: Sink | No
         torch.backends.cudnn.benchmark = True
     p.meter.idle()
     with ResultSession(_config(req, p), sink) as session:
-        for label, windows, measure in _points(req, p, sink, events):
-            with events.track(label, windows, "batches") as tick:
+        for job in _jobs(req, p, sink, events):
+            single = sink.rank is None  # under torchrun every rank must measure every point, or fail
+            too_big = fits(*job.need, p.device) if single else None
+            if too_big:
+                _failed(session, events, job, "oom", f"not run: {too_big} (estimated)")
+                continue
+            with events.track(job.label, job.windows, "batches") as tick:
                 try:
-                    point = measure(tick)
+                    point = job.measure(tick)
                 except Exception as e:
+                    if single and is_oom(e):
+                        _failed(session, events, job, "oom", f"out of memory: {first_line(e)}")
+                        continue
                     if not req.keep_going:
                         raise
-                    msg = f"{label} failed: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}"
-                    session.note(msg)
-                    events.note(f"warning: {msg}")
+                    _failed(session, events, job, "error", first_line(e))
                     continue
             session.add(point)
     return session
+
+
+def _failed(session: ResultSession, events: Events, job: PointJob, kind: str, detail: str) -> None:
+    """A point that could not be measured: recorded in the result, said to the user; the run goes on."""
+    session.fail({"label": job.label, **job.fields, "kind": kind, "detail": detail})
+    events.note(f"warning: {job.label}: {detail}")

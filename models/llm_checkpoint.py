@@ -4,6 +4,7 @@ Mistral families, loaded into `models.llm.DecoderLM`. Nothing is downloaded; not
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -19,44 +20,61 @@ def read_config(folder: Path) -> LLMConfig:
     f = Path(folder) / "config.json"
     if not Path(folder).is_dir():
         raise UserError(f"checkpoint folder not found: {folder}")
-    try:
-        c = json.loads(f.read_text())
-    except OSError:
-        raise UserError(f"{folder} has no config.json") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{f} is not valid JSON: {e}") from None
-    arch = (c.get("architectures") or [c.get("model_type", "unknown")])[0]
-    if arch not in FAMILIES:
+    c = _read_json(f, f"{folder} has no config.json")
+    if not isinstance(c, dict):
+        raise UserError(f"{f}: expected a JSON object")
+    archs = c.get("architectures") or [c.get("model_type", "unknown")]
+    arch = archs[0] if isinstance(archs, list) and archs else archs
+    if not isinstance(arch, str) or arch not in FAMILIES:
         raise UserError(f"{folder}: architecture {arch!r} is not supported (supported: {', '.join(FAMILIES)})")
+
+    def whole(key: str, default=None) -> int:
+        v = c.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UserError(f"{f}: {key} must be a positive whole number, got {v!r}")
+        return v
+
+    def real(key: str, default: float) -> float:
+        v = c.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not (math.isfinite(v) and v > 0):
+            raise UserError(f"{f}: {key} must be a positive finite number, got {v!r}")
+        return float(v)
+
+    heads = whole("num_attention_heads")
+    kv_heads, hidden = whole("num_key_value_heads", heads), whole("hidden_size")
+    if hidden % heads or heads % kv_heads:
+        raise UserError(f"{f}: hidden_size {hidden} / heads {heads} / kv heads {kv_heads} do not divide evenly")
+    return LLMConfig(
+        name=Path(folder).name, vocab_size=whole("vocab_size"), hidden_size=hidden,
+        num_layers=whole("num_hidden_layers"), num_heads=heads, num_kv_heads=kv_heads,
+        intermediate_size=whole("intermediate_size"), max_position=whole("max_position_embeddings", 4096),
+        rope_theta=real("rope_theta", 10000.0), norm_eps=real("rms_norm_eps", 1e-6),
+        qkv_bias=FAMILIES[arch] == "qwen2", tie_embeddings=c.get("tie_word_embeddings", False) is True,
+        family=FAMILIES[arch],
+    )  # fmt: skip
+
+
+def _read_json(f: Path, missing: str):
+    """A JSON file of a checkpoint: missing, not UTF-8, not JSON or nested too deeply is one line."""
     try:
-        heads = int(c["num_attention_heads"])
-        return LLMConfig(
-            name=Path(folder).name,
-            vocab_size=int(c["vocab_size"]),
-            hidden_size=int(c["hidden_size"]),
-            num_layers=int(c["num_hidden_layers"]),
-            num_heads=heads,
-            num_kv_heads=int(c.get("num_key_value_heads", heads)),
-            intermediate_size=int(c["intermediate_size"]),
-            max_position=int(c.get("max_position_embeddings", 4096)),
-            rope_theta=float(c.get("rope_theta", 10000.0)),
-            norm_eps=float(c.get("rms_norm_eps", 1e-6)),
-            qkv_bias=FAMILIES[arch] == "qwen2",
-            tie_embeddings=bool(c.get("tie_word_embeddings", False)),
-            family=FAMILIES[arch],
-        )
-    except (KeyError, TypeError, ValueError) as e:
-        raise UserError(f"{f} is missing or has a bad field: {e}") from None
+        return json.loads(f.read_bytes().decode("utf-8"))
+    except OSError:
+        raise UserError(missing) from None
+    except UnicodeDecodeError:
+        raise UserError(f"{f} is not UTF-8 text") from None
+    except (ValueError, RecursionError) as e:
+        raise UserError(f"{f} is not valid JSON: {str(e)[:120] or 'nested too deeply'}") from None
 
 
 def shard_files(folder: Path) -> list[Path]:
     folder = Path(folder)
     index = folder / "model.safetensors.index.json"
     if index.exists():
-        try:
-            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (json.JSONDecodeError, KeyError) as e:
-            raise UserError(f"{index} is malformed: {e}") from None
+        doc = _read_json(index, f"cannot read {index}")
+        wmap = doc.get("weight_map") if isinstance(doc, dict) else None
+        if not isinstance(wmap, dict) or not all(isinstance(v, str) and v and "\x00" not in v for v in wmap.values()):
+            raise UserError(f"{index} is malformed: needs a weight_map of tensor name -> shard file name")
+        names = sorted(set(wmap.values()))
         files = [folder / n for n in names]
         for f in files:
             if not f.resolve().is_relative_to(folder.resolve()):

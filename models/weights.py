@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import torch
@@ -31,6 +32,14 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
+        text = str(e)
+        if "weights only load failed" in text.lower():  # never pass on torch's advice: weights_only=False
+            if "allowed global" in text or "Unsupported global" in text:
+                raise UserError(f"weights file {path} holds Python objects or code, not only tensors; modelpower "
+                                "loads tensors only (a plain state dict, or .safetensors)") from None  # fmt: skip
+            why = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+            reason = why.group(1)[:200] if why else "not a plain state dict"
+            raise UserError(f"cannot read weights file {path}: the tensors-only loader refused it ({reason})") from None
         reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot read weights file {path}: {reason}") from None
     for key in ("state_dict", "model"):  # common checkpoint wrappers

@@ -8,6 +8,7 @@ Every user mistake is one line on stderr and exit code 2 (`common.user_errors`).
 from __future__ import annotations
 
 import os
+import signal
 from typing import Annotated
 
 import typer
@@ -28,7 +29,7 @@ def _version(value: bool) -> None:
     if value:
         from harness.provenance import package_version
 
-        out.print(f"modelpower {package_version()}", highlight=False)
+        out.print(f"modelpower {package_version()}")
         raise typer.Exit()
 
 
@@ -50,6 +51,13 @@ app.command()(verdicts.compare)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: SIGTERM and SIGHUP end a run as Ctrl-C does; once the command
+    has finished, a further Ctrl-C no longer interrupts the interpreter's shutdown."""
+    from harness.session import handle_stop_signals
+
     os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")
-    app()
+    handle_stop_signals()
+    try:
+        app()
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

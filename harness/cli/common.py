@@ -7,6 +7,7 @@ Commands parse their flags into a request, hand it to the benchmark module that 
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,8 +22,28 @@ from harness.errors import UserError
 from harness.session import Events, ResultSession, Tick
 
 _WIDTH = None if sys.stdout.isatty() else 160  # logs and pipes get whole tables, not cut ones
-out = Console(width=_WIDTH)
-err = Console(stderr=True, width=_WIDTH)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1: escapes
+
+
+def clean(text: str) -> str:
+    """Text from files and flags without terminal control characters (escape sequences, bells)."""
+    return _CONTROL.sub("", str(text))
+
+
+class SafeConsole(Console):
+    """A console for text that may come from untrusted files: markup and highlighting off by
+    default (a model named "[/b]" is printed as is), control characters removed from every
+    string it renders, table cells and titles included."""
+
+    def __init__(self, **kwargs):
+        super().__init__(markup=False, highlight=False, **kwargs)
+
+    def render_str(self, text: str, **kwargs):
+        return super().render_str(clean(text), **kwargs)
+
+
+out = SafeConsole(width=_WIDTH)
+err = SafeConsole(stderr=True, width=_WIDTH)
 
 
 def user_errors(fn):
@@ -33,15 +54,21 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            err.print(f"modelpower: error: {e}", markup=False, highlight=False, soft_wrap=True)
+            line = " ".join(str(e).split())  # one line, whatever the message holds
+            err.print(f"modelpower: error: {line}", soft_wrap=True)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt as e:  # Ctrl-C (or SIGTERM, SIGHUP) before any point finished
+            from harness.session import exit_code
+
+            err.print("interrupted: nothing was measured, no result written")
+            raise typer.Exit(exit_code(e)) from None
 
     return wrapper
 
 
 def say(text: str) -> None:
     """A line of news on stderr (the tables go to stdout)."""
-    err.print(text, markup=False, highlight=False)
+    err.print(text)
 
 
 def cli_events(min_duration: float, min_iters: int) -> Events:
@@ -49,8 +76,8 @@ def cli_events(min_duration: float, min_iters: int) -> Events:
 
     @contextmanager
     def track(label: str, windows: int, unit: str) -> Iterator[Tick]:
-        columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                   TimeElapsedColumn())  # fmt: skip
+        columns = (TextColumn("{task.description}", markup=False), BarColumn(),
+                   TextColumn("{task.fields[info]}", markup=False), TimeElapsedColumn())  # fmt: skip
         with Progress(*columns, console=err, transient=True) as bar:
             task = bar.add_task(label, total=float(windows), info="preparing")
             phases: list[str] = []
@@ -70,10 +97,13 @@ def cli_events(min_duration: float, min_iters: int) -> Events:
 
 
 def finish_run(session: ResultSession) -> None:
-    """The last lines of a run: where the result is; exit 130 if Ctrl-C cut it short."""
-    out.print(f"result written to {session.path}", highlight=False)
+    """The last lines of a run: where the result is; exit 130 (Ctrl-C), 143 (SIGTERM) or 129
+    (SIGHUP) if a signal cut it short."""
+    from harness.session import exit_code
+
+    out.print(f"result written to {session.path}")
     if session.interrupted:
-        raise typer.Exit(130)
+        raise typer.Exit(exit_code(session.interrupted))
 
 
 BatchOpt = Annotated[list[str], typer.Option("--batch-size", "-b", help="Batch size; a list sweeps: -b 1,8,32.")]

@@ -62,7 +62,7 @@ def devices(
         if row:
             peaks = ", ".join(f"{k} {v:g}" for k, v in row.peaks.items())
             mark = f" (unconfirmed: {', '.join(row.unconfirmed)})" if row.unconfirmed else ""
-            out.print(f"GPU {gpu.index} dense nameplate TFLOPS: {peaks}{mark}\n  source: {row.source}", markup=False)
+            out.print(f"GPU {gpu.index} dense nameplate TFLOPS: {peaks}{mark}\n  source: {row.source}")
 
 
 @user_errors

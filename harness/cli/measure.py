@@ -41,7 +41,7 @@ def kernels(
     if out_dir is not None:
         body = {"quick": quick, "device": str(dev), "copy_bandwidth_gbs": bw, "rows": [asdict(r) for r in rows]}
         path = write_record(out_dir, "kernels", "modelpower-kernel-bench", started, body)
-        out.print(f"written to {path}", highlight=False)
+        out.print(f"written to {path}")
 
 
 @user_errors
@@ -66,6 +66,6 @@ def peak(
     with err.status("measuring ...") as status:
         res = measure_peaks(dev, progress=lambda p: status.update(f"measuring {p} ..."))
     out.print(peak_table(res))
-    out.print(f"nameplate: {res['nameplate_source']}", highlight=False, markup=False)
+    out.print(f"nameplate: {res['nameplate_source']}")
     path = write_record(out_dir, "peak", "modelpower-peak", started, res)
-    out.print(f"written to {path}", highlight=False)
+    out.print(f"written to {path}")

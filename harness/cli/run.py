@@ -47,7 +47,7 @@ def show_vision_run(session: ResultSession) -> None:
         print_footnotes(points)
         for p in points:
             if getattr(p, "loadgen", None):
-                out.print("LoadGen " + describe(p), highlight=False, markup=False)
+                out.print("LoadGen " + describe(p))
     finish_run(session)
 
 
@@ -122,12 +122,11 @@ def run(  # long: its signature is the command's ~30 flags; the body only builds
     import sys
 
     from harness import distributed
-    from harness.session import check_writable, new_result_path, parse_sizes
-    from harness.vision_bench import VisionRequest, run_vision
+    from harness.session import new_result_path, parse_sizes
+    from harness.vision_bench import VisionRequest, run_vision, validate
 
-    if nproc_per_node is not None and not distributed.in_worker():
-        path = new_result_path(check_writable(out_dir))
-        raise typer.Exit(distributed.launch(nproc_per_node, nnodes, node_rank, rdzv_endpoint, sys.argv[1:], path))
+    if nproc_per_node is None and (nnodes != 1 or node_rank != 0 or rdzv_endpoint is not None):
+        raise UserError("--nnodes, --node-rank and --rdzv-endpoint apply to torchrun runs: add --nproc-per-node")
     loadgen = None
     if scenario is not None:
         from harness.loadgen import LoadgenConfig
@@ -143,6 +142,11 @@ def run(  # long: its signature is the command's ~30 flags; the body only builds
         assume_watts=assume_watts, spec=spec, compile_mode=compile_mode, cache_dir=cache_dir,
         input_shape=input_shape or [], input_dtype=input_dtype, loadgen=loadgen,
     )  # fmt: skip
+    if nproc_per_node is not None and not distributed.in_worker():
+        validate(req)  # a mistake is one line here, not one traceback per worker
+        distributed.check_launch(nproc_per_node, nnodes, node_rank, rdzv_endpoint, device)
+        path = new_result_path(out_dir)
+        raise typer.Exit(distributed.launch(nproc_per_node, nnodes, node_rank, rdzv_endpoint, sys.argv[1:], path))
     sink = distributed.DistContext.from_env() if distributed.in_worker() else None
     show_vision_run(run_vision(req, cli_events(min_duration, min_iters), sink))
 

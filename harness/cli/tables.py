@@ -51,10 +51,10 @@ def results_table(points) -> Table:
 def print_footnotes(points) -> None:
     """What the MFU denominators and energy figures are (one line each kind)."""
     for src in dict.fromkeys(p.mfu_peak_source for p in points if p.mfu_peak_source):
-        out.print(f"MFU denominator: {src}", highlight=False, markup=False)
+        out.print(f"MFU denominator: {src}")
     for method in dict.fromkeys(p.energy["method"] for p in points if p.energy):
         scope = next(p.energy["scope"] for p in points if p.energy and p.energy["method"] == method)
-        out.print(f"energy: {method} (scope: {scope})", highlight=False, markup=False)
+        out.print(f"energy: {method} (scope: {scope})")
 
 
 def llm_table(points) -> Table:

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
-from harness.cli.common import SpecOpt, out, say, user_errors
+from harness.cli.common import SpecOpt, clean, out, say, user_errors
 from harness.errors import UserError
 
 
@@ -51,12 +52,12 @@ def claim(
     computer = computer_from(peak_file, detect_cpu())
     for c in claims:
         v = check_claim(c, points, computer)
-        out.rule(f"[bold]{c.id}[/bold] ({c.kind})")
+        out.rule(Text.assemble((clean(c.id), "bold"), f" ({c.kind})"))
         if c.text:
-            out.print(f"claim: {c.text}", highlight=False)
+            out.print(f"claim: {c.text}")
         for i, step in enumerate(v.steps, 1):
-            out.print(f"  {i}. {step}", highlight=False)
-        out.print(f"[bold]verdict:[/bold] {v.verdict}", highlight=False)
+            out.print(f"  {i}. {step}")
+        out.print(Text.assemble(("verdict:", "bold"), " ", clean(v.verdict)))
     if not points:
         out.print("(no --results given: delivered compute is not measured in these verdicts)")
 
@@ -75,6 +76,7 @@ def report(
 ) -> None:
     """Write a procurement report: Markdown, self-contained HTML with plots, and a CSV of every point."""
     from harness import report as rp
+    from harness.results import write_atomic
     from harness.session import check_writable
 
     inp = rp.load_inputs(files, skip_bad)
@@ -89,13 +91,12 @@ def report(
         computer = computer_from(inp.peaks[0][0] if inp.peaks else None, detect_cpu())
         verdicts = [check_claim(c, points, computer) for c in load_claim_files(claims)]
     md, html = rp.render(inp, rows, verdicts, title)
-    (out_dir / "report.md").write_text(md)
-    (out_dir / "report.html").write_text(html)
-    rp.write_csv(rows, out_dir / "metrics.csv")
+    for name, text in (("report.md", md), ("report.html", html), ("metrics.csv", rp.csv_text(rows))):
+        write_atomic(out_dir / name, text)
     for s in inp.skipped:
         say(f"skipped: {s}")
     out.print(f"wrote {out_dir / 'report.html'}, {out_dir / 'report.md'} and {out_dir / 'metrics.csv'} "
-              f"({len(rows)} points)", highlight=False)  # fmt: skip
+              f"({len(rows)} points)")  # fmt: skip
 
 
 @user_errors
@@ -110,7 +111,10 @@ def compare(
 
     def rows_of(p: Path):
         files = sorted(p.glob("*.json")) if p.is_dir() else [p]
-        return rp.flat_rows(rp.load_inputs(files, skip_bad))
+        inp = rp.load_inputs(files, skip_bad)
+        for s in inp.skipped:
+            say(f"skipped: {s}")
+        return rp.flat_rows(inp)
 
     pairs = rp.compare_rows(rows_of(a), rows_of(b))
     if not pairs:

@@ -1,0 +1,97 @@
+"""Will it fit? What a run is about to allocate, against the memory free on the host or device.
+
+A run that asks for more memory than the machine has must not end in the kernel's OOM killer
+(the process dies, the result stays "running"). So before allocating, each benchmark estimates
+its large buffers (frames, batch tensors, ONNX inputs, LoadGen's sample set and query schedule,
+LLM weights and KV cache, the model's activations) and:
+- refuses in one line when a fixed part of the request cannot fit (`check_fits`);
+- records a point as out of memory, and goes on, when one point of a sweep cannot (`fits`).
+An allocation that fails anyway (`is_oom`) is recorded the same way. Estimates count the large
+buffers only: a point that passes may still fail, and is then caught as a real OOM.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from harness.errors import UserError
+
+HEADROOM = 0.9  # leave a tenth of what is free to everything else (the OS, allocator slack)
+
+
+def host_free_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (what can be allocated without swapping), or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def device_free_bytes(device: torch.device) -> int | None:
+    """Free memory on a CUDA device (driver's view), or None for the CPU."""
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device)  # torch's cache is free to torch
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def fits(host_bytes: float, device_bytes: float, device: torch.device) -> str | None:
+    """None if both fit in what is free; else a line saying what does not."""
+    on_device = device.type == "cuda"
+    checks = [("host", host_bytes + (0 if on_device else device_bytes), host_free_bytes())]
+    if on_device:
+        checks.append((f"{device} ", device_bytes, device_free_bytes(device)))
+    for where, need, free in checks:
+        if free is not None and need > HEADROOM * free:
+            return f"needs about {gib(need)} of {where.strip()} memory, {gib(free)} is free"
+    return None
+
+
+def check_fits(what: str, host_bytes: float, device_bytes: float, device: torch.device) -> None:
+    """A UserError naming `what` if it cannot fit."""
+    why = fits(host_bytes, device_bytes, device)
+    if why:
+        raise UserError(f"{what} {why}")
+
+
+def is_oom(e: BaseException) -> bool:
+    """An allocation failure: Python's MemoryError (numpy's too), torch's OutOfMemoryError, or a
+    RuntimeError from an allocator (torch CPU: "can't allocate memory"; ONNX Runtime: "Failed to
+    allocate memory")."""
+    if isinstance(e, MemoryError | torch.OutOfMemoryError):
+        return True
+    text = str(e).lower()
+    return isinstance(e, RuntimeError) and any(
+        s in text for s in ("out of memory", "can't allocate memory", "failed to allocate memory", "bad_alloc")
+    )
+
+
+def activation_bytes_per_sample(builder, num_classes: int, input_hw: tuple[int, int]) -> int:
+    """The largest single activation of one sample's forward pass, in fp32 bytes, traced on the
+    meta device (no memory, no compute). At peak an op's input and output are both alive, and
+    skip connections keep more: callers count a few of these."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Largest(TorchDispatchMode):
+        biggest = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, tuple | list) else (out,):
+                if isinstance(t, torch.Tensor):
+                    Largest.biggest = max(Largest.biggest, t.numel() * 4)
+            return out
+
+    with torch.device("meta"):
+        model = builder(num_classes).eval()
+    with Largest(), torch.inference_mode():
+        model(torch.empty(1, 3, *input_hw, device="meta"))
+    return Largest.biggest
