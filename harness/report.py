@@ -148,6 +148,8 @@ def caveats(inp: Inputs, rows: list[dict]) -> list[str]:
     for path, r in inp.results:
         if r.status != "complete":
             out.append(f"{path.name}: run {r.status} ({'; '.join(r.notes) or 'no note'})")
+        for f in r.failed:
+            out.append(f"{path.name}: not measured: {f.get('label')}: {f.get('detail')}")
     meanings = {
         "high_cov_e2e": "end-to-end latency varied a lot (CoV > 10%)",
         "high_cov_infer": "inference latency varied a lot (CoV > 10%)",

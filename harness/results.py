@@ -316,8 +316,8 @@ def point_from_dict(d: dict, where: str = "point") -> Point | LLMPoint:
     p = _build(Point, d, where)
     p.staged = {k: _build(LatencyStats, v, f"{where}.staged.{k}") for k, v in p.staged.items()}
     p.e2e = _build(LatencyStats, p.e2e, f"{where}.e2e")
-    if len(p.input_hw) != 2:
-        raise UserError(f"{where}.input_hw: expected [height, width], got {p.input_hw}")
+    if len(p.input_hw) < 2:  # [height, width]; an ONNX file's point holds its whole input shape
+        raise UserError(f"{where}.input_hw: expected at least [height, width], got {p.input_hw}")
     _check_nested(p, where)
     return p
 

@@ -124,7 +124,8 @@ def _check_applies(req: VisionRequest, presets: list[Preset], onnx_files: list[P
             if given(name):
                 raise UserError(f"{flag} applies to .onnx files; a preset knows its own input")
     if onnx_files:
-        if req.combos is None and {b.strip() for v in req.backends for b in v.split(",")} - {"onnxruntime"}:
+        named = {b.strip() for v in req.backends for b in v.split(",")}
+        if req.combos is None and given("backends") and named - {"onnxruntime"}:
             raise UserError("ONNX files run through onnxruntime only: drop --backend (or use --backend onnxruntime)")
         if req.batch_sizes != [1]:
             raise UserError("-b applies to presets; an ONNX file's batch is the first axis of --input-shape")
@@ -194,8 +195,8 @@ def validate(req: VisionRequest) -> tuple[list[Preset], list[Path], list[tuple[s
     combos = _combos(req)
     _check_options(req, presets, onnx_files)
     check_writable(req.out_dir)
-    if req.cache_dir is not None and any(b.startswith("onnxruntime") for b, _ in combos):
-        check_writable(req.cache_dir, "cache")
+    if any(b.startswith("onnxruntime") for b, _ in combos):
+        check_writable(req.cache_dir or runner.RunSettings.cache_dir, "the ONNX cache")
     _check_onnx(req, onnx_files)
     return presets, onnx_files, combos
 

@@ -36,6 +36,17 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path) -> fl
     return time.perf_counter() - t
 
 
+def _cached(path: Path) -> bool:
+    """A usable cached model at `path`: present and passing onnx.checker."""
+    if not path.is_file():
+        return False
+    try:
+        onnx.checker.check_model(str(path))
+        return True
+    except Exception:  # any damage: rebuild it
+        return False
+
+
 class _Calibration:
     """onnxruntime.quantization's data-reader protocol over a list of host batches."""
 
@@ -80,21 +91,22 @@ def cached_onnx(
     cache_dir: Path,
     calibration: list[np.ndarray],
 ) -> tuple[Path, float, bool]:
-    """(path, seconds spent exporting/quantizing now, whether the cache had it)."""
+    """(path, seconds spent exporting/quantizing now, whether the cache had it). A cached file that
+    fails onnx.checker (truncated, overwritten) is rebuilt, not used."""
     folder = cache_dir / "onnx"
     fp32 = folder / f"{key}-opset{OPSET}-fp32.onnx"
     spent = 0.0
     if precision == "fp16":
         path = folder / f"{key}-opset{OPSET}-fp16.onnx"
-        if path.exists():
+        if _cached(path):
             return path, 0.0, True
         return path, export_onnx(model.half(), example.half(), path), False
-    hit = fp32.exists()
+    hit = _cached(fp32)
     if not hit:
         spent += export_onnx(model.float(), example.float(), fp32)
     if precision == "fp32":
         return fp32, spent, hit
     path = folder / f"{key}-opset{OPSET}-int8.onnx"
-    if path.exists():
+    if _cached(path):
         return path, spent, True
     return path, spent + quantize_int8(fp32, path, calibration), False

@@ -9,15 +9,45 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from typing import Annotated
 
 import typer
 
+try:  # typer >= 0.2x carries its own copy of click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+except ImportError:  # older typer uses click itself
+    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+from typer.core import TyperGroup
+
 from harness.cli import inspect, measure, run, run_llm, verdicts
-from harness.cli.common import out
+from harness.cli.common import err, out
+
+
+class OneLineErrors(TyperGroup):
+    """Command-line parsing mistakes (an unknown option, `--warmup abc`) as one line and exit 2,
+    like every other user mistake, instead of a usage box."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except NoArgsIsHelpError as e:  # `modelpower` alone: the help, as before
+            e.show()
+            sys.exit(e.exit_code)
+        except ClickException as e:
+            hint = f" (see `{e.ctx.command_path} --help`)" if getattr(e, "ctx", None) else ""
+            err.print(f"modelpower: error: {' '.join(e.format_message().split())}{hint}")
+            sys.exit(2 if isinstance(e, UsageError) else e.exit_code)
+        except typer.Abort:
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
     name="modelpower",
+    cls=OneLineErrors,
     help="Benchmark batch inference on this machine: throughput, latency, delivered FLOPS.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -48,6 +48,8 @@ def show_vision_run(session: ResultSession) -> None:
         for p in points:
             if getattr(p, "loadgen", None):
                 out.print("LoadGen " + describe(p))
+    for f in session.result.failed:
+        out.print(f"not measured: {f['label']}: {f['detail']}")
     finish_run(session)
 
 

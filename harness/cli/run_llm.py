@@ -59,4 +59,7 @@ def run_llm(
     )  # fmt: skip
     session = run_llm(req, cli_events(min_duration, min_iters))
     out.print(llm_table(session.result.points))
+    for p in session.result.points:
+        if p.detail:
+            out.print(f"{p.model} batch {p.batch_size}, prompt {p.prompt_len}, output {p.output_len}: {p.detail}")
     finish_run(session)

@@ -1,0 +1,179 @@
+"""Bad input, as a user or an attacker gives it: one line and exit 2, or a recorded point; never a
+traceback, a hang, an out-of-memory kill or a silently ignored option. Signals end a run as
+Ctrl-C does. Output never carries markup or escape sequences from files."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.results import read_result, strict_json
+
+runner = CliRunner()
+PRESET = "steel-defect-mobilenetv3"
+WINDOWS = ["--device", "cpu", "--min-duration", "0", "--min-iters", "2", "--warmup", "1"]
+FAST = [*WINDOWS, "--image-size", "96x64", "--num-images", "1"]
+LLM = ["llm-tiny", "--device", "cpu", "--prompt-len", "8", "--output-len", "4", "--min-duration", "0",
+       "--min-iters", "1"]  # fmt: skip
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_one_line(r, text: str):
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("modelpower: error:"), r.stderr
+    assert text in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["--min-duration", "nan"], "--min-duration must be a finite number"),
+        (["--min-duration", "inf"], "--min-duration must be a finite number"),
+        (["--assume-watts", "inf"], "--assume-watts must be a finite number > 0"),
+        (["--seed", "-1"], "--seed must be a finite number >= 0"),
+        (["--warmup", "-3"], "--warmup must be"),
+        (["--warmup", "abc"], "Invalid value for '--warmup'"),
+        (["--no-such-flag"], "No such option"),
+        (["--num-images", "0"], "--num-images must be"),
+        (["--num-images", "100000", "--image-size", "4000x3000"], "generated 4000x3000 frames needs about"),
+        (["--scenario", "server", "--target-qps", "1e9", "--min-duration", "5"], "LoadGen's schedule of"),
+        (["--scenario", "server", "--target-qps", "nan"], "--target-qps must be a finite number > 0"),
+        (["--input-shape", "1x3x32x32"], "--input-shape applies to .onnx files"),
+        (["--nnodes", "2"], "add --nproc-per-node"),
+        (["--compile-mode", "max-autotune"], "--compile-mode applies to --backend torch-compile"),
+        (["--spec", "harness/data/accelerators.toml"], "--spec rows are GPU nameplates"),
+        (["--nproc-per-node", "2", "--min-iters", "0"], "--min-iters must be"),
+        (["--nproc-per-node", "2", "--device", "cuda:1"], "with --nproc-per-node"),
+    ],
+)
+def test_bad_run_options_are_one_line(tmp_path, args, text):
+    base = WINDOWS if any(a in args for a in ("--image-size", "--num-images")) else FAST
+    assert_one_line(invoke("run", PRESET, *base, *args, "--out", tmp_path), text)
+    assert not list(tmp_path.glob("*.json")), "a refused run writes no result"
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["--output-len", "0"], "output length must be a positive integer"),
+        (["--top-p", "0"], "--top-p must be a finite number > 0 and <= 1"),
+        (["--temperature", "nan"], "--temperature must be a finite number"),
+        (["--top-k", "-1"], "--top-k must be"),
+        (["--seed", "-1"], "--seed must be"),
+        (["--precision", "fp16"], "fp16 on the CPU"),
+    ],
+)
+def test_bad_llm_options_are_one_line(tmp_path, args, text):
+    assert_one_line(invoke("run-llm", *LLM, *args, "--out", tmp_path), text)
+
+
+def test_onnx_options_that_do_not_apply(tmp_path):
+    import torch
+
+    f = tmp_path / "m.onnx"
+    torch.onnx.export(torch.nn.Linear(4, 2), (torch.zeros(1, 4),), str(f), input_names=["x"],
+                      dynamic_axes={"x": {0: "batch"}}, dynamo=False)  # fmt: skip
+    for args, text in [
+        (["--backend", "torch-compile"], "ONNX files run through onnxruntime only"),
+        (["-b", "1,4"], "-b applies to presets"),
+        (["--precision", "fp16"], "--precision applies to presets"),
+        (["--input-shape", "10000000000x4"], "needs about"),
+    ]:
+        assert_one_line(invoke("run", f, "--device", "cpu", *args, "--out", tmp_path), text)
+
+
+def test_a_batch_too_big_is_a_recorded_point_and_the_sweep_goes_on(tmp_path):
+    r = invoke("run", PRESET, *FAST, "-b", "1,100000000", "--out", tmp_path)
+    assert r.exit_code == 0, r.output
+    res = read_result(next(tmp_path.glob("*.json")))
+    assert res.status == "complete" and [p.batch_size for p in res.points] == [1]
+    (f,) = res.failed
+    assert f["kind"] == "oom" and f["batch_size"] == 100000000 and "estimated" in f["detail"]
+    assert "not measured:" in r.stdout
+
+
+def test_llm_point_too_big_for_memory_is_oom_not_a_kill(tmp_path):
+    r = invoke("run-llm", *LLM, "-b", "1,50000000", "--out", tmp_path)
+    assert r.exit_code == 0, r.output
+    pts = read_result(next(tmp_path.glob("*.json"))).points
+    assert [(p.batch_size, p.status) for p in pts] == [(1, "ok"), (50000000, "oom")]
+    assert "estimated" in pts[1].detail
+
+
+def test_written_json_is_strict_with_a_reason_for_each_null():
+    text = strict_json({"a": float("inf"), "b": [1.0, float("nan")], "notes": []})
+    doc = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard token {c}"))
+    assert doc["a"] is None and doc["b"] == [1.0, None]
+    assert "a, b[1]" in doc["notes"][-1]
+
+
+def test_untrusted_text_is_printed_plainly(tmp_path):
+    """A model name with rich markup and an escape sequence, from a crafted result file."""
+    r = invoke("run", PRESET, *FAST, "--out", tmp_path)
+    assert r.exit_code == 0, r.output
+    f = next(tmp_path.glob("*.json"))
+    doc = json.loads(f.read_text())
+    doc["points"][0]["model"] = "[/b][link=http://evil]x[/link]\x1b[2J=HYPERLINK(1)"
+    f.write_text(json.dumps(doc))
+    r = invoke("compare", f, f)
+    assert r.exit_code == 0, r.output
+    assert "[/b][link=http://evil]x[/link]" in r.stdout and "\x1b[2J" not in r.stdout
+    r = invoke("report", f, "-o", tmp_path / "rep")
+    assert r.exit_code == 0, r.output
+    csv_text = (tmp_path / "rep" / "metrics.csv").read_text()
+    assert "'[/b]" not in csv_text and ",=HYPERLINK" not in csv_text
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "\x1b" not in md
+
+
+def test_markdown_report_escapes_html(tmp_path):
+    r = invoke("run", PRESET, *FAST, "--out", tmp_path)
+    f = next(tmp_path.glob("*.json"))
+    doc = json.loads(f.read_text())
+    doc["points"][0]["model"] = "<img src=x onerror=alert(1)>|pipe"
+    f.write_text(json.dumps(doc))
+    r = invoke("report", f, "-o", tmp_path / "rep")
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "<img" not in md and "&lt;img src=x onerror=alert(1)&gt;\\|pipe" in md
+
+
+def _wait_for_points(folder, n: int, proc, timeout: float = 120):
+    t = time.time()
+    while time.time() - t < timeout and proc.poll() is None:
+        for f in folder.glob("*.json"):
+            try:
+                if len(json.loads(f.read_text())["points"]) >= n:
+                    return f
+            except (ValueError, KeyError):
+                pass
+        time.sleep(0.2)
+    pytest.fail("the run wrote no point in time")
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)])
+def test_signals_keep_finished_points(tmp_path, sig, code):
+    args = [sys.executable, "-m", "harness", "run", PRESET, *FAST, "--min-duration", "1", "-b", "1,2,3,4,5,6",
+            "--out", str(tmp_path)]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    f = _wait_for_points(tmp_path, 1, proc)
+    proc.send_signal(sig)
+    if sig == signal.SIGINT:
+        time.sleep(0.05)
+        proc.send_signal(sig)  # a second Ctrl-C must not print an atexit traceback
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err, err
+    res = read_result(f)
+    assert res.status == "incomplete" and 1 <= len(res.points) < 6 and "interrupted" in res.notes[-1]
