@@ -82,6 +82,8 @@ def flat_rows(inp: Inputs) -> list[dict]:
                            joules_per_item=p.joules_per_token, _decode_bytes=p.decode_bytes_per_step,
                            _decode_flops=p.decode_flops_per_token, _decode_tps=p.decode_tokens_per_s,
                            _peak_src=p.mfu_peak_source)  # fmt: skip
+                if ok and p.itl:  # the noise of the series behind the figures (harness/gate.py)
+                    row.update(_cov=p.itl.cov, _n=p.itl.count, _stdev_ms=p.itl.stdev_ms)
                 if p.status != "ok":
                     row["flags"] = (row["flags"] + " " + p.status).strip()
             else:
@@ -92,7 +94,7 @@ def flat_rows(inp: Inputs) -> list[dict]:
                            agreement_passed=(p.agreement or {}).get("passed"), _params=p.params,
                            _flops=p.flops_per_sample, _input=3 * p.input_hw[0] * p.input_hw[1],
                            _peak_src=p.mfu_peak_source, rank=p.rank, world_size=p.world_size,
-                           mode=_mode(p))  # fmt: skip
+                           mode=_mode(p), _cov=p.e2e.cov, _n=p.e2e.count, _stdev_ms=p.e2e.stdev_ms)  # fmt: skip
             rows.append(row)
     return rows
 
@@ -311,17 +313,27 @@ def _roofline_plot(plt, rows: list[dict], inp: Inputs):
     return fig
 
 
+def _key(r: dict) -> tuple:
+    """What makes two rows the same point: model, backend, precision, batch, lengths, how measured."""
+    return (r["model"], r["backend"], r["precision"], r["batch_size"], r["prompt_len"], r["output_len"], r["mode"])
+
+
+def pair_rows(a: list[dict], b: list[dict]) -> tuple[list[tuple[dict, dict]], list[str], list[str]]:
+    """(rows of A and B that are the same point, labels only in A, labels only in B); the rows get
+    their label as `_label`."""
+    for r in (*a, *b):
+        r["_label"] = label(r)
+    amap, bmap = {_key(r): r for r in a}, {_key(r): r for r in b}
+    pairs = [(r, bmap[k]) for k, r in amap.items() if k in bmap]
+    only = lambda x, y: [r["_label"] for k, r in x.items() if k not in y]  # noqa: E731
+    return pairs, only(amap, bmap), only(bmap, amap)
+
+
 def compare_rows(a: list[dict], b: list[dict]) -> list[dict]:
     """Points present in both sets (same model, backend, precision, batch, prompt, output), with B / A."""
-
-    def key(r):
-        return (r["model"], r["backend"], r["precision"], r["batch_size"], r["prompt_len"], r["output_len"])
-
-    bmap = {key(r): r for r in b}
     out = []
-    for r in a:
-        o = bmap.get(key(r))
-        if o and r["throughput"] and o["throughput"]:
+    for r, o in pair_rows(a, b)[0]:
+        if r["throughput"] and o["throughput"]:
             out.append({"label": label(r), "a_device": r["device_name"], "b_device": o["device_name"],
                         "a": r["throughput"], "b": o["throughput"], "unit": r["throughput_unit"],
                         "ratio": o["throughput"] / r["throughput"],

@@ -235,9 +235,9 @@ def read_json(path: Path, what: str = "file") -> object:
     except OSError as e:
         raise UserError(f"cannot read {what} {path}: {e.strerror or e}") from None
     except UnicodeDecodeError:
-        raise UserError(f"{what} {path} is not UTF-8 text") from None
+        raise UserError(f"cannot read {what} {path}: not UTF-8 text") from None
     except (ValueError, RecursionError) as e:
-        raise UserError(f"{what} {path} is not valid JSON: {str(e)[:120] or 'nested too deeply'}") from None
+        raise UserError(f"cannot read {what} {path}: not valid JSON ({str(e)[:120] or 'nested too deeply'})") from None
 
 
 def json_kind(path: Path) -> str | None:

@@ -22,12 +22,13 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
-
-import torch
+from typing import TYPE_CHECKING, Protocol
 
 from harness.errors import UserError
 from harness.results import SCHEMA_VERSION, LLMPoint, Point, RunResult, new_run_id, read_result, write_result
+
+if TYPE_CHECKING:
+    import torch
 
 Tick = Callable[..., None]  # tick(phase, elapsed_s=0.0, n=0): a window under way (n = 0: the phase only)
 
@@ -257,6 +258,10 @@ class ResultSession:
         self.result.failed.append(record)
 
     def __exit__(self, kind, exc, tb) -> bool:
+        with shielded():  # a second Ctrl-C must not cut the last write short
+            return self._finish(kind, exc)
+
+    def _finish(self, kind, exc) -> bool:
         from harness.provenance import now_iso
 
         r = self.result
@@ -272,8 +277,7 @@ class ResultSession:
         else:
             r.status = "incomplete"
             r.notes.append(f"stopped by an error: {first_line(exc) if exc else kind.__name__}")
-        with shielded():
-            self.sink.finish(r)
+        self.sink.finish(r)
         return self.interrupted is not None
 
 

@@ -71,6 +71,8 @@ class VisionRequest:
     input_dtype: str = "float32"
     loadgen: LoadgenConfig | None = None
     keep_going: bool = False
+    threads: int | None = None  # pin torch's and Numba's CPU threads (None: their defaults)
+    profile: str | None = None  # `quick --profile`: recorded in the result
 
 
 @dataclass
@@ -85,6 +87,28 @@ class VisionPlan:
     source: ImageSource | None
     settings: runner.RunSettings
     meter: Meter
+
+
+# `modelpower quick --profile`: default is a first look; ci is what a regression gate compares run
+# to run: threads pinned to the physical cores, the same inputs every time, longer windows with
+# more batches (README: "Performance regressions in CI").
+PROFILES = {
+    "default": {"min_duration": 3.0, "min_iters": 5, "warmup": 2},
+    "ci": {"min_duration": 10.0, "min_iters": 30, "warmup": 5, "image_size": "1280x720", "num_images": 4,
+           "threads": "physical"},
+}  # fmt: skip
+
+
+def quick_request(profile: str, device: str, out_dir: Path, min_duration: float | None) -> VisionRequest:
+    """`modelpower quick`: three presets (classify, detect, segment) at batch 4 under a profile."""
+    p = dict(PROFILES[profile])
+    if p.pop("threads", None) == "physical":
+        from harness.devices import detect_cpu
+
+        p["threads"] = detect_cpu().physical_cores
+    if min_duration is not None:
+        p["min_duration"] = min_duration
+    return VisionRequest(QUICK_MODELS, [4], device, out_dir=out_dir, profile=profile, **p)
 
 
 def _combos(req: VisionRequest) -> list[tuple[str, str]]:
@@ -109,6 +133,8 @@ def _check_numbers(req: VisionRequest) -> None:
     check_number("--min-duration", req.min_duration, 0)
     check_number("--num-images", req.num_images, 1)
     check_number("--seed", req.seed, 0, 2**32 - 1)
+    if req.threads is not None:
+        check_number("threads", req.threads, 1, 4096)
     if req.assume_watts is not None:
         check_number("--assume-watts", req.assume_watts, 0, above=True)
 
@@ -241,7 +267,8 @@ def _config(req: VisionRequest, p: VisionPlan) -> dict:
         "warmup": req.warmup, "min_duration_s": req.min_duration, "min_iters": req.min_iters, "seed": req.seed,
         "input": p.source.description if p.source else None, "cudnn_benchmark": p.device.type == "cuda",
         "weights": str(req.weights) if req.weights else None, "preprocess": req.preprocess,
-        "energy_meter": p.meter.name, "assume_watts": req.assume_watts,
+        "energy_meter": p.meter.name, "assume_watts": req.assume_watts, "profile": req.profile,
+        "threads": req.threads,
         "spec_file": str(req.spec) if req.spec else None,
     }  # fmt: skip
 
@@ -317,6 +344,11 @@ def run_vision(req: VisionRequest, events: Events | None = None, sink: Sink | No
     events.note(f"device: {p.device_choice}")
     if p.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    if req.threads is not None:
+        import numba
+
+        torch.set_num_threads(req.threads)
+        numba.set_num_threads(min(req.threads, numba.config.NUMBA_NUM_THREADS))
     p.meter.idle()
     with ResultSession(_config(req, p), sink) as session:
         for job in _jobs(req, p, sink, events):

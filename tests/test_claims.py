@@ -61,7 +61,7 @@ def test_equivalence_and_speedup_by_hand():
         ('[[claim]]\nid="a"\nkind="capacity"\np=1', "version = 1"),
         ('version=1\n[[claim]]\nid="a"\nkind="magic"\np=1', "kind must be one of"),
         ('version=1\n[[claim]]\nid="a"\nkind="capacity"', "needs p"),
-        ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=-5', "positive number"),
+        ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=-5', "positive finite number"),
         ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=1\nprecision="fp12"', "precision must be"),
         ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=1\ndevices=["Nope 9000"]', "not in the spec table"),
         ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=1\nwatts=3', "unknown field"),

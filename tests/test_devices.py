@@ -120,7 +120,7 @@ def test_user_spec_file_overrides_and_errors(tmp_path, monkeypatch):
     for body, error in [
         ("[[device]]\nname='x'\nmatch='x'\npeaks={}\n", "missing source"),
         ("[[device]]\nname='x'\nmatch='x'\npeaks={fp12=1}\nsource='s'\n", "unknown precision"),
-        ("[[device]]\nname='x'\nmatch='x'\npeaks={fp16=-1}\nsource='s'\n", "positive number"),
+        ("[[device]]\nname='x'\nmatch='x'\npeaks={fp16=-1}\nsource='s'\n", "positive finite number"),
         ("[[device]]\nname='x'\nmatch='('\npeaks={fp16=1}\nsource='s'\n", "bad match pattern"),
         ("[[device]]\nname='x'\nmatch='x'\npeaks={fp16=1}\nsource='s'\ncolour='red'\n", "unknown field"),
         ("nothing = 1\n", "no [[device]] rows"),

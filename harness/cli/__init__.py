@@ -38,7 +38,7 @@ class OneLineErrors(TyperGroup):
             sys.exit(e.exit_code)
         except ClickException as e:
             hint = f" (see `{e.ctx.command_path} --help`)" if getattr(e, "ctx", None) else ""
-            err.print(f"modelpower: error: {' '.join(e.format_message().split())}{hint}")
+            err.print(f"modelpower: error: {' '.join(e.format_message().split())}{hint}", soft_wrap=True)
             sys.exit(2 if isinstance(e, UsageError) else e.exit_code)
         except typer.Abort:
             sys.exit(130)

@@ -157,10 +157,17 @@ def run(  # long: its signature is the command's ~30 flags; the body only builds
 def quick(
     device: DeviceOpt = "auto",
     out_dir: OutOpt = Path("results"),
-    min_duration: DurationOpt = 3.0,
+    min_duration: Annotated[
+        float | None, typer.Option(help="Minimum seconds per window [3; --profile ci: 10].")
+    ] = None,
+    profile: Annotated[
+        str, typer.Option(help="default (a first look) or ci (pinned threads, inputs and longer windows for a gate).")
+    ] = "default",
 ) -> None:
     """A quick benchmark of this machine: one classifier, one detector, one segmenter, batch 4."""
-    from harness.vision_bench import QUICK_MODELS, VisionRequest, run_vision
+    from harness.vision_bench import PROFILES, quick_request, run_vision
 
-    req = VisionRequest(QUICK_MODELS, [4], device, min_duration=min_duration, min_iters=5, out_dir=out_dir)
-    show_vision_run(run_vision(req, cli_events(min_duration, 5)))
+    if profile not in PROFILES:
+        raise UserError(f"unknown --profile {profile!r}: use {', '.join(PROFILES)}")
+    req = quick_request(profile, device, out_dir, min_duration)
+    show_vision_run(run_vision(req, cli_events(req.min_duration, req.min_iters)))

@@ -135,6 +135,17 @@ def backends_comparison(model: str, device, points) -> Table:
     return t
 
 
+def gate_table(checks) -> Table:
+    """The regression gate: every shared point's ratio, its 95% interval and the verdict."""
+    t = _table("regression gate: new / base", ("point", "metric", "base", "new", "new / base", "95% CI", "verdict"),
+               ("point", "metric", "verdict"))  # fmt: skip
+    for c in checks:
+        figs = ("-",) * 4 if c.ratio is None else (f"{c.base:.4g}", f"{c.new:.4g}", f"{c.ratio:.3f}",
+                                                    f"{c.low:.3f}-{c.high:.3f}")  # fmt: skip
+        t.add_row(c.label, c.metric, *figs, c.verdict.upper() if c.verdict == "fail" else c.verdict)
+    return t
+
+
 def compare_table(a, b, pairs: list[dict]) -> Table:
     """The points two result sets share, B / A."""
     t = _table(f"B / A: {b} vs {a}", ("point", "A device", "B device", "A", "B", "B / A", "A p99 ms", "B p99 ms"),

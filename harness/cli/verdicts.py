@@ -10,6 +10,7 @@ from rich.text import Text
 
 from harness.cli.common import SpecOpt, clean, out, say, user_errors
 from harness.errors import UserError
+from harness.session import check_number, check_writable
 
 
 @user_errors
@@ -101,13 +102,34 @@ def report(
 
 @user_errors
 def compare(
-    a: Annotated[Path, typer.Argument(help="Result set A: a result file, or a folder of them.")],
-    b: Annotated[Path, typer.Argument(help="Result set B, compared with A (B / A).")],
+    a: Annotated[Path, typer.Argument(help="Result set A (the base): a result file, or a folder of them.")],
+    b: Annotated[Path, typer.Argument(help="Result set B (the new one), compared with A (B / A).")],
     skip_bad: Annotated[bool, typer.Option(help="Leave out (and list) malformed files.")] = False,
+    fail_on_regression: Annotated[
+        float | None,
+        typer.Option(help="Gate: exit 1 if a point's throughput fell by more than PCT percent, beyond its noise."),
+    ] = None,
+    fail_on_latency: Annotated[
+        float | None, typer.Option(help="Gate: exit 1 if a point's p99 latency rose by more than PCT percent.")
+    ] = None,
+    require_all: Annotated[bool, typer.Option(help="Gate: a point found in one set only is a failure.")] = False,
+    junit: Annotated[Path | None, typer.Option(help="Gate: write a JUnit XML file (one test case per point).")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Gate: write a Markdown summary (a CI job summary).")] = None,
 ) -> None:
-    """Side by side: the points two result sets share, with throughput ratios (device X vs Y, before vs after)."""
+    """Side by side: the points two result sets share, with throughput ratios (device X vs Y, before vs after);
+    with --fail-on-regression, a noise-aware regression gate for CI."""
     from harness import report as rp
     from harness.cli.tables import compare_table
+
+    gating = fail_on_regression is not None or fail_on_latency is not None
+    for flag, pct in (("--fail-on-regression", fail_on_regression), ("--fail-on-latency", fail_on_latency)):
+        if pct is not None:
+            check_number(flag, pct, 0, 100, above=True)
+    if not gating and (require_all or junit or markdown):
+        raise UserError("--require-all, --junit and --markdown belong to the gate: add --fail-on-regression PCT")
+    for f in (junit, markdown):
+        if f is not None:
+            check_writable(f.parent, "the gate's report")
 
     def rows_of(p: Path):
         files = sorted(p.glob("*.json")) if p.is_dir() else [p]
@@ -116,7 +138,37 @@ def compare(
             say(f"skipped: {s}")
         return rp.flat_rows(inp)
 
-    pairs = rp.compare_rows(rows_of(a), rows_of(b))
+    rows_a, rows_b = rows_of(a), rows_of(b)
+    pairs = rp.compare_rows(rows_a, rows_b)
     if not pairs:
         raise UserError("the two result sets share no point (same model, backend, precision, batch, lengths)")
-    out.print(compare_table(a, b, pairs))
+    if not gating:
+        out.print(compare_table(a, b, pairs))
+        return
+    raise typer.Exit(_gate(rows_a, rows_b, fail_on_regression, fail_on_latency, require_all, junit, markdown))
+
+
+def _gate(rows_a, rows_b, pct, latency_pct, require_all, junit, markdown) -> int:
+    """Run the gate, print and write its verdicts; the exit code (1 if any point failed)."""
+    from harness import gate
+    from harness.cli.tables import gate_table
+    from harness.report import pair_rows
+    from harness.results import write_atomic
+
+    pairs, only_a, only_b = pair_rows(rows_a, rows_b)
+    checks = gate.gate(pairs, "throughput", pct / 100) if pct is not None else []
+    if latency_pct is not None:
+        checks += gate.gate(pairs, "p99 latency", latency_pct / 100)
+    checks += gate.missing_checks(only_a, "the base", require_all)
+    checks += gate.missing_checks(only_b, "the new set", require_all)
+    out.print(gate_table(checks))
+    if junit:
+        write_atomic(junit, gate.junit_xml(checks))
+    if markdown:
+        frac = [None if v is None else v / 100 for v in (pct, latency_pct)]
+        write_atomic(markdown, gate.markdown(checks, *frac))
+    fails = [c for c in checks if c.verdict == "fail"]
+    unsure = sum(c.verdict == "inconclusive" for c in checks)
+    out.print(f"gate: {len(fails)} failed, {unsure} inconclusive (within noise: not a failure), "
+              f"{sum(c.verdict == 'pass' for c in checks)} passed")  # fmt: skip
+    return 1 if fails else 0
