@@ -11,12 +11,12 @@ import base64
 import csv
 import html
 import io
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import UserError
 from harness.results import LLMPoint, RunResult, json_kind, read_peak, read_result
+from harness.text import strip_control
 
 CSV_COLUMNS = (
     "file", "run_id", "status", "kind", "model", "task", "backend", "precision", "device", "device_name",
@@ -126,15 +126,12 @@ def csv_text(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
 def md_safe(value):
     """What a Markdown report shows of a value: text with HTML escaped (Markdown viewers render raw
     HTML), table pipes escaped, control characters and line breaks removed; other values as they are."""
     if not isinstance(value, str):
         return value
-    text = html.escape(_CONTROL.sub("", value.replace("\n", " ")), quote=False)
+    text = html.escape(strip_control(value.replace("\n", " ")), quote=False)
     return text.replace("|", "\\|")
 
 

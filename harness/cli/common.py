@@ -7,7 +7,6 @@ Commands parse their flags into a request, hand it to the benchmark module that 
 from __future__ import annotations
 
 import functools
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,14 +19,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.errors import UserError
 from harness.session import Events, ResultSession, Tick
+from harness.text import strip_control
 
 _WIDTH = None if sys.stdout.isatty() else 160  # logs and pipes get whole tables, not cut ones
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1: escapes
-
-
-def clean(text: str) -> str:
-    """Text from files and flags without terminal control characters (escape sequences, bells)."""
-    return _CONTROL.sub("", str(text))
+clean = strip_control  # text from files and flags without terminal control characters
 
 
 class SafeConsole(Console):
