@@ -301,6 +301,20 @@ def cuda_cases(device: torch.device, scale: float = 1.0) -> list[Case]:  # long:
     return out_list
 
 
+def machine(device: torch.device | None = None) -> dict:
+    """What a kernel table was measured on, so a ratio can be read against its machine: the CPU's
+    model, its vector ISA (AVX2, AVX-512, AMX, ...) and whether Numba used Intel's SVML for math
+    functions; on a GPU, the GPU's name as well."""
+    import numba
+
+    from harness.devices import detect_cpu, device_name
+
+    cpu = detect_cpu()
+    name = device_name(device) if device is not None and device.type == "cuda" else cpu.model
+    return {"name": name, "cpu": cpu.model, "isa": cpu.isa, "svml": bool(numba.config.USING_SVML),
+            "numba_threads": numba.get_num_threads(), "torch_threads": torch.get_num_threads()}  # fmt: skip
+
+
 def run(
     scale: float = 1.0, progress: Callable[[str], None] | None = None, device: torch.device | None = None
 ) -> tuple[list[Row], float]:

@@ -67,25 +67,50 @@ def _beats(v, slot_v, slot_i):
     return v > slot_v
 
 
+SCAN_CHUNK = 512  # elements whose max is taken in one vectorized pass before any per-element work
+
+
+@njit(inline="always")
+def _chunk_max(row, start, stop):
+    """(max of the non-NaN values, count of +inf) of row[start:stop]: branch-free, so it vectorizes."""
+    cm = np.float32(-np.inf)
+    n_inf = 0
+    for c in range(start, stop):
+        v = row[c]
+        cm = v if v > cm else cm  # NaN > x is False: NaN never becomes the max
+        n_inf += v == np.inf
+    return cm, n_inf
+
+
 @njit(cache=True)
 def _row_topk(row, k, top_v, top_i):
-    """Top-k of one row into (top_v, top_i) by the module's ranking; returns (max, count of +inf)."""
+    """Top-k of one row into (top_v, top_i) by the module's ranking; returns (max, count of +inf).
+
+    The row is taken in chunks: a vectorized pass finds each chunk's max, and a chunk whose max
+    does not beat the current k-th entry is skipped whole (nothing in it can rank: NaN never beats a
+    number, and an equal value loses to the earlier index). On a large vocabulary the top-k fills
+    within the first chunks and most of the rest is skipped, so the scan runs at vector speed."""
     top_i[:] = -1
     m = -np.inf
     n_inf = 0
-    for c in range(row.size):
-        v = np.float64(row[c])
-        if v > m:
-            m = v
-        n_inf += v == np.inf
-        if _beats(v, top_v[k - 1], top_i[k - 1]):
-            j = k - 1
-            while j > 0 and _beats(v, top_v[j - 1], top_i[j - 1]):
-                top_v[j] = top_v[j - 1]
-                top_i[j] = top_i[j - 1]
-                j -= 1
-            top_v[j] = v
-            top_i[j] = c
+    for start in range(0, row.size, SCAN_CHUNK):
+        stop = min(start + SCAN_CHUNK, row.size)
+        cm, ci = _chunk_max(row, start, stop)
+        n_inf += ci
+        if cm > m:
+            m = np.float64(cm)
+        if top_i[k - 1] >= 0 and not np.isnan(top_v[k - 1]) and cm <= top_v[k - 1]:
+            continue
+        for c in range(start, stop):
+            v = np.float64(row[c])
+            if _beats(v, top_v[k - 1], top_i[k - 1]):
+                j = k - 1
+                while j > 0 and _beats(v, top_v[j - 1], top_i[j - 1]):
+                    top_v[j] = top_v[j - 1]
+                    top_i[j] = top_i[j - 1]
+                    j -= 1
+                top_v[j] = v
+                top_i[j] = c
     return m, n_inf
 
 

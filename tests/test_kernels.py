@@ -121,6 +121,42 @@ def test_softmax_topk_matches_reference(logits, k):
     np.testing.assert_allclose(p, rp, rtol=1e-5, atol=1e-7, equal_nan=True)
 
 
+# rows wider than the scan's chunks (kernels.classify.SCAN_CHUNK = 512): whole chunks are skipped when
+# their max cannot rank; ties, NaN and infinities across chunk borders must still rank as the reference
+@st.composite
+def wide_rows(draw):
+    """Rows of seeded noise rounded to quarters (ties everywhere), or of one constant, with up to
+    60 special values (NaN, +-inf, extremes) at drawn places."""
+    rows, cols = draw(st.integers(1, 3)), draw(st.integers(500, 2100))
+    if draw(st.booleans()):
+        noise = np.random.default_rng(draw(st.integers(0, 2**32))).normal(
+            0, draw(st.sampled_from([0.5, 3.0])), (rows, cols)
+        )
+        a = (np.round(noise * 4) / 4).astype(np.float32)
+    else:
+        a = np.full((rows, cols), draw(st.sampled_from([0.0, -1.0, np.nan, -np.inf])), np.float32)
+    for r, c, v in draw(st.lists(st.tuples(st.integers(0, rows - 1), st.integers(0, cols - 1), logit_values),
+                                 max_size=60)):  # fmt: skip
+        a[r, c] = v
+    return a
+
+
+@FAST
+@given(logits=wide_rows(), k=st.integers(1, 70))
+def test_softmax_topk_wide_rows_match_reference(logits, k):
+    p, i = softmax_topk(logits, k)
+    rp, ri = softmax_topk_ref(logits, k)
+    np.testing.assert_array_equal(i, ri)
+    np.testing.assert_allclose(p, rp, rtol=1e-5, atol=1e-7, equal_nan=True)
+
+
+@FAST
+@given(logits=wide_rows(), top_k=st.sampled_from([1, 5, 64]), seed=st.integers(0, 2**32))
+def test_sample_tokens_wide_rows_match_reference(logits, top_k, seed):
+    got = sample_tokens(logits, 0.7, top_k, 0.9, seed=seed, step=3)
+    np.testing.assert_array_equal(got, sample_tokens_ref(logits, 0.7, top_k, 0.9, seed=seed, step=3))
+
+
 def test_softmax_topk_defined_edge_cases():
     logits = np.array(
         [[1, 1, 1, 1], [np.nan, 2, np.nan, 1], [np.inf, 0, np.inf, 5], [-np.inf] * 4],
