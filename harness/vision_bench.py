@@ -253,7 +253,7 @@ def plan(req: VisionRequest, sink: Sink) -> VisionPlan:
     settings = runner.RunSettings(
         device=dev, precision=req.precision, warmup=req.warmup, min_duration=req.min_duration,
         min_iters=req.min_iters, seed=req.seed, compile_mode=req.compile_mode,
-        cache_dir=req.cache_dir or Path.home() / ".cache" / "modelpower",
+        cache_dir=req.cache_dir or runner.RunSettings.cache_dir,
     )  # fmt: skip
     meter = select_meter(dev.type, dev.index or 0, req.assume_watts)
     return VisionPlan(dev, why, presets, onnx_files, combos, source, settings, meter)

@@ -99,10 +99,15 @@ def _row_topk(row, k, top_v, top_i):
         n_inf += ci
         if cm > m:
             m = np.float64(cm)
-        if top_i[k - 1] >= 0 and not np.isnan(top_v[k - 1]) and cm <= top_v[k - 1]:
+        # what an entry must beat to rank: the k-th value once it is a number; NaN (so that no
+        # comparison passes and every entry goes to _beats) while the k-th slot is empty or NaN
+        thr = top_v[k - 1] if top_i[k - 1] >= 0 and not np.isnan(top_v[k - 1]) else np.nan
+        if cm <= thr:
             continue
         for c in range(start, stop):
             v = np.float64(row[c])
+            if v <= thr:  # the common case, one comparison
+                continue
             if _beats(v, top_v[k - 1], top_i[k - 1]):
                 j = k - 1
                 while j > 0 and _beats(v, top_v[j - 1], top_i[j - 1]):
@@ -111,6 +116,8 @@ def _row_topk(row, k, top_v, top_i):
                     j -= 1
                 top_v[j] = v
                 top_i[j] = c
+                if top_i[k - 1] >= 0 and not np.isnan(top_v[k - 1]):
+                    thr = top_v[k - 1]
     return m, n_inf
 
 
