@@ -12,12 +12,11 @@ precisions: a measurement at another precision than the claim's is listed as not
 
 from __future__ import annotations
 
-import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import UserError
+from harness.files import read_toml
 from harness.results import LLMPoint, Point, read_peak
 from harness.specs import PRECISIONS, find_spec
 
@@ -74,13 +73,9 @@ def computer_from(peak_file: Path | None, cpu) -> dict:
 def load_claims(path: Path) -> list[Claim]:
     """Parse and check a claim file."""
     try:
-        raw = tomllib.loads(Path(path).read_bytes().decode("utf-8"))
-    except OSError as e:
-        raise ClaimError(f"cannot read claim file {path}: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise ClaimError(f"claim file {path} is not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ClaimError(f"claim file {path} is not valid TOML: {e}") from None
+        raw = read_toml(path, "claim file")
+    except UserError as e:
+        raise ClaimError(str(e)) from None
     if type(raw.get("version")) is not int or raw["version"] != 1:
         raise ClaimError(f"claim file {path}: needs `version = 1` at the top")
     items = raw.get("claim")
@@ -108,8 +103,9 @@ def load_claims(path: Path) -> list[Claim]:
             raise ClaimError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
         for k in ("p", "computers", "before_s", "after_s"):
             v = c.get(k, 1)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not (math.isfinite(v) and v > 0):
-                raise ClaimError(f"{where}: {k} must be a positive finite number, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int | float) or not (1e-6 <= v <= 1e12):
+                # the bounds keep every step's arithmetic finite (1e12 P is 1e27 FLOPS)
+                raise ClaimError(f"{where}: {k} must be a positive finite number in [1e-6, 1e12], got {v!r}")
         precisions = _precisions(c.get("precision", "unstated"))
         if precisions is None:
             raise ClaimError(f"{where}: precision must be 'unstated' or from {', '.join(PRECISIONS)}")

@@ -19,7 +19,7 @@ from harness.devices import TORCH_DTYPES, check_precision
 from harness.errors import UserError
 from harness.llm_runner import Workload, check_workload, measure_llm
 from harness.memory import check_fits
-from harness.session import Events, LocalSink, ResultSession, check_number, check_writable
+from harness.session import MAX_WINDOW_S, Events, LocalSink, ResultSession, check_number, check_writable
 from models.llm import LLM_CONFIGS, LLMConfig
 
 
@@ -50,7 +50,9 @@ def _check_numbers(req: LLMRequest) -> None:
     check_number("--temperature", req.temperature, 0)
     check_number("--top-k", req.top_k, 0, 2**31 - 1)
     check_number("--top-p", req.top_p, 0, 1, above=True)
-    check_number("--min-duration", req.min_duration, 0)
+    check_number("--min-duration", req.min_duration, 0, MAX_WINDOW_S)
+    if req.temperature == 0 and (req.top_k != 0 or req.top_p != 1.0):
+        raise UserError("--top-k and --top-p shape sampling; temperature 0 is greedy: add --temperature")
     check_number("--min-iters", req.min_iters, 1)
     check_number("--seed", req.seed, 0, 2**32 - 1)
     if req.assume_watts is not None:
@@ -72,11 +74,11 @@ def model_config(model: str) -> LLMConfig:
 
 def read_prompts(path: Path, vocab: int) -> list[list[int]]:
     """A prompts file: one line of space-separated token ids in [0, vocab) per prompt."""
+    from harness.files import read_text
+
+    lines = [ln.split() for ln in read_text(path, "prompts file").splitlines() if ln.strip()]
     try:
-        lines = [ln.split() for ln in Path(path).read_text().splitlines() if ln.strip()]
         ids = [[int(v) for v in ln] for ln in lines]
-    except OSError as e:
-        raise UserError(f"cannot read prompts file {path}: {e.strerror or e}") from None
     except ValueError:
         raise UserError(f"prompts file {path}: every line must be space-separated token ids") from None
     if not ids or any(not (0 <= v < vocab) for ln in ids for v in ln):
@@ -128,10 +130,10 @@ def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
     check_writable(req.out_dir)
     weights = cfg.param_count() * torch.finfo(TORCH_DTYPES[req.precision]).bits // 8
     check_fits(f"{cfg.name}'s weights at {req.precision}", 0, weights, dev)
+    lm, source, load_s = _load(req, cfg, dev)  # a bad checkpoint is one line, before anything else is said
     events.note(f"device: {why}")
     meter = select_meter(dev.type, dev.index or 0, req.assume_watts)
     meter.idle()
-    lm, source, load_s = _load(req, cfg, dev)
     compile_decode = dev.type == "cuda" if req.compile is None else req.compile
     config = {
         "model": req.model, "batch_sizes": req.batch_sizes, "prompt_lens": req.prompt_lens,

@@ -76,12 +76,14 @@ def generate(model: DecoderLM, prompts: torch.Tensor, w: Workload, decode) -> tu
         logits = model(prompts, positions[:t])
         nxt = _sample(logits[:, -1], w, 0, nxt_buf)
         out[:, 0] = nxt
+        nxt.clamp_(min=0)  # -1 (no valid logit: NaN weights) is recorded in `out`, not fed back
         device_sync(device)
         stamps = [time.perf_counter()]
         for i in range(1, w.output_len):
             logits = decode(nxt.view(b, 1), positions[t + i - 1 : t + i])
             nxt = _sample(logits[:, -1], w, i, nxt_buf)
             out[:, i] = nxt
+            nxt.clamp_(min=0)
             device_sync(device)
             stamps.append(time.perf_counter())
     return t0, stamps, out

@@ -83,6 +83,8 @@ def parse_input_shapes(om: OnnxModel, specs: list[str]) -> dict[str, tuple[int, 
             name = next(iter(om.inputs))
         if name not in om.inputs:
             raise UserError(f"the model does not declare an input {name!r}; it declares {', '.join(om.inputs)}")
+        if name in shapes:
+            raise UserError(f"--input-shape gives input {name!r} twice")
         try:
             shape = tuple(int(d) for d in dims.lower().replace(",", "x").split("x"))
         except ValueError:
@@ -159,8 +161,10 @@ def session(om: OnnxModel, device_type: str):
     if provider not in ort.get_available_providers():
         raise UserError(f"onnxruntime {ort.__version__} has no {provider}")
     t = time.perf_counter()
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # fatal only: a failure reaches the user as our one line, not ORT's log
     try:
-        sess = ort.InferenceSession(om.model.SerializeToString(), providers=[provider])
+        sess = ort.InferenceSession(om.model.SerializeToString(), options, providers=[provider])
     except Exception as e:
         raise UserError(f"onnxruntime cannot load {om.path}: {_first(e)}") from None
     return sess, time.perf_counter() - t

@@ -112,10 +112,13 @@ def _mode(p) -> str:
 
 
 def csv_cell(value):
-    """A text cell a spreadsheet will not run as a formula (= + - @, tab or CR first: OWASP's rule)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
+    """A text cell a spreadsheet will not run as a formula (= + - @, tab or CR first: OWASP's rule),
+    with no control characters."""
+    if not isinstance(value, str):
+        return value
+    if value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        value = "'" + value
+    return strip_control(value)
 
 
 def csv_text(rows: list[dict]) -> str:
@@ -139,7 +142,7 @@ def label(r: dict) -> str:
     extra = f" p{r['prompt_len']}/o{r['output_len']}" if r["kind"] == "llm" else ""
     if r.get("mode") and r["mode"] != "end to end":
         extra += f" [{r['mode']}]"
-    return f"{r['model']} {r['backend']} {r['precision']} b{r['batch_size']}{extra}"
+    return strip_control(f"{r['model']} {r['backend']} {r['precision']} b{r['batch_size']}{extra}")
 
 
 def caveats(inp: Inputs, rows: list[dict]) -> list[str]:
@@ -368,6 +371,7 @@ def render(inp: Inputs, rows: list[dict], verdicts: list, title: str) -> tuple[s
         summary=summary(rows), peak_rows=peak_rows(inp), plots=plots(rows, inp), plot_captions=PLOT_CAPTIONS,
         verdicts=verdicts, caveats=caveats(inp, rows), fmt=_fmt, pct=_pct, label=label,
     )  # fmt: skip
-    html_env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=True)
+    html_env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=True,
+                                  finalize=lambda v: strip_control(v) if isinstance(v, str) else v)  # fmt: skip
     md_env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=False, finalize=md_safe)
     return md_env.get_template("report.md.j2").render(ctx), html_env.get_template("report.html.j2").render(ctx)

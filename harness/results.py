@@ -19,6 +19,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from harness.errors import UserError
+from harness.files import read_json
 from harness.stats import LatencyStats
 
 SCHEMA_VERSION = 1
@@ -228,18 +229,6 @@ def write_record(out_dir: Path, prefix: str, kind: str, started: str, body: dict
     return path
 
 
-def read_json(path: Path, what: str = "file") -> object:
-    """A JSON file from anywhere: unreadable, not UTF-8, not JSON or absurdly nested is one UserError."""
-    try:
-        return json.loads(Path(path).read_bytes().decode("utf-8"))
-    except OSError as e:
-        raise UserError(f"cannot read {what} {path}: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"cannot read {what} {path}: not UTF-8 text") from None
-    except (ValueError, RecursionError) as e:
-        raise UserError(f"cannot read {what} {path}: not valid JSON ({str(e)[:120] or 'nested too deeply'})") from None
-
-
 def json_kind(path: Path) -> str | None:
     """The `kind` of a modelpower JSON file (modelpower-peak, modelpower-kernel-bench); None for a
     run result."""
@@ -249,17 +238,20 @@ def json_kind(path: Path) -> str | None:
 
 
 def type_ok(value, tp) -> bool:
-    """Does a JSON value fit a field's annotation? Numbers may be null where the schema says float
-    (a value that was not finite is written as null); bools are not numbers."""
+    """Does a JSON value fit a field's annotation? Every number modelpower records is a finite,
+    non-negative measurement or count: NaN, infinity and negatives are refused; a float may be
+    null (a value that was not finite is written as null); bools are not numbers."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         return any(type_ok(value, a) for a in args)
     if tp is type(None):
         return value is None
     if tp is float:
-        return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+        return value is None or (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+        )
     if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
     if tp in (str, bool):
         return isinstance(value, tp)
     if tp is dict or origin is dict:
@@ -284,7 +276,7 @@ def _build(cls, d: dict, where: str):
     hints = typing.get_type_hints(cls)
     for k in names & set(d):
         if not type_ok(d[k], hints[k]):
-            raise UserError(f"{where}.{k}: expected {_type_name(hints[k])}, got {type(d[k]).__name__}")
+            raise UserError(f"{where}.{k}: expected {_type_name(hints[k])} (finite, not negative), got {d[k]!r:.40}")
     return cls(**{k: v for k, v in d.items() if k in names})
 
 
@@ -305,6 +297,15 @@ def _check_nested(p, where: str) -> None:
                 raise UserError(f"{where}.{name}.{k}: expected {tp.__name__}, got {type(obj[k]).__name__}")
 
 
+def _check_provenance(prov: dict, where: str) -> None:
+    """The parts of `provenance` a report shows: machine.cpu an object, machine.gpus a list of them."""
+    m = prov.get("machine", {})
+    ok = isinstance(m, dict) and isinstance(m.get("cpu", {}), dict) and isinstance(prov.get("versions", {}), dict)
+    gpus = m.get("gpus", []) if isinstance(m, dict) else None
+    if not ok or not isinstance(gpus, list) or not all(isinstance(g, dict) for g in gpus):
+        raise UserError(f"{where}: provenance.machine must hold a cpu object and a list of gpus")
+
+
 def point_from_dict(d: dict, where: str = "point") -> Point | LLMPoint:
     """A point from its JSON object, every field and the nested ones readers use type-checked."""
     if isinstance(d, dict) and d.get("kind") == "llm":
@@ -316,16 +317,20 @@ def point_from_dict(d: dict, where: str = "point") -> Point | LLMPoint:
     p = _build(Point, d, where)
     p.staged = {k: _build(LatencyStats, v, f"{where}.staged.{k}") for k, v in p.staged.items()}
     p.e2e = _build(LatencyStats, p.e2e, f"{where}.e2e")
+    if p.batch_size < 1:
+        raise UserError(f"{where}.batch_size: expected at least 1, got {p.batch_size}")
     if len(p.input_hw) < 2:  # [height, width]; an ONNX file's point holds its whole input shape
         raise UserError(f"{where}.input_hw: expected at least [height, width], got {p.input_hw}")
     _check_nested(p, where)
     return p
 
 
-PEAK_FIELDS = {"device": str, "device_name": str, "copy_gbs": float, "copy_nameplate_gbs": float | None,
-               "copy_ratio": float | None, "gemm": list}  # fmt: skip
-PEAK_ROW_FIELDS = {"precision": str, "measured_tflops": float | None, "nameplate_tflops": float | None,
-                   "ratio": float | None}  # fmt: skip
+PEAK_FIELDS = {"version": int, "device": str, "device_name": str, "nameplate_source": str, "copy_gbs": float,
+               "copy_nameplate_gbs": float | None, "copy_ratio": float | None, "gemm": list,
+               "provenance": dict}  # fmt: skip
+PEAK_ROW_FIELDS = {"precision": str, "best_n": int | None, "measured_tflops": float | None,
+                   "nameplate_tflops": float | None, "ratio": float | None, "note": str}  # fmt: skip
+PEAK_PRECISIONS = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8")
 
 
 def read_peak(path: Path) -> dict:
@@ -340,7 +345,12 @@ def read_peak(path: Path) -> dict:
             raise UserError(f"{where}: expected an object, got {type(obj).__name__}")
         for k, tp in schema.items():
             if k not in obj or not type_ok(obj[k], tp):
-                raise UserError(f"{where}.{k}: missing, or not {_type_name(tp)}")
+                raise UserError(f"{where}.{k}: missing, or not {_type_name(tp)} (finite, not negative)")
+    precisions = [g["precision"] for g in doc["gemm"]]
+    if doc["version"] != 1 or not precisions or len(set(precisions)) != len(precisions):
+        raise UserError(f"{path}: needs version 1 and one gemm row per precision")
+    if set(precisions) - set(PEAK_PRECISIONS):
+        raise UserError(f"{path}: unknown precision(s) {sorted(set(precisions) - set(PEAK_PRECISIONS))}")
     return doc
 
 
@@ -354,5 +364,6 @@ def read_result(path: Path) -> RunResult:
             f"{path} has result schema version {d['schema_version']}; this modelpower reads version {SCHEMA_VERSION}"
         )
     r = _build(RunResult, d, str(path))
+    _check_provenance(r.provenance, str(path))
     r.points = [point_from_dict(p, f"{path}: points[{i}]") for i, p in enumerate(r.points)]
     return r

@@ -30,6 +30,7 @@ from harness.energy import Meter
 from harness.errors import UserError
 from harness.flops import preset_flops_per_sample
 from harness.images import ImageSource
+from harness.memory import is_oom
 from harness.metrics import nameplate_peak, peak_precision, run_metrics
 from harness.results import Point
 from harness.stats import latency_stats
@@ -475,7 +476,13 @@ def measure_onnx(path: Path, input_shapes: list[str], input_dtype: str, s: RunSe
     flops = ox.count_flops(om, shapes)
     batch = next(iter(shapes.values()))[0]
     t0 = time.perf_counter()
-    first = sess.run(None, feeds)
+    try:
+        first = sess.run(None, feeds)
+    except Exception as e:  # the file's graph on these inputs: a wrong dtype, shapes it cannot take
+        if is_oom(e):
+            raise
+        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError(f"{Path(path).name} fails in onnxruntime on {input_dtype} inputs {shapes}: {msg}") from None
     first_call_s = time.perf_counter() - t0
     for _ in range(s.warmup):
         sess.run(None, feeds)

@@ -56,6 +56,8 @@ def first_line(e: BaseException, limit: int = 200) -> str:
 
 # -- request checks
 
+MAX_WINDOW_S = 86_400.0  # a window of more than a day is a typo, not a benchmark (MLPerf: 600 s)
+
 
 def parse_sizes(values: list[str], what: str = "batch size") -> list[int]:
     """'1,8,32' and repeated flags -> [1, 8, 32]; each must be a positive integer."""
@@ -145,14 +147,26 @@ def _raise_interrupted(signum: int, frame) -> None:
 
 
 def handle_stop_signals() -> None:
-    """From now on SIGTERM and SIGHUP raise `Interrupted` in the main thread, like Ctrl-C."""
+    """From now on SIGTERM and SIGHUP raise `Interrupted` in the main thread, and Ctrl-C
+    KeyboardInterrupt (even where the parent process left SIGINT ignored)."""
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_interrupted)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def exit_code(e: KeyboardInterrupt) -> int:
     """The conventional exit code of a process stopped by a signal: 128 + its number (Ctrl-C: 130)."""
     return 128 + getattr(e, "signum", signal.SIGINT)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def ignore_stop_signals() -> None:
+    """Ignore Ctrl-C, SIGTERM and SIGHUP from now on (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is threading.main_thread():
+        for s in STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
 
 
 @contextmanager
@@ -162,12 +176,11 @@ def shielded() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    old = [signal.signal(s, signal.SIG_IGN) for s in sigs]
+    old = [signal.signal(s, signal.SIG_IGN) for s in STOP_SIGNALS]
     try:
         yield
     finally:
-        for s, h in zip(sigs, old, strict=True):
+        for s, h in zip(STOP_SIGNALS, old, strict=True):
             signal.signal(s, h)
 
 
@@ -278,6 +291,8 @@ class ResultSession:
             r.status = "incomplete"
             r.notes.append(f"stopped by an error: {first_line(exc) if exc else kind.__name__}")
         self.sink.finish(r)
+        if self.interrupted is not None:
+            ignore_stop_signals()  # stopping: a burst of further signals must not cut the report short
         return self.interrupted is not None
 
 

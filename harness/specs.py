@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -47,13 +46,13 @@ def load_spec_file(path: Path) -> list[SpecRow]:
 
     Raises ValueError naming the file, the row and the problem.
     """
+    from harness.errors import UserError
+    from harness.files import read_toml
+
     try:
-        with Path(path).open("rb") as f:
-            raw = tomllib.load(f)
-    except OSError as e:
-        raise ValueError(f"cannot read spec file {path}: {e.strerror or e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"spec file {path} is not valid TOML: {e}") from None
+        raw = read_toml(path, "spec file")
+    except UserError as e:
+        raise ValueError(str(e)) from None
     devices = raw.get("device")
     if not isinstance(devices, list) or not devices:
         raise ValueError(f"spec file {path} has no [[device]] rows")
@@ -90,7 +89,8 @@ NUMBER_FIELDS = ("sparse_factor", "memory_gb", "bandwidth_gbs", "power_w")
 
 
 def _positive(v) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+    """A positive finite number of sane size (so no step of the claim arithmetic overflows)."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and 1e-6 <= v <= 1e9
 
 
 def _check_types(d: dict, where: str) -> None:

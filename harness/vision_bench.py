@@ -27,6 +27,7 @@ from harness.loadgen import LoadgenConfig
 from harness.memory import check_fits, fits, is_oom
 from harness.results import Point
 from harness.session import (
+    MAX_WINDOW_S,
     Events,
     LocalSink,
     ResultSession,
@@ -130,7 +131,7 @@ def _combos(req: VisionRequest) -> list[tuple[str, str]]:
 def _check_numbers(req: VisionRequest) -> None:
     check_number("--warmup", req.warmup, 0)
     check_number("--min-iters", req.min_iters, 1)
-    check_number("--min-duration", req.min_duration, 0)
+    check_number("--min-duration", req.min_duration, 0, MAX_WINDOW_S)
     check_number("--num-images", req.num_images, 1)
     check_number("--seed", req.seed, 0, 2**32 - 1)
     if req.threads is not None:
@@ -263,10 +264,11 @@ def _config(req: VisionRequest, p: VisionPlan) -> dict:
     """The result's `config`: the request as it was resolved."""
     return {
         "models": req.models, "batch_sizes": req.batch_sizes, "device": str(p.device), "device_choice": p.device_choice,
-        "precision": req.precision, "backends": [f"{b}:{q}" for b, q in p.combos], "compile_mode": req.compile_mode,
+        "precision": req.precision, "compile_mode": req.compile_mode,
+        "backends": [f"{b}:{q}" for b, q in p.combos] if p.presets else ["onnxruntime"],
         "warmup": req.warmup, "min_duration_s": req.min_duration, "min_iters": req.min_iters, "seed": req.seed,
         "input": p.source.description if p.source else None, "cudnn_benchmark": p.device.type == "cuda",
-        "weights": str(req.weights) if req.weights else None, "preprocess": req.preprocess,
+        "weights": str(req.weights) if req.weights else None, "preprocess": req.preprocess if p.presets else "none",
         "energy_meter": p.meter.name, "assume_watts": req.assume_watts, "profile": req.profile,
         "threads": req.threads,
         "spec_file": str(req.spec) if req.spec else None,

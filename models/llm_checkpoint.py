@@ -40,6 +40,11 @@ def read_config(folder: Path) -> LLMConfig:
             raise UserError(f"{f}: {key} must be a positive finite number, got {v!r}")
         return float(v)
 
+    if c.get("rope_scaling") or c.get("use_sliding_window") or c.get("hidden_act", "silu") != "silu":
+        # the decoder here is plain RoPE + SiLU with full attention: anything else would be a different model
+        raise UserError(f"{f}: rope_scaling, sliding-window attention and hidden_act other than silu are not supported")
+    if not isinstance(c.get("tie_word_embeddings", False), bool):
+        raise UserError(f"{f}: tie_word_embeddings must be true or false")
     heads = whole("num_attention_heads")
     kv_heads, hidden = whole("num_key_value_heads", heads), whole("hidden_size")
     if hidden % heads or heads % kv_heads:
@@ -56,6 +61,8 @@ def read_config(folder: Path) -> LLMConfig:
 
 def _read_json(f: Path, missing: str):
     """A JSON file of a checkpoint: missing, not UTF-8, not JSON or nested too deeply is one line."""
+    if f.exists() and (not f.is_file() or f.stat().st_size > 64 << 20):  # a FIFO would block; no config is 64 MB
+        raise UserError(f"{f} is not a regular JSON file of a sane size")
     try:
         return json.loads(f.read_bytes().decode("utf-8"))
     except OSError:

@@ -177,3 +177,83 @@ def test_signals_keep_finished_points(tmp_path, sig, code):
     assert "Traceback" not in err, err
     res = read_result(f)
     assert res.status == "incomplete" and 1 <= len(res.points) < 6 and "interrupted" in res.notes[-1]
+
+
+# ---------------------------------------------------------------- found by an adversarial tester
+def test_files_that_never_end_or_block_are_refused(tmp_path):
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    assert_one_line(invoke("compare", fifo, fifo), "not a regular file")
+    assert_one_line(invoke("report", "/dev/zero", "-o", tmp_path / "rep"), "not a regular file")
+
+
+def test_deeply_nested_toml_is_one_line(tmp_path):
+    deep = tmp_path / "deep.toml"
+    deep.write_text("version = 1\nx = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    assert_one_line(invoke("claim", deep), "nested too deeply")
+    assert_one_line(invoke("claim", "claims/public-claims.toml", "--spec", deep), "nested too deeply")
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-5.0", "1e400"])
+def test_results_with_numbers_no_run_can_make_are_refused(tmp_path, value):
+    r = invoke("run", PRESET, *FAST, "--out", tmp_path)
+    f = next(tmp_path.glob("*.json"))
+    f.write_text(f.read_text().replace('"throughput_sps": ', f'"throughput_sps": {value}, "_was": ', 1))
+    assert_one_line(invoke("compare", f, f), "throughput_sps")
+    r = invoke("report", f, "-o", tmp_path / "rep")
+    assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["--min-duration", "1e300"], "--min-duration must be a finite number >= 0 and <= 86400"),
+        (["--loadgen-samples", "10"], "apply to LoadGen runs"),
+        (["--scenario", "offline", "--target-qps", "5"], "apply to --scenario server"),
+    ],
+)
+def test_more_options_that_do_not_apply(tmp_path, args, text):
+    assert_one_line(invoke("run", PRESET, *FAST, *args, "--out", tmp_path), text)
+
+
+def test_sampling_options_need_a_temperature(tmp_path):
+    assert_one_line(invoke("run-llm", *LLM, "--top-k", "5", "--out", tmp_path), "add --temperature")
+
+
+def test_when_no_point_fits_the_run_fails(tmp_path):
+    r = invoke("run", PRESET, *FAST, "-b", "100000000", "--out", tmp_path)
+    assert r.exit_code == 1 and "no point could be measured" in r.stderr, r.output
+
+
+def test_nan_weights_give_invalid_tokens_not_a_crash(tmp_path):
+    import torch
+
+    from models.llm import LLMConfig
+    from tests.test_llm import write_checkpoint
+
+    cfg = LLMConfig("t", 256, 32, 1, 4, 2, 64, 64)
+    write_checkpoint(tmp_path / "ck", cfg, "LlamaForCausalLM", shards=1)
+    from safetensors.torch import load_file, save_file
+
+    (shard,) = (tmp_path / "ck").glob("*.safetensors")
+    state = load_file(str(shard))
+    state = {k: torch.full_like(v, float("nan")) for k, v in state.items()}
+    save_file(state, str(shard))
+    r = invoke("run-llm", tmp_path / "ck", "--device", "cpu", "--precision", "fp32", "--prompt-len", "4",
+               "--output-len", "3", "--min-duration", "0", "--min-iters", "1", "--out", tmp_path / "o")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    (p,) = read_result(next((tmp_path / "o").glob("*.json"))).points
+    assert "invalid_tokens" in p.flags
+
+
+def test_control_characters_never_reach_csv_or_html(tmp_path):
+    r = invoke("run", PRESET, *FAST, "--out", tmp_path)
+    f = next(tmp_path.glob("*.json"))
+    doc = json.loads(f.read_text())
+    doc["points"][0]["backend"] = "evil\x1b[2J\x9b\x07"
+    f.write_text(json.dumps(doc))
+    r = invoke("report", f, "-o", tmp_path / "rep", "--title", "t\x1b[31m")
+    assert r.exit_code == 0, r.output
+    for name in ("metrics.csv", "report.html", "report.md"):
+        text = (tmp_path / "rep" / name).read_text()
+        assert not any(c in text for c in "\x1b\x9b\x07"), name

@@ -8,7 +8,6 @@ Every user mistake is one line on stderr and exit code 2 (`common.user_errors`).
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from typing import Annotated
 
@@ -83,11 +82,11 @@ app.command()(verdicts.compare)
 def main() -> None:
     """Console-script entry point: SIGTERM and SIGHUP end a run as Ctrl-C does; once the command
     has finished, a further Ctrl-C no longer interrupts the interpreter's shutdown."""
-    from harness.session import handle_stop_signals
+    from harness.session import handle_stop_signals, ignore_stop_signals
 
     os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")
     handle_stop_signals()
     try:
         app()
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    finally:  # the command is over: a late signal must not raise into the interpreter's shutdown
+        ignore_stop_signals()

@@ -99,6 +99,11 @@ def finish_run(session: ResultSession) -> None:
     out.print(f"result written to {session.path}")
     if session.interrupted:
         raise typer.Exit(exit_code(session.interrupted))
+    r = session.result
+    measured = [p for p in r.points if getattr(p, "status", "ok") == "ok"]
+    if not measured and (r.failed or r.points):  # every point out of memory (or failed): say so, exit 1
+        err.print("modelpower: error: no point could be measured (see above)", soft_wrap=True)
+        raise typer.Exit(1)
 
 
 BatchOpt = Annotated[list[str], typer.Option("--batch-size", "-b", help="Batch size; a list sweeps: -b 1,8,32.")]

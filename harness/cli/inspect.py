@@ -123,6 +123,8 @@ def backends(
     from harness.session import check_backend, parse_sizes
     from harness.vision_bench import VisionRequest, run_vision
 
+    if model is None and (batch_size != ["8"] or min_duration != 3.0 or out_dir != Path("results") or cache_dir):
+        raise UserError("-b, --min-duration, --out and --cache-dir apply to a comparison: name a preset")
     dev, _ = resolve_device(device)
     t = Table(title=f"backends on {dev}")
     for col in ("backend", "available", "why", "precisions"):

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from harness.cli.common import DeviceOpt, OutOpt, SpecOpt, err, out, say, user_errors
+from harness.errors import UserError
 
 
 @user_errors
@@ -64,6 +65,8 @@ def peak(
 
     use_spec_file(spec)
     dev, why = resolve_device(device)
+    if spec is not None and dev.type == "cpu":
+        raise UserError("--spec rows are GPU nameplates; on the CPU the nameplate is computed (`modelpower devices`)")
     check_writable(out_dir)
     say(f"device: {why}")
     started = now_iso()

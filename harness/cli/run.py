@@ -135,8 +135,12 @@ def run(  # long: its signature is the command's ~30 flags; the body only builds
 
         loadgen = LoadgenConfig(scenario.strip().lower(), min_duration, claim_grade, target_qps, latency_bound_ms,
                                 loadgen_samples)  # fmt: skip
-    elif claim_grade or target_qps is not None:
-        raise UserError("--claim-grade and --target-qps apply to LoadGen runs: add --scenario")
+    elif claim_grade or target_qps is not None or loadgen_samples != 1024 or latency_bound_ms != 15.0:
+        raise UserError("--claim-grade, --target-qps, --latency-bound-ms and --loadgen-samples apply to LoadGen runs: "
+                        "add --scenario")  # fmt: skip
+    if scenario is not None and scenario.strip().lower() != "server" and (target_qps is not None
+                                                                         or latency_bound_ms != 15.0):  # fmt: skip
+        raise UserError("--target-qps and --latency-bound-ms apply to --scenario server")
     req = VisionRequest(
         models=model, batch_sizes=parse_sizes(batch_size), device=device, precision=precision, backends=backend,
         warmup=warmup, min_duration=min_duration, min_iters=min_iters, out_dir=out_dir, weights=weights,

@@ -43,6 +43,8 @@ def claim(
             raise UserError(f"{f}: expected a claim .toml or a measurement .json file")
         kind = json_kind(f)
         if kind == "modelpower-peak":
+            if peak_file is not None:
+                raise UserError(f"two peak files ({peak_file}, {f}): name the one measured computer")
             peak_file = f
         elif kind is None:
             result_files.append(f)
@@ -90,7 +92,15 @@ def report(
 
         points = [p for _, r in inp.results for p in r.points]
         computer = computer_from(inp.peaks[0][0] if inp.peaks else None, detect_cpu())
-        verdicts = [check_claim(c, points, computer) for c in load_claim_files(claims)]
+        loaded = []
+        for f in claims:
+            try:
+                loaded += load_claim_files([f])
+            except UserError as e:
+                if not skip_bad:
+                    raise
+                inp.skipped.append(str(e))  # --skip-bad leaves out (and lists) a bad claim file too
+        verdicts = [check_claim(c, points, computer) for c in loaded]
     md, html = rp.render(inp, rows, verdicts, title)
     for name, text in (("report.md", md), ("report.html", html), ("metrics.csv", rp.csv_text(rows))):
         write_atomic(out_dir / name, text)
@@ -131,14 +141,17 @@ def compare(
         if f is not None:
             check_writable(f.parent, "the gate's report")
 
+    skipped: list[str] = []
+
     def rows_of(p: Path):
         files = sorted(p.glob("*.json")) if p.is_dir() else [p]
         inp = rp.load_inputs(files, skip_bad)
-        for s in inp.skipped:
-            say(f"skipped: {s}")
+        skipped.extend(inp.skipped)
         return rp.flat_rows(inp)
 
     rows_a, rows_b = rows_of(a), rows_of(b)
+    for s in dict.fromkeys(skipped):  # a file in both sets is listed once
+        say(f"skipped: {s}")
     pairs = rp.compare_rows(rows_a, rows_b)
     if not pairs:
         raise UserError("the two result sets share no point (same model, backend, precision, batch, lengths)")
