@@ -12,6 +12,12 @@ the inter-token latency series of an LLM point.
   sqrt(0.99 x 0.01) / phi(2.326) = 3.73 times stdev / sqrt(n) (the asymptotic variance of a
   sample quantile); the same t interval on the log ratio.
 
+A window's own noise says nothing of how far two runs on the same machine drift apart (other
+tenants, clocks, caches): on this project's shared 2-core VM two back-to-back `quick --profile ci`
+runs of the same code differed by up to 16% in throughput. `run_to_run` (a fraction, from
+`--run-to-run PCT`) adds that spread to each side's error, in quadrature; measure it on your
+runners by comparing two runs of the same code.
+
 Verdict of a point, for throughput (latency mirrored: higher is worse):
 - pass: NEW is not slower (ratio >= 1), or slower beyond noise but by less than PCT;
 - fail: slower beyond noise AND beyond PCT (the whole interval below 1 - PCT);
@@ -109,12 +115,16 @@ class Check:
     note: str = ""
 
 
-def gate(pairs: list[tuple[dict, dict]], metric: str, pct: float) -> list[Check]:
-    """The verdict of every shared point for `metric` ("throughput" or "p99 latency")."""
+def gate(pairs: list[tuple[dict, dict]], metric: str, pct: float, run_to_run: float = 0.0) -> list[Check]:
+    """The verdict of every shared point for `metric` ("throughput" or "p99 latency"); `run_to_run`
+    the relative spread between runs of the same code, added to each side's noise."""
     side = throughput_side if metric == "throughput" else latency_side
     out = []
     for a, b in pairs:
         sa, sb = side(a), side(b)
+        for s in (sa, sb) if run_to_run else ():
+            if s is not None:
+                s.rel_se = math.hypot(s.rel_se, run_to_run)
         label = a["_label"]
         if sa is None or sb is None:
             out.append(Check(label, metric, None, None, None, None, None, "inconclusive", "no noise data"))

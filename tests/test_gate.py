@@ -134,3 +134,10 @@ def test_gate_options_need_the_gate(tmp_path, base):
     a = scaled(base, 1.0, tmp_path, "a")
     r = invoke("compare", a, a, "--junit", tmp_path / "x.xml")
     assert r.exit_code == 2 and "add --fail-on-regression" in r.stderr
+
+
+def test_run_to_run_spread_widens_the_interval(tmp_path, base):
+    a, slow = scaled(base, 1.0, tmp_path, "a"), scaled(base, 0.8, tmp_path, "slow")
+    assert invoke("compare", a, slow, "--fail-on-regression", 5).exit_code == 1
+    r = invoke("compare", a, slow, "--fail-on-regression", 5, "--run-to-run", 20)
+    assert r.exit_code == 0 and "inconclusive" in r.stdout, r.output  # a 20% spread hides a 20% dip

@@ -122,6 +122,9 @@ def compare(
     fail_on_latency: Annotated[
         float | None, typer.Option(help="Gate: exit 1 if a point's p99 latency rose by more than PCT percent.")
     ] = None,
+    run_to_run: Annotated[
+        float, typer.Option(help="Gate: the spread between runs of the same code on your runners, in percent.")
+    ] = 0.0,
     require_all: Annotated[bool, typer.Option(help="Gate: a point found in one set only is a failure.")] = False,
     junit: Annotated[Path | None, typer.Option(help="Gate: write a JUnit XML file (one test case per point).")] = None,
     markdown: Annotated[Path | None, typer.Option(help="Gate: write a Markdown summary (a CI job summary).")] = None,
@@ -135,8 +138,10 @@ def compare(
     for flag, pct in (("--fail-on-regression", fail_on_regression), ("--fail-on-latency", fail_on_latency)):
         if pct is not None:
             check_number(flag, pct, 0, 100, above=True)
-    if not gating and (require_all or junit or markdown):
-        raise UserError("--require-all, --junit and --markdown belong to the gate: add --fail-on-regression PCT")
+    check_number("--run-to-run", run_to_run, 0, 100)
+    if not gating and (require_all or junit or markdown or run_to_run):
+        raise UserError("--require-all, --run-to-run, --junit and --markdown belong to the gate: "
+                        "add --fail-on-regression PCT")  # fmt: skip
     for f in (junit, markdown):
         if f is not None:
             check_writable(f.parent, "the gate's report")
@@ -158,10 +163,11 @@ def compare(
     if not gating:
         out.print(compare_table(a, b, pairs))
         return
-    raise typer.Exit(_gate(rows_a, rows_b, fail_on_regression, fail_on_latency, require_all, junit, markdown))
+    raise typer.Exit(_gate(rows_a, rows_b, fail_on_regression, fail_on_latency, run_to_run / 100, require_all, junit,
+                           markdown))  # fmt: skip
 
 
-def _gate(rows_a, rows_b, pct, latency_pct, require_all, junit, markdown) -> int:
+def _gate(rows_a, rows_b, pct, latency_pct, run_to_run, require_all, junit, markdown) -> int:
     """Run the gate, print and write its verdicts; the exit code (1 if any point failed)."""
     from harness import gate
     from harness.cli.tables import gate_table
@@ -169,9 +175,9 @@ def _gate(rows_a, rows_b, pct, latency_pct, require_all, junit, markdown) -> int
     from harness.results import write_atomic
 
     pairs, only_a, only_b = pair_rows(rows_a, rows_b)
-    checks = gate.gate(pairs, "throughput", pct / 100) if pct is not None else []
+    checks = gate.gate(pairs, "throughput", pct / 100, run_to_run) if pct is not None else []
     if latency_pct is not None:
-        checks += gate.gate(pairs, "p99 latency", latency_pct / 100)
+        checks += gate.gate(pairs, "p99 latency", latency_pct / 100, run_to_run)
     checks += gate.missing_checks(only_a, "the base", require_all)
     checks += gate.missing_checks(only_b, "the new set", require_all)
     out.print(gate_table(checks))
