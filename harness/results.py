@@ -338,20 +338,23 @@ def read_peak(path: Path) -> dict:
     doc = read_json(path, "peak file")
     if not isinstance(doc, dict) or doc.get("kind") != "modelpower-peak":
         raise UserError(f"{path} is not a `modelpower peak` file")
-    for where, obj, schema in [(str(path), doc, PEAK_FIELDS)] + [
-        (f"{path}: gemm[{i}]", g, PEAK_ROW_FIELDS) for i, g in enumerate(doc.get("gemm") or [])
-    ]:
-        if not isinstance(obj, dict):
-            raise UserError(f"{where}: expected an object, got {type(obj).__name__}")
-        for k, tp in schema.items():
-            if k not in obj or not type_ok(obj[k], tp):
-                raise UserError(f"{where}.{k}: missing, or not {_type_name(tp)} (finite, not negative)")
+    _check_fields(doc, PEAK_FIELDS, str(path))  # gemm is a list from here on
+    for i, g in enumerate(doc["gemm"]):
+        _check_fields(g, PEAK_ROW_FIELDS, f"{path}: gemm[{i}]")
     precisions = [g["precision"] for g in doc["gemm"]]
     if doc["version"] != 1 or not precisions or len(set(precisions)) != len(precisions):
         raise UserError(f"{path}: needs version 1 and one gemm row per precision")
     if set(precisions) - set(PEAK_PRECISIONS):
         raise UserError(f"{path}: unknown precision(s) {sorted(set(precisions) - set(PEAK_PRECISIONS))}")
     return doc
+
+
+def _check_fields(obj, schema: dict, where: str) -> None:
+    if not isinstance(obj, dict):
+        raise UserError(f"{where}: expected an object, got {type(obj).__name__}")
+    for k, tp in schema.items():
+        if k not in obj or not type_ok(obj[k], tp):
+            raise UserError(f"{where}.{k}: missing, or not {_type_name(tp)} (finite, not negative)")
 
 
 def read_result(path: Path) -> RunResult:

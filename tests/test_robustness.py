@@ -257,3 +257,11 @@ def test_control_characters_never_reach_csv_or_html(tmp_path):
     for name in ("metrics.csv", "report.html", "report.md"):
         text = (tmp_path / "rep" / name).read_text()
         assert not any(c in text for c in "\x1b\x9b\x07"), name
+
+
+def test_a_peak_file_whose_gemm_is_not_a_list_is_one_line(tmp_path):
+    f = tmp_path / "peak.json"
+    f.write_text('{"kind": "modelpower-peak", "version": 1, "device": "cpu", "device_name": "CPU", '
+                 '"nameplate_source": "x", "copy_gbs": 10.0, "copy_nameplate_gbs": null, "copy_ratio": null, '
+                 '"gemm": NaN, "provenance": {}}')  # fmt: skip
+    assert_one_line(invoke("claim", "claims/public-claims.toml", "--peak", f), "gemm")

@@ -55,7 +55,7 @@ def valid(tmp_path_factory) -> dict:
     peak = {"kind": "modelpower-peak", "version": 1, "device": "cpu", "device_name": "CPU",
             "nameplate_source": "x", "copy_gbs": 10.0, "copy_nameplate_gbs": None, "copy_ratio": None,
             "gemm": [{"precision": "fp32", "best_n": 512, "measured_tflops": 0.1, "nameplate_tflops": 0.2,
-                      "ratio": 0.5, "note": ""}]}  # fmt: skip
+                      "ratio": 0.5, "note": ""}], "provenance": {}}  # fmt: skip
     return {"result": result, "peak": peak}
 
 
