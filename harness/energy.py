@@ -71,6 +71,9 @@ class PowerSampler:
             self._sample()
 
     def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():  # a window that ended in an error
+            self._stop.set()
+            self._thread.join()
         self.samples, self.extras = [], []
         self._stop.clear()
         self._sample()

@@ -36,7 +36,8 @@ def device_free_bytes(device: torch.device) -> int | None:
     if device.type != "cuda":
         return None
     free, _ = torch.cuda.mem_get_info(device)
-    return free + torch.cuda.memory_reserved(device)  # torch's cache is free to torch
+    # torch's cached but unused blocks are free to torch; what live tensors hold is not
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
 
 
 def gib(n: float) -> str:

@@ -246,8 +246,8 @@ def type_ok(value, tp) -> bool:
         return any(type_ok(value, a) for a in args)
     if tp is type(None):
         return value is None
-    if tp is float:
-        return value is None or (
+    if tp is float:  # null only where the annotation says `| None`
+        return (
             isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
         )
     if tp is int:

@@ -272,7 +272,10 @@ class ResultSession:
 
     def __exit__(self, kind, exc, tb) -> bool:
         with shielded():  # a second Ctrl-C must not cut the last write short
-            return self._finish(kind, exc)
+            absorbed = self._finish(kind, exc)
+        if absorbed:
+            ignore_stop_signals()  # stopping: a burst of further signals must not cut the report short
+        return absorbed
 
     def _finish(self, kind, exc) -> bool:
         from harness.provenance import now_iso
@@ -291,8 +294,6 @@ class ResultSession:
             r.status = "incomplete"
             r.notes.append(f"stopped by an error: {first_line(exc) if exc else kind.__name__}")
         self.sink.finish(r)
-        if self.interrupted is not None:
-            ignore_stop_signals()  # stopping: a burst of further signals must not cut the report short
         return self.interrupted is not None
 
 

@@ -55,7 +55,7 @@ def user_errors(fn):
         except KeyboardInterrupt as e:  # Ctrl-C (or SIGTERM, SIGHUP) before any point finished
             from harness.session import exit_code
 
-            err.print("interrupted: nothing was measured, no result written")
+            err.print("interrupted")
             raise typer.Exit(exit_code(e)) from None
 
     return wrapper
@@ -83,7 +83,7 @@ def cli_events(min_duration: float, min_iters: int) -> Events:
                     return
                 if phase not in phases:
                     phases.append(phase)
-                frac = min(1.0, max(elapsed / max(min_duration, 1e-9), n / min_iters))
+                frac = min(1.0, elapsed / max(min_duration, 1e-9), n / min_iters)  # a window needs both
                 bar.update(task, completed=phases.index(phase) + frac, info=f"{phase}: {n} {unit}, {elapsed:.1f}s")
 
             yield tick
