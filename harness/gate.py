@@ -126,6 +126,9 @@ def gate(pairs: list[tuple[dict, dict]], metric: str, pct: float, run_to_run: fl
             if s is not None:
                 s.rel_se = math.hypot(s.rel_se, run_to_run)
         label = a["_label"]
+        if sa is not None and sb is None and "oom" in (b.get("flags") or "").split():
+            out.append(Check(label, metric, sa.value, None, None, None, None, "fail", "out of memory in the new set"))
+            continue
         if sa is None or sb is None:
             out.append(Check(label, metric, None, None, None, None, None, "inconclusive", "no noise data"))
             continue

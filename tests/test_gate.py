@@ -141,3 +141,12 @@ def test_run_to_run_spread_widens_the_interval(tmp_path, base):
     assert invoke("compare", a, slow, "--fail-on-regression", 5).exit_code == 1
     r = invoke("compare", a, slow, "--fail-on-regression", 5, "--run-to-run", 20)
     assert r.exit_code == 0 and "inconclusive" in r.stdout, r.output  # a 20% spread hides a 20% dip
+
+
+def test_a_point_that_runs_out_of_memory_in_the_new_set_fails():
+    from harness.gate import gate
+
+    base = {"_label": "llm b8", "throughput": 100.0, "_cov": 0.1, "_n": 20, "flags": ""}
+    new = {"_label": "llm b8", "throughput": None, "_cov": None, "_n": None, "flags": "oom"}
+    (c,) = gate([(base, new)], "throughput", 0.05)
+    assert c.verdict == "fail" and "out of memory" in c.note
