@@ -247,9 +247,7 @@ def type_ok(value, tp) -> bool:
     if tp is type(None):
         return value is None
     if tp is float:  # null only where the annotation says `| None`
-        return (
-            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
-        )
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool) and value >= 0
     if tp in (str, bool):
