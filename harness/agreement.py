@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels import detect_postprocess, seg_argmax
+from kernels import seg_argmax
 
 # max |out - ref| / max |ref| allowed per precision (fp32: kernel-order and fusion differences only)
 TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "bf16": 6e-2, "int8": 0.15}
@@ -36,8 +36,10 @@ def _box_set_agreement(a: np.ndarray, na: int, b: np.ndarray, nb: int) -> float:
     return hit / nb
 
 
-def agreement(out: np.ndarray, ref: np.ndarray, precision: str, task: str, anchors=None) -> dict:
-    """Compare one batch of raw outputs with the fp32 eager reference outputs."""
+def agreement(out: np.ndarray, ref: np.ndarray, precision: str, task: str, head=None,
+              reference: str = "torch eager fp32, same input batch") -> dict:  # fmt: skip
+    """Compare one batch of raw outputs with the reference outputs (`reference` says what made them);
+    `head` (harness.detection.DetectHead) decodes detector outputs."""
     out = out.astype(np.float32)
     ref = ref.astype(np.float32)
     finite = bool(np.isfinite(out).all())
@@ -46,7 +48,7 @@ def agreement(out: np.ndarray, ref: np.ndarray, precision: str, task: str, ancho
     rel = max_abs / scale
     tol = TOLERANCE[precision]
     d = {
-        "reference": "torch eager fp32, same input batch",
+        "reference": reference,
         "max_abs_err": max_abs,
         "max_rel_err": rel,
         "tolerance_rel": tol,
@@ -57,10 +59,10 @@ def agreement(out: np.ndarray, ref: np.ndarray, precision: str, task: str, ancho
         d["top1_agreement"] = float(np.mean(out.argmax(1) == ref.argmax(1)))
     elif task == "segment":
         d["pixel_agreement"] = float(np.mean(seg_argmax(out) == seg_argmax(ref)))
-    elif anchors is not None:
+    elif head is not None:
         n = out.shape[0]
-        meta = (np.ones((n, 2)), np.zeros((n, 2)), np.full((n, 2), 1e9))
-        a, na = detect_postprocess(out, anchors, *meta)
-        b, nb = detect_postprocess(ref, anchors, *meta)
+        meta = head.identity_meta(n)
+        a, na = head.decode(out, *meta, 0.25, 0.45, 300)
+        b, nb = head.decode(ref, *meta, 0.25, 0.45, 300)
         d["box_set_agreement"] = float(np.mean([_box_set_agreement(a[i], na[i], b[i], nb[i]) for i in range(n)]))
     return d

@@ -72,8 +72,11 @@ def _external_tensors(model: onnx.ModelProto):
             yield t
 
 
-def parse_input_shapes(om: OnnxModel, specs: list[str]) -> dict[str, tuple[int, ...]]:
-    """'1x3x224x224' (the only input) or 'name:1x3x224x224' -> concrete shape per input."""
+def parse_input_shapes(om: OnnxModel, specs: list[str], batch: int | None = None) -> dict[str, tuple[int, ...]]:
+    """'1x3x224x224' (the only input) or 'name:1x3x224x224' -> concrete shape per input.
+
+    With `batch` (a `-b` value), axis 0 of every input is that batch and `--input-shape` gives the
+    other axes ('3x224x224'); a fixed batch axis that differs is refused."""
     shapes: dict[str, tuple[int, ...]] = {}
     for spec in specs:
         name, _, dims = spec.rpartition(":")
@@ -89,18 +92,39 @@ def parse_input_shapes(om: OnnxModel, specs: list[str]) -> dict[str, tuple[int, 
             shape = tuple(int(d) for d in dims.lower().replace(",", "x").split("x"))
         except ValueError:
             raise UserError(f"--input-shape must look like 1x3x224x224, got {spec!r}") from None
-        if any(d < 1 for d in shape) or len(shape) != len(om.inputs[name]):
-            raise UserError(f"input {name!r} has {len(om.inputs[name])} axes {om.inputs[name]}, got shape {shape}")
-        for d, declared in zip(shape, om.inputs[name], strict=True):
-            if isinstance(declared, int) and declared > 0 and declared != d:
-                raise UserError(f"input {name!r} is declared {om.inputs[name]}: {shape} does not fit")
+        rank = len(om.inputs[name])
+        if batch is not None:
+            if len(shape) == rank:
+                raise UserError(f"-b gives the batch: --input-shape {spec!r} should give the other axes of input "
+                                f"{name!r} ({'x'.join(map(str, shape[1:]))})")  # fmt: skip
+            shape = (batch, *shape)
+        if any(d < 1 for d in shape) or len(shape) != rank:
+            raise UserError(f"input {name!r} has {rank} axes {om.inputs[name]}, got shape {shape}")
         shapes[name] = shape
     for name, declared in om.inputs.items():
         if name not in shapes:
-            if not all(isinstance(d, int) and d > 0 for d in declared):
-                raise UserError(f"input {name!r} has dynamic axes {declared}: give --input-shape {name}:SHAPE")
-            shapes[name] = tuple(declared)
+            shape = list(declared)
+            if batch is not None and shape:
+                shape[0] = batch if not (isinstance(shape[0], int) and shape[0] > 0) else shape[0]
+            if not all(isinstance(d, int) and d > 0 for d in shape):
+                hint = "the other axes" if batch is not None else "SHAPE"
+                raise UserError(f"input {name!r} has dynamic axes {declared}: give --input-shape {name}:{hint}")
+            shapes[name] = tuple(shape)
+    for name, shape in shapes.items():
+        declared = om.inputs[name]
+        if batch is not None and isinstance(declared[0], int) and declared[0] > 0 and declared[0] != batch:
+            raise UserError(f"input {name!r} has a fixed batch axis of {declared[0]}: -b {batch} does not fit "
+                            "(export the model with a dynamic batch axis to sweep batch sizes)")  # fmt: skip
+        for d, want in zip(shape, declared, strict=True):
+            if isinstance(want, int) and want > 0 and want != d:
+                raise UserError(f"input {name!r} is declared {declared}: {shape} does not fit")
     return shapes
+
+
+def fixed_batch(om: OnnxModel) -> int | None:
+    """The batch (axis 0) every input fixes, or None if any input leaves it dynamic."""
+    firsts = {d[0] if d and isinstance(d[0], int) and d[0] > 0 else None for d in om.inputs.values()}
+    return firsts.pop() if len(firsts) == 1 else None
 
 
 def count_flops(om: OnnxModel, shapes: dict[str, tuple[int, ...]]) -> int:
@@ -160,6 +184,8 @@ def session(om: OnnxModel, device_type: str):
     provider = "CUDAExecutionProvider" if device_type == "cuda" else "CPUExecutionProvider"
     if provider not in ort.get_available_providers():
         raise UserError(f"onnxruntime {ort.__version__} has no {provider}")
+    if provider != "CPUExecutionProvider" and hasattr(ort, "preload_dlls"):
+        ort.preload_dlls()  # CUDA/cuDNN libraries from the nvidia-* wheels torch brought
     t = time.perf_counter()
     options = ort.SessionOptions()
     options.log_severity_level = 4  # fatal only: a failure reaches the user as our one line, not ORT's log
@@ -167,8 +193,125 @@ def session(om: OnnxModel, device_type: str):
         sess = ort.InferenceSession(om.model.SerializeToString(), options, providers=[provider])
     except Exception as e:
         raise UserError(f"onnxruntime cannot load {om.path}: {_first(e)}") from None
+    if provider not in sess.get_providers():  # ORT falls back silently when a provider fails to load
+        raise UserError(
+            f"onnxruntime could not load {provider} (the session runs on {', '.join(sess.get_providers())})"
+        )
     return sess, time.perf_counter() - t
 
 
 def weights_of(om: OnnxModel) -> int:
     return int(sum(numpy_helper.to_array(t).size for t in om.model.graph.initializer))
+
+
+# ------------------------------------------------------------------------------ --task: our pipeline
+@dataclass
+class TaskOptions:
+    """How a user's ONNX model takes frames and what its output is (`modelpower run model.onnx --task`)."""
+
+    task: str
+    input_hw: tuple[int, int] | None = None  # --input-size; None: read from the model
+    mean: tuple[float, float, float] | None = None  # 0..255 scale; None: the task's convention
+    std: tuple[float, float, float] | None = None
+    letterbox: bool | None = None  # None: detection letterboxes, the others resize
+    rgb: bool = True
+    det_format: str | None = None  # None: recognised from the output shape
+
+
+INPUT_TYPES = {onnx.TensorProto.FLOAT: "fp32", onnx.TensorProto.FLOAT16: "fp16"}
+
+
+def _elem_type(om: OnnxModel, name: str) -> int:
+    return next(i.type.tensor_type.elem_type for i in om.model.graph.input if i.name == name)
+
+
+def output_shapes(om: OnnxModel, shapes: dict[str, tuple[int, ...]]) -> dict[str, list]:
+    """Each graph output's shape at the input `shapes`, from shape inference (0 where unknown)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(om.model)
+    for i in m.graph.input:
+        if i.name in shapes:
+            for d, v in zip(i.type.tensor_type.shape.dim, shapes[i.name], strict=True):
+                d.Clear()
+                d.dim_value = v
+    try:
+        m = shape_inference.infer_shapes(m, data_prop=True)
+    except Exception as e:
+        raise UserError(f"{om.path.name}: ONNX shape inference fails at input {shapes}: {_first(e)}") from None
+    return {
+        o.name: [d.dim_value if d.HasField("dim_value") else 0 for d in o.type.tensor_type.shape.dim]
+        for o in m.graph.output
+    }
+
+
+def task_preset(om: OnnxModel, opts: TaskOptions):
+    """The ONNX model as a preset of our pipeline: one image input [N, 3, H, W] (float32 or float16)
+    and a first output that fits the task. Returns (preset, input name, precision); a UserError
+    saying what was expected and what was found otherwise."""
+    from harness.detection import FORMATS, recognise
+    from models.registry import IMAGENET_MEAN, IMAGENET_STD, TASKS, Preset
+
+    name = om.path.name
+    if opts.task not in TASKS:
+        raise UserError(f"unknown --task {opts.task!r}: use {', '.join(TASKS)}")
+    if len(om.inputs) != 1:
+        raise UserError(
+            f"--task needs a model with one image input; {name} has {len(om.inputs)}: {', '.join(om.inputs)}"
+        )
+    ((inp, dims),) = om.inputs.items()
+    fixed = [d if isinstance(d, int) and d > 0 else None for d in dims]
+    if len(dims) != 4 or fixed[1] not in (3, None):
+        raise UserError(f"--task expects an image input [N, 3, H, W]; {name} input {inp!r} is {dims}")
+    precision = INPUT_TYPES.get(_elem_type(om, inp))
+    if precision is None:
+        elem = onnx.TensorProto.DataType.Name(_elem_type(om, inp)).lower()
+        raise UserError(f"--task expects a float32 or float16 image input; {name} input {inp!r} is {elem}")
+    hw = opts.input_hw
+    if hw is None:
+        if fixed[2] is None or fixed[3] is None:
+            raise UserError(f"{name} input {inp!r} is {dims}: its height and width are dynamic; give --input-size HxW")
+        hw = (fixed[2], fixed[3])
+    for axis, want, what in ((2, hw[0], "height"), (3, hw[1], "width")):
+        if fixed[axis] is not None and fixed[axis] != want:
+            raise UserError(f"--input-size {hw[0]}x{hw[1]} does not fit {name}: input {inp!r} is {dims} "
+                            f"(fixed {what} {fixed[axis]})")  # fmt: skip
+    outs = output_shapes(om, {inp: (fixed[0] or 1, 3, *hw)})
+    out_name, shape = next(iter(outs.items()))
+    shape = tuple(shape)
+    found = f"{name} output {out_name!r} is {list(shape)} at input {hw[0]}x{hw[1]}"
+    det_format = None
+    if any(d == 0 for d in shape[1:]):
+        raise UserError(f"{found}: its size is unknown to shape inference, so it cannot be checked against --task")
+    if opts.task == "classify":
+        if len(shape) != 2 or shape[1] < 1:
+            raise UserError(f"--task classify expects a first output [N, classes]; {found}")
+        classes = shape[1]
+    elif opts.task == "segment":
+        if len(shape) != 4 or shape[1] < 2:
+            raise UserError(f"--task segment expects a first output [N, classes, h, w]; {found}")
+        classes = shape[1]
+    else:
+        if opts.det_format not in (None, *FORMATS):
+            raise UserError(f"unknown --det-format {opts.det_format!r}: use {', '.join(FORMATS)}")
+        det_format = opts.det_format or recognise(shape, hw)
+        if det_format == "raw":
+            fits = recognise(shape, hw) == "raw"
+        else:
+            fits = det_format == "yolov8" and len(shape) == 3 and shape[1] >= 5
+        if not fits:
+            from models.detector import anchor_points
+
+            n = len(anchor_points(*hw))
+            raise UserError(f"--task detect expects a first output [N, 4 + classes, anchors] (yolov8) or "
+                            f"[N, {n}, 4 + classes] (raw, strides 8/16/32); {found}")  # fmt: skip
+        classes = (shape[2] if det_format == "raw" else shape[1]) - 4
+    detect = opts.task == "detect"
+    preset = Preset(
+        name=name, industry="-", task=opts.task, arch="ONNX file", input_hw=hw, num_classes=int(classes),
+        builder=None, description=str(om.path),
+        letterbox=detect if opts.letterbox is None else opts.letterbox,
+        mean=opts.mean or ((0.0, 0.0, 0.0) if detect else IMAGENET_MEAN),
+        std=opts.std or ((255.0, 255.0, 255.0) if detect else IMAGENET_STD),
+        rgb=opts.rgb, det_format=det_format or "raw",
+    )  # fmt: skip
+    return preset, inp, precision

@@ -95,10 +95,11 @@ def torch_sample_tokens(logits: torch.Tensor, temperature: float, top_k: int, to
 
 
 def torch_detect_postprocess(head: torch.Tensor, anchors: torch.Tensor, conf_thres, iou_thres, max_det):
-    """Decode + threshold + torchvision.ops.batched_nms per image, as a YOLO user writes it."""
+    """Decode + threshold + torchvision.ops.batched_nms per image, as a YOLO user writes it:
+    (kept (boxes, scores, classes) per image, candidates per image)."""
     from torchvision.ops import batched_nms
 
-    results = []
+    results, candidates = [], []
     for h in head:
         score, cls = torch.sigmoid(h[:, 4:]).max(1)
         ok = score > conf_thres
@@ -107,4 +108,21 @@ def torch_detect_postprocess(head: torch.Tensor, anchors: torch.Tensor, conf_thr
         boxes = torch.stack([a[:, 0] - d[:, 0], a[:, 1] - d[:, 1], a[:, 0] + d[:, 2], a[:, 1] + d[:, 3]], 1)
         keep = batched_nms(boxes, score[ok], cls[ok], iou_thres)[:max_det]
         results.append((boxes[keep], score[ok][keep], cls[ok][keep]))
-    return results
+        candidates.append(int(ok.sum()))
+    return results, candidates
+
+
+def torch_yolo_postprocess(out: torch.Tensor, conf_thres, iou_thres, max_det):
+    """The YOLOv8 export layout [B, 4 + C, A] as its users decode it: transpose, best class,
+    threshold, cxcywh -> xyxy, torchvision.ops.batched_nms per image."""
+    from torchvision.ops import batched_nms, box_convert
+
+    results, candidates = [], []
+    for o in out:
+        score, cls = o[4:].max(0)
+        ok = score > conf_thres
+        boxes = box_convert(o[:4].T[ok], "cxcywh", "xyxy")
+        keep = batched_nms(boxes, score[ok], cls[ok], iou_thres)[:max_det]
+        results.append((boxes[keep], score[ok][keep], cls[ok][keep]))
+        candidates.append(int(ok.sum()))
+    return results, candidates

@@ -25,6 +25,7 @@ from harness import peers
 from harness.agreement import agreement
 from harness.backends import BACKENDS, BackendUnavailable, Prepared
 from harness.backends.base import PrepareContext
+from harness.detection import DetectHead
 from harness.devices import TORCH_DTYPES, device_name
 from harness.energy import Meter
 from harness.errors import UserError
@@ -35,10 +36,9 @@ from harness.metrics import nameplate_peak, peak_precision, run_metrics
 from harness.results import Point
 from harness.stats import latency_stats
 from harness.timing import device_sync, window_closed
-from kernels import detect_postprocess, letterbox_normalize, seg_argmax, softmax_topk
+from kernels import letterbox_normalize, seg_argmax, softmax_topk
 from kernels.device import to_host
 from models import Preset, build_model
-from models.detector import anchor_points
 
 PRECISIONS = (*TORCH_DTYPES, "int8")
 Progress = Callable[[str, float, int], None]  # (phase, elapsed_s, iterations)
@@ -64,12 +64,13 @@ class RunSettings:
 @dataclass
 class LoadedModel:
     preset: Preset
-    model: torch.nn.Module  # fp32, eager: the agreement reference
+    model: Callable[[torch.Tensor], torch.Tensor]  # fp32 eager torch (an ONNX file: its CPU session): the reference
     weights: dict
     load_s: float
     params: int
     flops_per_sample: int
     prepared: dict = field(default_factory=dict)  # (backend, precision, mode) -> Prepared
+    reference: str = "torch eager fp32, same input batch"  # what `model` is, for the agreement record
 
 
 def load_model(preset: Preset, settings: RunSettings, weights=None) -> LoadedModel:
@@ -83,6 +84,42 @@ def load_model(preset: Preset, settings: RunSettings, weights=None) -> LoadedMod
     params = sum(p.numel() for p in model.parameters())
     flops = preset_flops_per_sample(preset.builder, preset.num_classes, preset.input_hw)
     return LoadedModel(preset, model, source, load_s, params, flops)
+
+
+def load_onnx_model(path: Path, opts, settings: RunSettings) -> LoadedModel:
+    """A user's ONNX file in our pipeline (`--task`): its session on the device, prepared once as
+    the onnxruntime backend at the file's own precision; the reference is the file on ORT's CPU
+    provider (on a CPU run, the same session: agreement then checks only that runs repeat)."""
+    from harness import onnx_model as ox
+    from harness.backends.onnxruntime import file_runner
+    from models.weights import sha256_file
+
+    t0 = time.perf_counter()
+    om = ox.load_onnx(path)
+    preset, inp, precision = ox.task_preset(om, opts)
+    sess, session_s = ox.session(om, settings.device.type)
+    out = sess.get_outputs()[0].name
+    ref_sess = sess if settings.device.type == "cpu" else ox.session(om, "cpu")[0]
+    in_type = TORCH_DTYPES[precision]
+    host_run = file_runner(ref_sess, torch.device("cpu"), inp, out)
+    run = file_runner(sess, settings.device, inp, out)
+    flops = ox.count_flops(om, {inp: (1, 3, *preset.input_hw)})
+    weights = {"kind": "file", "path": str(Path(path).resolve()), "sha256": sha256_file(Path(path))}
+    lm = LoadedModel(
+        preset,
+        lambda x: host_run(x.cpu().to(in_type)),
+        weights,
+        time.perf_counter() - t0,
+        ox.weights_of(om),
+        flops,
+        reference="the ONNX file on onnxruntime's CPU provider, same input batch",
+    )
+    info = {"onnx": str(Path(path).resolve()), "providers": sess.get_providers(), "input": inp, "output": out,
+            "det_format": preset.det_format if preset.task == "detect" else None}  # fmt: skip
+    lm.prepared[("onnxruntime", precision, settings.compile_mode)] = Prepared(
+        lambda x: run(x.to(in_type).contiguous()), session_s, info
+    )
+    return lm
 
 
 PREPROCESS = ("numba", "opencv", "torchvision")
@@ -107,8 +144,9 @@ class VisionPipeline:
         self.cuda = s.device.type == "cuda"
         self.dtype = TORCH_DTYPES.get(s.precision, torch.float32)  # int8 backends take fp32 input
         self.run_model = None  # set by measure_point once the backend has prepared the model
-        self.anchors = anchor_points(*p.input_hw) if p.task == "detect" else None
-        self.post_counts: list[float] = []
+        self.head = DetectHead(p.det_format, p.input_hw) if p.task == "detect" else None
+        self.swap_channels = source.bgr == p.rgb  # the frames' channel order is not the model's
+        self.post_counts: list[tuple[float, float]] = []  # detection: (candidates, kept) per image, per batch
         sizes = {im.shape for im in source.images}
         self.device_pre = self.cuda and preprocess == "numba" and len(sizes) == 1
         if self.device_pre:
@@ -149,7 +187,7 @@ class VisionPipeline:
             "torchvision": peers.torchvision_letterbox,
         }
         _, ctx["scales"], ctx["pads"] = fn[self.path](
-            imgs, p.input_hw, p.mean, p.std, bgr_to_rgb=self.source.bgr, letterbox=p.letterbox,
+            imgs, p.input_hw, p.mean, p.std, bgr_to_rgb=self.swap_channels, letterbox=p.letterbox,
             out=self.host[ctx["slot"]].numpy(),
         )  # fmt: skip
         ctx["orig_hw"] = np.array([im.shape[:2] for im in imgs], np.float64)
@@ -176,7 +214,7 @@ class VisionPipeline:
         x = torch.empty((self.bs, 3, *p.input_hw), dtype=torch.float16 if half else torch.float32,
                         device=self.s.device)  # fmt: skip
         _, ctx["scales"], ctx["pads"] = letterbox_normalize(
-            ctx["x"], p.input_hw, p.mean, p.std, bgr_to_rgb=self.source.bgr, letterbox=p.letterbox,
+            ctx["x"], p.input_hw, p.mean, p.std, bgr_to_rgb=self.swap_channels, letterbox=p.letterbox,
             dtype=kernel_dtype, out=x,
         )  # fmt: skip
         ctx["x"] = x.to(self.dtype)
@@ -206,19 +244,15 @@ class VisionPipeline:
         elif task == "segment":
             peers.torch_seg_argmax(torch.from_numpy(y)) if torch_path else seg_argmax(y)
         elif torch_path:
-            dets = peers.torch_detect_postprocess(
-                torch.from_numpy(y),
-                torch.from_numpy(self.anchors),
-                self.s.conf_thres,
-                self.s.iou_thres,
-                self.s.max_det,
+            dets, cand = self.head.decode_torch(
+                torch.from_numpy(y), self.s.conf_thres, self.s.iou_thres, self.s.max_det
             )
-            self.post_counts.append(float(np.mean([len(d[0]) for d in dets])))
+            self.post_counts.append((float(np.mean(cand)), float(np.mean([len(d[0]) for d in dets]))))
         else:
-            s = self.s
+            s, stats = self.s, {}
             meta = (ctx["scales"], ctx["pads"], ctx["orig_hw"])
-            _, counts = detect_postprocess(y, self.anchors, *meta, s.conf_thres, s.iou_thres, s.max_det)
-            self.post_counts.append(float(counts.mean()))
+            _, counts = self.head.decode(y, *meta, s.conf_thres, s.iou_thres, s.max_det, stats)
+            self.post_counts.append((float(stats["candidates"].mean()), float(counts.mean())))
 
     def context(self, index: int) -> dict:
         """Batch `index` through every step before inference: the model input is ctx["x"]."""
@@ -329,7 +363,8 @@ def prepare_backend(lm: LoadedModel, pipe: VisionPipeline, s: RunSettings, examp
             [example.float(), *(pipe.input_batch(i).float() for i in range(1, 4))] if s.precision == "int8" else []
         )
         weights = lm.weights.get("sha256", f"seed{lm.weights.get('seed')}")[:16]
-        ctx = PrepareContext(f"{lm.preset.name}-{weights}", s.cache_dir, calibration, s.compile_mode)
+        name = lm.preset.name.replace(":", "-")  # timm:resnet18 -> a file name everywhere
+        ctx = PrepareContext(f"{name}-{weights}", s.cache_dir, calibration, s.compile_mode)
         try:
             lm.prepared[key] = backend.prepare(copy.deepcopy(lm.model), example.float(), s.precision, ctx)
         except BackendUnavailable as e:
@@ -345,7 +380,7 @@ def prepare_checked(lm: LoadedModel, pipe: VisionPipeline, s: RunSettings) -> tu
     with torch.inference_mode():
         ref = lm.model(x0.float()).float().cpu().numpy()
     out0 = prepared.run(x0).float().cpu().numpy()
-    return prepared, agreement(out0, ref, s.precision, lm.preset.task, pipe.anchors)
+    return prepared, agreement(out0, ref, s.precision, lm.preset.task, pipe.head, lm.reference)
 
 
 def pre_threads_for(device: torch.device) -> int:
@@ -400,7 +435,9 @@ def measure_point(
     nan_or_inf = any(not np.isfinite(a).all() for a in checked)
     output_check: dict = {"checked_batches": len(checked), "nan_or_inf": nan_or_inf}
     if p.task == "detect" and pipe.post_counts:
-        output_check["mean_detections_per_image"] = float(np.mean(pipe.post_counts))
+        cand, kept = np.mean(pipe.post_counts, axis=0)
+        output_check["candidates_per_image"] = float(cand)
+        output_check["detections_per_image"] = float(kept)
 
     staged = {k: latency_stats(v) for k, v in times.items()}
     e2e = latency_stats(lat)
@@ -461,15 +498,17 @@ def point_fields(
 
 
 def measure_onnx(path: Path, input_shapes: list[str], input_dtype: str, s: RunSettings,
-                 progress: Progress | None = None, meter: Meter | None = None) -> Point:  # fmt: skip
+                 progress: Progress | None = None, meter: Meter | None = None,
+                 batch: int | None = None) -> Point:  # fmt: skip
     """A user's ONNX model through ONNX Runtime on seeded random inputs: inference only, timed
-    with the same window rules and energy meter as the presets; FLOPs from the graph."""
+    with the same window rules and energy meter as the presets; FLOPs from the graph. `batch` (a
+    -b value) sets axis 0 of every input; None: the shapes of `input_shapes` or the model."""
     from harness import onnx_model as ox
     from models.weights import sha256_file
 
     t0 = time.perf_counter()
     om = ox.load_onnx(path)
-    shapes = ox.parse_input_shapes(om, input_shapes)
+    shapes = ox.parse_input_shapes(om, input_shapes, batch)
     feeds = ox.random_inputs(shapes, input_dtype, s.seed)
     sess, _ = ox.session(om, s.device.type)
     load_s = time.perf_counter() - t0

@@ -60,7 +60,7 @@ MAX_WINDOW_S = 86_400.0  # a window of more than a day is a typo, not a benchmar
 
 
 def parse_sizes(values: list[str], what: str = "batch size") -> list[int]:
-    """'1,8,32' and repeated flags -> [1, 8, 32]; each must be a positive integer."""
+    """'1,8,32' and repeated flags -> [1, 8, 32]; each must be a positive integer; repeats dropped."""
     sizes: list[int] = []
     for v in values:
         for part in str(v).split(","):
@@ -74,7 +74,7 @@ def parse_sizes(values: list[str], what: str = "batch size") -> list[int]:
             sizes.append(n)
     if not sizes:
         raise UserError(f"no {what} given")
-    return sizes
+    return list(dict.fromkeys(sizes))  # -b 1,1 measures batch 1 once
 
 
 def check_writable(folder: Path, what: str = "results") -> Path:

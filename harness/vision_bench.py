@@ -4,7 +4,9 @@
 point (model x backend/precision x batch size) in one `ResultSession`, so a bad flag fails at once
 and an interrupted run keeps the points it finished. What measures a point is chosen once, in
 this precedence:
-1. ONNX files: the user's model through ONNX Runtime, inference only (`runner.measure_onnx`);
+1. ONNX files: with `--task`, the user's model in our pipeline (frames -> our pre-processing ->
+   ONNX Runtime -> our post-processing, `runner.load_onnx_model` + `measure_point`); without it,
+   inference only on seeded random inputs (`runner.measure_onnx`), one point per `-b` value;
 2. `--scenario`: each point an MLPerf LoadGen test (`loadgen.measure_loadgen`);
 3. otherwise the staged and end-to-end windows of `runner.measure_point`.
 `keep_going` (the `backends` comparison) turns a failing point into a note instead of an error.
@@ -48,8 +50,8 @@ QUICK_MODELS = ["steel-defect-mobilenetv3", "pcb-defect-yolo", "steel-seg-lraspp
 class VisionRequest:
     """Everything `modelpower run` was asked; checked by `plan`."""
 
-    models: list[str]  # preset names or .onnx files
-    batch_sizes: list[int]
+    models: list[str]  # preset names, timm:NAME / torchvision:NAME, or .onnx files
+    batch_sizes: list[int] | None  # None: 1 (an ONNX file: its fixed batch, or --input-shape's)
     device: str = "auto"
     precision: str = "fp32"
     backends: list[str] = field(default_factory=lambda: ["torch"])
@@ -74,6 +76,13 @@ class VisionRequest:
     keep_going: bool = False
     threads: int | None = None  # pin torch's and Numba's CPU threads (None: their defaults)
     profile: str | None = None  # `quick --profile`: recorded in the result
+    task: str | None = None  # ONNX files: classify, detect or segment runs them in our pipeline
+    input_size: str | None = None  # --task: HxW the model takes (None: read from the model)
+    mean: str | None = None  # --task: "m" or "r,g,b" on the 0..255 scale (None: the task's convention)
+    std: str | None = None
+    letterbox: bool | None = None  # --task: None: detection letterboxes, the others resize
+    rgb: bool | None = None  # --task: the model's channel order (None: RGB)
+    det_format: str | None = None  # --task detect: raw or yolov8 (None: recognised from the output)
 
 
 @dataclass
@@ -140,27 +149,47 @@ def _check_numbers(req: VisionRequest) -> None:
         check_number("--assume-watts", req.assume_watts, 0, above=True)
 
 
+TASK_FLAGS = (("input_size", "--input-size"), ("mean", "--mean"), ("std", "--std"), ("letterbox", "--letterbox"),
+              ("rgb", "--rgb/--bgr"), ("det_format", "--det-format"))  # fmt: skip
+
+
 def _check_applies(req: VisionRequest, presets: list[Preset], onnx_files: list[Path]) -> None:
     """Options that do not apply to what is run are refused, never ignored."""
-    default = VisionRequest([], [])
+    default = VisionRequest([], None)
     if onnx_files and presets:
         raise UserError("run presets and ONNX files in separate commands")
     given = lambda name: getattr(req, name) != getattr(default, name)  # noqa: E731
     if presets:
-        for name, flag in (("input_shape", "--input-shape"), ("input_dtype", "--input-dtype")):
+        for name, flag in (("input_shape", "--input-shape"), ("input_dtype", "--input-dtype"), ("task", "--task"),
+                           *TASK_FLAGS):  # fmt: skip
             if given(name):
-                raise UserError(f"{flag} applies to .onnx files; a preset knows its own input")
+                raise UserError(f"{flag} applies to .onnx files; a preset knows its own input and task")
+    if req.task is None:
+        for name, flag in TASK_FLAGS:
+            if given(name):
+                raise UserError(f"{flag} applies to ONNX files run with --task")
+    elif req.det_format is not None and req.task != "detect":
+        raise UserError("--det-format applies to --task detect")
     if onnx_files:
         named = {b.strip() for v in req.backends for b in v.split(",")}
         if req.combos is None and given("backends") and named - {"onnxruntime"}:
             raise UserError("ONNX files run through onnxruntime only: drop --backend (or use --backend onnxruntime)")
-        if req.batch_sizes != [1]:
-            raise UserError("-b applies to presets; an ONNX file's batch is the first axis of --input-shape")
-        for name, flag in (("weights", "--weights"), ("images", "--images"), ("image_size", "--image-size"),
-                           ("num_images", "--num-images"), ("preprocess", "--preprocess"),
-                           ("precision", "--precision")):  # fmt: skip
-            if given(name):
-                raise UserError(f"{flag} applies to presets; an ONNX file runs on seeded random inputs (--input-dtype)")
+        if given("precision"):
+            raise UserError("--precision applies to presets; an ONNX file runs at its own input type")
+        if given("weights"):
+            raise UserError("--weights applies to presets; an ONNX file holds its weights")
+        if req.task is not None:
+            for name, flag in (("input_shape", "--input-shape"), ("input_dtype", "--input-dtype")):
+                if given(name):
+                    raise UserError(
+                        f"{flag} describes random inputs; with --task the input is frames (--input-size HxW)"
+                    )
+        else:
+            for name, flag in (("images", "--images"), ("image_size", "--image-size"), ("num_images", "--num-images"),
+                               ("preprocess", "--preprocess")):  # fmt: skip
+                if given(name):
+                    raise UserError(f"{flag} applies to presets and to ONNX files run with --task; without --task "
+                                    "an ONNX file runs on seeded random inputs (--input-dtype)")  # fmt: skip
     if given("compile_mode") and not any(b == "torch-compile" for b, _ in _combos(req)):
         raise UserError("--compile-mode applies to --backend torch-compile")
     if req.images is not None and (given("image_size") or given("num_images")):
@@ -193,8 +222,57 @@ def _check_options(req: VisionRequest, presets: list[Preset], onnx_files: list[P
         if onnx_files:
             raise UserError("--scenario runs presets; ONNX files run without LoadGen")
         import_loadgen()
-        for bs in req.batch_sizes:
+        for bs in req.batch_sizes or [1]:
             req.loadgen.check(bs)
+
+
+def task_options(req: VisionRequest):
+    """The request's `--task` options for an ONNX file, parsed (a UserError for a bad value)."""
+    from harness.onnx_model import TaskOptions
+
+    hw = None
+    if req.input_size is not None:
+        try:
+            h, w = (int(v) for v in req.input_size.lower().split("x"))
+        except ValueError:
+            raise UserError(f"--input-size must look like 640x640 (height x width), got {req.input_size!r}") from None
+        if not (1 <= h <= 16384 and 1 <= w <= 16384):
+            raise UserError(f"--input-size must be 1..16384 on each side, got {req.input_size!r}")
+        hw = (h, w)
+    return TaskOptions(req.task, hw, _channels("--mean", req.mean), _channels("--std", req.std, positive=True),
+                       req.letterbox, True if req.rgb is None else req.rgb, req.det_format)  # fmt: skip
+
+
+def _channels(flag: str, value: str | None, positive: bool = False) -> tuple[float, float, float] | None:
+    """'127.5' or '123.7,116.3,103.5' (0..255 scale) -> three finite floats."""
+    if value is None:
+        return None
+    try:
+        parts = [float(v) for v in value.split(",")]
+    except ValueError:
+        raise UserError(f"{flag} must be one number or three (R,G,B on the 0..255 scale), got {value!r}") from None
+    if len(parts) == 1:
+        parts *= 3
+    if len(parts) != 3 or not all(math.isfinite(v) for v in parts):
+        raise UserError(f"{flag} must be one number or three (R,G,B on the 0..255 scale), got {value!r}")
+    if positive and min(parts) <= 0:
+        raise UserError(f"{flag} must be positive, got {value!r}")
+    return parts[0], parts[1], parts[2]
+
+
+def onnx_batches(om, req: VisionRequest) -> list[int | None]:
+    """The batch sizes an ONNX file runs at: -b (checked against a fixed batch axis), or None
+    (its fixed batch, or --input-shape's first axis)."""
+    from harness import onnx_model as ox
+
+    if req.batch_sizes is None:
+        return [None]
+    fixed = ox.fixed_batch(om)
+    for bs in req.batch_sizes:
+        if fixed is not None and bs != fixed:
+            raise UserError(f"{om.path.name} has a fixed batch axis of {fixed}: -b {bs} does not fit "
+                            "(export the model with a dynamic batch axis to sweep batch sizes)")  # fmt: skip
+    return list(req.batch_sizes)
 
 
 def _check_onnx(req: VisionRequest, onnx_files: list[Path]) -> None:
@@ -204,10 +282,17 @@ def _check_onnx(req: VisionRequest, onnx_files: list[Path]) -> None:
 
     if onnx_files and req.input_dtype not in ox.DTYPES:
         raise UserError(f"--input-dtype must be one of {', '.join(ox.DTYPES)}, got {req.input_dtype!r}")
+    opts = task_options(req) if req.task is not None else None
     for f in onnx_files:  # every bad file is refused before anything runs
-        shapes = ox.parse_input_shapes(ox.load_onnx(f), req.input_shape)
-        nbytes = sum(math.prod(s) for s in shapes.values()) * np.dtype(ox.DTYPES[req.input_dtype]).itemsize
-        check_fits(f"the inputs of {f.name} ({shapes})", nbytes, 0, torch.device("cpu"))
+        om = ox.load_onnx(f)
+        batches = onnx_batches(om, req)
+        if opts is not None:
+            ox.task_preset(om, opts)
+            continue
+        for bs in batches:
+            shapes = ox.parse_input_shapes(om, req.input_shape, bs)
+            nbytes = sum(math.prod(s) for s in shapes.values()) * np.dtype(ox.DTYPES[req.input_dtype]).itemsize
+            check_fits(f"the inputs of {f.name} ({shapes})", nbytes, 0, torch.device("cpu"))
 
 
 def validate(req: VisionRequest) -> tuple[list[Preset], list[Path], list[tuple[str, str]]]:
@@ -215,7 +300,7 @@ def validate(req: VisionRequest) -> tuple[list[Preset], list[Path], list[tuple[s
     The torchrun launcher runs it before starting any worker."""
     from models import get_preset
 
-    if not req.batch_sizes:
+    if req.batch_sizes is not None and not req.batch_sizes:
         raise UserError("no batch size given")
     onnx_files = [Path(n) for n in req.models if n.endswith(".onnx")]
     presets = [get_preset(n) for n in req.models if not n.endswith(".onnx")]
@@ -250,7 +335,7 @@ def plan(req: VisionRequest, sink: Sink) -> VisionPlan:
         raise UserError("--spec rows are GPU nameplates; on the CPU the nameplate is computed (`modelpower devices`)")
     for b, prec in combos:
         check_backend(b, dev, prec)
-    source = _source(req, dev) if presets else None
+    source = _source(req, dev) if presets or req.task else None
     settings = runner.RunSettings(
         device=dev, precision=req.precision, warmup=req.warmup, min_duration=req.min_duration,
         min_iters=req.min_iters, seed=req.seed, compile_mode=req.compile_mode,
@@ -263,12 +348,13 @@ def plan(req: VisionRequest, sink: Sink) -> VisionPlan:
 def _config(req: VisionRequest, p: VisionPlan) -> dict:
     """The result's `config`: the request as it was resolved."""
     return {
-        "models": req.models, "batch_sizes": req.batch_sizes, "device": str(p.device), "device_choice": p.device_choice,
+        "models": req.models, "batch_sizes": req.batch_sizes or [1], "device": str(p.device),
+        "device_choice": p.device_choice,
         "precision": req.precision, "compile_mode": req.compile_mode,
-        "backends": [f"{b}:{q}" for b, q in p.combos] if p.presets else ["onnxruntime"],
+        "backends": [f"{b}:{q}" for b, q in p.combos] if p.presets else ["onnxruntime"], "task": req.task,
         "warmup": req.warmup, "min_duration_s": req.min_duration, "min_iters": req.min_iters, "seed": req.seed,
         "input": p.source.description if p.source else None, "cudnn_benchmark": p.device.type == "cuda",
-        "weights": str(req.weights) if req.weights else None, "preprocess": req.preprocess if p.presets else "none",
+        "weights": str(req.weights) if req.weights else None, "preprocess": req.preprocess if p.source else "none",
         "energy_meter": p.meter.name, "assume_watts": req.assume_watts, "profile": req.profile,
         "threads": req.threads,
         "spec_file": str(req.spec) if req.spec else None,
@@ -300,19 +386,25 @@ def _batch_bytes(preset: Preset, act_per_sample: int, bs: int, p: VisionPlan) ->
 
 def _jobs(req: VisionRequest, p: VisionPlan, sink: Sink, events: Events) -> Iterator[PointJob]:
     """Every point in order; each preset loads when its first point is reached."""
+    from harness import onnx_model as ox
     from harness.memory import activation_bytes_per_sample
 
     for f in p.onnx_files:
-        s = replace(p.settings, backend="onnxruntime")
-        fields = {"model": f.name, "backend": "onnxruntime", "precision": "fp32", "batch_size": None}
-        yield PointJob(f"{f.name} onnxruntime", fields, 1, (0, 0), lambda tick, f=f, s=s: runner.measure_onnx(
-            f, req.input_shape, req.input_dtype, s, tick, p.meter))  # fmt: skip
+        if req.task is not None:
+            yield from _onnx_task_jobs(f, req, p, sink)
+            continue
+        for bs in onnx_batches(ox.load_onnx(f), req):
+            s = replace(p.settings, backend="onnxruntime")
+            label = f"{f.name} onnxruntime" + (f" batch {bs}" if bs is not None else "")
+            fields = {"model": f.name, "backend": "onnxruntime", "precision": "fp32", "batch_size": bs}
+            yield PointJob(label, fields, 1, (0, 0), lambda tick, f=f, s=s, bs=bs: runner.measure_onnx(
+                f, req.input_shape, req.input_dtype, s, tick, p.meter, bs))  # fmt: skip
     for preset in p.presets:
         events.note(f"loading {preset.name} ...")
         lm = runner.load_model(preset, p.settings, req.weights)
         act = activation_bytes_per_sample(preset.builder, preset.num_classes, preset.input_hw)
         for backend, prec in p.combos:
-            for bs in req.batch_sizes:
+            for bs in req.batch_sizes or [1]:
                 s = replace(p.settings, backend=backend, precision=prec)
                 label = f"{preset.name} {backend} {prec} batch {bs}"
                 fields = {"model": preset.name, "backend": backend, "precision": prec, "batch_size": bs}
@@ -327,6 +419,24 @@ def _jobs(req: VisionRequest, p: VisionPlan, sink: Sink, events: Events) -> Iter
                 need = (need[0], need[1] + samples)
                 yield PointJob(label, fields, 1, need, lambda tick, lm=lm, bs=bs, s=s, log_dir=log_dir: _loadgen_point(
                     lm, bs, p, s, req, log_dir, sink, tick))  # fmt: skip
+
+
+def _onnx_task_jobs(f: Path, req: VisionRequest, p: VisionPlan, sink: Sink) -> Iterator[PointJob]:
+    """An ONNX file in our pipeline (--task): loaded once, one end-to-end point per batch size."""
+    from harness import onnx_model as ox
+
+    om = ox.load_onnx(f)
+    batches = [bs or ox.fixed_batch(om) or 1 for bs in onnx_batches(om, req)]
+    del om
+    lm = runner.load_onnx_model(f, task_options(req), p.settings)
+    (precision,) = {key[1] for key in lm.prepared}
+    for bs in batches:
+        s = replace(p.settings, backend="onnxruntime", precision=precision)
+        label = f"{f.name} {req.task} onnxruntime {precision} batch {bs}"
+        fields = {"model": f.name, "backend": "onnxruntime", "precision": precision, "batch_size": bs}
+        need = _batch_bytes(lm.preset, 0, bs, p)
+        yield PointJob(label, fields, 2, need, lambda tick, bs=bs, s=s: runner.measure_point(
+            lm, bs, p.source, s, tick, req.preprocess, p.meter, sink.barrier))  # fmt: skip
 
 
 def _loadgen_point(lm, bs, p: VisionPlan, s, req: VisionRequest, log_dir: Path, sink: Sink, tick: Tick) -> Point:

@@ -5,7 +5,14 @@ compare against.
 """
 
 from kernels.classify import softmax_topk, softmax_topk_ref
-from kernels.detect import batched_nms, batched_nms_ref, detect_postprocess, detect_postprocess_ref
+from kernels.detect import (
+    batched_nms,
+    batched_nms_ref,
+    detect_postprocess,
+    detect_postprocess_ref,
+    yolo_postprocess,
+    yolo_postprocess_ref,
+)
 from kernels.letterbox import letterbox_geometry, letterbox_normalize, letterbox_normalize_ref
 from kernels.sample import sample_tokens, sample_tokens_ref
 from kernels.segment import seg_argmax, seg_argmax_ref
@@ -24,4 +31,6 @@ __all__ = [
     "seg_argmax_ref",
     "softmax_topk",
     "softmax_topk_ref",
+    "yolo_postprocess",
+    "yolo_postprocess_ref",
 ]

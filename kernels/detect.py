@@ -15,6 +15,10 @@ sigmoid(logit) > conf_thres, ltrb decode (distances clamped at 0, times the stri
 `max_candidates` best, class-aware NMS, at most `max_det` kept, mapped back through the letterbox
 ((x - left) / sx) and clipped to the image. NaN logits or boxes never become detections.
 Output: dets float32 [B, max_det, 6] = (x1, y1, x2, y2, score, class), and counts int64 [B].
+
+`yolo_postprocess(out, ...)` does the same from the common YOLOv8/YOLO11 export layout
+[B, 4 + C, A]: rows 0..3 are (cx, cy, w, h) in input pixels, rows 4.. class scores already through
+a sigmoid; score = best class score > conf_thres. Same candidates cap, NMS and mapping back.
 """
 
 from __future__ import annotations
@@ -94,21 +98,50 @@ def detect_postprocess_ref(
         cand = np.nonzero(ok)[0]
         cand = cand[np.argsort(-score[cand], kind="stable")][:max_candidates]
         keep = cand[batched_nms_ref(boxes[cand], score[cand], cls[cand], iou_thres, max_det)]
-        sx, sy = scales[b]
-        left, top = pads[b]
-        oh, ow = orig_hw[b]
-        for n, a in enumerate(keep):
-            x1, y1, x2, y2 = boxes[a]
-            dets[b, n] = (
-                min(max((x1 - left) / sx, 0), ow),
-                min(max((y1 - top) / sy, 0), oh),
-                min(max((x2 - left) / sx, 0), ow),
-                min(max((y2 - top) / sy, 0), oh),
-                score[a],
-                cls[a],
-            )
+        _map_back_ref(dets[b], boxes[keep], score[keep], cls[keep], scales[b], pads[b], orig_hw[b])
         counts[b] = len(keep)
     return dets, counts
+
+
+def yolo_postprocess_ref(
+    out, scales, pads, orig_hw, conf_thres=0.25, iou_thres=0.45, max_det=300, max_candidates=30000
+) -> tuple[np.ndarray, np.ndarray]:
+    """NumPy reference for the YOLOv8 layout [B, 4 + C, A] (decode, threshold, batched_nms_ref, map back)."""
+    _check_yolo(out, scales, pads, orig_hw)
+    n_b = out.shape[0]
+    dets = np.zeros((n_b, max_det, 6), np.float32)
+    counts = np.zeros(n_b, np.int64)
+    for b in range(n_b):
+        o = out[b].astype(np.float32)
+        scores = np.where(np.isnan(o[4:]), -np.inf, o[4:])
+        cls = scores.argmax(0)
+        score = scores[cls, np.arange(o.shape[1])]
+        cx, cy, w, h = o[0], o[1], o[2], o[3]
+        half_w, half_h = w * np.float32(0.5), h * np.float32(0.5)
+        boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], 1).astype(np.float32)
+        ok = (score > np.float32(conf_thres)) & ~np.isnan(boxes).any(1)
+        cand = np.nonzero(ok)[0]
+        cand = cand[np.argsort(-score[cand], kind="stable")][:max_candidates]
+        keep = cand[batched_nms_ref(boxes[cand], score[cand], cls[cand], iou_thres, max_det)]
+        _map_back_ref(dets[b], boxes[keep], score[keep], cls[keep], scales[b], pads[b], orig_hw[b])
+        counts[b] = len(keep)
+    return dets, counts
+
+
+def _map_back_ref(dets_b, boxes, score, cls, scale, pad, orig) -> None:
+    sx, sy = scale
+    left, top = pad
+    oh, ow = orig
+    for n in range(len(boxes)):
+        x1, y1, x2, y2 = boxes[n]
+        dets_b[n] = (
+            min(max((x1 - left) / sx, 0), ow),
+            min(max((y1 - top) / sy, 0), oh),
+            min(max((x2 - left) / sx, 0), ow),
+            min(max((y2 - top) / sy, 0), oh),
+            score[n],
+            cls[n],
+        )
 
 
 # ------------------------------------------------------------------------------ CPU (Numba)
@@ -287,28 +320,66 @@ def _detect(head, anchors, scales, pads, orig_hw, logit_thres, iou_thres, max_de
             score[a] = np.float32(1.0 / (1.0 + np.exp(-np.float64(best))))
             cand[n_ok] = a
             n_ok += 1
-        cand = cand[:n_ok]
-        order = cand[argsort_desc(score[cand])][:max_cand]
-        n_cand[b] = order.size
-        keep = _nms_sorted(boxes, cls, order, iou_thres, max_det)
-        sx, sy = scales[b, 0], scales[b, 1]
-        left, top = pads[b, 0], pads[b, 1]
-        oh, ow = orig_hw[b, 0], orig_hw[b, 1]
-        n = 0
-        for p in range(order.size):
-            if not keep[p]:
+        n_cand[b], counts[b] = _finish_image(
+            boxes, cls, score, cand[:n_ok], scales[b], pads[b], orig_hw[b], iou_thres, max_det, max_cand, dets[b]
+        )
+
+
+@njit(inline="always", error_model="numpy")
+def _finish_image(boxes, cls, score, cand, scale, pad, orig, iou_thres, max_det, max_cand, dets_b):
+    """Candidates `cand` of one image -> the best `max_cand`, class-aware NMS, at most `max_det` kept,
+    mapped back through the letterbox into `dets_b`. Returns (candidates, kept)."""
+    order = cand[argsort_desc(score[cand])][:max_cand]
+    keep = _nms_sorted(boxes, cls, order, iou_thres, max_det)
+    sx, sy = scale[0], scale[1]
+    left, top = pad[0], pad[1]
+    oh, ow = orig[0], orig[1]
+    n = 0
+    for p in range(order.size):
+        if not keep[p]:
+            continue
+        i = order[p]
+        dets_b[n, 0] = min(max((boxes[i, 0] - left) / sx, 0.0), ow)
+        dets_b[n, 1] = min(max((boxes[i, 1] - top) / sy, 0.0), oh)
+        dets_b[n, 2] = min(max((boxes[i, 2] - left) / sx, 0.0), ow)
+        dets_b[n, 3] = min(max((boxes[i, 3] - top) / sy, 0.0), oh)
+        dets_b[n, 4] = score[i]
+        dets_b[n, 5] = cls[i]
+        n += 1
+        if n == max_det:
+            break
+    return order.size, n
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _detect_yolo(out, scales, pads, orig_hw, conf_thres, iou_thres, max_det, max_cand, dets, counts, n_cand):
+    n_b, n_row, n_a = out.shape
+    for b in prange(n_b):
+        o = out[b]
+        best = np.full(n_a, -np.inf, np.float32)
+        cls = np.zeros(n_a, np.int64)
+        for c in range(4, n_row):  # row by row: contiguous reads, the anchor loop vectorizes
+            row = o[c]
+            for a in range(n_a):
+                v = row[a]
+                if v > best[a]:
+                    best[a], cls[a] = v, c - 4
+        boxes = np.empty((n_a, 4), np.float32)
+        cand = np.empty(n_a, np.int64)
+        n_ok = 0
+        for a in range(n_a):
+            if not best[a] > conf_thres:
                 continue
-            i = order[p]
-            dets[b, n, 0] = min(max((boxes[i, 0] - left) / sx, 0.0), ow)
-            dets[b, n, 1] = min(max((boxes[i, 1] - top) / sy, 0.0), oh)
-            dets[b, n, 2] = min(max((boxes[i, 2] - left) / sx, 0.0), ow)
-            dets[b, n, 3] = min(max((boxes[i, 3] - top) / sy, 0.0), oh)
-            dets[b, n, 4] = score[i]
-            dets[b, n, 5] = cls[i]
-            n += 1
-            if n == max_det:
-                break
-        counts[b] = n
+            half_w, half_h = o[2, a] * np.float32(0.5), o[3, a] * np.float32(0.5)
+            x1, y1, x2, y2 = o[0, a] - half_w, o[1, a] - half_h, o[0, a] + half_w, o[1, a] + half_h
+            if np.isnan(x1) or np.isnan(y1) or np.isnan(x2) or np.isnan(y2):
+                continue
+            boxes[a, 0], boxes[a, 1], boxes[a, 2], boxes[a, 3] = x1, y1, x2, y2
+            cand[n_ok] = a
+            n_ok += 1
+        n_cand[b], counts[b] = _finish_image(
+            boxes, cls, best, cand[:n_ok], scales[b], pads[b], orig_hw[b], iou_thres, max_det, max_cand, dets[b]
+        )
 
 
 # ------------------------------------------------------------------------------ CUDA
@@ -440,6 +511,54 @@ def detect_postprocess(
         np.asarray(pads, np.float64),
         np.asarray(orig_hw, np.float64),
         _logit(conf_thres),
+        float(iou_thres),
+        int(max_det),
+        int(max_candidates),
+        dets,
+        counts,
+        n_cand,
+    )
+    if stats is not None:
+        stats["candidates"] = n_cand
+    return dets, counts
+
+
+def _check_yolo(out: np.ndarray, scales, pads, orig_hw) -> None:
+    if out.ndim != 3 or out.shape[0] == 0 or out.shape[1] < 5:
+        raise ValueError(f"yolo_postprocess: output must be [B, 4 + C, A], got {out.shape}")
+    b = out.shape[0]
+    for name, a in (("scales", scales), ("pads", pads), ("orig_hw", orig_hw)):
+        if np.shape(a) != (b, 2):
+            raise ValueError(f"yolo_postprocess: {name} must be [{b}, 2], got {np.shape(a)}")
+
+
+def yolo_postprocess(
+    out: np.ndarray,
+    scales: np.ndarray,
+    pads: np.ndarray,
+    orig_hw: np.ndarray,
+    conf_thres: float = 0.25,
+    iou_thres: float = 0.45,
+    max_det: int = 300,
+    max_candidates: int = 30000,
+    stats: dict | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """As `detect_postprocess`, from the YOLOv8/YOLO11 export layout [B, 4 + C, A] (cx, cy, w, h in
+    input pixels, sigmoid class scores); no anchors needed. On the CPU; see the module docstring."""
+    _check_yolo(out, scales, pads, orig_hw)
+    if max_det < 1:
+        raise ValueError("yolo_postprocess: max_det must be >= 1")
+    out = np.ascontiguousarray(out, dtype=np.float32)
+    n_b = out.shape[0]
+    dets = np.zeros((n_b, max_det, 6), np.float32)
+    counts = np.zeros(n_b, np.int64)
+    n_cand = np.zeros(n_b, np.int64)
+    _detect_yolo(
+        out,
+        np.asarray(scales, np.float64),
+        np.asarray(pads, np.float64),
+        np.asarray(orig_hw, np.float64),
+        np.float32(conf_thres),
         float(iou_thres),
         int(max_det),
         int(max_candidates),

@@ -5,15 +5,28 @@ Output: float tensor [batch, N, 4 + num_classes], one row per anchor point of th
 distances from the anchor centre in units of the level's stride (decode: max(raw, 0) * stride);
 the rest are raw class logits (decode: sigmoid). No NMS, no decoding inside the model: that is
 post-processing, done by `kernels.detect_postprocess`.
+
+Random init with a trained detector's workload (`init_prior`): a random head scores every anchor
+alike, so at the 0.25 threshold every anchor of every image was a candidate and NMS always filled
+the 300-detection cap. `init_prior` sets each level's class-logit bias from a prior probability,
+as YOLOv8 does (prior = OBJECTS_PER_LEVEL / (classes x cells of the level)), scales the class
+convolution so that its logits spread by LOGIT_SPREAD around that bias on the calibration input,
+and starts the box distances at BOX_BIAS strides (YOLOv8 starts its box branch at 1.0), so that
+candidates cluster into overlapping boxes that NMS suppresses. README gives the resulting counts.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 from torch import nn
 
 STRIDES = (8, 16, 32)
+OBJECTS_PER_LEVEL = 5.0  # the prior's expected objects per image and level
+LOGIT_SPREAD = 2.0  # standard deviation of the class logits around the prior's bias
+BOX_BIAS = 3.0  # initial box distances (each side) in strides
 
 
 class ConvBnAct(nn.Sequential):
@@ -106,6 +119,30 @@ class YoloDetector(nn.Module):
         n4 = self.bot4(torch.cat([self.down3(n3), t4], 1))
         n5 = self.bot5(torch.cat([self.down4(n4), p5], 1))
         return torch.cat([h(f) for h, f in zip(self.heads, (n3, n4, n5), strict=True)], 1)
+
+    @torch.no_grad()
+    def init_prior(self, x: torch.Tensor, input_hw: tuple[int, int]) -> dict:
+        """Class-logit bias from a prior probability per level, logit spread and box size set on
+        `x` (a calibration batch, BatchNorm already calibrated); cells are counted at `input_hw`, the
+        size the model runs at. Returns what was set."""
+        feats: list[torch.Tensor] = []
+        hooks = [h.cls[-1].register_forward_hook(lambda m, i, o: feats.append(o - m.bias.view(1, -1, 1, 1)))
+                 for h in self.heads]  # fmt: skip
+        try:
+            self(x)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        priors = []
+        for head, f, s in zip(self.heads, feats, self.strides, strict=True):
+            cells = math.ceil(input_hw[0] / s) * math.ceil(input_hw[1] / s)
+            prior = min(0.5, OBJECTS_PER_LEVEL / (self.num_classes * max(cells, 1.0)))
+            conv = head.cls[-1]
+            conv.weight.mul_(LOGIT_SPREAD / max(float(f.std()), 1e-6))
+            conv.bias.fill_(math.log(prior / (1 - prior)))
+            head.box[-1].bias.fill_(BOX_BIAS)
+            priors.append(prior)
+        return {"class_prior": priors, "logit_spread": LOGIT_SPREAD, "box_bias_strides": BOX_BIAS}
 
 
 def anchor_points(height: int, width: int, strides: tuple[int, ...] = STRIDES) -> np.ndarray:

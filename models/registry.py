@@ -26,11 +26,13 @@ class Preset:
     arch: str
     input_hw: tuple[int, int]  # (height, width) the model runs at
     num_classes: int
-    builder: Callable[[int], torch.nn.Module]  # num_classes -> model in eval mode, random init
+    builder: Callable[[int], torch.nn.Module] | None  # num_classes -> model, random init; None: an ONNX file
     description: str
     letterbox: bool = False  # aspect-preserving resize + pad (detection) vs plain resize
-    mean: tuple[float, float, float] = IMAGENET_MEAN  # per RGB channel, on the 0..255 scale
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # per channel of the model's input, on the 0..255 scale
     std: tuple[float, float, float] = IMAGENET_STD
+    rgb: bool = True  # the model takes channels in R, G, B order (False: B, G, R)
+    det_format: str = "raw"  # detection output: "raw" (models/detector.py) or "yolov8" (harness/detection.py)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -54,7 +56,12 @@ def list_presets(pattern: str = "*") -> list[Preset]:
 
 
 def get_preset(name: str) -> Preset:
-    """The preset called `name`; a UserError suggesting close names if there is none."""
+    """The preset called `name` (or `timm:NAME` / `torchvision:NAME`, built on demand); a UserError
+    suggesting close names if there is none."""
+    from models.zoo import is_zoo_name, zoo_preset
+
+    if is_zoo_name(name):
+        return zoo_preset(name)
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -110,6 +110,17 @@ def calibrate_batchnorm(model: torch.nn.Module, input_hw: tuple[int, int], seed:
     return True
 
 
+def pixel_noise(preset: Preset, seed: int, count: int = 4) -> torch.Tensor:
+    """Seeded uniform 0..255 pixels normalized as the preset's input (what generated frames are), at
+    most 256 pixels a side: [count, 3, h, w] float32."""
+    h, w = preset.input_hw
+    f = min(1.0, 256 / max(h, w))
+    h, w = max(32, int(h * f) // 32 * 32), max(32, int(w * f) // 32 * 32)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (count, 3, h, w), generator=g).float()
+    return (x - torch.tensor(preset.mean).view(1, 3, 1, 1)) / torch.tensor(preset.std).view(1, 3, 1, 1)
+
+
 def build_model(preset: Preset, seed: int = 0, weights: Path | None = None) -> tuple[torch.nn.Module, dict]:
     """The preset's model in eval mode on the CPU, and a record of where its weights came from.
 
@@ -120,6 +131,8 @@ def build_model(preset: Preset, seed: int = 0, weights: Path | None = None) -> t
         record = {"kind": "random-init", "seed": seed}
         if calibrate_batchnorm(model, preset.input_hw, seed):
             record["batchnorm"] = "running statistics from 2 x 4 seeded noise inputs"
+        if hasattr(model, "init_prior"):  # detectors: a trained detector's candidate counts (models/detector.py)
+            record["prior"] = model.init_prior(pixel_noise(preset, seed), preset.input_hw)
         return model, record
     path = Path(weights)
     state = read_state_dict(path)

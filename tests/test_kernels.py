@@ -22,6 +22,8 @@ from kernels import (
     seg_argmax_ref,
     softmax_topk,
     softmax_topk_ref,
+    yolo_postprocess,
+    yolo_postprocess_ref,
 )
 from models.detector import anchor_points
 
@@ -268,6 +270,74 @@ def test_detect_maps_boxes_back_to_original_image(rng):
     assert n[0] == 1
     np.testing.assert_allclose(dets[0, 0, :4], [(92 - 10) * 2, (184 - 20) * 2, (124 - 10) * 2,
                                                 (232 - 20) * 2])  # fmt: skip
+
+
+# ---------------------------------------------------------------- yolo_postprocess (YOLOv8 export layout)
+def _yolo_inputs(rng, b, n_anchors, n_cls, ties=False):
+    """[B, 4 + C, A]: centres in a 96x64 input, sizes 0..40 px, sigmoid scores (some NaN)."""
+    out = np.empty((b, 4 + n_cls, n_anchors), np.float32)
+    out[:, 0] = rng.uniform(0, 96, (b, n_anchors))
+    out[:, 1] = rng.uniform(0, 64, (b, n_anchors))
+    out[:, 2:4] = rng.uniform(0, 40, (b, 2, n_anchors))
+    scores = rng.uniform(0, 1, (b, n_cls, n_anchors))
+    out[:, 4:] = np.round(scores, 1) if ties else scores
+    out[:, 4:][rng.uniform(size=(b, n_cls, n_anchors)) < 0.02] = np.nan
+    scales = np.full((b, 2), 0.5)
+    pads = np.tile([[0.0, 4.0]], (b, 1))
+    orig = np.tile([[112.0, 192.0]], (b, 1))
+    return out, scales, pads, orig
+
+
+@FAST
+@given(
+    seed=st.integers(0, 2**31),
+    b=st.integers(1, 3),
+    n_anchors=st.integers(1, 300),
+    n_cls=st.integers(1, 5),
+    conf=st.sampled_from([0.0, 0.25, 0.6, 0.99, 1.0]),
+    iou=st.sampled_from([0.0, 0.3, 0.7]),
+    max_det=st.integers(1, 50),
+    ties=st.booleans(),
+)
+def test_yolo_layout_matches_reference(seed, b, n_anchors, n_cls, conf, iou, max_det, ties):
+    args = _yolo_inputs(np.random.default_rng(seed), b, n_anchors, n_cls, ties)
+    st_got: dict = {}
+    got, gc = yolo_postprocess(*args, conf_thres=conf, iou_thres=iou, max_det=max_det, stats=st_got)
+    ref, rc = yolo_postprocess_ref(*args, conf_thres=conf, iou_thres=iou, max_det=max_det)
+    np.testing.assert_array_equal(gc, rc)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-3)
+    assert (st_got["candidates"] >= gc).all()
+
+
+def test_yolo_layout_agrees_with_torchvision_batched_nms(rng):
+    """The kept set of torchvision.ops.batched_nms on the boxes a YOLOv8 user decodes by hand."""
+    import torch
+    from torchvision.ops import batched_nms, box_convert
+
+    out, _, _, _ = _yolo_inputs(rng, 1, 500, 3)
+    out[:, 4:] = np.nan_to_num(out[:, 4:])
+    one, zero, big = np.ones((1, 2)), np.zeros((1, 2)), np.array([[1e6, 1e6]])
+    dets, n = yolo_postprocess(out, one, zero, big, 0.3, 0.5, max_det=10_000)
+    o = torch.from_numpy(out[0])
+    score, cls = o[4:].max(0)
+    ok = score > 0.3
+    boxes = box_convert(o[:4].T[ok], "cxcywh", "xyxy")
+    keep = batched_nms(boxes, score[ok], cls[ok], 0.5)
+    assert n[0] == len(keep) > 10
+    np.testing.assert_allclose(dets[0, : n[0], :4], boxes[keep].clamp(0, 1e6).numpy(), rtol=1e-5, atol=1e-3)
+    np.testing.assert_array_equal(dets[0, : n[0], 5], cls[ok][keep].numpy())
+
+
+def test_yolo_layout_maps_back_and_refuses_bad_shapes():
+    out = np.array([[[100.0], [200.0], [20.0], [40.0], [0.9]]], np.float32)  # one anchor, one class
+    dets, n = yolo_postprocess(out, np.array([[0.5, 0.5]]), np.array([[10, 20]]), np.array([[1000.0, 1000.0]]))
+    assert n[0] == 1
+    np.testing.assert_allclose(dets[0, 0], [(90 - 10) * 2, (180 - 20) * 2, (110 - 10) * 2, (220 - 20) * 2, 0.9, 0],
+                               rtol=1e-6)  # fmt: skip
+    with pytest.raises(ValueError):
+        yolo_postprocess(out[:, :4], np.ones((1, 2)), np.zeros((1, 2)), np.ones((1, 2)))
+    with pytest.raises(ValueError):
+        yolo_postprocess(out, np.ones((2, 2)), np.zeros((1, 2)), np.ones((1, 2)))
 
 
 # ---------------------------------------------------------------- float16 output, resized argmax

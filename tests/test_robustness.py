@@ -85,7 +85,12 @@ def test_onnx_options_that_do_not_apply(tmp_path):
                       dynamic_axes={"x": {0: "batch"}}, dynamo=False)  # fmt: skip
     for args, text in [
         (["--backend", "torch-compile"], "ONNX files run through onnxruntime only"),
-        (["-b", "1,4"], "-b applies to presets"),
+        (["-b", "1,4", "--input-shape", "2x4"], "-b gives the batch: --input-shape '2x4' should give the other axes"),
+        (["--images", tmp_path], "--images applies to presets and to ONNX files run with --task"),
+        (["--mean", "0"], "--mean applies to ONNX files run with --task"),
+        (["--task", "classify", "--input-shape", "1x4"], "with --task the input is frames"),
+        (["--task", "classify"], "--task expects an image input [N, 3, H, W]"),
+        (["--task", "detect", "--det-format", "yolo9"], "expects an image input"),
         (["--precision", "fp16"], "--precision applies to presets"),
         (["--input-shape", "10000000000x4"], "needs about"),
     ]:

@@ -85,28 +85,41 @@ class OnnxRuntime(Backend):
         return Prepared(run_typed, time.perf_counter() - t, info)
 
 
-def _host_runner(sess):
+def _host_runner(sess, names: tuple[str, str] = ("input", "output")):
+    inp, outp = names
+
     def run(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(sess.run(["output"], {"input": x.numpy()})[0])
+        return torch.from_numpy(sess.run([outp], {inp: x.numpy()})[0])
 
     return run
 
 
-def _device_runner(sess, device: torch.device):
-    """IO binding: the input is read and the output written in device memory, no host copies."""
+def _device_runner(sess, device: torch.device, names: tuple[str, str] = ("input", "output")):
+    """IO binding: the input is read and the output written in device memory, no host copies.
+    Outputs other than `names[1]` (a user's model may have several) stay where ORT puts them."""
+    inp, outp = names
+    others = [o.name for o in sess.get_outputs() if o.name != outp]
     outputs: dict[tuple, torch.Tensor] = {}
     index = device.index or 0
 
     def run(x: torch.Tensor) -> torch.Tensor:
         key = tuple(x.shape)
         if key not in outputs:  # learn the output shape once per input shape
-            host = sess.run(["output"], {"input": x.cpu().numpy()})[0]
+            host = sess.run([outp], {inp: x.cpu().numpy()})[0]
             outputs[key] = torch.empty(host.shape, dtype=torch.from_numpy(host).dtype, device=device)
         y = outputs[key]
         io = sess.io_binding()
-        io.bind_input("input", "cuda", index, NP_TYPES[x.dtype], tuple(x.shape), x.data_ptr())
-        io.bind_output("output", "cuda", index, NP_TYPES[y.dtype], tuple(y.shape), y.data_ptr())
+        io.bind_input(inp, "cuda", index, NP_TYPES[x.dtype], tuple(x.shape), x.data_ptr())
+        io.bind_output(outp, "cuda", index, NP_TYPES[y.dtype], tuple(y.shape), y.data_ptr())
+        for name in others:
+            io.bind_output(name, "cuda", index)
         sess.run_with_iobinding(io)
         return y
 
     return run
+
+
+def file_runner(sess, device: torch.device, input_name: str, output_name: str):
+    """A user's ONNX session as a `Prepared.run`: a device batch in, its `output_name` out (on the device)."""
+    names = (input_name, output_name)
+    return _device_runner(sess, device, names) if device.type == "cuda" else _host_runner(sess, names)

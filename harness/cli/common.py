@@ -106,7 +106,7 @@ def finish_run(session: ResultSession) -> None:
         raise typer.Exit(1)
 
 
-BatchOpt = Annotated[list[str], typer.Option("--batch-size", "-b", help="Batch size; a list sweeps: -b 1,8,32.")]
+BatchOpt = Annotated[list[str] | None, typer.Option("--batch-size", "-b", help="Batch size; a list sweeps: -b 1,8,32.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 PrecisionOpt = Annotated[str, typer.Option(help="fp32, fp16, bf16 (torch backends) or int8 (onnxruntime).")]
 CacheOpt = Annotated[

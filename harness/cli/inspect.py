@@ -67,13 +67,23 @@ def devices(
 
 @user_errors
 def models(
-    pattern: Annotated[str, typer.Argument(help="Glob on preset names, e.g. 'steel-*'.")] = "*",
+    pattern: Annotated[
+        str,
+        typer.Argument(
+            help="Glob on preset names, e.g. 'steel-*'; 'timm:*res*' or 'torchvision:*' lists those architectures."
+        ),
+    ] = "*",
 ) -> None:
-    """List the registered model presets with their input, parameters and GFLOPs per sample."""
+    """List the registered model presets with their input, parameters and GFLOPs per sample (and
+    the timm and torchvision classifiers `modelpower run` builds by name)."""
     from harness.flops import param_count, preset_flops_per_sample
     from models import list_presets
     from models.llm import LLM_CONFIGS, decode_flops
+    from models.zoo import is_zoo_name
 
+    if is_zoo_name(pattern):
+        _zoo_models(pattern)
+        return
     presets = list_presets(pattern)
     llms = [c for n, c in LLM_CONFIGS.items() if fnmatch.fnmatch(n, pattern)]
     if not presets and not llms:
@@ -102,6 +112,38 @@ def models(
             gflops = f"{decode_flops(c, 1024) / 1e9:.2f}"
             t.add_row(c.name, c.family, size, str(c.num_layers), str(c.hidden_size), heads, str(c.max_position), gflops)
         out.print(t)
+    if pattern == "*":
+        out.print("Also any timm or torchvision classifier by name, e.g. `modelpower run timm:resnet18`: "
+                  "`modelpower models 'timm:*'` lists them.")  # fmt: skip
+
+
+ZOO_DETAIL_MAX = 12  # above this many matches, names only (counting FLOPs builds each model)
+
+
+def _zoo_models(pattern: str) -> None:
+    """`modelpower models 'timm:GLOB'`: the matching architectures; with few matches, their input,
+    parameters and GFLOPs too."""
+    from harness.flops import param_count, preset_flops_per_sample
+    from models import get_preset
+    from models.zoo import list_names
+
+    source, _, glob = pattern.partition(":")
+    names = list_names(source, glob or "*")
+    if not names:
+        raise UserError(f"no {source} architecture matches {glob!r}")
+    if len(names) > ZOO_DETAIL_MAX:
+        out.print(f"{len(names)} {source} architectures match {glob!r} (narrow the glob to see inputs and GFLOPs):")
+        out.print(", ".join(f"{source}:{n}" for n in names), soft_wrap=True)
+        return
+    t = Table(title=f"{source} classifiers (seeded random init unless --weights; 1000 classes)")
+    for col in ("name", "input WxH", "params", "GFLOPs"):
+        t.add_column(col, justify="left" if col == "name" else "right")
+    for n in names:
+        p = get_preset(f"{source}:{n}")
+        flops = preset_flops_per_sample(p.builder, p.num_classes, p.input_hw)
+        params = param_count(p.builder, p.num_classes)
+        t.add_row(p.name, f"{p.input_hw[1]}x{p.input_hw[0]}", f"{params / 1e6:.1f}M", f"{flops / 1e9:.2f}")
+    out.print(t)
 
 
 @user_errors

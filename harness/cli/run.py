@@ -55,8 +55,11 @@ def show_vision_run(session: ResultSession) -> None:
 
 @user_errors
 def run(  # long: its signature is the command's ~30 flags; the body only builds the request
-    model: Annotated[list[str], typer.Argument(help="Preset name(s) (`modelpower models`) or .onnx file(s).")],
-    batch_size: BatchOpt = ["1"],  # noqa: B006
+    model: Annotated[
+        list[str],
+        typer.Argument(help="Preset name(s) (`modelpower models`), timm:NAME, torchvision:NAME, or .onnx file(s)."),
+    ],
+    batch_size: BatchOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
     warmup: WarmupOpt = 2,
@@ -94,6 +97,44 @@ def run(  # long: its signature is the command's ~30 flags; the body only builds
     input_dtype: Annotated[str, typer.Option(help="ONNX files: input dtype (float32, float16, int64, ...).")] = (
         "float32"
     ),
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="ONNX files: classify, detect or segment runs the model in our pipeline, frames to results "
+            "(without it: inference only, on random inputs)."
+        ),
+    ] = None,
+    input_size: Annotated[
+        str | None, typer.Option(help="--task: the model's input HEIGHTxWIDTH, e.g. 640x640 [read from the model].")
+    ] = None,
+    mean: Annotated[
+        str | None,
+        typer.Option(
+            help="--task: per-channel mean on the 0..255 scale, one value or R,G,B "
+            "[classify/segment: ImageNet's; detect: 0]."
+        ),
+    ] = None,
+    std: Annotated[
+        str | None,
+        typer.Option(help="--task: per-channel std on the 0..255 scale [classify/segment: ImageNet's; detect: 255]."),
+    ] = None,
+    letterbox: Annotated[
+        bool | None,
+        typer.Option(
+            "--letterbox/--no-letterbox",
+            help="--task: aspect-preserving resize and pad [detect: on; classify/segment: plain resize].",
+        ),
+    ] = None,
+    rgb: Annotated[
+        bool | None, typer.Option("--rgb/--bgr", help="--task: the channel order the model takes [rgb].")
+    ] = None,
+    det_format: Annotated[
+        str | None,
+        typer.Option(
+            help="--task detect: the output layout, raw (ours) or yolov8 ([N, 4 + classes, "
+            "anchors], YOLOv8/YOLO11 exports) [recognised from the output shape]."
+        ),
+    ] = None,
     scenario: Annotated[
         str | None,
         typer.Option(help="Run each point as an MLPerf LoadGen test: offline, server, singlestream, multistream."),
@@ -119,8 +160,9 @@ def run(  # long: its signature is the command's ~30 flags; the body only builds
         str | None, typer.Option(help="Many nodes: HOST:PORT of the rendezvous, the same on every node.")
     ] = None,
 ) -> None:
-    """Benchmark presets end to end (pre-process, infer, post-process), or your own model.onnx
-    through ONNX Runtime, and write a result."""
+    """Benchmark presets end to end (pre-process, infer, post-process), timm/torchvision
+    classifiers by name, or your own model.onnx through ONNX Runtime (end to end with --task),
+    and write a result."""
     import sys
 
     from harness import distributed
@@ -142,11 +184,13 @@ def run(  # long: its signature is the command's ~30 flags; the body only builds
                                                                          or latency_bound_ms != 15.0):  # fmt: skip
         raise UserError("--target-qps and --latency-bound-ms apply to --scenario server")
     req = VisionRequest(
-        models=model, batch_sizes=parse_sizes(batch_size), device=device, precision=precision, backends=backend,
+        models=model, batch_sizes=parse_sizes(batch_size) if batch_size else None, device=device, precision=precision,
+        backends=backend,
         warmup=warmup, min_duration=min_duration, min_iters=min_iters, out_dir=out_dir, weights=weights,
         images=images, image_size=image_size, num_images=num_images, seed=seed, preprocess=preprocess,
         assume_watts=assume_watts, spec=spec, compile_mode=compile_mode, cache_dir=cache_dir,
-        input_shape=input_shape or [], input_dtype=input_dtype, loadgen=loadgen,
+        input_shape=input_shape or [], input_dtype=input_dtype, loadgen=loadgen, task=task, input_size=input_size,
+        mean=mean, std=std, letterbox=letterbox, rgb=rgb, det_format=det_format,
     )  # fmt: skip
     if nproc_per_node is not None and not distributed.in_worker():
         validate(req)  # a mistake is one line here, not one traceback per worker

@@ -1,0 +1,269 @@
+"""Bring your own vision model: ONNX files in our pipeline (--task), -b sweeps on a dynamic batch axis,
+timm and torchvision classifiers by name, and the random-init detector's workload."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.results import read_result
+
+runner = CliRunner()
+FAST = ["--device", "cpu", "--min-duration", "0", "--min-iters", "2", "--warmup", "1"]
+FRAMES = ["--image-size", "160x96", "--num-images", "2"]
+
+
+class TinyYolo(torch.nn.Module):
+    """The YOLOv8/YOLO11 export layout: [N, 4 + C, A], (cx, cy, w, h) in input pixels, sigmoid scores."""
+
+    def __init__(self, classes: int = 3, stride: int = 8):
+        super().__init__()
+        self.stride = stride
+        self.body = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.SiLU(), torch.nn.Conv2d(8, 16, 3, 2, 1), torch.nn.SiLU(),
+            torch.nn.Conv2d(16, 16, 3, 2, 1), torch.nn.SiLU(),
+        )  # fmt: skip
+        self.head = torch.nn.Conv2d(16, 4 + classes, 1)
+
+    def forward(self, x):
+        y = self.head(self.body(x))
+        _, _, h, w = y.shape
+        gy, gx = torch.meshgrid(torch.arange(h, dtype=x.dtype), torch.arange(w, dtype=x.dtype), indexing="ij")
+        cx = (gx + 0.5 + torch.tanh(y[:, 0])) * self.stride
+        cy = (gy + 0.5 + torch.tanh(y[:, 1])) * self.stride
+        wh = torch.exp(y[:, 2:4].clamp(-4, 4)) * self.stride * 2
+        return torch.cat([cx[:, None], cy[:, None], wh, torch.sigmoid(8 * y[:, 4:])], 1).flatten(2)
+
+
+class TinyClassifier(torch.nn.Module):
+    def __init__(self, classes: int = 5):
+        super().__init__()
+        self.f = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                     torch.nn.Flatten(), torch.nn.Linear(8, classes))  # fmt: skip
+
+    def forward(self, x):
+        return self.f(x)
+
+
+class ChannelMeans(torch.nn.Module):
+    """Logits = the mean of each input channel: shows which channel order the model was given."""
+
+    def forward(self, x):
+        return x.mean((2, 3))
+
+
+class TinySegmenter(torch.nn.Module):
+    def __init__(self, classes: int = 4):
+        super().__init__()
+        self.f = torch.nn.Conv2d(3, classes, 3, 1, 1)
+
+    def forward(self, x):
+        return self.f(x)
+
+
+DYNAMIC = {"images": {0: "batch"}, "output0": {0: "batch"}}
+
+
+def export(model, path, shape, dynamic_batch=True):
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (torch.randn(*shape),), str(path), input_names=["images"],
+                          output_names=["output0"], opset_version=17, dynamo=False,
+                          dynamic_axes=DYNAMIC if dynamic_batch else None)  # fmt: skip
+    return path
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(r, text):
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("modelpower: error:"), r.stderr
+    assert text in lines[0], lines[0]
+
+
+def result(folder):
+    (f,) = folder.glob("*.json")
+    return read_result(f)
+
+
+def test_yolov8_layout_onnx_runs_end_to_end_with_our_kernels(tmp_path):
+    f = export(TinyYolo(), tmp_path / "yolo.onnx", (1, 3, 64, 96))
+    r = invoke("run", f, "--task", "detect", "-b", "1,2", *FAST, *FRAMES, "--out", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    res = result(tmp_path / "r")
+    assert [p.batch_size for p in res.points] == [1, 2]
+    for p in res.points:
+        assert p.task == "detect" and p.backend == "onnxruntime" and p.precision == "fp32"
+        assert p.input_hw == [64, 96] and p.num_classes == 3 and p.preprocess == "numba"
+        assert p.backend_info["det_format"] == "yolov8"
+        assert set(p.staged) == {"pre", "h2d", "infer", "d2h", "post"}
+        assert 0 < p.output_check["detections_per_image"] <= p.output_check["candidates_per_image"] <= 96
+        assert p.agreement["passed"] and p.agreement["box_set_agreement"] == 1.0
+        assert p.weights["kind"] == "file" and len(p.weights["sha256"]) == 64
+        assert p.flops_per_sample > 0
+    assert res.config["task"] == "detect"
+
+
+def test_yolov8_layout_through_the_torch_peer_path(tmp_path):
+    f = export(TinyYolo(), tmp_path / "yolo.onnx", (1, 3, 64, 96))
+    r = invoke("run", f, "--task", "detect", "--preprocess", "torchvision", *FAST, *FRAMES, "--out", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    (p,) = result(tmp_path / "r").points
+    assert p.preprocess == "torchvision" and p.output_check["detections_per_image"] > 0
+
+
+def test_classifier_and_segmenter_onnx_run_end_to_end(tmp_path):
+    cls = export(TinyClassifier(), tmp_path / "cls.onnx", (1, 3, 32, 48))
+    seg = export(TinySegmenter(), tmp_path / "seg.onnx", (1, 3, 32, 48))
+    r = invoke("run", cls, "--task", "classify", *FAST, *FRAMES, "--out", tmp_path / "c")
+    assert r.exit_code == 0, r.output
+    (p,) = result(tmp_path / "c").points
+    assert p.task == "classify" and p.num_classes == 5 and p.input_hw == [32, 48]
+    assert p.agreement["top1_agreement"] == 1.0
+    r = invoke("run", seg, "--task", "segment", "--input-size", "32x48", "--mean", "127.5", "--std", "127.5",
+               "--letterbox", *FAST, *FRAMES, "--out", tmp_path / "s")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    (p,) = result(tmp_path / "s").points
+    assert p.task == "segment" and p.num_classes == 4 and p.agreement["pixel_agreement"] == 1.0
+
+
+def test_channel_order_mean_and_std_reach_the_model(tmp_path):
+    """--rgb/--bgr, --mean and --std: the batch the model receives, checked channel by channel."""
+    from harness import runner as rn
+    from harness.images import ImageSource
+    from harness.onnx_model import TaskOptions
+
+    f = export(ChannelMeans(), tmp_path / "means.onnx", (1, 3, 8, 8))
+    frame = np.zeros((8, 8, 3), np.uint8)
+    frame[..., 0], frame[..., 1], frame[..., 2] = 10, 20, 30  # B, G, R as a camera gives them
+    source = ImageSource([frame], bgr=True, description="test")
+    settings = rn.RunSettings(device=torch.device("cpu"), backend="onnxruntime")
+    for rgb, want in ((True, [30, 20, 10]), (False, [10, 20, 30])):
+        opts = TaskOptions("classify", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 2.0), rgb=rgb)
+        lm = rn.load_onnx_model(f, opts, settings)
+        pipe = rn.VisionPipeline(lm, 1, source, settings, "numba")
+        x = pipe.input_batch(0)
+        np.testing.assert_allclose(x[0].mean((1, 2)).numpy(), [want[0], want[1], want[2] / 2])
+
+
+def test_dynamic_batch_onnx_sweeps_every_batch_size(tmp_path):
+    f = export(TinyClassifier(), tmp_path / "m.onnx", (1, 3, 16, 16))
+    r = invoke("run", f, "-b", "1,2", *FAST, "--out", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    res = result(tmp_path / "r")
+    assert [p.batch_size for p in res.points] == [1, 2]
+    assert [p.backend_info["inputs"]["images"] for p in res.points] == [[1, 3, 16, 16], [2, 3, 16, 16]]
+    assert res.points[1].flops_per_sample == pytest.approx(res.points[0].flops_per_sample)
+
+
+def test_a_batch_that_conflicts_with_a_fixed_batch_axis_is_refused(tmp_path):
+    f = export(TinyClassifier(), tmp_path / "fixed.onnx", (2, 3, 16, 16), dynamic_batch=False)
+    for task in ([], ["--task", "classify"]):
+        one_line_error(invoke("run", f, "-b", "4", *task, *FAST, "--out", tmp_path),
+                       "has a fixed batch axis of 2: -b 4 does not fit")  # fmt: skip
+    r = invoke("run", f, "--task", "classify", *FAST, *FRAMES, "--out", tmp_path / "r")  # no -b: its own batch
+    assert r.exit_code == 0, r.output
+    assert [p.batch_size for p in result(tmp_path / "r").points] == [2]
+
+
+@pytest.mark.parametrize(
+    ("model", "args", "text"),
+    [
+        ("cls", ["--task", "detect"], "--task detect expects a first output [N, 4 + classes, anchors] (yolov8) or"),
+        ("cls", ["--task", "segment"], "output 'output0' is [1, 5] at input 32x48"),
+        ("yolo", ["--task", "classify"], "--task classify expects a first output [N, classes]"),
+        ("yolo", ["--task", "detect", "--det-format", "raw"], "[N, 126, 4 + classes] (raw"),
+        ("yolo", ["--task", "detect", "--det-format", "ssd"], "unknown --det-format 'ssd'"),
+        ("yolo", ["--task", "detect", "--input-size", "64x64"], "--input-size 64x64 does not fit yolo.onnx"),
+        ("yolo", ["--task", "segmentation"], "unknown --task 'segmentation'"),
+        ("yolo", ["--task", "classify", "--input-size", "64"], "--input-size must look like 640x640"),
+        ("yolo", ["--task", "classify", "--std", "0"], "--std must be positive"),
+        ("yolo", ["--task", "classify", "--det-format", "raw"], "--det-format applies to --task detect"),
+        ("yolo", ["--precision", "fp16", "--task", "detect"], "--precision applies to presets"),
+    ],
+)
+def test_a_model_that_does_not_fit_its_task_is_one_line(tmp_path, model, args, text):
+    f = {"cls": lambda: export(TinyClassifier(), tmp_path / "cls.onnx", (1, 3, 32, 48)),
+         "yolo": lambda: export(TinyYolo(), tmp_path / "yolo.onnx", (1, 3, 64, 96))}[model]()  # fmt: skip
+    one_line_error(invoke("run", f, *args, *FAST, "--out", tmp_path), text)
+
+
+def test_dynamic_height_and_width_need_an_input_size(tmp_path):
+    f = tmp_path / "dyn.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(TinyClassifier().eval(), (torch.randn(1, 3, 32, 32),), str(f), input_names=["images"],
+                          dynamic_axes={"images": {0: "n", 2: "h", 3: "w"}}, dynamo=False)  # fmt: skip
+    one_line_error(invoke("run", f, "--task", "classify", *FAST, "--out", tmp_path), "give --input-size HxW")
+    r = invoke("run", f, "--task", "classify", "--input-size", "40x24", *FAST, *FRAMES, "--out", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    assert result(tmp_path / "r").points[0].input_hw == [40, 24]
+
+
+def test_timm_resnet18_runs_through_torch_and_onnxruntime(tmp_path):
+    r = invoke("run", "timm:resnet18", "--backend", "torch,onnxruntime", *FAST, *FRAMES, "--out", tmp_path / "r",
+               "--cache-dir", tmp_path / "cache")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    points = result(tmp_path / "r").points
+    assert [p.backend for p in points] == ["torch", "onnxruntime"]
+    for p in points:
+        assert p.model == "timm:resnet18" and p.task == "classify" and p.input_hw == [224, 224]
+        assert p.flops_per_sample == pytest.approx(3.63e9, rel=0.01)  # ResNet-18: 1.81 GMACs at 224
+        assert p.agreement["passed"] and p.weights["kind"] == "random-init"
+        assert p.weights["batchnorm"]
+
+
+def test_torchvision_by_name_and_weights_for_it(tmp_path):
+    from models import build_model, get_preset
+
+    p = get_preset("torchvision:squeezenet1_1")
+    assert p.input_hw == (224, 224) and p.num_classes == 1000
+    model, _ = build_model(p, seed=1)
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    r = invoke("run", "torchvision:squeezenet1_1", "--weights", tmp_path / "w.pt", *FAST, *FRAMES,
+               "--out", tmp_path / "r")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert result(tmp_path / "r").points[0].weights["kind"] == "file"
+
+
+def test_unknown_architecture_names_suggest_close_ones(tmp_path):
+    one_line_error(invoke("run", "timm:resnet19", *FAST, "--out", tmp_path), "did you mean timm:resnet18")
+    one_line_error(invoke("run", "torchvision:resnt50", *FAST, "--out", tmp_path), "torchvision:resnet50")
+    one_line_error(invoke("models", "timm:zzz*"), "no timm architecture matches 'zzz*'")
+
+
+def test_models_lists_timm_and_torchvision_architectures():
+    r = invoke("models", "torchvision:resnet1*")
+    assert r.exit_code == 0 and "torchvision:resnet18" in r.stdout and "11.7M" in r.stdout, r.output
+    r = invoke("models", "timm:*")
+    assert r.exit_code == 0 and "timm:resnet18" in r.stdout and "architectures match" in r.stdout
+    assert "modelpower models 'timm:*'" in invoke("models").stdout
+
+
+@pytest.mark.parametrize("name", ["pcb-defect-yolo", "driving-detect-yolo"])
+def test_random_init_detector_has_a_trained_detectors_workload(name):
+    """Prior-probability class bias: on generated frames, tens of candidates per image and fewer
+    detections after NMS (every anchor used to pass and NMS filled the 300 cap)."""
+    from harness.detection import DetectHead
+    from harness.images import synthetic_images
+    from kernels import letterbox_normalize
+    from models import build_model, get_preset
+
+    p = get_preset(name)
+    model, record = build_model(p, seed=0)
+    assert record["prior"]["class_prior"][0] < 1e-3
+    frames = synthetic_images(2, 540, 960, seed=0)
+    x, scales, pads = letterbox_normalize(frames.images, p.input_hw, p.mean, p.std, letterbox=True)
+    with torch.inference_mode():
+        y = model(torch.from_numpy(x)).numpy()
+    stats = {}
+    _, kept = DetectHead("raw", p.input_hw).decode(y, scales, pads, np.array([[540, 960]] * 2), 0.25, 0.45, 300, stats)
+    assert (stats["candidates"] >= 3).all() and (stats["candidates"] <= 500).all(), stats
+    assert (kept <= stats["candidates"]).all() and (kept < 300).all()
