@@ -143,8 +143,13 @@ def count_flops(om: OnnxModel, shapes: dict[str, tuple[int, ...]]) -> int:
         known[vi.name] = dims
     for t in m.graph.initializer:
         known[t.name] = list(t.dims)
+    counted = [n for n in m.graph.node if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul")]
+    needed = {name for n in counted for name in (*n.input[:2], *n.output[:1]) if name}
+    unknown = [name for name in needed if not known.get(name) or 0 in known[name]]
+    if unknown:  # shape inference lost track (e.g. after a Split whose sizes it cannot see)
+        known.update(_probe_shapes(om, shapes, unknown))
     total = 0
-    for node in m.graph.node:
+    for node in counted:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         ins = [known.get(n) for n in node.input]
         out = known.get(node.output[0]) if node.output else None
@@ -163,6 +168,34 @@ def count_flops(om: OnnxModel, shapes: dict[str, tuple[int, ...]]) -> int:
             k = ins[0][-1]
             total += 2 * math.prod(out) * k
     return int(total)
+
+
+def _probe_shapes(om: OnnxModel, shapes: dict[str, tuple[int, ...]], names: list[str]) -> dict[str, list[int]]:
+    """The shapes of tensors `names` found by running the graph once on zeros at `shapes` (ONNX
+    Runtime, CPU), for what static shape inference could not resolve."""
+    import onnxruntime as ort
+
+    m = onnx.ModelProto()
+    m.CopyFrom(om.model)
+    outputs = {o.name for o in m.graph.output}
+    inits = {t.name for t in m.graph.initializer}
+    names = [n for n in names if n not in inits]
+    for name in names:
+        if name not in outputs:
+            m.graph.output.append(onnx.ValueInfoProto(name=name))
+    feeds = {}
+    for i in m.graph.input:
+        if i.name in shapes:
+            elem = onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)
+            feeds[i.name] = np.zeros(shapes[i.name], elem)
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    try:
+        sess = ort.InferenceSession(m.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        values = sess.run(names, feeds)
+    except Exception as e:
+        raise UserError(f"{om.path.name}: cannot count FLOPs at input {shapes}: {_first(e)}") from None
+    return {n: list(v.shape) for n, v in zip(names, values, strict=True)}
 
 
 def random_inputs(shapes: dict[str, tuple[int, ...]], dtype: str, seed: int) -> dict[str, np.ndarray]:

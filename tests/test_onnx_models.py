@@ -71,6 +71,21 @@ def test_flops_of_every_counted_op_against_torch(tmp_path):
     assert abs(got - torch_flops(m.eval(), torch.randn(1, 3, 4, 4))) / got < 0.02
 
 
+def test_flops_after_a_split_that_shape_inference_loses(tmp_path):
+    """Our detector's C2f blocks export `chunk` as a Split whose sizes ONNX shape inference cannot
+    see: every Conv after it has unknown dims. The count must still match torch's (it read 1.3 of
+    27 GFLOPs before the graph was probed)."""
+    from models import get_preset
+    from models.detector import C2f
+
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, 2, 1), C2f(16, 32, 2))
+    path = export(m, torch.randn(1, 3, 64, 64), tmp_path / "c2f.onnx", {"x": {0: "n"}})
+    om = load_onnx(path)
+    got = count_flops(om, {"x": (2, 3, 64, 64)})
+    assert got == pytest.approx(torch_flops(m.eval(), torch.randn(2, 3, 64, 64)), rel=0.01)
+    assert get_preset("pcb-defect-yolo")  # the preset this block is from
+
+
 def test_not_onnx_and_truncated(tv_model, tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"this is not a model")
