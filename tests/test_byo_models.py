@@ -267,3 +267,30 @@ def test_random_init_detector_has_a_trained_detectors_workload(name):
     _, kept = DetectHead("raw", p.input_hw).decode(y, scales, pads, np.array([[540, 960]] * 2), 0.25, 0.45, 300, stats)
     assert (stats["candidates"] >= 3).all() and (stats["candidates"] <= 500).all(), stats
     assert (kept <= stats["candidates"]).all() and (kept < 300).all()
+
+
+def test_yolov8_layout_of_our_detector_decodes_to_the_same_detections():
+    """Our detector's raw head, decoded into the YOLOv8 layout as an Ultralytics export does it in
+    the graph, gives the same kept boxes through yolo_postprocess as the raw head through
+    detect_postprocess."""
+    from harness.detection import DetectHead
+    from models.detector import YoloDetector, anchor_points
+
+    torch.manual_seed(0)
+    model = YoloDetector(num_classes=3, width=0.25).eval()
+    hw = (64, 96)
+    with torch.inference_mode():
+        raw = model(torch.rand(2, 3, *hw)) * 2
+    a = torch.from_numpy(anchor_points(*hw))
+    d = raw[..., :4].clamp(min=0) * a[:, 2:3]
+    x1, y1, x2, y2 = a[:, 0] - d[..., 0], a[:, 1] - d[..., 1], a[:, 0] + d[..., 2], a[:, 1] + d[..., 3]
+    box = torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], -1)
+    v8 = torch.cat([box, torch.sigmoid(raw[..., 4:])], -1).transpose(1, 2).contiguous()
+    meta = (np.full((2, 2), 0.5), np.tile([[3.0, 5.0]], (2, 1)), np.tile([[120.0, 200.0]], (2, 1)))
+    got_raw, n_raw = DetectHead("raw", hw).decode(raw.numpy(), *meta, 0.25, 0.45, 300)
+    got_v8, n_v8 = DetectHead("yolov8", hw).decode(v8.numpy(), *meta, 0.25, 0.45, 300)
+    np.testing.assert_array_equal(n_raw, n_v8)
+    assert n_raw.min() > 0
+    for b in range(2):  # the same set; near-equal scores (sigmoid in float32 vs float64) may swap places
+        key = lambda d: d[np.lexsort(np.round(d[:, [3, 2, 1, 0, 5]], 1).T)]  # noqa: E731
+        np.testing.assert_allclose(key(got_v8[b, : n_v8[b]]), key(got_raw[b, : n_raw[b]]), rtol=1e-4, atol=1e-3)
