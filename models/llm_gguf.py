@@ -1,0 +1,182 @@
+"""GGUF checkpoints (llama.cpp's format) of the Llama, Qwen2 and Mistral families, loaded into
+`models.llm.DecoderLM`: hyper-parameters from the file's metadata, tensors renamed to Hugging
+Face's names and dequantized (by the `gguf` package) to the run's dtype.
+
+llama.cpp's converter permutes the rows of Llama/Mistral q and k projections for its interleaved
+RoPE; they are permuted back to Hugging Face's rotate-half layout here (Qwen2's are not permuted,
+as in transformers' GGUF loader). The file is memory-mapped, never unpickled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.errors import UserError
+from models.llm import DecoderLM, LLMConfig
+
+ARCHS = {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2"}
+PERMUTED_QK = {"llama", "mistral"}
+LAYER_NAMES = {
+    "attn_norm.weight": "input_layernorm.weight",
+    "attn_q.weight": "self_attn.q_proj.weight",
+    "attn_k.weight": "self_attn.k_proj.weight",
+    "attn_v.weight": "self_attn.v_proj.weight",
+    "attn_q.bias": "self_attn.q_proj.bias",
+    "attn_k.bias": "self_attn.k_proj.bias",
+    "attn_v.bias": "self_attn.v_proj.bias",
+    "attn_output.weight": "self_attn.o_proj.weight",
+    "ffn_norm.weight": "post_attention_layernorm.weight",
+    "ffn_gate.weight": "mlp.gate_proj.weight",
+    "ffn_up.weight": "mlp.up_proj.weight",
+    "ffn_down.weight": "mlp.down_proj.weight",
+}
+TOP_NAMES = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
+             "output.weight": "lm_head.weight"}  # fmt: skip
+
+
+def is_gguf(path: str | Path) -> bool:
+    return str(path).lower().endswith(".gguf")
+
+
+def open_gguf(path: Path):
+    """The file's reader; a truncated or non-GGUF file is one line."""
+    from gguf import GGUFReader
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"GGUF file not found: {path}")
+    try:
+        reader = GGUFReader(str(path))
+    except Exception as e:  # bad magic, truncated tensor data, a header that points past the end
+        why = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path} is not a readable GGUF file (truncated or not GGUF): {why}") from None
+    reader.path = path  # named in every error about the file
+    return reader
+
+
+def field(reader, key: str, default=None):
+    """A metadata value (scalar, string or array), or `default` if the key is absent."""
+    f = reader.fields.get(key)
+    if f is None:
+        return default
+    try:
+        return f.contents()
+    except Exception:
+        raise UserError(f"{reader.path}: metadata {key!r} cannot be read") from None
+
+
+def read_gguf_config(reader, name: str) -> LLMConfig:
+    """Hyper-parameters from the metadata; one line for an unsupported architecture or a bad value."""
+    arch = field(reader, "general.architecture")
+    if arch not in ARCHS:
+        raise UserError(f"{reader.path}: GGUF architecture {arch!r} is not supported (supported: {', '.join(ARCHS)})")
+
+    def whole(key: str, default=None) -> int:
+        v = field(reader, f"{arch}.{key}", default)
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+            raise UserError(f"{reader.path}: metadata {arch}.{key} must be a positive whole number, got {v!r}")
+        return int(v)
+
+    def real(key: str, default: float) -> float:
+        v = field(reader, f"{arch}.{key}", default)
+        if not isinstance(v, int | float | np.number) or not (np.isfinite(v) and v > 0):
+            raise UserError(f"{reader.path}: metadata {arch}.{key} must be a positive number, got {v!r}")
+        return float(v)
+
+    if field(reader, f"{arch}.rope.scaling.type") not in (None, "none") or field(reader, f"{arch}.expert_count"):
+        raise UserError(f"{reader.path}: RoPE scaling and mixture-of-experts models are not supported")
+    heads = whole("attention.head_count")
+    kv_heads, hidden = whole("attention.head_count_kv", heads), whole("embedding_length")
+    if hidden % heads or heads % kv_heads:
+        raise UserError(f"{reader.path}: hidden {hidden} / heads {heads} / kv heads {kv_heads} do not divide evenly")
+    tensors = {t.name for t in reader.tensors}
+    vocab = field(reader, f"{arch}.vocab_size")
+    if vocab is None:
+        tokens = reader.fields.get("tokenizer.ggml.tokens")
+        vocab = len(tokens.data) if tokens is not None else None
+    if not isinstance(vocab, int | np.integer) or vocab < 1:
+        raise UserError(f"{reader.path}: the vocabulary size is missing from the metadata")
+    return LLMConfig(
+        name=name, vocab_size=int(vocab), hidden_size=hidden, num_layers=whole("block_count"), num_heads=heads,
+        num_kv_heads=kv_heads, intermediate_size=whole("feed_forward_length"),
+        max_position=whole("context_length", 4096), rope_theta=real("rope.freq_base", 10000.0),
+        norm_eps=real("attention.layer_norm_rms_epsilon", 1e-6), qkv_bias="blk.0.attn_q.bias" in tensors,
+        tie_embeddings="output.weight" not in tensors, family=ARCHS[arch],
+    )  # fmt: skip
+
+
+def hf_name(gguf_name: str) -> str | None:
+    """Hugging Face's name of a GGUF tensor, or None for one the decoder has no use for (rope_freqs)."""
+    if gguf_name in TOP_NAMES:
+        return TOP_NAMES[gguf_name]
+    parts = gguf_name.split(".", 2)
+    if len(parts) == 3 and parts[0] == "blk" and parts[1].isdigit() and parts[2] in LAYER_NAMES:
+        return f"model.layers.{parts[1]}.{LAYER_NAMES[parts[2]]}"
+    return None
+
+
+def _unpermute(w: np.ndarray, heads: int) -> np.ndarray:
+    """Undo llama.cpp's q/k row permutation (interleaved RoPE -> rotate-half)."""
+    rows = w.shape[0]
+    return w.reshape(heads, rows // heads // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def dequantized(reader, t) -> np.ndarray:
+    """One tensor as float32 in numpy order ([out, in] for a matrix); unsupported types are one line."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize
+
+    qtype = GGMLQuantizationType(t.tensor_type)
+    try:
+        return np.array(dequantize(t.data, qtype), dtype=np.float32).reshape(tuple(int(d) for d in t.shape[::-1]))
+    except NotImplementedError:
+        raise UserError(f"{reader.path}: tensor {t.name} is {qtype.name}, which the gguf package cannot "
+                        "dequantize") from None  # fmt: skip
+
+
+def load_gguf(path: Path, device: torch.device, dtype: torch.dtype) -> tuple[DecoderLM, dict]:
+    """The file's model on `device` in `dtype`, and a record of what was read (quantization types,
+    parameter count checked against the architecture)."""
+    reader = open_gguf(path)
+    cfg = read_gguf_config(reader, Path(path).stem)
+    with torch.device("meta"):
+        model = DecoderLM(cfg)
+    model = model.to_empty(device=device).to(dtype)
+    if cfg.tie_embeddings:
+        model.lm_head.weight = model.model.embed_tokens.weight
+    expected = model.state_dict()
+    loaded: set[str] = set()
+    types: dict[str, int] = {}
+    n_params = 0
+    with torch.no_grad():
+        for t in reader.tensors:
+            name = hf_name(t.name)
+            if name is None:
+                continue
+            if name not in expected:
+                raise UserError(f"{path}: tensor {t.name} ({name}) does not fit a {cfg.family} decoder of this config")
+            w = dequantized(reader, t)
+            if name.endswith(("q_proj.weight", "q_proj.bias")) and cfg.family in PERMUTED_QK:
+                w = _unpermute(w, cfg.num_heads)
+            elif name.endswith(("k_proj.weight", "k_proj.bias")) and cfg.family in PERMUTED_QK:
+                w = _unpermute(w, cfg.num_kv_heads)
+            if tuple(w.shape) != tuple(expected[name].shape):
+                raise UserError(f"{path}: tensor {t.name} has shape {list(w.shape)}, the metadata implies "
+                                f"{list(expected[name].shape)}")  # fmt: skip
+            expected[name].copy_(torch.from_numpy(w))
+            loaded.add(name)
+            n_params += w.size
+            qname = t.tensor_type.name
+            types[qname] = types.get(qname, 0) + 1
+    tied = {"lm_head.weight"} if cfg.tie_embeddings else set()
+    missing = [k for k in expected if k not in loaded and k not in tied]
+    if missing:
+        raise UserError(f"{path}: tensor {missing[0]!r} is missing from the file")
+    if n_params != cfg.param_count():
+        raise UserError(f"{path}: the file holds {n_params:,} parameters, its metadata implies {cfg.param_count():,}")
+    record = {"kind": "gguf", "path": str(Path(path).resolve()), "tensor_types": types, "params_in_file": n_params,
+              "dequantized_to": str(dtype).removeprefix("torch.")}  # fmt: skip
+    return model.eval(), record

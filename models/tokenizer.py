@@ -1,0 +1,116 @@
+"""A checkpoint's own tokenizer, for text prompts: `tokenizer.json` of a Hugging Face folder, or the
+byte-level BPE vocabulary embedded in a GGUF file (llama.cpp's "gpt2" tokenizer model: Llama 3,
+Qwen2, SmolLM ...), both through the `tokenizers` package; and the checkpoint's chat template,
+rendered in a sandboxed Jinja environment (a template from a file is untrusted code).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.errors import UserError
+
+CONTROL, USER_DEFINED = 3, 4  # llama.cpp token types that are special tokens
+
+
+@dataclass
+class TextTokenizer:
+    """Text <-> token ids, and a conversation -> prompt ids through the chat template."""
+
+    tok: object  # tokenizers.Tokenizer
+    source: str  # where it came from, for the result
+    chat_template: str | None = None
+    bos_token: str | None = None
+    eos_token: str | None = None
+    add_bos_id: int | None = None  # prepended to every encoded prompt (GGUF add_bos_token)
+
+    def encode(self, text: str) -> list[int]:
+        ids = self.tok.encode(text, add_special_tokens=self.add_bos_id is None).ids
+        return [self.add_bos_id, *ids] if self.add_bos_id is not None else ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tok.decode(list(ids), skip_special_tokens=False)
+
+    def chat(self, messages: list[dict]) -> list[int]:
+        """The conversation rendered by the checkpoint's chat template (generation prompt added)."""
+        if not self.chat_template:
+            raise UserError(f"the tokenizer from {self.source} has no chat template for conversation prompts")
+        from jinja2 import TemplateError
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        def raise_exception(msg):
+            raise TemplateError(msg)
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.globals["raise_exception"] = raise_exception
+        try:
+            text = env.from_string(self.chat_template).render(
+                messages=messages, add_generation_prompt=True, bos_token=self.bos_token or "",
+                eos_token=self.eos_token or "",
+            )  # fmt: skip
+        except Exception as e:  # a template error, or a sandbox violation
+            raise UserError(f"the chat template of {self.source} fails: {str(e).splitlines()[0][:160]}") from None
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+
+def from_gguf(reader) -> TextTokenizer:
+    """The vocabulary embedded in a GGUF file; one line if its tokenizer model is not byte-level BPE."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+    from models.llm_gguf import field
+
+    kind = field(reader, "tokenizer.ggml.model")
+    if kind != "gpt2":
+        raise UserError(f"{reader.path}: its tokenizer model {kind!r} is not supported for text prompts (byte-level "
+                        "BPE, 'gpt2', is); give token-id prompts instead")  # fmt: skip
+    tokens = field(reader, "tokenizer.ggml.tokens")
+    merges = field(reader, "tokenizer.ggml.merges") or []
+    types = field(reader, "tokenizer.ggml.token_type") or []
+    if not tokens:
+        raise UserError(f"{reader.path}: the GGUF file embeds no vocabulary (tokenizer.ggml.tokens)")
+    vocab = {t: i for i, t in enumerate(tokens)}
+    pairs = [tuple(m.split(" ", 1)) for m in merges if " " in m]
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=pairs, fuse_unk=False, byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    special = [tokens[i] for i, t in enumerate(types) if int(t) in (CONTROL, USER_DEFINED)]
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in special])
+
+    def token(key: str) -> str | None:
+        i = field(reader, key)
+        return tokens[int(i)] if i is not None and 0 <= int(i) < len(tokens) else None
+
+    bos = field(reader, "tokenizer.ggml.bos_token_id")
+    add_bos = field(reader, "tokenizer.ggml.add_bos_token", False)
+    return TextTokenizer(
+        tok, f"{Path(reader.path).name} (embedded vocabulary)", field(reader, "tokenizer.chat_template"),
+        token("tokenizer.ggml.bos_token_id"), token("tokenizer.ggml.eos_token_id"),
+        int(bos) if add_bos and bos is not None else None,
+    )  # fmt: skip
+
+
+def from_folder(folder: Path) -> TextTokenizer | None:
+    """`tokenizer.json` (+ `tokenizer_config.json`'s chat template) of a Hugging Face folder, or None."""
+    from tokenizers import Tokenizer
+
+    folder = Path(folder)
+    f = folder / "tokenizer.json"
+    if not f.is_file():
+        return None
+    try:
+        tok = Tokenizer.from_file(str(f))
+    except Exception as e:
+        raise UserError(f"{f} is not a readable tokenizer: {str(e).splitlines()[0][:160]}") from None
+    template = bos = eos = None
+    cfg_file = folder / "tokenizer_config.json"
+    if cfg_file.is_file():
+        try:
+            cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+            raise UserError(f"{cfg_file} is not valid JSON") from None
+        if isinstance(cfg, dict):
+            template = cfg.get("chat_template") if isinstance(cfg.get("chat_template"), str) else None
+            bos, eos = (v if isinstance(v, str) else None for v in (cfg.get("bos_token"), cfg.get("eos_token")))
+    return TextTokenizer(tok, str(f), template, bos, eos)
