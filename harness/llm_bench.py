@@ -17,8 +17,9 @@ import torch
 
 from harness.devices import TORCH_DTYPES, check_precision
 from harness.errors import UserError
-from harness.llm_runner import Workload, check_workload, measure_llm
+from harness.llm_runner import PromptBatch, Workload, check_workload, measure_llm
 from harness.memory import check_fits
+from harness.prompts import Prompt
 from harness.session import MAX_WINDOW_S, Events, LocalSink, ResultSession, check_number, check_writable
 from models.llm import LLM_CONFIGS, LLMConfig
 
@@ -27,10 +28,10 @@ from models.llm import LLM_CONFIGS, LLMConfig
 class LLMRequest:
     """Everything `modelpower run-llm` was asked; checked by `run_llm` before the model is built."""
 
-    model: str  # a preset name or a local checkpoint folder
+    model: str  # a preset name, a local checkpoint folder or a .gguf file
     batch_sizes: list[int]
-    prompt_lens: list[int]
-    output_lens: list[int]
+    prompt_lens: list[int] | None  # None: 128, or with --prompts each prompt's own length
+    output_lens: list[int] | None  # None: each prompt's own (--output-len dataset)
     device: str = "auto"
     precision: str = "bf16"
     temperature: float = 0.0
@@ -43,6 +44,8 @@ class LLMRequest:
     out_dir: Path = Path("results")
     seed: int = 0
     assume_watts: float | None = None
+    num_prompts: int | None = None  # sample this many prompts of the file, with the seed
+    save_outputs: bool = False
 
 
 def _check_numbers(req: LLMRequest) -> None:
@@ -60,11 +63,14 @@ def _check_numbers(req: LLMRequest) -> None:
 
 
 def model_config(model: str) -> LLMConfig:
-    """A preset's config, or a checkpoint folder's; one line naming the presets otherwise."""
+    """A preset's config, a checkpoint folder's or a GGUF file's; one line naming the presets otherwise."""
     from models.llm_checkpoint import read_config
+    from models.llm_gguf import is_gguf, open_gguf, read_gguf_config
 
     if model in LLM_CONFIGS:
         return LLM_CONFIGS[model]
+    if is_gguf(model):
+        return read_gguf_config(open_gguf(Path(model)), Path(model).stem)
     if Path(model).exists():
         return read_config(Path(model))
     close = difflib.get_close_matches(model, list(LLM_CONFIGS), n=3)
@@ -72,60 +78,99 @@ def model_config(model: str) -> LLMConfig:
     raise UserError(f"unknown LLM preset or checkpoint folder {model!r}{hint} (presets: {', '.join(LLM_CONFIGS)})")
 
 
-def read_prompts(path: Path, vocab: int) -> list[list[int]]:
-    """A prompts file: one line of space-separated token ids in [0, vocab) per prompt."""
-    from harness.files import read_text
+def load_tokenizer(model: str):
+    """The checkpoint's own tokenizer (GGUF vocabulary, or a folder's tokenizer.json), or None."""
+    from models.llm_gguf import is_gguf, open_gguf
+    from models.tokenizer import from_folder, from_gguf
 
-    lines = [ln.split() for ln in read_text(path, "prompts file").splitlines() if ln.strip()]
-    try:
-        ids = [[int(v) for v in ln] for ln in lines]
-    except ValueError:
-        raise UserError(f"prompts file {path}: every line must be space-separated token ids") from None
-    if not ids or any(not (0 <= v < vocab) for ln in ids for v in ln):
-        raise UserError(f"prompts file {path}: needs at least one line of token ids in [0, {vocab})")
-    return ids
+    if model in LLM_CONFIGS:
+        return None
+    if is_gguf(model):
+        reader = open_gguf(Path(model))
+        return from_gguf(reader) if reader.fields.get("tokenizer.ggml.tokens") is not None else None
+    return from_folder(Path(model))
 
 
-def prompt_rows(file_prompts: list[list[int]], batch_size: int, prompt_len: int) -> list[list[int]]:
-    """The prompts of one batch: the file's lines in turn, each cut to `prompt_len` tokens."""
-    rows = [file_prompts[i % len(file_prompts)][:prompt_len] for i in range(batch_size)]
-    if min(len(r) for r in rows) < prompt_len:
-        raise UserError(f"prompts file lines are shorter than --prompt-len {prompt_len}")
-    return rows
+def prompt_batches(req: LLMRequest, prompts: list[Prompt], b: int, t: int | None, n: int | None,
+                   device: torch.device) -> tuple[list[PromptBatch], Workload]:  # fmt: skip
+    """The file's prompts in batches of `b` (cycled so that every batch is full): each cut to `t`
+    tokens when --prompt-len is given (and then at least that long), else at its own length, left
+    padded; output `n` tokens each, or each record's own length (n None). The workload names the
+    longest prompt and output, for which the static cache is sized."""
+    if t is not None and min(len(p.ids) for p in prompts) < t:
+        raise UserError(f"prompts file lines are shorter than --prompt-len {t}")
+    if n is None and any(p.output_len is None for p in prompts):
+        raise UserError("--output-len dataset needs an output length in every record (JSONL output_len, or a "
+                        "ShareGPT answer)")  # fmt: skip
+    batches = []
+    for k in range(-(-len(prompts) // b)):
+        rows = [prompts[(k * b + j) % len(prompts)] for j in range(b)]
+        ids = [r.ids[:t] if t is not None else r.ids for r in rows]
+        batches.append(PromptBatch.of(ids, [n or r.output_len for r in rows], device))
+    w = Workload(b, max(bt.ids.shape[1] for bt in batches), max(max(bt.out_lens) for bt in batches),
+                 req.temperature, req.top_k, req.top_p, req.seed)  # fmt: skip
+    return batches, w
 
 
 def _load(req: LLMRequest, cfg: LLMConfig, dev: torch.device):
     """(model, its source, load seconds): seeded random init for a preset, else the checkpoint."""
     from models.llm import build_llm
     from models.llm_checkpoint import load_checkpoint
+    from models.llm_gguf import is_gguf, load_gguf
 
     t = time.perf_counter()
     if req.model in LLM_CONFIGS:
         lm = build_llm(cfg, dev, TORCH_DTYPES[req.precision], req.seed)
         source = {"kind": "random-init", "seed": req.seed}
+    elif is_gguf(req.model):
+        lm, source = load_gguf(Path(req.model), dev, TORCH_DTYPES[req.precision])
     else:
         lm = load_checkpoint(Path(req.model), dev, TORCH_DTYPES[req.precision])
         source = {"kind": "checkpoint", "path": str(Path(req.model).resolve())}
     return lm, source, time.perf_counter() - t
 
 
+def _grid(req: LLMRequest, cfg: LLMConfig, prompts: list[Prompt] | None, dev: torch.device):
+    """Every point in order: (workload, its prompt batches or None for synthetic prompts), checked
+    against the model's context before anything is loaded."""
+    if prompts is None and req.output_lens is None:
+        raise UserError("--output-len dataset takes each prompt's own output length: add --prompts")
+    grid = []
+    for b in req.batch_sizes:
+        for t in req.prompt_lens or ([None] if prompts else [128]):
+            for n in req.output_lens or [None]:
+                if prompts is None:
+                    w, batches = Workload(b, t, n, req.temperature, req.top_k, req.top_p, req.seed), None
+                else:
+                    batches, w = prompt_batches(req, prompts, b, t, n, dev)
+                try:
+                    check_workload(w, cfg.max_position)
+                except UserError as e:
+                    longest = prompts is not None and t is None
+                    raise UserError(f"{e} (the longest prompt of the file)" if longest else str(e)) from None
+                grid.append((w, batches))
+    return grid
+
+
 def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
     """Check `req`, build or load the model, measure every point into one result file."""
     from harness.energy import select_meter
+    from harness.prompts import read_prompt_file
 
     events = events or Events()
     _check_numbers(req)
     if req.precision not in TORCH_DTYPES:
         raise UserError(f"unknown precision {req.precision!r}: use {', '.join(TORCH_DTYPES)}")
+    if req.prompts is None and (req.num_prompts is not None):
+        raise UserError("--num-prompts samples a prompts file: add --prompts")
     cfg = model_config(req.model)
-    file_prompts = read_prompts(req.prompts, cfg.vocab_size) if req.prompts else None
-    grid = [(b, t, n) for b in req.batch_sizes for t in req.prompt_lens for n in req.output_lens]
-    for b, t, n in grid:
-        check_workload(Workload(b, t, n), cfg.max_position)
-        if file_prompts is not None:
-            prompt_rows(file_prompts, b, t)
+    tokenizer = load_tokenizer(req.model)
+    prompts = None
+    if req.prompts is not None:
+        prompts = read_prompt_file(req.prompts, tokenizer, cfg.vocab_size, req.num_prompts, req.seed)
     sink = LocalSink(req.out_dir)
     dev, why = sink.device(req.device)
+    grid = _grid(req, cfg, prompts, dev)
     check_precision(dev, req.precision, "fp32 or bf16")
     check_writable(req.out_dir)
     weights = cfg.param_count() * torch.finfo(TORCH_DTYPES[req.precision]).bits // 8
@@ -136,17 +181,21 @@ def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
     meter.idle()
     compile_decode = dev.type == "cuda" if req.compile is None else req.compile
     config = {
-        "model": req.model, "batch_sizes": req.batch_sizes, "prompt_lens": req.prompt_lens,
-        "output_lens": req.output_lens, "device": str(dev), "precision": req.precision, "compile": compile_decode,
-        "seed": req.seed, "energy_meter": meter.name, "assume_watts": req.assume_watts,
-        "prompts": str(req.prompts) if req.prompts else "synthetic token ids",
+        "model": req.model, "batch_sizes": req.batch_sizes, "prompt_lens": req.prompt_lens or "each prompt's own",
+        "output_lens": req.output_lens or "each prompt's own", "device": str(dev), "precision": req.precision,
+        "compile": compile_decode, "seed": req.seed, "energy_meter": meter.name, "assume_watts": req.assume_watts,
+        "prompts": str(req.prompts) if req.prompts else "synthetic token ids", "num_prompts": len(prompts or []),
+        "tokenizer": tokenizer.source if tokenizer else None,
     }  # fmt: skip
     with ResultSession(config, sink) as session:
-        for b, t, n in grid:
-            w = Workload(b, t, n, req.temperature, req.top_k, req.top_p, req.seed)
-            prompts = None if file_prompts is None else torch.tensor(prompt_rows(file_prompts, b, t), device=dev)
-            with events.track(f"{cfg.name} batch {b}, prompt {t}, output {n}", 1, "generations") as tick:
+        for w, batches in grid:
+            label = f"{cfg.name} batch {w.batch_size}, prompt {w.prompt_len}, output {w.output_len}"
+            with events.track(label, 1, "generations") as tick:
                 point = measure_llm(lm, w, dev, req.precision, source, req.min_duration, req.min_iters,
-                                    compile_decode, meter, prompts, load_s, progress=tick)  # fmt: skip
+                                    compile_decode, meter, batches, load_s, progress=tick,
+                                    keep_outputs=req.save_outputs)  # fmt: skip
+            if point.outputs and tokenizer is not None:
+                for o in point.outputs:
+                    o["text"] = tokenizer.decode(o["output_ids"])
             session.add(point)
     return session

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -28,6 +28,24 @@ from harness.stats import latency_stats
 from harness.timing import device_sync, window_closed
 from kernels import sample_tokens
 from models.llm import DecoderLM, decode_flops, prefill_flops
+
+
+@dataclass
+class PromptBatch:
+    """The prompts of one generation: left padded to the longest, with each row's real lengths."""
+
+    ids: torch.Tensor  # [B, T] token ids (padding: 0)
+    pad: torch.Tensor | None  # [B] padding slots per row; None when no row is padded
+    lens: list[int]  # real prompt tokens per row
+    out_lens: list[int]  # tokens each row asked for; the generation runs max(out_lens) steps
+
+    @staticmethod
+    def of(rows: list[list[int]], out_lens: list[int], device: torch.device) -> PromptBatch:
+        t = max(len(r) for r in rows)
+        ids = torch.tensor([[0] * (t - len(r)) + r for r in rows], device=device)
+        pad = [t - len(r) for r in rows]
+        return PromptBatch(ids, torch.tensor(pad, device=device) if any(pad) else None, [len(r) for r in rows],
+                           list(out_lens))  # fmt: skip
 
 
 @dataclass
@@ -62,25 +80,30 @@ def _sample(logits: torch.Tensor, w: Workload, step: int, out: torch.Tensor) -> 
     return torch.from_numpy(sample_tokens(logits.numpy(), w.temperature, w.top_k, w.top_p, w.seed, step))
 
 
-def generate(model: DecoderLM, prompts: torch.Tensor, w: Workload, decode) -> tuple[float, list[float], torch.Tensor]:
-    """One timed generation: (start time, timestamp of each generated token, tokens [B, out])."""
+def generate(model: DecoderLM, prompts: torch.Tensor, w: Workload, decode, pad: torch.Tensor | None = None,
+             cache_len: int | None = None) -> tuple[float, list[float], torch.Tensor]:  # fmt: skip
+    """One timed generation of `w.output_len` tokens: (start time, timestamp of each generated
+    token, tokens [B, out]). `pad`: left padding per row (PromptBatch); `cache_len`: the static
+    cache length, kept across generations of different prompt lengths."""
     device = prompts.device
     b, t = prompts.shape
-    model.setup_cache(b, t + w.output_len)
+    cache_len = cache_len or t + w.output_len
+    model.setup_cache(b, cache_len)
     out = torch.empty((b, w.output_len), dtype=torch.long, device=device)
     nxt_buf = torch.empty(b, dtype=torch.long, device=device)
-    positions = torch.arange(t + w.output_len, device=device)  # no host-to-device copy per step
+    positions = torch.arange(cache_len, device=device)  # no host-to-device copy per step
     device_sync(device)
+    step = decode if pad is None else (lambda x, p: decode(x, p, pad))
     with torch.inference_mode():
         t0 = time.perf_counter()
-        logits = model(prompts, positions[:t])
+        logits = model(prompts, positions[:t], pad)
         nxt = _sample(logits[:, -1], w, 0, nxt_buf)
         out[:, 0] = nxt
         nxt.clamp_(min=0)  # -1 (no valid logit: NaN weights) is recorded in `out`, not fed back
         device_sync(device)
         stamps = [time.perf_counter()]
         for i in range(1, w.output_len):
-            logits = decode(nxt.view(b, 1), positions[t + i - 1 : t + i])
+            logits = step(nxt.view(b, 1), positions[t + i - 1 : t + i])
             nxt = _sample(logits[:, -1], w, i, nxt_buf)
             out[:, i] = nxt
             nxt.clamp_(min=0)
@@ -113,11 +136,18 @@ def measure_llm(
     min_iters: int,
     compile_decode: bool = False,
     meter: Meter | None = None,
-    prompts: torch.Tensor | None = None,
+    batches: list[PromptBatch] | None = None,
     load_s: float | None = None,
     progress=None,  # progress(phase, elapsed_s, generations) as the window runs
+    keep_outputs: bool = False,
 ) -> LLMPoint:
-    """Measure one (batch, prompt, output) point; OOM becomes a point with status "oom"."""
+    """Measure one (batch, prompt, output) point; OOM becomes a point with status "oom".
+
+    `batches`: the prompts of each generation in turn (cycled; the warm-up takes the first); None:
+    one batch of seeded synthetic prompts of exactly `w.prompt_len` tokens. `w.prompt_len` and
+    `w.output_len` are then the longest (padded) prompt and output of all batches: the static cache
+    is sized once for them. `keep_outputs`: each batch's generated ids, per row cut to its own
+    output length, go into the point (`outputs`)."""
     cfg = model.cfg
     check_workload(w, cfg.max_position)
     base = dict(
@@ -129,23 +159,30 @@ def measure_llm(
     too_big = fits(0, point_bytes(cfg, w, TORCH_DTYPES[precision]), device)
     if too_big:
         return LLMPoint(status="oom", flags=["oom"], detail=f"not run: {too_big} (estimated)", **base)
-    if prompts is None:
-        prompts = synthetic_prompts(w, cfg.vocab_size, device)
+    if batches is None:
+        ids = synthetic_prompts(w, cfg.vocab_size, device)
+        batches = [PromptBatch(ids, None, [w.prompt_len] * w.batch_size, [w.output_len] * w.batch_size)]
+    cache_len = w.prompt_len + w.output_len
     decode = model
     if compile_decode:
         mode = "reduce-overhead" if device.type == "cuda" else "default"
         decode = torch.compile(model, mode=mode, fullgraph=True, dynamic=False)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+
+    def run(k: int):
+        bt = batches[k % len(batches)]
+        return (*generate(model, bt.ids, replace(w, output_len=max(bt.out_lens)), decode, bt.pad, cache_len), bt)
+
     try:
         t = time.perf_counter()
-        generate(model, prompts, w, decode)  # warm-up (and compile), apart from the window
+        run(0)  # warm-up (and compile), apart from the window
         compile_s = time.perf_counter() - t
         meter = meter or Meter()
         meter.start()
         runs, t_window = [], time.perf_counter()
         while True:
-            runs.append(generate(model, prompts, w, decode))
+            runs.append(run(len(runs)))
             elapsed = time.perf_counter() - t_window
             if progress:
                 progress("generations", elapsed, len(runs))
@@ -157,52 +194,72 @@ def measure_llm(
         if not is_oom(e):
             raise
         return LLMPoint(status="oom", flags=["oom"], detail=f"out of memory: {str(e).splitlines()[0][:200]}", **base)
-    return _metrics(model, w, device, precision, base, compile_s, runs, window, reading)
+    point = _metrics(model, w, device, precision, base, compile_s, runs, window, reading)
+    if keep_outputs:  # every batch once: the window's runs, then (untimed) any batch it did not reach
+        seen = runs[: len(batches)] + [run(k) for k in range(len(runs), len(batches))]
+        point.outputs = [
+            {"prompt_tokens": bt.lens[r], "output_ids": out[r, : bt.out_lens[r]].tolist()}
+            for _, _, out, bt in seen
+            for r in range(len(bt.lens))
+        ]
+    return point
 
 
 def _metrics(model, w, device, precision, base, compile_s, runs, window, reading) -> LLMPoint:
+    """Every figure from the window's generations; only real tokens count (not padding, and not the
+    steps a row runs past its own output length while the longest row finishes)."""
     cfg = model.cfg
-    b, t, n = w.batch_size, w.prompt_len, w.output_len
-    ttft = [stamps[0] - t0 for t0, stamps, _ in runs]
-    itl = [bb - a for _, stamps, _ in runs for a, bb in itertools.pairwise(stamps)]
-    decode_s = [stamps[-1] - stamps[0] for _, stamps, _ in runs]
-    tokens = torch.stack([out for _, _, out in runs]).cpu()
-    valid = bool(((tokens >= 0) & (tokens < cfg.vocab_size)).all())
-    p_flops = prefill_flops(cfg, t)
-    d_flops = np.mean([decode_flops(cfg, t + i + 1) for i in range(1, n)]) if n > 1 else None
+    ttft = [stamps[0] - t0 for t0, stamps, _, _ in runs]
+    itl = [bb - a for _, stamps, _, _ in runs for a, bb in itertools.pairwise(stamps)]
+    decode_s = [stamps[-1] - stamps[0] for _, stamps, _, _ in runs]
+    valid = all(bool(((out >= 0) & (out < cfg.vocab_size)).all()) for _, _, out, _ in runs)
+    prompt_tokens = sum(sum(bt.lens) for *_, bt in runs)
+    out_tokens = sum(sum(bt.out_lens) for *_, bt in runs)
+    decode_tokens = sum(sum(n - 1 for n in bt.out_lens) for *_, bt in runs)
+    p_flops = sum(prefill_flops(cfg, t) for *_, bt in runs for t in bt.lens)
+    d_flops = sum(decode_flops(cfg, t + i + 1) for *_, bt in runs for t, n in zip(bt.lens, bt.out_lens, strict=True)
+                  for i in range(1, n))  # fmt: skip
     peak, peak_src = nameplate_peak(device, precision)
-    mean_ttft = float(np.mean(ttft))
-    prefill_tflops = b * p_flops / mean_ttft / 1e12
+    total_ttft = float(np.sum(ttft))
+    prefill_tflops = p_flops / total_ttft / 1e12
     dtype_bytes = torch.finfo(TORCH_DTYPES[precision]).bits // 8
-    mean_ctx = t + (n + 1) / 2
+    b = w.batch_size
+    mean_prompt = prompt_tokens / (len(runs) * b)
+    mean_out = out_tokens / (len(runs) * b)
+    mean_ctx = mean_prompt + (mean_out + 1) / 2
     kv_bytes = 2 * cfg.num_layers * b * mean_ctx * cfg.num_kv_heads * cfg.head_dim * dtype_bytes
     step_bytes = cfg.matmul_params() * dtype_bytes + kv_bytes
-    decode_steps_per_s = (n - 1) / float(np.mean(decode_s)) if n > 1 else None
+    steps = sum(len(stamps) - 1 for _, stamps, _, _ in runs)
+    total_decode_s = float(np.sum(decode_s))
+    decode_steps_per_s = steps / total_decode_s if steps else None
     gbs = step_bytes * decode_steps_per_s / 1e9 if decode_steps_per_s else None
     row = match_spec(device_name(device)) if device.type == "cuda" else None
     bw = row.bandwidth_gbs if row else None
-    out_tokens = len(runs) * b * n
-    flops_done = len(runs) * b * (p_flops + (n - 1) * (d_flops or 0))
+    flops_done = p_flops + d_flops
     j = reading.joules if reading.measured else None
     if device.type == "cuda":
         mem, scope = torch.cuda.max_memory_allocated(device) / 2**30, "GPU: torch max_memory_allocated"
     else:
         mem, scope = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "host: process peak RSS"
     flags = ([] if valid else ["invalid_tokens"]) + reading.flags()
+    padded = any(bt.pad is not None for *_, bt in runs)
     return LLMPoint(
         **base, status="ok", compile_s=compile_s, runs=len(runs), window_s=window,
         ttft=latency_stats(ttft), itl=latency_stats(itl) if itl else None,
-        tpot_ms=float(np.mean(decode_s)) / (n - 1) * 1e3 if n > 1 else None,
-        prefill_tokens_per_s=b * t / mean_ttft,
-        decode_tokens_per_s=b * (n - 1) / float(np.mean(decode_s)) if n > 1 else None,
-        total_tokens_per_s=len(runs) * b * (t + n) / window,
+        tpot_ms=total_decode_s / steps * 1e3 if steps else None,
+        prefill_tokens_per_s=prompt_tokens / total_ttft,
+        decode_tokens_per_s=decode_tokens / total_decode_s if steps else None,
+        total_tokens_per_s=(prompt_tokens + out_tokens) / window,
         output_tokens_per_s=out_tokens / window, requests_per_s=len(runs) * b / window,
-        prefill_flops_per_token=p_flops / t, decode_flops_per_token=d_flops,
+        prefill_flops_per_token=p_flops / prompt_tokens,
+        decode_flops_per_token=d_flops / decode_tokens if decode_tokens else None,
         prefill_tflops=prefill_tflops, prefill_mfu=prefill_tflops / peak if peak else None,
         mfu_peak_tflops=peak, mfu_peak_source=peak_src,
         decode_bytes_per_step=step_bytes, decode_gbs=gbs, decode_mbu=gbs / bw if gbs and bw else None,
         mbu_bandwidth_gbs=bw, peak_memory_gib=mem, peak_memory_scope=scope, energy=reading.to_dict(),
         joules_per_token=j / out_tokens if j is not None else None,
         joules_per_pflop=j / (flops_done / 1e15) if j is not None else None,
-        tokens_checked={"valid_ids": valid, "shape": list(tokens.shape)}, flags=flags,
+        tokens_checked={"valid_ids": valid, "shape": [len(runs), b, w.output_len]}, flags=flags,
+        prompt_tokens_mean=mean_prompt, output_tokens_mean=mean_out,
+        padding="left, with an attention mask" if padded else None,
     )  # fmt: skip

@@ -138,6 +138,10 @@ class LLMPoint:
     joules_per_pflop: float | None = None
     tokens_checked: dict | None = None  # valid token ids, all rows generated out_len tokens
     detail: str | None = None  # status "oom": estimated not to fit, or the allocation that failed
+    prompt_tokens_mean: float | None = None  # real prompt tokens per sequence (prompt files vary)
+    output_tokens_mean: float | None = None  # tokens each sequence asked for, on average
+    padding: str | None = None  # how prompts of different lengths shared a batch, if they did
+    outputs: list[dict] | None = None  # --save-outputs: generated ids (and text) per prompt
     flags: list[str] = field(default_factory=list)
 
 

@@ -107,6 +107,8 @@ class Attention(nn.Module):
         self.v_cache: torch.Tensor | None = None
 
     def forward(self, x, cos, sin, pos: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Prefill (t > 1, from position 0: `mask` None is plain causal, else [B, 1, t, t] for left
+        padding) or decode (t = 1: `mask` [B or 1, 1, 1, cache] over the whole static cache)."""
         b, t, _ = x.shape
         c = self.cfg
         q = self.q_proj(x).view(b, t, c.num_heads, c.head_dim).transpose(1, 2)
@@ -115,8 +117,8 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         self.k_cache.index_copy_(2, pos, k)
         self.v_cache.index_copy_(2, pos, v)
-        if mask is None:  # prefill from position 0: causal attention over the prompt itself
-            keys, vals, causal = k, v, True
+        if t > 1:  # prefill from position 0: causal attention over the prompt itself
+            keys, vals, causal = k, v, mask is None
         else:  # decode: the whole static cache, positions after `pos` masked out (static shapes)
             keys, vals, causal = self.k_cache, self.v_cache, False
         out = F.scaled_dot_product_attention(
@@ -186,16 +188,33 @@ class DecoderLM(nn.Module):
             layer.self_attn.v_cache = torch.zeros(shape, device=p.device, dtype=p.dtype)
         self.cos, self.sin = rope_tables(c, length, p.device, p.dtype)
 
-    def forward(self, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, pos: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        """`pos`: the cache slots of `tokens` (shared by the batch). `pad` [B], if given: row b is left
+        padded with pad[b] slots, which no query attends to and which do not count as positions
+        (row b's token at slot j sits at RoPE position j - pad[b], as with Hugging Face's
+        attention mask and position ids)."""
         x = self.model.embed_tokens(tokens)
-        cos, sin = self.cos[pos], self.sin[pos]
-        if tokens.shape[1] == 1:  # decode: attend to cache positions <= pos
-            length = self.cos.shape[0]
-            mask = (torch.arange(length, device=tokens.device) <= pos[0]).view(1, 1, 1, length)
+        length = self.cos.shape[0]
+        slots = torch.arange(length, device=tokens.device)
+        if pad is None:
+            cos, sin = self.cos[pos], self.sin[pos]
+        else:
+            rows = (pos.view(1, -1) - pad.view(-1, 1)).clamp(min=0)  # [B, t]
+            cos, sin = self.cos[rows].unsqueeze(1), self.sin[rows].unsqueeze(1)  # [B, 1, t, D]
+        if tokens.shape[1] == 1:  # decode: attend to cache positions <= pos (and not padding)
+            mask = (slots <= pos[0]).view(1, 1, 1, length)
+            if pad is not None:
+                mask = mask & (slots.view(1, -1) >= pad.view(-1, 1)).view(-1, 1, 1, length)
         else:
             if int(pos[0]) != 0:
                 raise ValueError("prefill must start at position 0")
             mask = None
+            if pad is not None:
+                t = tokens.shape[1]
+                q, k = slots[:t].view(t, 1), slots[:t].view(1, t)
+                real = k.view(1, 1, t) >= pad.view(-1, 1, 1)  # [B, 1 (query), t (key)]
+                # causal over real keys; a padding slot attends to itself only, so nothing is NaN
+                mask = ((k <= q) & real | (k == q)).unsqueeze(1)  # [B, 1, t, t]
         for layer in self.model.layers:
             x = layer(x, cos, sin, pos, mask)
         return self.lm_head(self.model.norm(x)).float()

@@ -139,10 +139,10 @@ def test_greedy_generation_is_reproducible():
 def test_run_llm_sweep_records_oom_and_goes_on(tmp_path, monkeypatch):
     real = lr.generate
 
-    def oom_at_batch_4(model, prompts, w, decode):
+    def oom_at_batch_4(model, prompts, w, *args):
         if w.batch_size == 4:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(model, prompts, w, decode)
+        return real(model, prompts, w, *args)
 
     monkeypatch.setattr(lr, "generate", oom_at_batch_4)
     r = runner.invoke(app, ["run-llm", "llm-tiny", "-b", "1,4,2", "--prompt-len", "16", "--output-len", "4",

