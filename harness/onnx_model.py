@@ -32,6 +32,8 @@ class OnnxModel:
 def load_onnx(path: Path) -> OnnxModel:
     """Read and check an ONNX file; a UserError naming the file for every way it can be bad."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not an ONNX file")
     if not path.is_file():
         raise UserError(f"ONNX file not found: {path}")
     try:
@@ -93,7 +95,7 @@ def parse_input_shapes(om: OnnxModel, specs: list[str], batch: int | None = None
         except ValueError:
             raise UserError(f"--input-shape must look like 1x3x224x224, got {spec!r}") from None
         rank = len(om.inputs[name])
-        if batch is not None:
+        if batch is not None and _batched(om.inputs[name]):
             if len(shape) == rank:
                 raise UserError(f"-b gives the batch: --input-shape {spec!r} should give the other axes of input "
                                 f"{name!r} ({'x'.join(map(str, shape[1:]))})")  # fmt: skip
@@ -104,27 +106,35 @@ def parse_input_shapes(om: OnnxModel, specs: list[str], batch: int | None = None
     for name, declared in om.inputs.items():
         if name not in shapes:
             shape = list(declared)
-            if batch is not None and shape:
-                shape[0] = batch if not (isinstance(shape[0], int) and shape[0] > 0) else shape[0]
+            if batch is not None and _batched(declared):
+                shape[0] = batch
             if not all(isinstance(d, int) and d > 0 for d in shape):
                 hint = "the other axes" if batch is not None else "SHAPE"
                 raise UserError(f"input {name!r} has dynamic axes {declared}: give --input-shape {name}:{hint}")
             shapes[name] = tuple(shape)
+    if batch is not None and fixed_batch(om) not in (None, batch):
+        raise UserError(f"{om.path.name} has a fixed batch axis of {fixed_batch(om)}: -b {batch} does not fit "
+                        "(export the model with a dynamic batch axis to sweep batch sizes)")  # fmt: skip
     for name, shape in shapes.items():
         declared = om.inputs[name]
-        if batch is not None and isinstance(declared[0], int) and declared[0] > 0 and declared[0] != batch:
-            raise UserError(f"input {name!r} has a fixed batch axis of {declared[0]}: -b {batch} does not fit "
-                            "(export the model with a dynamic batch axis to sweep batch sizes)")  # fmt: skip
         for d, want in zip(shape, declared, strict=True):
             if isinstance(want, int) and want > 0 and want != d:
                 raise UserError(f"input {name!r} is declared {declared}: {shape} does not fit")
     return shapes
 
 
+def _batched(declared: list) -> bool:
+    """Does -b set this input's axis 0? Yes where that axis is dynamic (scalars have none)."""
+    return bool(declared) and not (isinstance(declared[0], int) and declared[0] > 0)
+
+
 def fixed_batch(om: OnnxModel) -> int | None:
-    """The batch (axis 0) every input fixes, or None if any input leaves it dynamic."""
-    firsts = {d[0] if d and isinstance(d[0], int) and d[0] > 0 else None for d in om.inputs.values()}
-    return firsts.pop() if len(firsts) == 1 else None
+    """The model's batch when no input leaves axis 0 dynamic (the largest fixed axis 0), else None:
+    -b then sets axis 0 of the inputs that leave it dynamic, and the others keep their shape."""
+    dims = [d for d in om.inputs.values() if d]
+    if not dims or any(_batched(d) for d in dims):
+        return None
+    return max(d[0] for d in dims)
 
 
 def count_flops(om: OnnxModel, shapes: dict[str, tuple[int, ...]]) -> int:
@@ -271,10 +281,14 @@ def output_shapes(om: OnnxModel, shapes: dict[str, tuple[int, ...]]) -> dict[str
         m = shape_inference.infer_shapes(m, data_prop=True)
     except Exception as e:
         raise UserError(f"{om.path.name}: ONNX shape inference fails at input {shapes}: {_first(e)}") from None
-    return {
+    outs = {
         o.name: [d.dim_value if d.HasField("dim_value") else 0 for d in o.type.tensor_type.shape.dim]
         for o in m.graph.output
     }
+    unknown = [n for n, dims in outs.items() if not dims or 0 in dims]
+    if unknown:  # static inference lost track (a dynamic axis it cannot follow): run the graph once
+        outs.update(_probe_shapes(om, shapes, unknown))
+    return outs
 
 
 def task_preset(om: OnnxModel, opts: TaskOptions):
@@ -308,10 +322,13 @@ def task_preset(om: OnnxModel, opts: TaskOptions):
         if fixed[axis] is not None and fixed[axis] != want:
             raise UserError(f"--input-size {hw[0]}x{hw[1]} does not fit {name}: input {inp!r} is {dims} "
                             f"(fixed {what} {fixed[axis]})")  # fmt: skip
-    outs = output_shapes(om, {inp: (fixed[0] or 1, 3, *hw)})
+    batch = fixed[0] or 2  # a dynamic batch axis is checked at 2, so an output that drops it shows
+    outs = output_shapes(om, {inp: (batch, 3, *hw)})
     out_name, shape = next(iter(outs.items()))
     shape = tuple(shape)
-    found = f"{name} output {out_name!r} is {list(shape)} at input {hw[0]}x{hw[1]}"
+    found = f"{name} output {out_name!r} is {list(shape)} at input {batch}x3x{hw[0]}x{hw[1]}"
+    if not shape or shape[0] != batch:
+        raise UserError(f"--task expects a first output with the input's batch on axis 0; {found}")
     det_format = None
     if any(d == 0 for d in shape[1:]):
         raise UserError(f"{found}: its size is unknown to shape inference, so it cannot be checked against --task")

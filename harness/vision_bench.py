@@ -232,10 +232,11 @@ def task_options(req: VisionRequest):
 
     hw = None
     if req.input_size is not None:
-        try:
-            h, w = (int(v) for v in req.input_size.lower().split("x"))
-        except ValueError:
-            raise UserError(f"--input-size must look like 640x640 (height x width), got {req.input_size!r}") from None
+        import re
+
+        if not re.fullmatch(r"[0-9]{1,6}x[0-9]{1,6}", req.input_size.lower()):
+            raise UserError(f"--input-size must look like 640x640 (height x width), got {req.input_size!r}")
+        h, w = (int(v) for v in req.input_size.lower().split("x"))
         if not (1 <= h <= 16384 and 1 <= w <= 16384):
             raise UserError(f"--input-size must be 1..16384 on each side, got {req.input_size!r}")
         hw = (h, w)
@@ -255,8 +256,10 @@ def _channels(flag: str, value: str | None, positive: bool = False) -> tuple[flo
         parts *= 3
     if len(parts) != 3 or not all(math.isfinite(v) for v in parts):
         raise UserError(f"{flag} must be one number or three (R,G,B on the 0..255 scale), got {value!r}")
-    if positive and min(parts) <= 0:
-        raise UserError(f"{flag} must be positive, got {value!r}")
+    if positive and min(parts) < 1e-3:
+        raise UserError(f"{flag} must be at least 0.001 (0..255 scale), got {value!r}")
+    if not positive and max(abs(v) for v in parts) > 1e4:
+        raise UserError(f"{flag} must be within -10000..10000 (0..255 scale), got {value!r}")
     return parts[0], parts[1], parts[2]
 
 
@@ -348,7 +351,7 @@ def plan(req: VisionRequest, sink: Sink) -> VisionPlan:
 def _config(req: VisionRequest, p: VisionPlan) -> dict:
     """The result's `config`: the request as it was resolved."""
     return {
-        "models": req.models, "batch_sizes": req.batch_sizes or [1], "device": str(p.device),
+        "models": req.models, "batch_sizes": req.batch_sizes or ([1] if p.presets else None), "device": str(p.device),
         "device_choice": p.device_choice,
         "precision": req.precision, "compile_mode": req.compile_mode,
         "backends": [f"{b}:{q}" for b, q in p.combos] if p.presets else ["onnxruntime"], "task": req.task,

@@ -94,8 +94,24 @@ def calibrate_batchnorm(model: torch.nn.Module, input_hw: tuple[int, int], seed:
         return False
     h, w = input_hw
     f = min(1.0, 256 / max(h, w))
-    h, w = max(32, int(h * f) // 32 * 32), max(32, int(w * f) // 32 * 32)
+    small = max(32, int(h * f) // 32 * 32), max(32, int(w * f) // 32 * 32)
     momenta = [bn.momentum for bn in bns]
+    try:
+        _calibrate(model, bns, small, seed)
+    except Exception:  # an architecture that only runs at its own size (Inception's pooling, MaxViT's windows)
+        try:
+            _calibrate(model, bns, input_hw, seed)
+        except Exception as e:
+            raise UserError(f"cannot run a random-init {type(model).__name__} at {h}x{w} to calibrate "
+                            f"BatchNorm: {str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__}"
+                            ) from None  # fmt: skip
+    for bn, m in zip(bns, momenta, strict=True):
+        bn.momentum = m
+    model.eval()
+    return True
+
+
+def _calibrate(model: torch.nn.Module, bns: list, hw: tuple[int, int], seed: int) -> None:
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative moving average over the calibration batches
@@ -103,11 +119,7 @@ def calibrate_batchnorm(model: torch.nn.Module, input_hw: tuple[int, int], seed:
     model.train()
     with torch.no_grad():
         for _ in range(2):
-            model(torch.randn(4, 3, h, w, generator=g))
-    for bn, m in zip(bns, momenta, strict=True):
-        bn.momentum = m
-    model.eval()
-    return True
+            model(torch.randn(4, 3, *hw, generator=g))
 
 
 def pixel_noise(preset: Preset, seed: int, count: int = 4) -> torch.Tensor:

@@ -58,15 +58,22 @@ def zoo_preset(name: str) -> Preset:
     """`timm:NAME` or `torchvision:NAME` as a preset; a UserError suggesting close names if unknown."""
     source, _, arch = name.partition(":")
     names = _timm_names() if source == "timm" else _torchvision_names()
-    if arch not in names:
-        close = difflib.get_close_matches(arch, names, n=3, cutoff=0.6)
+    base = arch.split(".", 1)[0] if source == "timm" else arch  # timm: resnet18.a1_in1k names a pretrained tag
+    if base not in names:
+        close = difflib.get_close_matches(base[:100], names, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(f'{source}:{c}' for c in close)}?" if close else ""
-        raise UserError(f"{source} has no classification architecture {arch!r}{hint} "
+        shown = arch if len(arch) <= 80 else arch[:77] + "..."
+        raise UserError(f"{source} has no classification architecture {shown!r}{hint} "
                         f"(`modelpower models '{source}:*'` lists them)")  # fmt: skip
     if source == "timm":
         import timm
 
-        cfg = timm.get_pretrained_cfg(arch)
+        try:
+            cfg = timm.get_pretrained_cfg(arch)
+        except (RuntimeError, ValueError, KeyError):
+            raise UserError(
+                f"timm has no pretrained configuration {arch!r} (`modelpower models 'timm:{base}*'`)"
+            ) from None
         size = tuple(cfg.input_size[1:]) if cfg and cfg.input_size else (224, 224)
         mean = tuple(255 * v for v in cfg.mean) if cfg and cfg.mean else IMAGENET_MEAN
         std = tuple(255 * v for v in cfg.std) if cfg and cfg.std else IMAGENET_STD

@@ -177,14 +177,15 @@ def test_a_batch_that_conflicts_with_a_fixed_batch_axis_is_refused(tmp_path):
     ("model", "args", "text"),
     [
         ("cls", ["--task", "detect"], "--task detect expects a first output [N, 4 + classes, anchors] (yolov8) or"),
-        ("cls", ["--task", "segment"], "output 'output0' is [1, 5] at input 32x48"),
+        ("cls", ["--task", "segment"], "output 'output0' is [2, 5] at input 2x3x32x48"),
         ("yolo", ["--task", "classify"], "--task classify expects a first output [N, classes]"),
         ("yolo", ["--task", "detect", "--det-format", "raw"], "[N, 126, 4 + classes] (raw"),
         ("yolo", ["--task", "detect", "--det-format", "ssd"], "unknown --det-format 'ssd'"),
         ("yolo", ["--task", "detect", "--input-size", "64x64"], "--input-size 64x64 does not fit yolo.onnx"),
         ("yolo", ["--task", "segmentation"], "unknown --task 'segmentation'"),
         ("yolo", ["--task", "classify", "--input-size", "64"], "--input-size must look like 640x640"),
-        ("yolo", ["--task", "classify", "--std", "0"], "--std must be positive"),
+        ("yolo", ["--task", "classify", "--std", "0"], "--std must be at least 0.001"),
+        ("yolo", ["--task", "classify", "--mean", "1e308"], "--mean must be within"),
         ("yolo", ["--task", "classify", "--det-format", "raw"], "--det-format applies to --task detect"),
         ("yolo", ["--precision", "fp16", "--task", "detect"], "--precision applies to presets"),
     ],
@@ -294,3 +295,84 @@ def test_yolov8_layout_of_our_detector_decodes_to_the_same_detections():
     for b in range(2):  # the same set; near-equal scores (sigmoid in float32 vs float64) may swap places
         key = lambda d: d[np.lexsort(np.round(d[:, [3, 2, 1, 0, 5]], 1).T)]  # noqa: E731
         np.testing.assert_allclose(key(got_v8[b, : n_v8[b]]), key(got_raw[b, : n_raw[b]]), rtol=1e-4, atol=1e-3)
+
+
+class FirstRow(torch.nn.Module):
+    """A detector whose output keeps only the first image of the batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.yolo = TinyYolo()
+
+    def forward(self, x):
+        return self.yolo(x)[:1]
+
+
+class ScaledClassifier(torch.nn.Module):
+    """Two inputs: images with a dynamic batch, and a scalar."""
+
+    def __init__(self):
+        super().__init__()
+        self.cls = TinyClassifier()
+
+    def forward(self, x, t):
+        return self.cls(x) * t
+
+
+def test_output_that_drops_the_batch_and_a_scalar_second_input(tmp_path):
+    f = export(FirstRow(), tmp_path / "first.onnx", (1, 3, 64, 96))
+    one_line_error(invoke("run", f, "--task", "detect", "-b", "2", *FAST, "--out", tmp_path),
+                   "--task expects a first output with the input's batch on axis 0")  # fmt: skip
+    g = tmp_path / "scalar.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(ScaledClassifier().eval(), (torch.randn(1, 3, 16, 16), torch.tensor(2.0)), str(g),
+                          input_names=["images", "t"], dynamic_axes={"images": {0: "b"}}, dynamo=False)  # fmt: skip
+    r = invoke("run", g, "-b", "1,2", *FAST, "--out", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    pts = result(tmp_path / "r").points
+    assert [p.backend_info["inputs"] for p in pts] == [{"images": [1, 3, 16, 16], "t": []},
+                                                       {"images": [2, 3, 16, 16], "t": []}]  # fmt: skip
+
+
+def test_our_raw_head_exported_with_dynamic_axes_runs_end_to_end(tmp_path):
+    """Shape inference cannot follow the raw head through a dynamic batch: the graph is probed."""
+    from models.detector import YoloDetector
+
+    model = YoloDetector(num_classes=3, width=0.25)
+    f = tmp_path / "raw.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (torch.rand(1, 3, 64, 96),), str(f), input_names=["images"],
+                          output_names=["output0"], dynamic_axes={"images": {0: "b", 2: "h", 3: "w"},
+                          "output0": {0: "b", 1: "n"}}, dynamo=False)  # fmt: skip
+    r = invoke("run", f, "--task", "detect", "--input-size", "64x96", "-b", "1,2", *FAST, *FRAMES,
+               "--out", tmp_path / "r")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    pts = result(tmp_path / "r").points
+    assert [p.backend_info["det_format"] for p in pts] == ["raw", "raw"] and pts[0].num_classes == 3
+
+
+def test_batchnorm_calibration_falls_back_to_the_models_own_size():
+    """Some architectures run only at their own input size (Inception's pooling, MaxViT's windows)."""
+    from models.weights import calibrate_batchnorm
+
+    class OnlyAt224(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn = torch.nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            assert x.shape[-1] == 224, "too small"
+            return self.bn(x)
+
+    m = OnlyAt224()
+    assert calibrate_batchnorm(m, (224, 224), seed=0)
+    assert int(m.bn.num_batches_tracked) == 2 and not m.training
+
+
+def test_timm_pretrained_tags_are_architectures_too(tmp_path):
+    from models import get_preset
+
+    assert get_preset("timm:resnet18.a1_in1k").input_hw == (224, 224)
+    one_line_error(invoke("run", "timm:resnet18.zzz", *FAST, "--out", tmp_path), "no pretrained configuration")

@@ -128,7 +128,8 @@ def _zoo_models(pattern: str) -> None:
     from models.zoo import list_names
 
     source, _, glob = pattern.partition(":")
-    names = list_names(source, glob or "*")
+    glob = glob or "*"
+    names = list_names(source, glob)
     if not names:
         raise UserError(f"no {source} architecture matches {glob!r}")
     if len(names) > ZOO_DETAIL_MAX:
