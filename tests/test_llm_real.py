@@ -111,7 +111,7 @@ def test_qwen2_gguf_with_qkv_biases_and_tied_embeddings(tmp_path):
             if name.endswith("bias"):
                 prm.normal_(0, 0.5)
     src = write_gguf_from(tmp_path / "q.gguf", src, cfg)
-    model, record = load_gguf(tmp_path / "q.gguf", CPU, torch.float32)
+    model, _ = load_gguf(tmp_path / "q.gguf", CPU, torch.float32)
     assert model.cfg.qkv_bias and model.cfg.tie_embeddings and model.cfg.family == "qwen2"
     ids = torch.randint(0, 64, (2, 7), generator=torch.Generator().manual_seed(0))
     assert (logits(model, ids) - logits(src, ids)).abs().max() < 1e-5
