@@ -79,16 +79,23 @@ def model_config(model: str) -> LLMConfig:
 
 
 def load_tokenizer(model: str):
-    """The checkpoint's own tokenizer (GGUF vocabulary, or a folder's tokenizer.json), or None."""
+    """(the checkpoint's own tokenizer or None, why there is none). A GGUF whose tokenizer is not
+    byte-level BPE, or is malformed, still runs: only text prompts need a tokenizer."""
     from models.llm_gguf import is_gguf, open_gguf
     from models.tokenizer import from_folder, from_gguf
 
     if model in LLM_CONFIGS:
-        return None
+        return None, f"{model} is a preset with random weights and no tokenizer"
     if is_gguf(model):
         reader = open_gguf(Path(model))
-        return from_gguf(reader) if reader.fields.get("tokenizer.ggml.tokens") is not None else None
-    return from_folder(Path(model))
+        if reader.fields.get("tokenizer.ggml.tokens") is None:
+            return None, f"{model} embeds no vocabulary"
+        try:
+            return from_gguf(reader), None
+        except UserError as e:
+            return None, str(e)
+    tok = from_folder(Path(model))
+    return tok, None if tok else f"{model} has no tokenizer.json"
 
 
 def prompt_batches(req: LLMRequest, prompts: list[Prompt], b: int, t: int | None, n: int | None,
@@ -97,8 +104,10 @@ def prompt_batches(req: LLMRequest, prompts: list[Prompt], b: int, t: int | None
     tokens when --prompt-len is given (and then at least that long), else at its own length, left
     padded; output `n` tokens each, or each record's own length (n None). The workload names the
     longest prompt and output, for which the static cache is sized."""
-    if t is not None and min(len(p.ids) for p in prompts) < t:
-        raise UserError(f"prompts file lines are shorter than --prompt-len {t}")
+    shortest = min(len(p.ids) for p in prompts)
+    if t is not None and shortest < t:
+        raise UserError(f"--prompt-len {t} cuts every prompt to {t} tokens: the file has shorter ones ({shortest} "
+                        "tokens; without --prompt-len each keeps its own length)")  # fmt: skip
     if n is None and any(p.output_len is None for p in prompts):
         raise UserError("--output-len dataset needs an output length in every record (JSONL output_len, or a "
                         "ShareGPT answer)")  # fmt: skip
@@ -106,7 +115,8 @@ def prompt_batches(req: LLMRequest, prompts: list[Prompt], b: int, t: int | None
     for k in range(-(-len(prompts) // b)):
         rows = [prompts[(k * b + j) % len(prompts)] for j in range(b)]
         ids = [r.ids[:t] if t is not None else r.ids for r in rows]
-        batches.append(PromptBatch.of(ids, [n or r.output_len for r in rows], device))
+        index = [(k * b + j) % len(prompts) for j in range(b)]
+        batches.append(PromptBatch.of(ids, [n or r.output_len for r in rows], device, index))
     w = Workload(b, max(bt.ids.shape[1] for bt in batches), max(max(bt.out_lens) for bt in batches),
                  req.temperature, req.top_k, req.top_p, req.seed)  # fmt: skip
     return batches, w
@@ -147,7 +157,7 @@ def _grid(req: LLMRequest, cfg: LLMConfig, prompts: list[Prompt] | None, dev: to
                     check_workload(w, cfg.max_position)
                 except UserError as e:
                     longest = prompts is not None and t is None
-                    raise UserError(f"{e} (the longest prompt of the file)" if longest else str(e)) from None
+                    raise UserError(f"{e} (the longest prompt and output of the file)" if longest else str(e)) from None
                 grid.append((w, batches))
     return grid
 
@@ -164,10 +174,10 @@ def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
     if req.prompts is None and (req.num_prompts is not None):
         raise UserError("--num-prompts samples a prompts file: add --prompts")
     cfg = model_config(req.model)
-    tokenizer = load_tokenizer(req.model)
+    tokenizer, why_none = load_tokenizer(req.model)
     prompts = None
     if req.prompts is not None:
-        prompts = read_prompt_file(req.prompts, tokenizer, cfg.vocab_size, req.num_prompts, req.seed)
+        prompts = read_prompt_file(req.prompts, tokenizer, cfg.vocab_size, req.num_prompts, req.seed, why_none)
     sink = LocalSink(req.out_dir)
     dev, why = sink.device(req.device)
     grid = _grid(req, cfg, prompts, dev)
@@ -194,8 +204,8 @@ def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
                 point = measure_llm(lm, w, dev, req.precision, source, req.min_duration, req.min_iters,
                                     compile_decode, meter, batches, load_s, progress=tick,
                                     keep_outputs=req.save_outputs)  # fmt: skip
-            if point.outputs and tokenizer is not None:
+            if point.outputs and tokenizer is not None:  # invalid ids (NaN weights give -1) are not decoded
                 for o in point.outputs:
-                    o["text"] = tokenizer.decode(o["output_ids"])
+                    o["text"] = tokenizer.decode([i for i in o["output_ids"] if 0 <= i < cfg.vocab_size])
             session.add(point)
     return session

@@ -38,14 +38,16 @@ class PromptBatch:
     pad: torch.Tensor | None  # [B] padding slots per row; None when no row is padded
     lens: list[int]  # real prompt tokens per row
     out_lens: list[int]  # tokens each row asked for; the generation runs max(out_lens) steps
+    index: list[int] | None = None  # each row's prompt in the prompts file (0-based, after sampling)
 
     @staticmethod
-    def of(rows: list[list[int]], out_lens: list[int], device: torch.device) -> PromptBatch:
+    def of(rows: list[list[int]], out_lens: list[int], device: torch.device,
+           index: list[int] | None = None) -> PromptBatch:  # fmt: skip
         t = max(len(r) for r in rows)
         ids = torch.tensor([[0] * (t - len(r)) + r for r in rows], device=device)
         pad = [t - len(r) for r in rows]
         return PromptBatch(ids, torch.tensor(pad, device=device) if any(pad) else None, [len(r) for r in rows],
-                           list(out_lens))  # fmt: skip
+                           list(out_lens), index)  # fmt: skip
 
 
 @dataclass
@@ -199,9 +201,10 @@ def measure_llm(
         seen = runs[: len(batches)] + [run(k) for k in range(len(runs), len(batches))]
         point.outputs = [
             {"prompt_tokens": bt.lens[r], "output_ids": out[r, : bt.out_lens[r]].tolist()}
+            | ({"prompt_index": bt.index[r]} if bt.index else {})
             for _, _, out, bt in seen
             for r in range(len(bt.lens))
-        ]
+        ]  # a batch cycled past the end of the file repeats prompts: prompt_index says which
     return point
 
 

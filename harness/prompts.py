@@ -38,27 +38,29 @@ def _token_lines(lines: list[str]) -> list[Prompt] | None:
         return None
 
 
-def _need(tokenizer, path: Path):
+def _need(tokenizer, path: Path, why_none: str | None):
     if tokenizer is None:
-        raise UserError(f"prompts file {path} holds text, and the model has no tokenizer (a preset, or a checkpoint "
-                        "without tokenizer.json): give token-id lines instead")  # fmt: skip
+        raise UserError(f"prompts file {path} holds text, and the model has no tokenizer "
+                        f"({why_none or 'none found'}): give token-id lines instead")  # fmt: skip
     return tokenizer
 
 
-def read_prompt_file(path: Path, tokenizer, vocab: int, num_prompts: int | None = None, seed: int = 0) -> list[Prompt]:
-    """The file's prompts as token ids in [0, vocab), sampled to `num_prompts` with `seed`."""
+def read_prompt_file(path: Path, tokenizer, vocab: int, num_prompts: int | None = None, seed: int = 0,
+                     why_none: str | None = None) -> list[Prompt]:  # fmt: skip
+    """The file's prompts as token ids in [0, vocab), sampled to `num_prompts` with `seed`
+    (`why_none`: why there is no tokenizer, said if the file holds text)."""
     path = Path(path)
-    text = read_text(path, "prompts file")
+    text = read_text(path, "prompts file").removeprefix("\ufeff")  # a byte-order mark is not part of line 1
     lines = [ln for ln in text.splitlines() if ln.strip()]
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        prompts = _jsonl(path, lines, tokenizer)
+        prompts = _jsonl(path, lines, tokenizer, why_none)
     elif suffix == ".json":
-        prompts = _sharegpt(path, text, tokenizer)
+        prompts = _sharegpt(path, text, tokenizer, why_none)
     else:
         prompts = _token_lines(lines)
         if prompts is None:
-            tok = _need(tokenizer, path)
+            tok = _need(tokenizer, path, why_none)
             prompts = [Prompt(tok.encode(ln), None, ln) for ln in lines]
     prompts = [p for p in prompts if p.ids]
     if not prompts:
@@ -74,7 +76,7 @@ def read_prompt_file(path: Path, tokenizer, vocab: int, num_prompts: int | None 
     return prompts
 
 
-def _jsonl(path: Path, lines: list[str], tokenizer) -> list[Prompt]:
+def _jsonl(path: Path, lines: list[str], tokenizer, why_none) -> list[Prompt]:
     out = []
     for n, ln in enumerate(lines, 1):
         try:
@@ -87,11 +89,11 @@ def _jsonl(path: Path, lines: list[str], tokenizer) -> list[Prompt]:
         n_out = rec.get("output_len")
         if n_out is not None and (isinstance(n_out, bool) or not isinstance(n_out, int) or n_out < 1):
             raise UserError(f"prompts file {path}, line {n}: output_len must be a positive whole number")
-        out.append(Prompt(_need(tokenizer, path).encode(prompt), n_out, prompt))
+        out.append(Prompt(_need(tokenizer, path, why_none).encode(prompt), n_out, prompt))
     return out
 
 
-def _sharegpt(path: Path, text: str, tokenizer) -> list[Prompt]:
+def _sharegpt(path: Path, text: str, tokenizer, why_none) -> list[Prompt]:
     try:
         doc = json.loads(text)
     except (ValueError, RecursionError):
@@ -107,7 +109,7 @@ def _sharegpt(path: Path, text: str, tokenizer) -> list[Prompt]:
         first = next((i for i, t in enumerate(turns) if t.get("from") in HUMAN and t["value"].strip()), None)
         if first is None:
             continue
-        tok = _need(tokenizer, path)
+        tok = _need(tokenizer, path, why_none)
         question = turns[first]["value"]
         ids = tok.chat([{"role": "user", "content": question}]) if tok.chat_template else tok.encode(question)
         answer = next((t["value"] for t in turns[first + 1 :] if t.get("from") in ANSWER), None)

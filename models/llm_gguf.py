@@ -46,6 +46,8 @@ def open_gguf(path: Path):
     from gguf import GGUFReader
 
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a GGUF file")
     if not path.is_file():
         raise UserError(f"GGUF file not found: {path}")
     try:

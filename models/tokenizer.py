@@ -37,22 +37,84 @@ class TextTokenizer:
         """The conversation rendered by the checkpoint's chat template (generation prompt added)."""
         if not self.chat_template:
             raise UserError(f"the tokenizer from {self.source} has no chat template for conversation prompts")
-        from jinja2 import TemplateError
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        def raise_exception(msg):
-            raise TemplateError(msg)
-
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        env.globals["raise_exception"] = raise_exception
         try:
-            text = env.from_string(self.chat_template).render(
-                messages=messages, add_generation_prompt=True, bos_token=self.bos_token or "",
-                eos_token=self.eos_token or "",
-            )  # fmt: skip
-        except Exception as e:  # a template error, or a sandbox violation
-            raise UserError(f"the chat template of {self.source} fails: {str(e).splitlines()[0][:160]}") from None
+            with _time_limit(TEMPLATE_SECONDS):
+                text = _sandbox().from_string(self.chat_template).render(
+                    messages=messages, add_generation_prompt=True, bos_token=self.bos_token or "",
+                    eos_token=self.eos_token or "",
+                )  # fmt: skip
+        except Exception as e:  # a template error, a sandbox violation, a limit
+            why = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            raise UserError(f"the chat template of {self.source} fails: {why}") from None
+        if len(text) > TEMPLATE_CHARS:
+            raise UserError(f"the chat template of {self.source} renders {len(text):,} characters (limit "
+                            f"{TEMPLATE_CHARS:,})")  # fmt: skip
+        if not text.strip():
+            raise UserError(f"the chat template of {self.source} renders nothing")
         return self.tok.encode(text, add_special_tokens=False).ids
+
+
+TEMPLATE_SECONDS = 5.0  # a chat template is untrusted code: it gets this long to render one prompt
+TEMPLATE_CHARS = 1_000_000  # and may produce at most this much text (or build such strings and lists)
+
+
+class TemplateLimit(Exception):
+    pass
+
+
+def _sandbox():
+    """Jinja's immutable sandbox (no Python internals), with `*` and `**` capped so that a template
+    cannot build a huge string or number, and `raise_exception` as Hugging Face templates use it."""
+    from jinja2 import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class Sandbox(ImmutableSandboxedEnvironment):
+        intercepted_binops = frozenset({"*", "**"})
+
+        def call_binop(self, context, operator, left, right):
+            if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
+                raise TemplateLimit("exponent too large")
+            if operator == "*":
+                for seq, n in ((left, right), (right, left)):
+                    if isinstance(seq, str | list | tuple) and isinstance(n, int) and len(seq) * n > TEMPLATE_CHARS:
+                        raise TemplateLimit(f"a repetition of {len(seq) * n:,} items")
+            return super().call_binop(context, operator, left, right)
+
+    def raise_exception(msg):
+        raise TemplateError(msg)
+
+    env = Sandbox(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    return env
+
+
+class _time_limit:
+    """Raise TemplateLimit after `seconds` of wall time (main thread only: elsewhere, no limit)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.armed = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+        if self.armed:
+
+            def stop(signum, frame):
+                raise TemplateLimit(f"rendering took over {self.seconds:g} s")
+
+            self.old = signal.signal(signal.SIGALRM, stop)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        return self
+
+    def __exit__(self, *exc):
+        if self.armed:
+            import signal
+
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.old)
+        return False
 
 
 def from_gguf(reader) -> TextTokenizer:
@@ -70,24 +132,29 @@ def from_gguf(reader) -> TextTokenizer:
     types = field(reader, "tokenizer.ggml.token_type") or []
     if not tokens:
         raise UserError(f"{reader.path}: the GGUF file embeds no vocabulary (tokenizer.ggml.tokens)")
-    vocab = {t: i for i, t in enumerate(tokens)}
-    pairs = [tuple(m.split(" ", 1)) for m in merges if " " in m]
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=pairs, fuse_unk=False, byte_fallback=False))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    special = [tokens[i] for i, t in enumerate(types) if int(t) in (CONTROL, USER_DEFINED)]
-    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in special])
+    try:
+        vocab = {t: i for i, t in enumerate(tokens)}
+        pairs = [tuple(m.split(" ", 1)) for m in merges if " " in m]
+        tok = Tokenizer(models.BPE(vocab=vocab, merges=pairs, fuse_unk=False, byte_fallback=False))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        special = [tokens[i] for i, t in enumerate(types) if int(t) in (CONTROL, USER_DEFINED)]
+        tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in special])
 
-    def token(key: str) -> str | None:
-        i = field(reader, key)
-        return tokens[int(i)] if i is not None and 0 <= int(i) < len(tokens) else None
+        def token(key: str) -> str | None:
+            i = field(reader, key)
+            return tokens[int(i)] if i is not None and 0 <= int(i) < len(tokens) else None
 
-    bos = field(reader, "tokenizer.ggml.bos_token_id")
-    add_bos = field(reader, "tokenizer.ggml.add_bos_token", False)
+        bos = field(reader, "tokenizer.ggml.bos_token_id")
+        add_bos = field(reader, "tokenizer.ggml.add_bos_token", False)
+        bos_id = int(bos) if add_bos and bos is not None else None
+        bos_token, eos_token = token("tokenizer.ggml.bos_token_id"), token("tokenizer.ggml.eos_token_id")
+    except Exception as e:  # malformed metadata: wrong types, merges outside the vocabulary
+        why = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise UserError(f"{reader.path}: its embedded tokenizer is malformed: {why}") from None
     return TextTokenizer(
         tok, f"{Path(reader.path).name} (embedded vocabulary)", field(reader, "tokenizer.chat_template"),
-        token("tokenizer.ggml.bos_token_id"), token("tokenizer.ggml.eos_token_id"),
-        int(bos) if add_bos and bos is not None else None,
+        bos_token, eos_token, bos_id,
     )  # fmt: skip
 
 
@@ -111,6 +178,10 @@ def from_folder(folder: Path) -> TextTokenizer | None:
         except (OSError, UnicodeDecodeError, ValueError, RecursionError):
             raise UserError(f"{cfg_file} is not valid JSON") from None
         if isinstance(cfg, dict):
-            template = cfg.get("chat_template") if isinstance(cfg.get("chat_template"), str) else None
+            template = cfg.get("chat_template")
+            if isinstance(template, list):  # [{"name": "default", "template": ...}, ...]
+                named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+                template = named.get("default")
+            template = template if isinstance(template, str) else None
             bos, eos = (v if isinstance(v, str) else None for v in (cfg.get("bos_token"), cfg.get("eos_token")))
-    return TextTokenizer(tok, str(f), template, bos, eos)
+    return TextTokenizer(tok, f"{folder} (tokenizer.json, tokenizer_config.json)", template, bos, eos)

@@ -41,7 +41,9 @@ def write_gguf(path: Path, cfg: LLMConfig = SMALL, arch: str = "llama", qtype: s
     return write_gguf_from(path, build_llm(cfg, CPU, torch.float32, seed), cfg, arch, qtype)
 
 
-def write_gguf_from(path: Path, model, cfg: LLMConfig, arch: str | None = None, qtype: str = "F32"):
+def write_gguf_from(path: Path, model, cfg: LLMConfig, arch: str | None = None, qtype: str = "F32",
+                    tokenizer: dict | None = None):  # fmt: skip
+    """`tokenizer`: GGUF tokenizer metadata to embed (key -> value, written as given)."""
     import gguf
     from gguf.quants import quantize
 
@@ -65,6 +67,8 @@ def write_gguf_from(path: Path, model, cfg: LLMConfig, arch: str | None = None, 
     w.add_layer_norm_rms_eps(cfg.norm_eps)
     w.add_rope_freq_base(cfg.rope_theta)
     w.add_vocab_size(cfg.vocab_size)
+    for key, value in (tokenizer or {}).items():
+        w.add_key_value(key, value, _vtype(value))
     q = gguf.GGMLQuantizationType[qtype]
     for k, t in model.state_dict().items():
         if cfg.tie_embeddings and k == "lm_head.weight":
@@ -84,6 +88,18 @@ def write_gguf_from(path: Path, model, cfg: LLMConfig, arch: str | None = None, 
     w.write_tensors_to_file()
     w.close()
     return model
+
+
+def _vtype(value):
+    import gguf
+
+    if isinstance(value, list):
+        return gguf.GGUFValueType.ARRAY
+    if isinstance(value, bool):
+        return gguf.GGUFValueType.BOOL
+    if isinstance(value, int):
+        return gguf.GGUFValueType.UINT32
+    return gguf.GGUFValueType.STRING
 
 
 def logits(model, ids):
@@ -135,7 +151,7 @@ def test_hf_folder_tokenizer_and_text_prompts(tmp_path):
     res = read_result(next((tmp_path / "o").glob("*.json")))
     (p,) = res.points
     assert [o["prompt_tokens"] for o in p.outputs] == [4, 2] and all(isinstance(o["text"], str) for o in p.outputs)
-    assert res.config["tokenizer"].endswith("tokenizer.json")
+    assert "tokenizer.json" in res.config["tokenizer"]
 
 
 def test_left_padded_batch_generates_what_each_prompt_does_alone():
@@ -216,7 +232,7 @@ def test_prompt_files_jsonl_sharegpt_and_sampling(tmp_path):
         ("", ".txt", [], "no usable prompt"),
         ('{"x": 1}\n', ".jsonl", [], "no usable prompt"),
         ("hello\n", ".txt", ["--output-len", "dataset"], "--output-len dataset needs an output length"),
-        ("word " * 9000, ".txt", [], "exceed the model's context of 8192 (the longest prompt of the file)"),
+        ("word " * 9000, ".txt", [], "exceed the model's context of 8192 (the longest prompt and output of the file)"),
         ("[1, 2", ".json", [], "not valid JSON"),
     ],
 )
@@ -274,3 +290,54 @@ def test_gguf_run_with_token_id_prompts_of_different_lengths(tmp_path):
     cfg = load_gguf(tmp_path / "m.gguf", CPU, torch.float32)[0].cfg
     assert p.prefill_flops_per_token == pytest.approx((prefill_flops(cfg, 6) + prefill_flops(cfg, 3)) / 9)
     assert np.isfinite(p.decode_tokens_per_s)
+
+
+def _bpe_metadata(**over):
+    """A byte-level BPE vocabulary of 64 tokens for the tiny model: bytes of a few letters, one merge."""
+    tokens = ["<s>", "</s>", *"abcdefgh", "Ġ", "ab", *[f"t{i}" for i in range(52)]]
+    meta = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.tokens": tokens, "tokenizer.ggml.merges": ["a b"],
+            "tokenizer.ggml.token_type": [3, 3] + [1] * 62, "tokenizer.ggml.eos_token_id": 1,
+            "tokenizer.chat_template": "{% for m in messages %}<s>{{ m['content'] }}{% endfor %}"}  # fmt: skip
+    return meta | over
+
+
+def _run(tmp_path, gguf_file, prompts_text, *extra, suffix=".txt"):
+    f = tmp_path / f"p{suffix}"
+    f.write_text(prompts_text)
+    return runner.invoke(app, ["run-llm", str(gguf_file), "--prompts", f, "--output-len", "2", *FAST, *extra,
+                               "--out", tmp_path / "o"])  # fmt: skip
+
+
+def test_gguf_tokenizer_text_prompts_and_other_tokenizer_models(tmp_path):
+    write_gguf_from(tmp_path / "bpe.gguf", build_llm(SMALL, CPU, torch.float32, 0), SMALL, tokenizer=_bpe_metadata())
+    r = _run(tmp_path, tmp_path / "bpe.gguf", "ab c\nabcd\n", "-b", "2", "--save-outputs")
+    assert r.exit_code == 0, r.output
+    (p,) = read_result(next((tmp_path / "o").glob("*.json"))).points
+    assert [o["prompt_tokens"] for o in p.outputs] == [3, 3] and [o["prompt_index"] for o in p.outputs] == [0, 1]
+    # a tokenizer model other than byte-level BPE, or malformed metadata: token-id prompts still run
+    for i, meta in enumerate([_bpe_metadata(**{"tokenizer.ggml.model": "llama"}),
+                              _bpe_metadata(**{"tokenizer.ggml.merges": ["Q Q"]})]):  # fmt: skip
+        f = tmp_path / f"other{i}.gguf"
+        write_gguf_from(f, build_llm(SMALL, CPU, torch.float32, 0), SMALL, tokenizer=meta)
+        (tmp_path / f"ids{i}").mkdir()
+        r = _run(tmp_path / f"ids{i}", f, "1 2 3\n4 5\n")
+        assert r.exit_code == 0, r.output
+        r = _run(tmp_path / f"ids{i}", f, "hello\n")
+        assert r.exit_code == 2 and "has no tokenizer" in r.stderr, r.output
+
+
+@pytest.mark.parametrize(
+    ("template", "text"),
+    [
+        ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "took over 5 s"),
+        ("{{ 'a' * 3000000000 }}", "a repetition of 3,000,000,000 items"),
+        ("{{ ''.__class__.__mro__ }}", "fails"),
+        ("{{ raise_exception('no system role') }}", "no system role"),
+    ],
+)
+def test_a_hostile_chat_template_is_stopped(tmp_path, template, text):
+    write_gguf_from(tmp_path / "m.gguf", build_llm(SMALL, CPU, torch.float32, 0), SMALL,
+                    tokenizer=_bpe_metadata(**{"tokenizer.chat_template": template}))  # fmt: skip
+    share = json.dumps([{"conversations": [{"from": "human", "value": "abc"}]}])
+    r = _run(tmp_path, tmp_path / "m.gguf", share, suffix=".json")
+    assert r.exit_code == 2 and "chat template" in r.stderr and text in r.stderr, r.output
