@@ -3,7 +3,9 @@
 A claim file is TOML (see claims/README.md): `version = 1` and [[claim]] tables, each with an `id`,
 the `text` as published, a `source`, and a `kind`:
 - capacity:    p (PFLOPS), precision (or a list, or "unstated"), sparsity (dense|sparse|unstated),
-               devices (spec-table names to size the fleet in);
+               devices (spec-table names to size the fleet in), category (general|intelligent|
+               supercomputing: the conventional precision when none is stated), utilisation (a stated
+               fraction) and utilisation_of (peak_flops|cpu_time|allocated_hours);
 - equivalence: p, computers (the claim "p P equals N computers"), precision;
 - speedup:     before_s, after_s (a job that took before_s now takes after_s).
 `check_claim` returns the arithmetic as numbered steps and a verdict; nothing is compared across
@@ -21,7 +23,10 @@ from harness.results import LLMPoint, Point, read_peak
 from harness.specs import PRECISIONS, find_spec
 
 KINDS = {
-    "capacity": {"required": ("p",), "optional": ("precision", "sparsity", "devices")},
+    "capacity": {
+        "required": ("p",),
+        "optional": ("precision", "sparsity", "devices", "category", "utilisation", "utilisation_of"),
+    },
     "equivalence": {"required": ("p", "computers"), "optional": ("precision",)},
     "speedup": {"required": ("before_s", "after_s"), "optional": ()},
 }
@@ -29,6 +34,19 @@ COMMON = ("id", "kind", "text", "source", "note")
 # What "P" may have meant when the text does not say (claims/README.md explains the conventions)
 UNSTATED = ("fp16", "int8", "fp32", "fp64")
 DEFAULT_DEVICES = ("NVIDIA H100 SXM5 80GB", "NVIDIA H20 (China)", "NVIDIA A100 SXM4 80GB")
+# How each category of compute is counted by convention (claims/README.md): the reading a verdict
+# leads with when the text names the category but not the precision. An explicit precision wins.
+CATEGORIES = {
+    "general": ("fp32", "fp64"),  # 通用算力: CPUs, at FP32 or FP64
+    "intelligent": ("fp16",),  # 智能算力: FP16, dense or the vendor's 2:4-sparse figure
+    "supercomputing": ("fp64",),  # 超算算力: FP64, as HPL / TOP500 count it
+}
+# What a stated utilisation rate measures (claims/README.md)
+UTILISATION_OF = {
+    "peak_flops": "the share of the nameplate FLOPS actually delivered (what MFU measures)",
+    "cpu_time": "the share of time the processors were busy, not how much of their peak that busy time used",
+    "allocated_hours": "the share of device-hours rented or scheduled, not how much of the peak was used",
+}
 
 
 @dataclass
@@ -111,6 +129,15 @@ def load_claims(path: Path) -> list[Claim]:
             raise ClaimError(f"{where}: precision must be 'unstated' or from {', '.join(PRECISIONS)}")
         if c.get("sparsity", "unstated") not in ("dense", "sparse", "unstated"):
             raise ClaimError(f"{where}: sparsity must be dense, sparse or unstated")
+        if c.get("category", "general") not in CATEGORIES:
+            raise ClaimError(f"{where}: category must be one of {', '.join(CATEGORIES)}")
+        u = c.get("utilisation", 0.5)
+        if isinstance(u, bool) or not isinstance(u, int | float) or not (0 < u <= 1):
+            raise ClaimError(f"{where}: utilisation must be a fraction in (0, 1], got {u!r}")
+        if ("utilisation" in c) != ("utilisation_of" in c):
+            raise ClaimError(f"{where}: utilisation and utilisation_of go together")
+        if c.get("utilisation_of", "peak_flops") not in UTILISATION_OF:
+            raise ClaimError(f"{where}: utilisation_of must be one of {', '.join(UTILISATION_OF)}")
         for d in c.get("devices", ()):
             if find_spec(d) is None:
                 raise ClaimError(f"{where}: device {d!r} is not in the spec table (`modelpower devices`, --spec)")
@@ -121,7 +148,7 @@ def load_claims(path: Path) -> list[Claim]:
 
 # every field's type; numbers are checked for sign and finiteness apart
 FIELD_TYPES = {"id": str, "kind": str, "text": str, "source": str, "note": str, "precision": str | list,
-               "sparsity": str, "devices": list}  # fmt: skip
+               "sparsity": str, "devices": list, "category": str, "utilisation_of": str}  # fmt: skip
 
 
 def _check_types(c: dict, where: str) -> None:
@@ -176,7 +203,11 @@ def check_capacity(claim: Claim, points: list[Point | LLMPoint]) -> Verdict:
     sparsity = claim.values.get("sparsity", "unstated")
     devices = claim.values.get("devices") or DEFAULT_DEVICES
     stated = claim.values.get("precision", "unstated") != "unstated"
+    category = claim.values.get("category") if not stated else None  # an explicit precision wins
     how = "as stated" if stated else "not stated: each plausible one"
+    if category:
+        precisions, stated = CATEGORIES[category], True
+        how = f"not stated: {category} compute is counted at {'/'.join(precisions)} by convention"
     v.steps.append(
         f"{_n(p)} P = {_n(p * 1000)} TFLOPS. Precision {how}: {', '.join(precisions)}; sparsity: {sparsity}."
     )
@@ -232,6 +263,8 @@ def check_capacity(claim: Claim, points: list[Point | LLMPoint]) -> Verdict:
         delivered.append((p_eq, pt))
     for reason in v.not_comparable:
         v.steps.append(f"not comparable: {reason}.")
+    if "utilisation" in claim.values:
+        _utilisation(v, claim, delivered)
     if delivered:
         p_eq, pt = max(delivered, key=lambda d: d[0])
         v.verdict = (
@@ -247,11 +280,32 @@ def check_capacity(claim: Claim, points: list[Point | LLMPoint]) -> Verdict:
             f"{_n(p)} P can be true only as a nameplate sum at the precisions above; no measurement at "
             f"{'/'.join(precisions)} was given, so what it delivers on real work is not measured."
         )
+    if category:
+        v.verdict = f"Read as {category} compute ({'/'.join(precisions)} by convention): " + v.verdict
     if not stated:
         v.verdict += " The text does not state the precision: the fleet size differs by up to " + (
             f"{max(s[2] for s in sizes) / min(s[2] for s in sizes):.0f}x between the readings above." if sizes else "?"
         )
     return v
+
+
+def _utilisation(v: Verdict, claim: Claim, delivered: list) -> None:
+    """A stated utilisation rate against the measured MFU: what it says and does not say."""
+    p, u, of = claim.values["p"], claim.values["utilisation"], claim.values["utilisation_of"]
+    v.steps.append(f"stated utilisation {100 * u:.0f}% of {of.replace('_', ' ')}: {UTILISATION_OF[of]}.")
+    best = max(delivered, key=lambda d: d[0])[1] if delivered else None
+    if of == "peak_flops":
+        line = f"taken as delivered compute it claims {_n(p * u)} P of useful work ({_n(p)} x {u:g})"
+        if best is not None:
+            line += (f"; the best measured MFU here is {100 * best.mfu:.1f}% ({best.model}): the stated rate is "
+                     f"{u / best.mfu:.1f}x what was measured")  # fmt: skip
+        v.steps.append(line + ".")
+    else:
+        line = f"a busy rate bounds delivered compute only together with MFU: at most {_n(p * u)} P-equivalent"
+        if best is not None:
+            line += (f", and with the best measured MFU ({100 * best.mfu:.1f}%, {best.model}) "
+                     f"{_n(p * u * best.mfu)} P-equivalent on average ({_n(p)} x {u:g} x {best.mfu:.3g})")  # fmt: skip
+        v.steps.append(line + ".")
 
 
 def check_equivalence(claim: Claim, computer: dict) -> Verdict:

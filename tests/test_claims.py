@@ -46,6 +46,29 @@ def test_unstated_precision_reads_every_plausible_one():
     assert "does not state the precision" in v.verdict
 
 
+def test_category_sets_the_conventional_precision_and_leads_the_verdict():
+    v = check_capacity(cap(precision="unstated", category="supercomputing"), [])
+    assert "supercomputing compute is counted at fp64 by convention" in v.steps[0]
+    assert {s.split(" on ")[0] for s in v.steps[1:]} == {"fp64"}
+    assert v.verdict.startswith("Read as supercomputing compute (fp64 by convention)")
+    assert "does not state the precision" not in v.verdict
+    g = check_capacity(cap(precision="unstated", category="general"), [])
+    assert {s.split(" on ")[0] for s in g.steps[1:]} == {"fp32", "fp64"}
+    explicit = check_capacity(cap(precision="int8", category="intelligent"), [])  # an explicit precision wins
+    assert {s.split(" on ")[0] for s in explicit.steps[1:]} == {"int8"}
+
+
+def test_stated_utilisation_against_measured_mfu_by_hand():
+    pt = make_point(precision="fp16", mfu=0.3, mfu_precision="fp16", mfu_peak_tflops=989.4)
+    v = check_capacity(cap(utilisation=0.6, utilisation_of="peak_flops"), [pt])
+    line = next(s for s in v.steps if s.startswith("taken as delivered"))
+    assert "6,600 P of useful work (11,000 x 0.6)" in line and "2.0x what was measured" in line  # 0.6 / 0.3
+    busy = check_capacity(cap(utilisation=0.6, utilisation_of="cpu_time"), [pt])
+    line = next(s for s in busy.steps if s.startswith("a busy rate"))
+    assert "at most 6,600 P-equivalent" in line and "1,980 P-equivalent on average" in line  # 11000 x 0.6 x 0.3
+    assert any("not how much of their peak" in s for s in busy.steps)
+
+
 def test_equivalence_and_speedup_by_hand():
     v = check_equivalence(Claim("e", "equivalence", "", "", {"p": 10000, "computers": 5_000_000}),
                           {"name": "box", "how": "test", "fp32": 0.2, "fp64": 0.1})  # fmt: skip
@@ -68,6 +91,12 @@ def test_equivalence_and_speedup_by_hand():
         ('version=1\n[[claim]]\nid="a"\nkind="speedup"\nbefore_s=1\nafter_s=1\n[[claim]]\nid="a"\nkind="speedup"\n'
          'before_s=1\nafter_s=1', "used twice"),
         ("version=1\n[[claim", "not valid TOML"),
+        ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=1\ncategory="ai"', "category must be one of"),
+        ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=1\nutilisation=0.5', "go together"),
+        ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=1\nutilisation=1.5\nutilisation_of="cpu_time"',
+         "fraction in"),
+        ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=1\nutilisation=0.5\nutilisation_of="vibes"',
+         "utilisation_of must be one of"),
     ],
 )  # fmt: skip
 def test_claim_file_errors(tmp_path, body, error):
