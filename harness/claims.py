@@ -185,6 +185,8 @@ class _Measured:
     mfu_peak_source: str | None
     joules_per_pflop: float | None
     energy: dict | None
+    delivered_tflops: float | None = None
+    llm: bool = False
 
 
 def _measured(pt) -> _Measured:
@@ -192,11 +194,13 @@ def _measured(pt) -> _Measured:
         name, mfu, mfu_prec = f"{pt.model} prefill", pt.prefill_mfu, pt.precision
     else:
         name, mfu, mfu_prec = pt.model, pt.mfu, pt.mfu_precision
+    llm = isinstance(pt, LLMPoint)
     return _Measured(name, pt.device_name, pt.precision, pt.batch_size, mfu, mfu_prec, pt.mfu_peak_tflops,
-                     pt.mfu_peak_source, pt.joules_per_pflop, pt.energy)  # fmt: skip
+                     pt.mfu_peak_source, pt.joules_per_pflop, pt.energy,
+                     pt.prefill_tflops if llm else pt.delivered_tflops, llm)  # fmt: skip
 
 
-def check_capacity(claim: Claim, points: list[Point | LLMPoint]) -> Verdict:
+def check_capacity(claim: Claim, points: list[Point | LLMPoint], prices=None) -> Verdict:
     v = Verdict(claim)
     p = claim.values["p"]
     precisions = _precisions(claim.values.get("precision", "unstated"))
@@ -259,6 +263,8 @@ def check_capacity(claim: Claim, points: list[Point | LLMPoint]) -> Verdict:
             line += f", drawing {_n(mw)} MW at the measured {_n(pt.joules_per_pflop)} J/PFLOP{est}"
         else:
             line += "; power on this workload not measured (no energy counter for that run)"
+        if prices is not None and prices.given() and not pt.llm:
+            line += _cost(pt, prices)
         v.steps.append(line + ".")
         delivered.append((p_eq, pt))
     for reason in v.not_comparable:
@@ -347,9 +353,20 @@ def check_speedup(claim: Claim) -> Verdict:
     return v
 
 
-def check_claim(claim: Claim, points: list[Point], computer: dict) -> Verdict:
+def _cost(pt: _Measured, prices) -> str:
+    """'; a PFLOP-hour of this work costs X (prices)' for a measured point, or why not."""
+    from harness.cost import row_costs
+
+    c = row_costs({"kind": "vision", "delivered_tflops": pt.delivered_tflops, "joules_per_pflop": pt.joules_per_pflop},
+                  prices)  # fmt: skip
+    if c["per_pflop_hour"] is None:
+        return f"; its cost per PFLOP-hour is not measured at {prices.label()} (energy not measured)"
+    return f"; a PFLOP-hour of this work costs {c['per_pflop_hour']:,.4g} at {prices.label()}"
+
+
+def check_claim(claim: Claim, points: list[Point], computer: dict, prices=None) -> Verdict:
     if claim.kind == "capacity":
-        return check_capacity(claim, points)
+        return check_capacity(claim, points, prices)
     if claim.kind == "equivalence":
         return check_equivalence(claim, computer)
     return check_speedup(claim)

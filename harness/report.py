@@ -23,6 +23,7 @@ CSV_COLUMNS = (
     "batch_size", "prompt_len", "output_len", "throughput", "throughput_unit", "latency_p50_ms", "latency_p90_ms",
     "latency_p99_ms", "ttft_p50_ms", "delivered_tflops", "mfu", "mfu_peak_tflops", "decode_mbu", "joules_per_item",
     "joules_per_pflop", "energy_method", "energy_scope", "agreement_passed", "flags", "mode", "rank", "world_size",
+    "cost_per_million_items", "cost_per_pflop_hour", "prices",
 )  # fmt: skip
 
 
@@ -58,8 +59,12 @@ def _bad(inp: Inputs, path, message: str, skip_bad: bool) -> None:
     inp.skipped.append(message)
 
 
-def flat_rows(inp: Inputs) -> list[dict]:
-    """One row per measured point, the same columns for vision and LLM points."""
+def flat_rows(inp: Inputs, prices=None) -> list[dict]:
+    """One row per measured point, the same columns for vision and LLM points; with `prices`
+    (harness.cost.Prices), what each point's work costs."""
+    from harness.cost import Prices, row_costs
+
+    prices = prices or Prices()
     rows = []
     for path, r in inp.results:
         for p in r.points:
@@ -95,6 +100,11 @@ def flat_rows(inp: Inputs) -> list[dict]:
                            _flops=p.flops_per_sample, _input=3 * p.input_hw[0] * p.input_hw[1],
                            _peak_src=p.mfu_peak_source, rank=p.rank, world_size=p.world_size,
                            mode=_mode(p), _cov=p.e2e.cov, _n=p.e2e.count, _stdev_ms=p.e2e.stdev_ms)  # fmt: skip
+            if prices.given():
+                devices = p.world_size if not isinstance(p, LLMPoint) and p.aggregate and p.world_size else 1
+                costs = row_costs(row, prices, devices)
+                row.update(cost_per_million_items=costs["per_million"], cost_per_pflop_hour=costs["per_pflop_hour"],
+                           prices=prices.label(), _costs=costs)  # fmt: skip
             rows.append(row)
     return rows
 
@@ -358,7 +368,7 @@ def _pct(v) -> str:
     return "unknown" if v is None else f"{100 * v:.1f}%"
 
 
-def render(inp: Inputs, rows: list[dict], verdicts: list, title: str) -> tuple[str, str]:
+def render(inp: Inputs, rows: list[dict], verdicts: list, title: str, prices=None) -> tuple[str, str]:
     """(markdown, html). Autoescape is on for the HTML: nothing from a result file becomes markup."""
     import jinja2
 
@@ -370,6 +380,7 @@ def render(inp: Inputs, rows: list[dict], verdicts: list, title: str) -> tuple[s
         title=title, version=__version__, generated=now_iso(), results=inp.results, peaks=inp.peaks, rows=rows,
         summary=summary(rows), peak_rows=peak_rows(inp), plots=plots(rows, inp), plot_captions=PLOT_CAPTIONS,
         verdicts=verdicts, caveats=caveats(inp, rows), fmt=_fmt, pct=_pct, label=label,
+        prices=prices.label() if prices is not None and prices.given() else None,
     )  # fmt: skip
     html_env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=True,
                                   finalize=lambda v: strip_control(v) if isinstance(v, str) else v)  # fmt: skip

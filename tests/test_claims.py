@@ -148,3 +148,51 @@ def test_claim_takes_files_in_any_order(tmp_path):
     r = CliRunner().invoke(app, ["claim", str(res), "claims/public-claims.toml"])
     assert r.exit_code == 0, r.output
     assert "deliver 3,300 P-equivalent" in r.stdout
+
+
+def test_costs_by_hand():
+    """100 samples/s at 2 J/sample and 100 TFLOPS delivered, 1,000 J/PFLOP; electricity 0.10 per kWh,
+    2.00 per device-hour."""
+    from harness.cost import Prices, row_costs
+
+    row = {"kind": "vision", "throughput": 100.0, "joules_per_item": 2.0, "delivered_tflops": 100.0,
+           "joules_per_pflop": 1000.0}  # fmt: skip
+    c = row_costs(row, Prices(0.10, 2.00))
+    assert c["per_million_energy"] == pytest.approx(2e6 / 3.6e6 * 0.10)  # 0.0556: 2 MJ = 0.556 kWh
+    assert c["per_million_device"] == pytest.approx(1e6 / 100 / 3600 * 2.00)  # 2.78 device-hours
+    assert c["per_million"] == pytest.approx(c["per_million_energy"] + c["per_million_device"])
+    assert c["per_pflop_hour_energy"] == pytest.approx(0.10)  # 3,600 PFLOP x 1,000 J = 1 kWh
+    assert c["per_pflop_hour_device"] == pytest.approx(20.0)  # 0.1 PFLOPS -> 10 device-hours
+    assert row_costs(row, Prices(0.10, 2.00), devices=8)["per_pflop_hour_device"] == pytest.approx(160.0)
+    unmeasured = row_costs(row | {"joules_per_item": None, "joules_per_pflop": None}, Prices(0.10, None))
+    assert unmeasured["per_million"] is None and unmeasured["per_pflop_hour"] is None
+    assert row_costs(row | {"kind": "llm"}, Prices(0.10, 2.00))["per_pflop_hour"] is None
+    with pytest.raises(ClaimError.__mro__[1], match="--electricity-price must be a finite price"):
+        Prices(float("nan"), None)
+
+
+def test_cost_in_claims_and_reports(tmp_path):
+    pt = make_point(precision="fp16", mfu=0.3, mfu_precision="fp16", mfu_peak_tflops=989.4, joules_per_pflop=1000.0,
+                    delivered_tflops=100.0)  # fmt: skip
+    from harness.cost import Prices
+
+    v = check_capacity(cap(), [pt], Prices(0.10, 2.00))
+    assert any("a PFLOP-hour of this work costs 20.1 at electricity 0.1 per kWh, 2 per device-hour" in s
+               for s in v.steps)  # fmt: skip
+    from harness.results import write_result
+    from tests.test_stats_results import make_result
+
+    pt = make_point(throughput_sps=100.0, joules_per_sample=2.0, delivered_tflops=100.0, joules_per_pflop=1000.0)
+    write_result(make_result([pt]), tmp_path / "r.json")
+    r = CliRunner().invoke(app, ["report", str(tmp_path / "r.json"), "-o", str(tmp_path / "rep"),
+                                 "--electricity-price", "0.1", "--device-hour-price", "2"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Cost of the measured work (electricity 0.1 per kWh, 2 per device-hour)" in md
+    assert "| 5.611 | 20.1 |" in md  # 0.0556 + 5.556 per million samples; 0.1 + 20 per PFLOP-hour
+    assert "Cost of the measured work" in (tmp_path / "rep" / "report.html").read_text()
+    csv = (tmp_path / "rep" / "metrics.csv").read_text().splitlines()
+    assert "cost_per_pflop_hour" in csv[0] and ",20.1," in csv[1]
+    r = CliRunner().invoke(app, ["report", str(tmp_path / "r.json"), "-o", str(tmp_path / "rep2"),
+                                 "--device-hour-price", "-1"])  # fmt: skip
+    assert r.exit_code == 2 and "--device-hour-price must be a finite price" in r.stderr

@@ -12,6 +12,13 @@ from harness.cli.common import SpecOpt, clean, out, say, user_errors
 from harness.errors import UserError
 from harness.session import check_number, check_writable
 
+PriceKwhOpt = Annotated[
+    float | None, typer.Option(help="Price of electricity per kWh: cost of the measured work (any currency).")
+]
+PriceHourOpt = Annotated[
+    float | None, typer.Option(help="Price of one device for an hour (rent or amortised): cost of the measured work.")
+]
+
 
 @user_errors
 def claim(
@@ -26,14 +33,18 @@ def claim(
         Path | None, typer.Option("--peak", help="A `modelpower peak` file: the measured computer for equivalences.")
     ] = None,
     spec: SpecOpt = None,
+    electricity_price: PriceKwhOpt = None,
+    device_hour_price: PriceHourOpt = None,
 ) -> None:
     """Check compute claims: the arithmetic step by step, and a verdict, from nameplate data and measurements."""
     from harness.claims import check_claim, computer_from, load_claim_files
+    from harness.cost import Prices
     from harness.devices import detect_cpu
     from harness.results import json_kind, read_result
     from harness.session import use_spec_file
 
     use_spec_file(spec)
+    prices = Prices(electricity_price, device_hour_price)
     claim_files = [f for f in files if f.suffix == ".toml"]
     result_files = list(results or [])
     for f in files:
@@ -54,7 +65,7 @@ def claim(
     points = [p for r in result_files for p in read_result(r).points]
     computer = computer_from(peak_file, detect_cpu())
     for c in claims:
-        v = check_claim(c, points, computer)
+        v = check_claim(c, points, computer, prices)
         out.rule(Text.assemble((clean(c.id), "bold"), f" ({c.kind})"))
         if c.text:
             out.print(f"claim: {c.text}")
@@ -76,15 +87,19 @@ def report(
     claims: Annotated[list[Path] | None, typer.Option(help="Claim TOML file(s) whose verdicts to include.")] = None,
     skip_bad: Annotated[bool, typer.Option(help="Leave out (and list) malformed or wrong-version files.")] = False,
     title: Annotated[str, typer.Option(help="The report's title.")] = "Inference benchmark report",
+    electricity_price: PriceKwhOpt = None,
+    device_hour_price: PriceHourOpt = None,
 ) -> None:
     """Write a procurement report: Markdown, self-contained HTML with plots, and a CSV of every point."""
     from harness import report as rp
+    from harness.cost import Prices
     from harness.results import write_atomic
     from harness.session import check_writable
 
+    prices = Prices(electricity_price, device_hour_price)
     inp = rp.load_inputs(files, skip_bad)
     check_writable(out_dir)
-    rows = rp.flat_rows(inp)
+    rows = rp.flat_rows(inp, prices)
     verdicts = []
     if claims:
         from harness.claims import check_claim, computer_from, load_claim_files
@@ -100,8 +115,8 @@ def report(
                 if not skip_bad:
                     raise
                 inp.skipped.append(str(e))  # --skip-bad leaves out (and lists) a bad claim file too
-        verdicts = [check_claim(c, points, computer) for c in loaded]
-    md, html = rp.render(inp, rows, verdicts, title)
+        verdicts = [check_claim(c, points, computer, prices) for c in loaded]
+    md, html = rp.render(inp, rows, verdicts, title, prices)
     for name, text in (("report.md", md), ("report.html", html), ("metrics.csv", rp.csv_text(rows))):
         write_atomic(out_dir / name, text)
     for s in inp.skipped:
