@@ -7,7 +7,8 @@ the `text` as published, a `source`, and a `kind`:
                supercomputing: the conventional precision when none is stated), utilisation (a stated
                fraction) and utilisation_of (peak_flops|cpu_time|allocated_hours);
 - equivalence: p, computers (the claim "p P equals N computers"), precision;
-- speedup:     before_s, after_s (a job that took before_s now takes after_s).
+- speedup:     before_s, after_s (a job that took before_s now takes after_s); optional cost_change
+               (e.g. -0.5: the job's cost halved), devices_before, devices_after.
 `check_claim` returns the arithmetic as numbered steps and a verdict; nothing is compared across
 precisions: a measurement at another precision than the claim's is listed as not comparable.
 """
@@ -28,7 +29,7 @@ KINDS = {
         "optional": ("precision", "sparsity", "devices", "category", "utilisation", "utilisation_of"),
     },
     "equivalence": {"required": ("p", "computers"), "optional": ("precision",)},
-    "speedup": {"required": ("before_s", "after_s"), "optional": ()},
+    "speedup": {"required": ("before_s", "after_s"), "optional": ("cost_change", "devices_before", "devices_after")},
 }
 COMMON = ("id", "kind", "text", "source", "note")
 # What "P" may have meant when the text does not say (claims/README.md explains the conventions)
@@ -119,7 +120,7 @@ def load_claims(path: Path) -> list[Claim]:
         unknown = set(c) - set(COMMON) - set(KINDS[kind]["required"]) - set(KINDS[kind]["optional"])
         if unknown:
             raise ClaimError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
-        for k in ("p", "computers", "before_s", "after_s"):
+        for k in ("p", "computers", "before_s", "after_s", "devices_before", "devices_after"):
             v = c.get(k, 1)
             if isinstance(v, bool) or not isinstance(v, int | float) or not (1e-6 <= v <= 1e12):
                 # the bounds keep every step's arithmetic finite (1e12 P is 1e27 FLOPS)
@@ -129,6 +130,9 @@ def load_claims(path: Path) -> list[Claim]:
             raise ClaimError(f"{where}: precision must be 'unstated' or from {', '.join(PRECISIONS)}")
         if c.get("sparsity", "unstated") not in ("dense", "sparse", "unstated"):
             raise ClaimError(f"{where}: sparsity must be dense, sparse or unstated")
+        cc = c.get("cost_change", 0)
+        if isinstance(cc, bool) or not isinstance(cc, int | float) or not (-1 < cc <= 100):
+            raise ClaimError(f"{where}: cost_change must be a fraction above -1 (-0.5: the cost halved), got {cc!r}")
         if c.get("category", "general") not in CATEGORIES:
             raise ClaimError(f"{where}: category must be one of {', '.join(CATEGORIES)}")
         u = c.get("utilisation", 0.5)
@@ -341,16 +345,73 @@ def check_equivalence(claim: Claim, computer: dict) -> Verdict:
     return v
 
 
-def check_speedup(claim: Claim) -> Verdict:
+def scaling_efficiency(points: list) -> tuple[float, str]:
+    """Throughput of N devices / (N x one device alone), from a multi-device (torchrun) aggregate
+    point and a single-device point of the same model, backend, precision, batch and device; 1.0
+    (said so) when no such pair was measured."""
+    singles = {(p.model, p.backend, p.precision, p.batch_size, p.device_name): p.throughput_sps for p in points
+               if isinstance(p, Point) and p.rank is None and not p.aggregate}  # fmt: skip
+    for p in points:
+        if isinstance(p, Point) and p.aggregate and p.world_size:
+            one = singles.get((p.model, p.backend, p.precision, p.batch_size, p.device_name))
+            if one:
+                e = p.throughput_sps / (p.world_size * one)
+                return e, (f"measured: {p.model} on {p.world_size} x {p.device_name} ran {p.throughput_sps:,.4g}/s "
+                           f"against {one:,.4g}/s on one, {100 * e:.0f}% scaling efficiency")  # fmt: skip
+    return 1.0, "assumed 1.0 (perfect scaling): no multi-device result beside a single-device one was given"
+
+
+def check_speedup(claim: Claim, points: list | None = None, prices=None) -> Verdict:
     v = Verdict(claim)
     a, b = claim.values["before_s"], claim.values["after_s"]
-    v.steps.append(f"{_n(a)} s -> {_n(b)} s: the same work done {a / b:.3g}x faster.")
-    v.steps.append(
-        f"At an unchanged MFU that needs {a / b:.3g}x the delivered FLOPS (devices x peak); at the same "
-        "hardware it needs the MFU itself to rise that much, which is impossible past 100%."
-    )
-    v.verdict = f"Plausible only with {a / b:.3g}x the delivered compute, or with less work per job."
+    speed = a / b
+    v.steps.append(f"{_n(a)} s -> {_n(b)} s: the same work done {speed:.3g}x faster.")
+    n0, n1 = claim.values.get("devices_before"), claim.values.get("devices_after")
+    if n0 is None or n1 is None:
+        v.steps.append(
+            f"At an unchanged MFU that needs {speed:.3g}x the delivered FLOPS (devices x peak); at the same "
+            "hardware it needs the MFU itself to rise that much, which is impossible past 100%."
+        )
+        v.verdict = f"Plausible only with {speed:.3g}x the delivered compute, or with less work per job."
+    else:
+        eff, how = scaling_efficiency(points or [])
+        v.steps.append(f"scaling efficiency: {how}.")
+        expected = a * n0 / (n1 * eff) if n1 >= n0 else a * n0 / n1
+        per_device = expected / b
+        v.steps.append(
+            f"{_n(n0)} -> {_n(n1)} devices at that efficiency would take {_n(expected)} s; the claimed {_n(b)} s needs "
+            f"each device to do the work {per_device:.3g}x faster as well."
+        )
+        v.verdict = (f"The extra devices explain {a / expected:.3g}x of the {speed:.3g}x; the rest ({per_device:.3g}x) "
+                     "needs faster devices or software, or less work per job.")  # fmt: skip
+    if "cost_change" in claim.values:
+        _speedup_cost(v, claim, prices)
     return v
+
+
+def _speedup_cost(v: Verdict, claim: Claim, prices) -> None:
+    """What price per device-hour (and per kWh) a claimed cost change requires."""
+    a, b, cc = claim.values["before_s"], claim.values["after_s"], claim.values["cost_change"]
+    n0, n1 = claim.values.get("devices_before", 1), claim.values.get("devices_after", 1)
+    dh0, dh1 = n0 * a / 3600, n1 * b / 3600
+    said = "" if "devices_before" in claim.values else " (device counts not stated: read as equal)"
+    v.steps.append(f"device-hours per job: {n0:g} x {_n(a)} s = {dh0:.4g} before, {n1:g} x {_n(b)} s = {dh1:.4g} "
+                   f"after{said}.")  # fmt: skip
+    ratio = (1 + cc) * dh0 / dh1  # the price per device-hour after, relative to before, that gives the cost change
+    line = (f"a cost change of {100 * cc:+.0f}% holds if a device-hour after costs at most {ratio:.3g}x one "
+            f"before")  # fmt: skip
+    if prices is not None and prices.per_device_hour is not None:
+        line += f" ({prices.per_device_hour:g} -> {prices.per_device_hour * ratio:.4g} per device-hour)"
+    v.steps.append(line + "; if the devices cost the same per hour, the cost changes by "
+                   f"{100 * (dh1 / dh0 - 1):+.0f}%.")  # fmt: skip
+    v.steps.append(
+        f"the same work at the same J/PFLOP uses the same energy: an energy cost change of {100 * cc:+.0f}% needs the "
+        f"price per kWh x {1 + cc:.3g}" + (f" ({prices.per_kwh:g} -> {prices.per_kwh * (1 + cc):.4g})"
+                                           if prices is not None and prices.per_kwh is not None else "")
+        + ", or less energy per FLOP (measured J/PFLOP in the results shows what a device draws)."
+    )  # fmt: skip
+    v.verdict += (f" The {100 * cc:+.0f}% cost holds if a device-hour after costs at most {ratio:.3g}x one before "
+                  f"(the job uses {dh1 / dh0:.3g}x the device-hours), and energy at most {1 + cc:.3g}x per kWh.")  # fmt: skip
 
 
 def _cost(pt: _Measured, prices) -> str:
@@ -369,4 +430,4 @@ def check_claim(claim: Claim, points: list[Point], computer: dict, prices=None) 
         return check_capacity(claim, points, prices)
     if claim.kind == "equivalence":
         return check_equivalence(claim, computer)
-    return check_speedup(claim)
+    return check_speedup(claim, points, prices)

@@ -92,6 +92,8 @@ def test_equivalence_and_speedup_by_hand():
          'before_s=1\nafter_s=1', "used twice"),
         ("version=1\n[[claim", "not valid TOML"),
         ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=1\ncategory="ai"', "category must be one of"),
+        ('version=1\n[[claim]]\nid="a"\nkind="speedup"\nbefore_s=2\nafter_s=1\ncost_change=-1', "above -1"),
+        ('version=1\n[[claim]]\nid="a"\nkind="speedup"\nbefore_s=2\nafter_s=1\ndevices_after=0', "positive"),
         ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=1\nutilisation=0.5', "go together"),
         ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=1\nutilisation=1.5\nutilisation_of="cpu_time"',
          "fraction in"),
@@ -196,3 +198,25 @@ def test_cost_in_claims_and_reports(tmp_path):
     r = CliRunner().invoke(app, ["report", str(tmp_path / "r.json"), "-o", str(tmp_path / "rep2"),
                                  "--device-hour-price", "-1"])  # fmt: skip
     assert r.exit_code == 2 and "--device-hour-price must be a finite price" in r.stderr
+
+
+def test_speedup_with_devices_and_cost_by_hand():
+    """3,600 s on 1 device -> 60 s on 8, cost -50%: 8 devices explain 8x of 60x (perfect scaling
+    assumed, said so); each must be 7.5x faster; device-hours 1 -> 0.1333, so a device-hour after
+    may cost up to 0.5 x 1 / 0.1333 = 3.75x one before."""
+    from harness.cost import Prices
+
+    c = Claim("s", "speedup", "", "", {"before_s": 3600, "after_s": 60, "devices_before": 1, "devices_after": 8,
+                                        "cost_change": -0.5})  # fmt: skip
+    v = check_speedup(c, [], Prices(None, 2.0))
+    assert any("assumed 1.0 (perfect scaling)" in s for s in v.steps)
+    assert any("would take 450 s" in s and "7.5x faster as well" in s for s in v.steps)
+    assert any("1 before, 8 x 60 s = 0.1333 after" in s for s in v.steps)
+    assert any("at most 3.75x one before (2 -> 7.5 per device-hour)" in s for s in v.steps)
+    assert "explain 8x of the 60x" in v.verdict and "at most 3.75x one before" in v.verdict
+    # a measured scaling efficiency: 2 devices together 180/s, one alone 100/s -> 90%
+    pts = [make_point(throughput_sps=100.0), make_point(throughput_sps=180.0, aggregate=True, world_size=2)]
+    c2 = Claim("s", "speedup", "", "", {"before_s": 100, "after_s": 40, "devices_before": 1, "devices_after": 2})
+    v = check_speedup(c2, pts)
+    assert any("90% scaling efficiency" in s for s in v.steps)
+    assert any("would take 55.6 s" in s and "1.39x faster as well" in s for s in v.steps)  # 100 / (2 x 0.9)
