@@ -410,8 +410,9 @@ def _speedup_cost(v: Verdict, claim: Claim, prices) -> None:
                                            if prices is not None and prices.per_kwh is not None else "")
         + ", or less energy per FLOP (measured J/PFLOP in the results shows what a device draws)."
     )  # fmt: skip
-    v.verdict += (f" The {100 * cc:+.0f}% cost holds if a device-hour after costs at most {ratio:.3g}x one before "
-                  f"(the job uses {dh1 / dh0:.3g}x the device-hours), and energy at most {1 + cc:.3g}x per kWh.")  # fmt: skip
+    v.verdict += (f" The {100 * cc:+.0f}% cost holds if a device-hour after costs at most {ratio:.3g}x one "
+                  f"before (the job uses {dh1 / dh0:.3g}x the device-hours), and energy at most {1 + cc:.3g}x "
+                  "per kWh.")  # fmt: skip
 
 
 def _cost(pt: _Measured, prices) -> str:
