@@ -36,6 +36,12 @@ class CpuInfo:
     peak_fp64_tflops: float | None
     peak_fp32_tflops: float | None
     peak_method: str
+    peak_lowp: dict = field(default_factory=dict)  # "bf16"/"int8" -> TFLOPS (TOPS), from AMX or AVX-512 units
+    peak_lowp_method: dict = field(default_factory=dict)  # precision -> how it was computed
+
+    def peak_tflops(self, precision: str) -> float | None:
+        """The computed nameplate at a precision (fp64, fp32, and bf16/int8 where the ISA has units for them)."""
+        return {"fp64": self.peak_fp64_tflops, "fp32": self.peak_fp32_tflops, **self.peak_lowp}.get(precision)
 
 
 @dataclass
@@ -125,6 +131,37 @@ def fp64_flops_per_cycle(vendor: str, family: int | None, isa: list[str]) -> tup
     return 4, "SSE2: 1 add + 1 mul x 2 FP64"
 
 
+def lowp_ops_per_cycle(vendor: str, family: int | None, isa: list[str]) -> dict[str, tuple[int, str]]:
+    """BF16 FLOPs and INT8 ops per cycle per core from the matrix or dot-product units the ISA has.
+
+    AMX (Intel Sapphire Rapids and later): 1,024 BF16 FLOPs and 2,048 INT8 ops per cycle per core
+    (Intel's AMX figures). AVX-512 dot products on two 512-bit FMA ports: VDPBF16PS = 16 lanes x 2
+    BF16 products x 2 FLOPs = 64 per instruction, 128 per cycle; VPDPBUSD = 64 INT8 products x 2 =
+    128 ops per instruction, 256 per cycle; AMD Zen 4 runs them on 256-bit pipes (half); AVX-VNNI
+    (256-bit) gives 128 INT8 ops per cycle."""
+    half = vendor == "AuthenticAMD" and family is not None and family < 26
+    out: dict[str, tuple[int, str]] = {}
+    if "amx_bf16" in isa:
+        out["bf16"] = (1024, "AMX-BF16: 1,024 BF16 FLOPs/cycle/core")
+    elif "avx512_bf16" in isa:
+        out["bf16"] = (
+            (64, "AVX512_BF16 on 256-bit pipes (AMD Zen 4): 64 FLOPs/cycle")
+            if half
+            else (128, "AVX512_BF16, 2 x 512-bit ports: 2 x 16 lanes x 2 products x 2 = 128 FLOPs/cycle")
+        )
+    if "amx_int8" in isa:
+        out["int8"] = (2048, "AMX-INT8: 2,048 INT8 ops/cycle/core")
+    elif "avx512_vnni" in isa:
+        out["int8"] = (
+            (128, "AVX512_VNNI on 256-bit pipes (AMD Zen 4): 128 ops/cycle")
+            if half
+            else (256, "AVX512_VNNI, 2 x 512-bit ports: 2 x 64 products x 2 = 256 ops/cycle")
+        )
+    elif "avx_vnni" in isa:
+        out["int8"] = (128, "AVX-VNNI, 2 x 256-bit ports: 2 x 32 products x 2 = 128 ops/cycle")
+    return out  # fmt: skip
+
+
 def detect_cpu() -> CpuInfo:
     procs = _cpuinfo_fields()
     first = procs[0] if procs else {}
@@ -139,6 +176,10 @@ def detect_cpu() -> CpuInfo:
     physical = min(len(cores), logical) if cores else logical
     clock, clock_src = _max_clock_mhz(procs)
     per_cycle, why = fp64_flops_per_cycle(vendor, family, isa)
+    lowp = lowp_ops_per_cycle(vendor, family, isa) if clock else {}
+    lowp_peaks = {k: round(physical * clock * 1e6 * n / 1e12, 4) for k, (n, _) in lowp.items()}
+    lowp_methods = {k: f"computed: {physical} cores x {clock:.0f} MHz ({clock_src}) x {n} ({why})"
+                    for k, (n, why) in lowp.items()}  # fmt: skip
     fp64 = physical * clock * 1e6 * per_cycle / 1e12 if clock else None
     method = (
         f"computed: {physical} cores x {clock:.0f} MHz ({clock_src}) x {per_cycle} FP64 FLOPs/cycle ({why}); "
@@ -159,6 +200,8 @@ def detect_cpu() -> CpuInfo:
         peak_fp64_tflops=round(fp64, 4) if fp64 else None,
         peak_fp32_tflops=round(2 * fp64, 4) if fp64 else None,
         peak_method=method,
+        peak_lowp=lowp_peaks,
+        peak_lowp_method=lowp_methods,
     )
 
 

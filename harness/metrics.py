@@ -37,10 +37,10 @@ def nameplate_peak(device: torch.device, precision: str) -> tuple[float | None, 
         mark = " (unconfirmed)" if key in row.unconfirmed else ""
         return peak, f"{row.name} {key} dense {peak:g} TFLOPS{mark}: {row.source}"
     cpu = detect_cpu()
-    peak = {"fp32": cpu.peak_fp32_tflops, "fp64": cpu.peak_fp64_tflops}.get(key)
+    peak = cpu.peak_tflops(key)
     if peak is None:
         return None, f"unknown: no nameplate {key} peak for this CPU"
-    return peak, f"{cpu.model} {key} {peak:g} TFLOPS, {cpu.peak_method}"
+    return peak, f"{cpu.model} {key} {peak:g} TFLOPS, {cpu.peak_lowp_method.get(key, cpu.peak_method)}"
 
 
 def run_metrics(

@@ -104,7 +104,7 @@ def measure_peaks(device: torch.device, progress=None) -> dict:
     else:
         cpu = detect_cpu()
         name = cpu.model
-        plate = {"fp64": cpu.peak_fp64_tflops, "fp32": cpu.peak_fp32_tflops}.get
+        plate = cpu.peak_tflops
         plate_bw, source = None, cpu.peak_method
         sizes, copy_bytes = CPU_SIZES, 256 << 20
     rows = []

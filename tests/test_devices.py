@@ -136,7 +136,24 @@ def test_cpu_nameplate_and_unknown_precision():
     peak, src = nameplate_peak(torch.device("cpu"), "fp32")
     cpu = detect_cpu()
     assert peak == cpu.peak_fp32_tflops and "computed" in src
-    assert nameplate_peak(torch.device("cpu"), "bf16") == (None, "unknown: no nameplate bf16 peak for this CPU")
+    assert nameplate_peak(torch.device("cpu"), "fp16") == (None, "unknown: no nameplate fp16 peak for this CPU")
+    bf16, src = nameplate_peak(torch.device("cpu"), "bf16")
+    assert bf16 == cpu.peak_tflops("bf16") and (bf16 is None) == ("bf16" not in cpu.peak_lowp)
+
+
+def test_cpu_bf16_and_int8_nameplates_by_hand():
+    """Per core and cycle: AMX 1,024 BF16 FLOPs / 2,048 INT8 ops; AVX-512 dot products on 512-bit
+    ports 128 / 256, on Zen 4's 256-bit pipes half that."""
+    from harness.devices import lowp_ops_per_cycle
+
+    amx = lowp_ops_per_cycle("GenuineIntel", 6, ["avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8"])
+    assert amx["bf16"][0] == 1024 and amx["int8"][0] == 2048
+    icx = lowp_ops_per_cycle("GenuineIntel", 6, ["avx512f", "avx512_bf16", "avx512_vnni"])
+    assert icx["bf16"][0] == 128 and icx["int8"][0] == 256
+    zen4 = lowp_ops_per_cycle("AuthenticAMD", 25, ["avx512f", "avx512_bf16", "avx512_vnni"])
+    assert zen4["bf16"][0] == 64 and zen4["int8"][0] == 128
+    assert lowp_ops_per_cycle("GenuineIntel", 6, ["avx2", "fma"]) == {}
+    # a 56-core Xeon at 2,000 MHz with AMX: 56 x 2e9 x 1,024 = 114.7 TFLOPS BF16 nameplate
 
 
 def test_fp64_gemm_is_held_to_the_fp64_tensor_core_nameplate():
@@ -166,3 +183,14 @@ def test_cuda_n_selects_the_device_for_torch_and_numba(monkeypatch):
     dev, why = resolve_device("cuda:1")
     assert "Fake GPU" in why
     assert dev == torch.device("cuda", 1) and calls == [("torch", 1), ("numba", 1)]
+
+
+def test_ascend_910b2_row_is_its_cube_arithmetic_and_unconfirmed_rows_are_marked():
+    from harness.specs import match_spec
+
+    row = match_spec("Ascend910B2")
+    assert row.name == "Huawei Ascend 910B2"
+    assert row.peaks["fp16"] == pytest.approx(24 * 1.8e9 * 16**3 * 2 / 1e12, abs=0.05)  # 353.9
+    assert match_spec("Ascend910B").name == "Huawei Ascend 910B"  # the generic row still matches the rest
+    for name, prec in (("NVIDIA L20", "fp16"), ("Ascend 910C", "bf16")):
+        assert prec in match_spec(name).unconfirmed
