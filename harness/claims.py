@@ -191,6 +191,8 @@ class _Measured:
     energy: dict | None
     delivered_tflops: float | None = None
     llm: bool = False
+    raw_model: str = ""
+    throughput: float | None = None
 
 
 def _measured(pt) -> _Measured:
@@ -201,7 +203,8 @@ def _measured(pt) -> _Measured:
     llm = isinstance(pt, LLMPoint)
     return _Measured(name, pt.device_name, pt.precision, pt.batch_size, mfu, mfu_prec, pt.mfu_peak_tflops,
                      pt.mfu_peak_source, pt.joules_per_pflop, pt.energy,
-                     pt.prefill_tflops if llm else pt.delivered_tflops, llm)  # fmt: skip
+                     pt.prefill_tflops if llm else pt.delivered_tflops, llm, pt.model,
+                     None if llm else pt.throughput_sps)  # fmt: skip
 
 
 def check_capacity(claim: Claim, points: list[Point | LLMPoint], prices=None) -> Verdict:
@@ -269,6 +272,12 @@ def check_capacity(claim: Claim, points: list[Point | LLMPoint], prices=None) ->
             line += "; power on this workload not measured (no energy counter for that run)"
         if prices is not None and prices.given() and not pt.llm:
             line += _cost(pt, prices)
+        pub = _published(pt)
+        if pub is not None:
+            frac = pt.throughput / pub.value
+            line += (f"; the best published figure on this device and workload is {pub.describe()}: ours is "
+                     f"{100 * frac:.1f}% of it, and at that figure the claim's devices would deliver "
+                     f"{_n(p_eq / frac)} P-equivalent")  # fmt: skip
         v.steps.append(line + ".")
         delivered.append((p_eq, pt))
     for reason in v.not_comparable:
@@ -285,6 +294,13 @@ def check_capacity(claim: Claim, points: list[Point | LLMPoint], prices=None) ->
         )
         if pt.mfu_peak_source and "lower bound" in pt.mfu_peak_source:
             v.verdict += " (That MFU's denominator is a lower bound of the device's peak, so it reads high.)"
+        pubs = [(p_eq * pub.value / q.throughput, q, pub) for p_eq, q in delivered if (pub := _published(q))]
+        if pubs:
+            p_pub, q, pub = max(pubs, key=lambda d: d[0])
+            v.verdict += (f" At the best published figure for the same device and workload ({pub.value:,.6g} "
+                          f"{pub.metric} on {q.model}, {pub.precision}, {pub.software}) it would deliver "
+                          f"{_n(p_pub)} P-equivalent: what separates the two is software and precision ({pub.precision} "
+                          f"there, {q.precision} here), not the device.")  # fmt: skip
     else:
         v.verdict = (
             f"{_n(p)} P can be true only as a nameplate sum at the precisions above; no measurement at "
@@ -413,6 +429,15 @@ def _speedup_cost(v: Verdict, claim: Claim, prices) -> None:
     v.verdict += (f" The {100 * cc:+.0f}% cost holds if a device-hour after costs at most {ratio:.3g}x one "
                   f"before (the job uses {dh1 / dh0:.3g}x the device-hours), and energy at most {1 + cc:.3g}x "
                   "per kWh.")  # fmt: skip
+
+
+def _published(pt: _Measured):
+    """The best published result for a measured vision point's device and workload, or None."""
+    if pt.llm or not pt.throughput:
+        return None
+    from harness.published import best_published
+
+    return best_published(pt.raw_model, pt.device_name)
 
 
 def _cost(pt: _Measured, prices) -> str:

@@ -23,7 +23,8 @@ CSV_COLUMNS = (
     "batch_size", "prompt_len", "output_len", "throughput", "throughput_unit", "latency_p50_ms", "latency_p90_ms",
     "latency_p99_ms", "ttft_p50_ms", "delivered_tflops", "mfu", "mfu_peak_tflops", "decode_mbu", "joules_per_item",
     "joules_per_pflop", "energy_method", "energy_scope", "agreement_passed", "flags", "mode", "rank", "world_size",
-    "cost_per_million_items", "cost_per_pflop_hour", "prices",
+    "cost_per_million_items", "cost_per_pflop_hour", "prices", "best_published", "fraction_of_published",
+    "published_source",
 )  # fmt: skip
 
 
@@ -63,6 +64,7 @@ def flat_rows(inp: Inputs, prices=None) -> list[dict]:
     """One row per measured point, the same columns for vision and LLM points; with `prices`
     (harness.cost.Prices), what each point's work costs."""
     from harness.cost import Prices, row_costs
+    from harness.published import best_published
 
     prices = prices or Prices()
     rows = []
@@ -100,6 +102,11 @@ def flat_rows(inp: Inputs, prices=None) -> list[dict]:
                            _flops=p.flops_per_sample, _input=3 * p.input_hw[0] * p.input_hw[1],
                            _peak_src=p.mfu_peak_source, rank=p.rank, world_size=p.world_size,
                            mode=_mode(p), _cov=p.e2e.cov, _n=p.e2e.count, _stdev_ms=p.e2e.stdev_ms)  # fmt: skip
+            if not isinstance(p, LLMPoint) and not p.aggregate:
+                pub = best_published(p.model, p.device_name)
+                if pub is not None:
+                    row.update(best_published=pub.value, fraction_of_published=p.throughput_sps / pub.value,
+                               published_source=pub.describe())  # fmt: skip
             if prices.given():
                 devices = p.world_size if not isinstance(p, LLMPoint) and p.aggregate and p.world_size else 1
                 costs = row_costs(row, prices, devices)

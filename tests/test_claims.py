@@ -220,3 +220,30 @@ def test_speedup_with_devices_and_cost_by_hand():
     v = check_speedup(c2, pts)
     assert any("90% scaling efficiency" in s for s in v.steps)
     assert any("would take 55.6 s" in s and "1.39x faster as well" in s for s in v.steps)  # 100 / (2 x 0.9)
+
+
+def test_best_published_beside_matching_points_only(tmp_path):
+    """MLPerf v4.0's 88,714.3 samples/s for ResNet-50 on one H100 SXM: beside a resnet50-imagenet
+    point on an H100 SXM, not beside another device or another workload."""
+    from harness.published import best_published
+
+    assert best_published("resnet50-imagenet", "NVIDIA H100 80GB HBM3").value == 88714.3
+    assert best_published("resnet50-imagenet", "NVIDIA A100-SXM4-80GB") is None  # another device
+    assert best_published("steel-defect-resnet50", "NVIDIA H100 80GB HBM3") is None  # another workload
+    h100 = dict(device_name="NVIDIA H100 80GB HBM3", precision="fp16", mfu=0.1, mfu_precision="fp16",
+                mfu_peak_tflops=989.4)  # fmt: skip
+    ours = make_point(model="resnet50-imagenet", throughput_sps=8871.43, **h100)  # 10% of the published figure
+    other = make_point(model="steel-defect-resnet50", throughput_sps=9000.0, **h100)
+    v = check_capacity(cap(), [ours, other])
+    line = next(s for s in v.steps if s.startswith("resnet50-imagenet"))
+    assert "ours is 10.0% of it" in line and "would deliver 11,000 P-equivalent" in line  # 11,000 x 0.1 / 0.1
+    assert "best published" not in next(s for s in v.steps if s.startswith("steel-defect-resnet50"))
+    assert "at most 1,100 P-equivalent" in v.verdict and "it would deliver 11,000 P-equivalent" in v.verdict
+    from harness.results import write_result
+    from tests.test_stats_results import make_result
+
+    write_result(make_result([ours, other]), tmp_path / "r.json")
+    r = CliRunner().invoke(app, ["report", str(tmp_path / "r.json"), "-o", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "10.0% of 88,714.3" in md and "none found" in md and "MLPerf Inference v4.0" in md
