@@ -299,8 +299,8 @@ def check_capacity(claim: Claim, points: list[Point | LLMPoint], prices=None) ->
             p_pub, q, pub = max(pubs, key=lambda d: d[0])
             v.verdict += (f" At the best published figure for the same device and workload ({pub.value:,.6g} "
                           f"{pub.metric} on {q.model}, {pub.precision}, {pub.software}) it would deliver "
-                          f"{_n(p_pub)} P-equivalent: what separates the two is software and precision ({pub.precision} "
-                          f"there, {q.precision} here), not the device.")  # fmt: skip
+                          f"{_n(p_pub)} P-equivalent: what separates the two is software and precision "
+                          f"({pub.precision} there, {q.precision} here), not the device.")  # fmt: skip
     else:
         v.verdict = (
             f"{_n(p)} P can be true only as a nameplate sum at the precisions above; no measurement at "
