@@ -245,25 +245,50 @@ def plots(rows: list[dict], inp: Inputs) -> dict[str, str]:
     }
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def series_styles(n: int) -> list[tuple]:
+    """`n` distinct (colour, marker) pairs: the 20 colours of tab20, then the next marker, so no two
+    series of a panel look alike however many there are."""
+    import matplotlib
+
+    colours = matplotlib.colormaps["tab20"].colors
+    return [(colours[i % 20], MARKERS[(i // 20) % len(MARKERS)]) for i in range(n)]
+
+
 def _throughput_plot(plt, rows: list[dict]):
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    groups: dict[tuple, list] = {}
+    """One panel per model (series: device, backend, precision, mode), so that a report of many
+    results stays readable; each series in a panel has its own colour and marker."""
+    panels: dict[str, dict[tuple, list]] = {}
     for r in rows:
         if r["throughput"] is not None:
             extra = (r["prompt_len"], r["output_len"]) if r["kind"] == "llm" else ()
             if r.get("mode") and r["mode"] != "end to end":
                 extra = (*extra, f"[{r['mode']}]")  # LoadGen or per-rank points are their own series
-            groups.setdefault((r["device_name"], r["model"], r["backend"], r["precision"], *extra), []).append(r)
-    for key, rs in groups.items():
-        rs.sort(key=lambda r: r["batch_size"])
-        ax.plot([r["batch_size"] for r in rs], [r["throughput"] for r in rs], marker="o",
-                label=" ".join(str(k) for k in key[1:]) + f" ({key[0]})")  # fmt: skip
-    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="throughput (samples/s or output tokens/s)",
-           title="Throughput vs batch size")  # fmt: skip
-    batches = sorted({r["batch_size"] for r in rows})
-    ax.set_xticks(batches, [str(b) for b in batches])
-    ax.minorticks_off()
-    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+            key = (r["device_name"], r["backend"], r["precision"], *extra)
+            panels.setdefault(r["model"], {}).setdefault(key, []).append(r)
+    names = list(panels)[:12] or ["(no points)"]
+    cols = min(3, len(names))
+    nrows = -(-len(names) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.0 * nrows), squeeze=False)
+    for ax in axes.flat[len(names) :]:
+        ax.axis("off")
+    for ax, model in zip(axes.flat, names, strict=False):
+        series = panels.get(model, {})
+        for (key, rs), (colour, marker) in zip(series.items(), series_styles(len(series)), strict=True):
+            rs.sort(key=lambda r: r["batch_size"])
+            ax.plot([r["batch_size"] for r in rs], [r["throughput"] for r in rs], marker=marker, color=colour,
+                    label=" ".join(str(k) for k in key[1:]) + f" ({key[0]})")  # fmt: skip
+        batches = sorted({r["batch_size"] for rs in series.values() for r in rs}) or [1]
+        ax.set(xscale="log", yscale="log", xlabel="batch size", title=model)
+        ax.set_xticks(batches, [str(b) for b in batches])
+        ax.minorticks_off()
+        if series:
+            ax.legend(fontsize=5, loc="best")
+    axes.flat[0].set_ylabel("samples/s or output tokens/s")
+    fig.suptitle("Throughput vs batch size, one panel per model" + (" (first 12 models)" if len(panels) > 12 else ""))
+    fig.tight_layout()
     return fig
 
 
@@ -315,8 +340,8 @@ def _roofline_plot(plt, rows: list[dict], inp: Inputs):
         elif r["kind"] == "llm" and r.get("_decode_bytes") and r.get("_decode_tps"):
             pts.append((r["_decode_flops"] * r["batch_size"] / r["_decode_bytes"],
                         r["_decode_flops"] * r["_decode_tps"] / 1e12, r))  # fmt: skip
-    for x, y, r in pts:
-        ax.scatter(x, y, s=18, label=label(r))
+    for (x, y, r), (colour, marker) in zip(pts, series_styles(len(pts)), strict=True):
+        ax.scatter(x, y, s=18, color=colour, marker=marker, label=label(r))
     for _, doc in inp.peaks:
         bw = doc["copy_gbs"] / 1e3  # TB/s
         for g in doc["gemm"]:
@@ -359,7 +384,7 @@ def compare_rows(a: list[dict], b: list[dict]) -> list[dict]:
 
 
 PLOT_CAPTIONS = (
-    ("throughput", "Throughput vs batch size, per device, model, backend and precision"),
+    ("throughput", "Throughput vs batch size, one panel per model; a series per device, backend and precision"),
     ("latency", "Latency percentiles (p50, p90, p99)"),
     ("utilisation", "MFU and MBU against the dense nameplate (points with a known denominator)"),
     ("energy", "Energy per sample or token"),

@@ -74,3 +74,27 @@ def test_report_renders_in_chromium_with_its_plots(results, tmp_path):
     subprocess.run(["chromium", *flags, "--window-size=1280,2000", f"--screenshot={shot}", page],
                    capture_output=True, timeout=120)  # fmt: skip
     assert shot.exists() and shot.stat().st_size > 20_000
+
+
+def test_many_series_stay_readable():
+    """Every series of a panel has its own colour and marker (tab20 repeats only with a new marker),
+    and the throughput plot has one panel per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from harness.report import _throughput_plot, series_styles
+
+    styles = series_styles(45)
+    assert len(set(styles)) == 45
+    rows = [{"throughput": 10.0 + i, "kind": "vision", "prompt_len": None, "output_len": None, "mode": "end to end",
+             "device_name": f"dev{i % 3}", "model": f"model{i % 4}", "backend": f"b{i}", "precision": "fp32",
+             "batch_size": 1 + i % 2} for i in range(40)]  # fmt: skip
+    fig = _throughput_plot(plt, rows)
+    titled = [ax for ax in fig.axes if ax.get_title()]
+    assert sorted(ax.get_title() for ax in titled) == ["model0", "model1", "model2", "model3"]
+    for ax in titled:
+        looks = [(tuple(line.get_color()), line.get_marker()) for line in ax.get_lines()]
+        assert len(looks) == len(set(looks)) == 10
+    plt.close(fig)
