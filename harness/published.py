@@ -29,6 +29,7 @@ class Published:
     precision: str
     software: str
     source: str
+    batch: int | None = None  # the batch the figure is for (LLM decode); None: any (a throughput figure)
 
     def describe(self) -> str:
         """The figure and where it is from, short: the full source path stays in the data file."""
@@ -42,10 +43,14 @@ def published_rows() -> tuple[Published, ...]:
     return tuple(Published(**{**r, "models": tuple(r["models"])}) for r in doc.get("result", []))
 
 
-def best_published(model: str, device_name: str) -> Published | None:
-    """The highest published figure for this model's workload on this device, or None."""
+def best_published(
+    model: str, device_name: str, batch: int | None = None, precision: str | None = None
+) -> Published | None:
+    """The highest published figure for this model's workload on this device (and, where the
+    figure is for one batch size or one precision, at the same), or None."""
     row = match_spec(device_name)
     if row is None:
         return None
-    found = [p for p in published_rows() if p.device == row.name and model in p.models]
+    found = [p for p in published_rows() if p.device == row.name and model in p.models
+             and (p.batch is None or p.batch == batch) and (precision is None or p.precision == precision)]  # fmt: skip
     return max(found, key=lambda p: p.value, default=None)

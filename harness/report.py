@@ -102,11 +102,15 @@ def flat_rows(inp: Inputs, prices=None) -> list[dict]:
                            _flops=p.flops_per_sample, _input=3 * p.input_hw[0] * p.input_hw[1],
                            _peak_src=p.mfu_peak_source, rank=p.rank, world_size=p.world_size,
                            mode=_mode(p), _cov=p.e2e.cov, _n=p.e2e.count, _stdev_ms=p.e2e.stdev_ms)  # fmt: skip
-            if not isinstance(p, LLMPoint) and not p.aggregate:
-                pub = best_published(p.model, p.device_name)
-                if pub is not None:
-                    row.update(best_published=pub.value, fraction_of_published=p.throughput_sps / pub.value,
-                               published_source=pub.describe())  # fmt: skip
+            if isinstance(p, LLMPoint):  # decode tokens/s, same batch and precision
+                pub = best_published(p.model, p.device_name, p.batch_size, p.precision) if p.status == "ok" else None
+                ours = p.decode_tokens_per_s
+            else:
+                pub = None if p.aggregate else best_published(p.model, p.device_name)
+                ours = p.throughput_sps
+            if pub is not None and ours:
+                row.update(best_published=pub.value, fraction_of_published=ours / pub.value,
+                           published_source=pub.describe())  # fmt: skip
             if prices.given():
                 devices = p.world_size if not isinstance(p, LLMPoint) and p.aggregate and p.world_size else 1
                 costs = row_costs(row, prices, devices)

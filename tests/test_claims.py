@@ -247,3 +247,14 @@ def test_best_published_beside_matching_points_only(tmp_path):
     assert r.exit_code == 0, r.output
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "10.0% of 88,714.3" in md and "none found" in md and "MLPerf Inference v4.0" in md
+
+
+def test_published_llm_decode_figure_matches_batch_and_precision():
+    """gpt-fast's Llama-2-7B on an A100-80GB: 104.9 tokens/s bf16 at batch 1 (155.58 int8)."""
+    from harness.published import best_published
+
+    a100 = "NVIDIA A100-SXM4-80GB"
+    assert best_published("llama2-7b", a100, 1, "bf16").value == 104.9
+    assert best_published("llama2-7b", a100, 1, "int8").value == 155.58
+    assert best_published("llama2-7b", a100, 16, "bf16") is None  # a batch-1 figure, not for batch 16
+    assert best_published("llama2-7b", "NVIDIA H100 80GB HBM3", 1, "bf16") is None  # another device
