@@ -15,6 +15,7 @@ precisions: a measurement at another precision than the claim's is listed as not
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,10 @@ DEFAULT_DEVICES = ("NVIDIA H100 SXM5 80GB", "NVIDIA H20 (China)", "NVIDIA A100 S
 CATEGORIES = {
     "general": ("fp32", "fp64"),  # 通用算力: CPUs, at FP32 or FP64
     "intelligent": ("fp16",),  # 智能算力: FP16, dense or the vendor's 2:4-sparse figure
-    "supercomputing": ("fp64",),  # 超算算力: FP64, as HPL / TOP500 count it
+    "supercomputing": (
+        "fp64_tensor",
+        "fp64",
+    ),  # 超算算力: FP64, as HPL / TOP500 count it (tensor cores where a device has them)
 }
 # What a stated utilisation rate measures (claims/README.md)
 UTILISATION_OF = {
@@ -130,6 +134,11 @@ def load_claims(path: Path) -> list[Claim]:
             raise ClaimError(f"{where}: precision must be 'unstated' or from {', '.join(PRECISIONS)}")
         if c.get("sparsity", "unstated") not in ("dense", "sparse", "unstated"):
             raise ClaimError(f"{where}: sparsity must be dense, sparse or unstated")
+        if ("devices_before" in c) != ("devices_after" in c):
+            raise ClaimError(f"{where}: devices_before and devices_after go together")
+        for k in ("devices_before", "devices_after"):
+            if k in c and (isinstance(c[k], bool) or not isinstance(c[k], int)):
+                raise ClaimError(f"{where}: {k} must be a whole number of devices, got {c[k]!r}")
         cc = c.get("cost_change", 0)
         if isinstance(cc, bool) or not isinstance(cc, int | float) or not (-1 < cc <= 100):
             raise ClaimError(f"{where}: cost_change must be a fraction above -1 (-0.5: the cost halved), got {cc!r}")
@@ -193,6 +202,7 @@ class _Measured:
     llm: bool = False
     raw_model: str = ""
     throughput: float | None = None
+    devices: int = 1  # a torchrun aggregate point sums this many devices
 
 
 def _measured(pt) -> _Measured:
@@ -204,7 +214,8 @@ def _measured(pt) -> _Measured:
     return _Measured(name, pt.device_name, pt.precision, pt.batch_size, mfu, mfu_prec, pt.mfu_peak_tflops,
                      pt.mfu_peak_source, pt.joules_per_pflop, pt.energy,
                      pt.prefill_tflops if llm else pt.delivered_tflops, llm, pt.model,
-                     None if llm else pt.throughput_sps)  # fmt: skip
+                     None if llm else pt.throughput_sps,
+                     pt.world_size if not llm and pt.aggregate and pt.world_size else 1)  # fmt: skip
 
 
 def check_capacity(claim: Claim, points: list[Point | LLMPoint], prices=None) -> Verdict:
@@ -216,9 +227,11 @@ def check_capacity(claim: Claim, points: list[Point | LLMPoint], prices=None) ->
     stated = claim.values.get("precision", "unstated") != "unstated"
     category = claim.values.get("category") if not stated else None  # an explicit precision wins
     how = "as stated" if stated else "not stated: each plausible one"
-    if category:
-        precisions, stated = CATEGORIES[category], True
-        how = f"not stated: {category} compute is counted at {'/'.join(precisions)} by convention"
+    conventional = CATEGORIES[category] if category else ()
+    if category:  # the conventional reading first, the other plausible ones after it
+        precisions = (*conventional, *(q for q in precisions if q not in conventional))
+        how = (f"not stated: {category} compute is counted at {'/'.join(conventional)} by convention (read first); "
+               "each other plausible one after it")  # fmt: skip
     v.steps.append(
         f"{_n(p)} P = {_n(p * 1000)} TFLOPS. Precision {how}: {', '.join(precisions)}; sparsity: {sparsity}."
     )
@@ -275,17 +288,25 @@ def check_capacity(claim: Claim, points: list[Point | LLMPoint], prices=None) ->
         pub = _published(pt)
         if pub is not None:
             frac = pt.throughput / pub.value
+            cross = f" ({pub.precision} run counted against the {prec} peak)" if pub.precision != prec else ""
             line += (f"; the best published figure on this device and workload is {pub.describe()}: ours is "
                      f"{100 * frac:.1f}% of it, and at that figure the claim's devices would deliver "
-                     f"{_n(p_eq / frac)} P-equivalent")  # fmt: skip
+                     f"{_n(p_eq / frac)} P-equivalent{cross}")  # fmt: skip
         v.steps.append(line + ".")
         delivered.append((p_eq, pt))
     for reason in v.not_comparable:
         v.steps.append(f"not comparable: {reason}.")
     if "utilisation" in claim.values:
         _utilisation(v, claim, delivered)
-    if delivered:
-        p_eq, pt = max(delivered, key=lambda d: d[0])
+    lead = [d for d in delivered if (d[1].mfu_precision or d[1].precision) in conventional] or delivered
+    if category and delivered and not any((d[1].mfu_precision or d[1].precision) in conventional for d in delivered):
+        e, q = max(delivered, key=lambda d: d[0])
+        v.verdict = (f"{_n(p)} P is a nameplate sum; no measurement at {'/'.join(conventional)} (the conventional "
+                     f"reading) was given, so what it delivers there is not measured; read at "
+                     f"{q.mfu_precision or q.precision} instead, measured work delivers at most {_n(e)} P-equivalent "
+                     f"({q.model} on {q.device_name}).")  # fmt: skip
+    elif delivered:
+        p_eq, pt = max(lead, key=lambda d: d[0])
         v.verdict = (
             f"{_n(p)} P is a nameplate sum; read at {pt.mfu_precision}, on measured work it delivers at most "
             f"{_n(p_eq)} P-equivalent ({pt.model}, MFU {100 * pt.mfu:.1f}% measured on {pt.device_name}; a "
@@ -294,20 +315,23 @@ def check_capacity(claim: Claim, points: list[Point | LLMPoint], prices=None) ->
         )
         if pt.mfu_peak_source and "lower bound" in pt.mfu_peak_source:
             v.verdict += " (That MFU's denominator is a lower bound of the device's peak, so it reads high.)"
-        pubs = [(p_eq * pub.value / q.throughput, q, pub) for p_eq, q in delivered if (pub := _published(q))]
+        pubs = [(e, q, pub) for e, q in lead if (pub := _published(q))]
         if pubs:
-            p_pub, q, pub = max(pubs, key=lambda d: d[0])
-            v.verdict += (f" At the best published figure for the same device and workload ({pub.value:,.6g} "
-                          f"{pub.metric} on {q.model}, {pub.precision}, {pub.software}) it would deliver "
-                          f"{_n(p_pub)} P-equivalent: what separates the two is software and precision "
-                          f"({pub.precision} there, {q.precision} here), not the device.")  # fmt: skip
+            e, q, pub = max(pubs, key=lambda d: d[0])  # our best point on a workload with a published figure
+            prec = q.mfu_precision or q.precision
+            cross = f"; {pub.precision} run counted against the {prec} peak" if pub.precision != prec else ""
+            v.verdict += (f" On {q.model}, our best measured point gives {_n(e)} P-equivalent; at the best published "
+                          f"figure for the same device and workload ({pub.value:,.6g} {pub.metric}, {pub.software}"
+                          f"{cross}) the claim's devices would deliver {_n(e * pub.value / q.throughput)} "
+                          "P-equivalent: the gap between those two is software (and precision), not the "
+                          "device.")  # fmt: skip
     else:
         v.verdict = (
             f"{_n(p)} P can be true only as a nameplate sum at the precisions above; no measurement at "
             f"{'/'.join(precisions)} was given, so what it delivers on real work is not measured."
         )
     if category:
-        v.verdict = f"Read as {category} compute ({'/'.join(precisions)} by convention): " + v.verdict
+        v.verdict = f"Read as {category} compute ({'/'.join(conventional)} by convention): " + v.verdict
     if not stated:
         v.verdict += " The text does not state the precision: the fleet size differs by up to " + (
             f"{max(s[2] for s in sizes) / min(s[2] for s in sizes):.0f}x between the readings above." if sizes else "?"
@@ -330,7 +354,7 @@ def _utilisation(v: Verdict, claim: Claim, delivered: list) -> None:
         line = f"a busy rate bounds delivered compute only together with MFU: at most {_n(p * u)} P-equivalent"
         if best is not None:
             line += (f", and with the best measured MFU ({100 * best.mfu:.1f}%, {best.model}) "
-                     f"{_n(p * u * best.mfu)} P-equivalent on average ({_n(p)} x {u:g} x {best.mfu:.3g})")  # fmt: skip
+                     f"{_n(p * u * best.mfu)} P-equivalent at that MFU ({_n(p)} x {u:g} x {best.mfu:.3g})")  # fmt: skip
         v.steps.append(line + ".")
 
 
@@ -369,7 +393,8 @@ def scaling_efficiency(points: list) -> tuple[float, str]:
                if isinstance(p, Point) and p.rank is None and not p.aggregate}  # fmt: skip
     for p in points:
         if isinstance(p, Point) and p.aggregate and p.world_size:
-            one = singles.get((p.model, p.backend, p.precision, p.batch_size, p.device_name))
+            device = re.sub(r"^\d+ x ", "", p.device_name)  # an aggregate is named "2 x AMD EPYC"
+            one = singles.get((p.model, p.backend, p.precision, p.batch_size, device))
             if one:
                 e = p.throughput_sps / (p.world_size * one)
                 return e, (f"measured: {p.model} on {p.world_size} x {p.device_name} ran {p.throughput_sps:,.4g}/s "
@@ -392,14 +417,15 @@ def check_speedup(claim: Claim, points: list | None = None, prices=None) -> Verd
     else:
         eff, how = scaling_efficiency(points or [])
         v.steps.append(f"scaling efficiency: {how}.")
-        expected = a * n0 / (n1 * eff) if n1 >= n0 else a * n0 / n1
+        expected = a * n0 / (n1 * eff) if n1 > n0 else a * n0 / n1  # the efficiency applies to an increase only
         per_device = expected / b
         v.steps.append(
-            f"{_n(n0)} -> {_n(n1)} devices at that efficiency would take {_n(expected)} s; the claimed {_n(b)} s needs "
-            f"each device to do the work {per_device:.3g}x faster as well."
+            f"{_n(n0)} -> {_n(n1)} devices{' at that efficiency' if n1 > n0 else ''} would take {_n(expected)} s; the "
+            f"claimed {_n(b)} s needs each device to do the work {per_device:.3g}x faster as well."
         )
-        v.verdict = (f"The extra devices explain {a / expected:.3g}x of the {speed:.3g}x; the rest ({per_device:.3g}x) "
-                     "needs faster devices or software, or less work per job.")  # fmt: skip
+        what = "The extra devices explain" if n1 > n0 else "The change in device count accounts for"
+        v.verdict = (f"{what} {a / expected:.3g}x of the {speed:.3g}x; the rest ({per_device:.3g}x) needs faster "
+                     "devices or software, or less work per job.")  # fmt: skip
     if "cost_change" in claim.values:
         _speedup_cost(v, claim, prices)
     return v
@@ -427,13 +453,13 @@ def _speedup_cost(v: Verdict, claim: Claim, prices) -> None:
         + ", or less energy per FLOP (measured J/PFLOP in the results shows what a device draws)."
     )  # fmt: skip
     v.verdict += (f" The {100 * cc:+.0f}% cost holds if a device-hour after costs at most {ratio:.3g}x one "
-                  f"before (the job uses {dh1 / dh0:.3g}x the device-hours), and energy at most {1 + cc:.3g}x "
-                  "per kWh.")  # fmt: skip
+                  f"before (the job uses {dh1 / dh0:.3g}x the device-hours); if energy is the cost, at the same "
+                  f"J/PFLOP it needs {1 + cc:.3g}x the price per kWh.")  # fmt: skip
 
 
 def _published(pt: _Measured):
     """The best published result for a measured vision point's device and workload, or None."""
-    if pt.llm or not pt.throughput:
+    if pt.llm or not pt.throughput or pt.devices > 1:  # published figures are per device
         return None
     from harness.published import best_published
 
@@ -445,7 +471,7 @@ def _cost(pt: _Measured, prices) -> str:
     from harness.cost import row_costs
 
     c = row_costs({"kind": "vision", "delivered_tflops": pt.delivered_tflops, "joules_per_pflop": pt.joules_per_pflop},
-                  prices)  # fmt: skip
+                  prices, pt.devices)  # fmt: skip
     if c["per_pflop_hour"] is None:
         return f"; its cost per PFLOP-hour is not measured at {prices.label()} (energy not measured)"
     return f"; a PFLOP-hour of this work costs {c['per_pflop_hour']:,.4g} at {prices.label()}"

@@ -114,6 +114,9 @@ def flat_rows(inp: Inputs, prices=None) -> list[dict]:
             if prices.given():
                 devices = p.world_size if not isinstance(p, LLMPoint) and p.aggregate and p.world_size else 1
                 costs = row_costs(row, prices, devices)
+                for part, price in (("energy", prices.per_kwh), ("device", prices.per_device_hour)):
+                    if price is None:  # shown as "no price", not as "not measured"
+                        costs[f"per_million_{part}"] = costs[f"per_pflop_hour_{part}"] = "no price"
                 row.update(cost_per_million_items=costs["per_million"], cost_per_pflop_hour=costs["per_pflop_hour"],
                            prices=prices.label(), _costs=costs)  # fmt: skip
             rows.append(row)
@@ -257,7 +260,8 @@ def series_styles(n: int) -> list[tuple]:
     series of a panel look alike however many there are."""
     import matplotlib
 
-    colours = matplotlib.colormaps["tab20"].colors
+    pairs = matplotlib.colormaps["tab20"].colors  # dark/light pairs: the 10 dark ones first, then the light
+    colours = pairs[0::2] + pairs[1::2]
     return [(colours[i % 20], MARKERS[(i // 20) % len(MARKERS)]) for i in range(n)]
 
 
@@ -397,6 +401,8 @@ PLOT_CAPTIONS = (
 
 
 def _fmt(v, f: str) -> str:
+    if isinstance(v, str):  # a reason in place of a figure ("no price")
+        return v
     return "not measured" if v is None else f % v
 
 

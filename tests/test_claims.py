@@ -48,12 +48,14 @@ def test_unstated_precision_reads_every_plausible_one():
 
 def test_category_sets_the_conventional_precision_and_leads_the_verdict():
     v = check_capacity(cap(precision="unstated", category="supercomputing"), [])
-    assert "supercomputing compute is counted at fp64 by convention" in v.steps[0]
-    assert {s.split(" on ")[0] for s in v.steps[1:]} == {"fp64"}
-    assert v.verdict.startswith("Read as supercomputing compute (fp64 by convention)")
-    assert "does not state the precision" not in v.verdict
+    assert "supercomputing compute is counted at fp64_tensor/fp64 by convention (read first)" in v.steps[0]
+    readings = [s.split(" on ")[0] for s in v.steps[1:]]
+    assert readings[:2] == ["fp64_tensor", "fp64"] and set(readings) == {"fp64_tensor", "fp64", "fp16", "int8", "fp32"}
+    assert "11,000,000 / 67 TFLOPS dense = 164,179" in v.steps[1]  # HPL runs on the FP64 tensor cores
+    assert v.verdict.startswith("Read as supercomputing compute (fp64_tensor/fp64 by convention)")
+    assert "does not state the precision" in v.verdict  # the other readings stay, and so does the caveat
     g = check_capacity(cap(precision="unstated", category="general"), [])
-    assert {s.split(" on ")[0] for s in g.steps[1:]} == {"fp32", "fp64"}
+    assert [s.split(" on ")[0] for s in g.steps[1:3]] == ["fp32", "fp64"]
     explicit = check_capacity(cap(precision="int8", category="intelligent"), [])  # an explicit precision wins
     assert {s.split(" on ")[0] for s in explicit.steps[1:]} == {"int8"}
 
@@ -65,7 +67,7 @@ def test_stated_utilisation_against_measured_mfu_by_hand():
     assert "6,600 P of useful work (11,000 x 0.6)" in line and "2.0x what was measured" in line  # 0.6 / 0.3
     busy = check_capacity(cap(utilisation=0.6, utilisation_of="cpu_time"), [pt])
     line = next(s for s in busy.steps if s.startswith("a busy rate"))
-    assert "at most 6,600 P-equivalent" in line and "1,980 P-equivalent on average" in line  # 11000 x 0.6 x 0.3
+    assert "at most 6,600 P-equivalent" in line and "1,980 P-equivalent at that MFU" in line  # 11000 x 0.6 x 0.3
     assert any("not how much of their peak" in s for s in busy.steps)
 
 
@@ -127,7 +129,8 @@ def test_claim_and_peak_commands_end_to_end(tmp_path):
     result = next(tmp_path.glob("2*.json"))
     r = runner.invoke(app, ["claim", "claims/public-claims.toml", "-r", str(result), "--peak", str(peak)])
     assert r.exit_code == 0, r.output
-    assert "verdict:" in r.stdout and "not comparable" in r.stdout  # its fp32 result vs the fp64 claim
+    assert "verdict:" in r.stdout  # its fp32 result against the supercomputing claim, read at fp64 by convention:
+    assert "no measurement at fp64_tensor/fp64 (the conventional reading)" in " ".join(r.stdout.split())
     assert "measured by modelpower peak" in r.stdout
     bad = tmp_path / "bad.toml"
     bad.write_text("version = 2")
@@ -191,7 +194,10 @@ def test_cost_in_claims_and_reports(tmp_path):
     assert r.exit_code == 0, r.output
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "## Cost of the measured work (electricity 0.1 per kWh, 2 per device-hour)" in md
-    assert "| 5.611 | 20.1 |" in md  # 0.0556 + 5.556 per million samples; 0.1 + 20 per PFLOP-hour
+    assert "| 0.05556 / 5.556 / 5.611 | 0.1 / 20 / 20.1 |" in md  # energy / device-time / total
+    r = CliRunner().invoke(app, ["report", str(tmp_path / "r.json"), "-o", str(tmp_path / "rep1"),
+                                 "--device-hour-price", "2"])  # fmt: skip
+    assert "| no price / 5.556 / 5.556 | no price / 20 / 20 |" in (tmp_path / "rep1" / "report.md").read_text()
     assert "Cost of the measured work" in (tmp_path / "rep" / "report.html").read_text()
     csv = (tmp_path / "rep" / "metrics.csv").read_text().splitlines()
     assert "cost_per_pflop_hour" in csv[0] and ",20.1," in csv[1]
@@ -238,7 +244,11 @@ def test_best_published_beside_matching_points_only(tmp_path):
     line = next(s for s in v.steps if s.startswith("resnet50-imagenet"))
     assert "ours is 10.0% of it" in line and "would deliver 11,000 P-equivalent" in line  # 11,000 x 0.1 / 0.1
     assert "best published" not in next(s for s in v.steps if s.startswith("steel-defect-resnet50"))
-    assert "at most 1,100 P-equivalent" in v.verdict and "it would deliver 11,000 P-equivalent" in v.verdict
+    assert "at most 1,100 P-equivalent" in v.verdict
+    assert (
+        "our best measured point gives 1,100 P-equivalent" in v.verdict and "deliver 11,000 P-equivalent" in v.verdict
+    )
+    assert "int8 run counted against the fp16 peak" in v.verdict
     from harness.results import write_result
     from tests.test_stats_results import make_result
 
@@ -258,3 +268,20 @@ def test_published_llm_decode_figure_matches_batch_and_precision():
     assert best_published("llama2-7b", a100, 1, "int8").value == 155.58
     assert best_published("llama2-7b", a100, 16, "bf16") is None  # a batch-1 figure, not for batch 16
     assert best_published("llama2-7b", "NVIDIA H100 80GB HBM3", 1, "bf16") is None  # another device
+
+
+def test_speedup_device_counts_go_together_and_aggregates_name_their_devices(tmp_path):
+    """A torchrun aggregate is named "2 x <device>": the efficiency is still measured; device
+    counts come in pairs of whole numbers; the efficiency applies to an increase only."""
+    pts = [make_point(throughput_sps=100.0, device_name="AMD EPYC"),
+           make_point(throughput_sps=180.0, aggregate=True, world_size=2, device_name="2 x AMD EPYC")]  # fmt: skip
+    c = Claim("s", "speedup", "", "", {"before_s": 100, "after_s": 40, "devices_before": 1, "devices_after": 2})
+    assert any("90% scaling efficiency" in s for s in check_speedup(c, pts).steps)
+    same = Claim("s", "speedup", "", "", {"before_s": 3600, "after_s": 1800, "devices_before": 2, "devices_after": 2})
+    v = check_speedup(same, pts)
+    assert any("would take 3,600 s" in s for s in v.steps) and v.verdict.startswith("The change in device count")
+    for body, error in [("devices_after=8", "go together"), ("devices_before=1.5\ndevices_after=2", "whole number")]:
+        f = tmp_path / "c.toml"
+        f.write_text(f'version=1\n[[claim]]\nid="a"\nkind="speedup"\nbefore_s=2\nafter_s=1\n{body}')
+        with pytest.raises(ClaimError, match=error):
+            load_claims(f)
