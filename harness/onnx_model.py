@@ -137,8 +137,8 @@ def fixed_batch(om: OnnxModel) -> int | None:
     return max(d[0] for d in dims)
 
 
-def count_flops(om: OnnxModel, shapes: dict[str, tuple[int, ...]]) -> int:
-    """FLOPs of one forward pass at `shapes` (multiply-add = 2), from the inferred graph."""
+def _at_shapes(om: OnnxModel, shapes: dict[str, tuple[int, ...]]) -> onnx.ModelProto:
+    """A copy of the model whose inputs are declared at the concrete `shapes`."""
     m = onnx.ModelProto()
     m.CopyFrom(om.model)
     for i in m.graph.input:
@@ -146,7 +146,12 @@ def count_flops(om: OnnxModel, shapes: dict[str, tuple[int, ...]]) -> int:
             for d, v in zip(i.type.tensor_type.shape.dim, shapes[i.name], strict=True):
                 d.Clear()
                 d.dim_value = v
-    m = shape_inference.infer_shapes(m, data_prop=True)
+    return m
+
+
+def count_flops(om: OnnxModel, shapes: dict[str, tuple[int, ...]]) -> int:
+    """FLOPs of one forward pass at `shapes` (multiply-add = 2), from the inferred graph."""
+    m = shape_inference.infer_shapes(_at_shapes(om, shapes), data_prop=True)
     known: dict[str, list[int]] = {}
     for vi in (*m.graph.input, *m.graph.value_info, *m.graph.output):
         dims = [d.dim_value if d.HasField("dim_value") else 0 for d in vi.type.tensor_type.shape.dim]
@@ -270,15 +275,8 @@ def _elem_type(om: OnnxModel, name: str) -> int:
 
 def output_shapes(om: OnnxModel, shapes: dict[str, tuple[int, ...]]) -> dict[str, list]:
     """Each graph output's shape at the input `shapes`, from shape inference (0 where unknown)."""
-    m = onnx.ModelProto()
-    m.CopyFrom(om.model)
-    for i in m.graph.input:
-        if i.name in shapes:
-            for d, v in zip(i.type.tensor_type.shape.dim, shapes[i.name], strict=True):
-                d.Clear()
-                d.dim_value = v
     try:
-        m = shape_inference.infer_shapes(m, data_prop=True)
+        m = shape_inference.infer_shapes(_at_shapes(om, shapes), data_prop=True)
     except Exception as e:
         raise UserError(f"{om.path.name}: ONNX shape inference fails at input {shapes}: {_first(e)}") from None
     outs = {

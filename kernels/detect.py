@@ -472,10 +472,27 @@ def _check(head: np.ndarray, anchors: np.ndarray, scales, pads, orig_hw) -> None
         raise ValueError(f"detect_postprocess: head must be [B, N, 4 + C], got {head.shape}")
     if anchors.shape != (head.shape[1], 3):
         raise ValueError(f"detect_postprocess: anchors {anchors.shape} do not fit head {head.shape}")
-    b = head.shape[0]
+    _check_meta("detect_postprocess", head.shape[0], scales, pads, orig_hw)
+
+
+def _check_meta(fn: str, b: int, scales, pads, orig_hw) -> None:
     for name, a in (("scales", scales), ("pads", pads), ("orig_hw", orig_hw)):
         if np.shape(a) != (b, 2):
-            raise ValueError(f"detect_postprocess: {name} must be [{b}, 2], got {np.shape(a)}")
+            raise ValueError(f"{fn}: {name} must be [{b}, 2], got {np.shape(a)}")
+
+
+def _run(kernel, out: np.ndarray, lead: tuple, scales, pads, orig_hw, conf, iou_thres, max_det, max_candidates,
+         stats) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Allocate the outputs, run a decoder kernel on the batch, report candidates if asked."""
+    n_b = out.shape[0]
+    dets = np.zeros((n_b, max_det, 6), np.float32)
+    counts = np.zeros(n_b, np.int64)
+    n_cand = np.zeros(n_b, np.int64)
+    meta = (np.asarray(scales, np.float64), np.asarray(pads, np.float64), np.asarray(orig_hw, np.float64))
+    kernel(out, *lead, *meta, conf, float(iou_thres), int(max_det), int(max_candidates), dets, counts, n_cand)
+    if stats is not None:
+        stats["candidates"] = n_cand
+    return dets, counts
 
 
 def detect_postprocess(
@@ -500,36 +517,15 @@ def detect_postprocess(
     if max_det < 1:
         raise ValueError("detect_postprocess: max_det must be >= 1")
     head = np.ascontiguousarray(head, dtype=np.float32)
-    n_b = head.shape[0]
-    dets = np.zeros((n_b, max_det, 6), np.float32)
-    counts = np.zeros(n_b, np.int64)
-    n_cand = np.zeros(n_b, np.int64)
-    _detect(
-        head,
-        np.ascontiguousarray(anchors, np.float32),
-        np.asarray(scales, np.float64),
-        np.asarray(pads, np.float64),
-        np.asarray(orig_hw, np.float64),
-        _logit(conf_thres),
-        float(iou_thres),
-        int(max_det),
-        int(max_candidates),
-        dets,
-        counts,
-        n_cand,
-    )
-    if stats is not None:
-        stats["candidates"] = n_cand
-    return dets, counts
+    lead = (np.ascontiguousarray(anchors, np.float32),)
+    return _run(_detect, head, lead, scales, pads, orig_hw, _logit(conf_thres), iou_thres, max_det, max_candidates,
+                stats)  # fmt: skip
 
 
 def _check_yolo(out: np.ndarray, scales, pads, orig_hw) -> None:
     if out.ndim != 3 or out.shape[0] == 0 or out.shape[1] < 5:
         raise ValueError(f"yolo_postprocess: output must be [B, 4 + C, A], got {out.shape}")
-    b = out.shape[0]
-    for name, a in (("scales", scales), ("pads", pads), ("orig_hw", orig_hw)):
-        if np.shape(a) != (b, 2):
-            raise ValueError(f"yolo_postprocess: {name} must be [{b}, 2], got {np.shape(a)}")
+    _check_meta("yolo_postprocess", out.shape[0], scales, pads, orig_hw)
 
 
 def yolo_postprocess(
@@ -549,23 +545,5 @@ def yolo_postprocess(
     if max_det < 1:
         raise ValueError("yolo_postprocess: max_det must be >= 1")
     out = np.ascontiguousarray(out, dtype=np.float32)
-    n_b = out.shape[0]
-    dets = np.zeros((n_b, max_det, 6), np.float32)
-    counts = np.zeros(n_b, np.int64)
-    n_cand = np.zeros(n_b, np.int64)
-    _detect_yolo(
-        out,
-        np.asarray(scales, np.float64),
-        np.asarray(pads, np.float64),
-        np.asarray(orig_hw, np.float64),
-        np.float32(conf_thres),
-        float(iou_thres),
-        int(max_det),
-        int(max_candidates),
-        dets,
-        counts,
-        n_cand,
-    )
-    if stats is not None:
-        stats["candidates"] = n_cand
-    return dets, counts
+    return _run(_detect_yolo, out, (), scales, pads, orig_hw, np.float32(conf_thres), iou_thres, max_det,
+                max_candidates, stats)  # fmt: skip
