@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.results import read_result
+from tests.test_robustness import assert_one_line
 
 runner = CliRunner()
 FAST = ["--device", "cpu", "--min-duration", "0", "--min-iters", "2", "--warmup", "1"]
@@ -81,11 +82,7 @@ def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def one_line_error(r, text):
-    assert r.exit_code == 2, r.output
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("modelpower: error:"), r.stderr
-    assert text in lines[0], lines[0]
+one_line_error = assert_one_line  # one `modelpower: error:` line, exit 2
 
 
 def result(folder):
