@@ -97,6 +97,7 @@ class VisionPlan:
     source: ImageSource | None
     settings: runner.RunSettings
     meter: Meter
+    onnx_models: dict = field(default_factory=dict)  # --task: each ONNX file loaded before the result file opens
 
 
 # `modelpower quick --profile`: default is a first look; ci is what a regression gate compares run
@@ -431,7 +432,7 @@ def _onnx_task_jobs(f: Path, req: VisionRequest, p: VisionPlan, sink: Sink) -> I
     om = ox.load_onnx(f)
     batches = [bs or ox.fixed_batch(om) or 1 for bs in onnx_batches(om, req)]
     del om
-    lm = runner.load_onnx_model(f, task_options(req), p.settings)
+    lm = p.onnx_models.get(f) or runner.load_onnx_model(f, task_options(req), p.settings)
     (precision,) = {key[1] for key in lm.prepared}
     for bs in batches:
         s = replace(p.settings, backend="onnxruntime", precision=precision)
@@ -456,6 +457,9 @@ def run_vision(req: VisionRequest, events: Events | None = None, sink: Sink | No
     events = events or Events()
     sink = sink or LocalSink(req.out_dir)
     p = plan(req, sink)
+    if req.task is not None:  # a file ONNX Runtime cannot load is one line, with no result file left behind
+        for f in p.onnx_files:
+            p.onnx_models[f] = runner.load_onnx_model(f, task_options(req), p.settings)
     events.note(f"device: {p.device_choice}")
     if p.device.type == "cuda":
         torch.backends.cudnn.benchmark = True

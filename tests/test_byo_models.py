@@ -373,3 +373,18 @@ def test_timm_pretrained_tags_are_architectures_too(tmp_path):
 
     assert get_preset("timm:resnet18.a1_in1k").input_hw == (224, 224)
     one_line_error(invoke("run", "timm:resnet18.zzz", *FAST, "--out", tmp_path), "no pretrained configuration")
+
+
+def test_a_file_onnxruntime_cannot_load_leaves_no_result_file(tmp_path, monkeypatch):
+    import harness.onnx_model as ox
+    from harness.errors import UserError
+
+    f = export(TinyClassifier(), tmp_path / "cls.onnx", (1, 3, 32, 48))
+
+    def refuse(om, device_type):
+        raise UserError(f"onnxruntime cannot load {om.path}: unsupported (simulated)")
+
+    monkeypatch.setattr(ox, "session", refuse)
+    one_line_error(invoke("run", f, "--task", "classify", *FAST, *FRAMES, "--out", tmp_path / "r"),
+                   "onnxruntime cannot load")  # fmt: skip
+    assert not list((tmp_path / "r").glob("*.json"))  # no incomplete result file left behind
