@@ -71,6 +71,7 @@ class LoadedModel:
     flops_per_sample: int
     prepared: dict = field(default_factory=dict)  # (backend, precision, mode) -> Prepared
     reference: str = "torch eager fp32, same input batch"  # what `model` is, for the agreement record
+    onnx: object | None = None  # an ONNX file's parsed model (harness.onnx_model.OnnxModel), else None
 
 
 def load_model(preset: Preset, settings: RunSettings, weights=None) -> LoadedModel:
@@ -113,6 +114,7 @@ def load_onnx_model(path: Path, opts, settings: RunSettings) -> LoadedModel:
         ox.weights_of(om),
         flops,
         reference="the ONNX file on onnxruntime's CPU provider, same input batch",
+        onnx=om,
     )
     info = {"onnx": str(Path(path).resolve()), "providers": sess.get_providers(), "input": inp, "output": out,
             "det_format": preset.det_format if preset.task == "detect" else None}  # fmt: skip

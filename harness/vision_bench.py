@@ -429,10 +429,8 @@ def _onnx_task_jobs(f: Path, req: VisionRequest, p: VisionPlan, sink: Sink) -> I
     """An ONNX file in our pipeline (--task): loaded once, one end-to-end point per batch size."""
     from harness import onnx_model as ox
 
-    om = ox.load_onnx(f)
-    batches = [bs or ox.fixed_batch(om) or 1 for bs in onnx_batches(om, req)]
-    del om
     lm = p.onnx_models.get(f) or runner.load_onnx_model(f, task_options(req), p.settings)
+    batches = [bs or ox.fixed_batch(lm.onnx) or 1 for bs in onnx_batches(lm.onnx, req)]
     (precision,) = {key[1] for key in lm.prepared}
     for bs in batches:
         s = replace(p.settings, backend="onnxruntime", precision=precision)
