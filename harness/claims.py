@@ -207,7 +207,7 @@ class _Measured:
 
 def _measured(pt) -> _Measured:
     if isinstance(pt, LLMPoint):
-        name, mfu, mfu_prec = f"{pt.model} prefill", pt.prefill_mfu, pt.precision
+        name, mfu, mfu_prec = f"{pt.model} prefill", pt.prefill_mfu, pt.compute_precision or pt.precision
     else:
         name, mfu, mfu_prec = pt.model, pt.mfu, pt.mfu_precision
     llm = isinstance(pt, LLMPoint)

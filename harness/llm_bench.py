@@ -9,15 +9,25 @@ memory is recorded as such and the sweep goes on (`llm_runner.measure_llm`).
 from __future__ import annotations
 
 import difflib
+import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from harness.devices import TORCH_DTYPES, check_precision
 from harness.errors import UserError
-from harness.llm_runner import PromptBatch, Workload, check_workload, measure_llm
+from harness.llm_runner import (
+    PromptBatch,
+    Workload,
+    agreement,
+    check_workload,
+    compute_precision,
+    greedy_reference,
+    measure_llm,
+    synthetic_prompts,
+)
 from harness.memory import check_fits
 from harness.prompts import Prompt
 from harness.session import MAX_WINDOW_S, Events, LocalSink, ResultSession, check_number, check_writable
@@ -46,6 +56,7 @@ class LLMRequest:
     assume_watts: float | None = None
     num_prompts: int | None = None  # sample this many prompts of the file, with the seed
     save_outputs: bool = False
+    engines: list[str] = field(default_factory=lambda: ["modelpower"])  # ours and/or "transformers"
 
 
 def _check_numbers(req: LLMRequest) -> None:
@@ -122,22 +133,58 @@ def prompt_batches(req: LLMRequest, prompts: list[Prompt], b: int, t: int | None
     return batches, w
 
 
+INT8_WEIGHTS = "int8 weight-only (per-output-channel scales), bf16 activations"
+
+
 def _load(req: LLMRequest, cfg: LLMConfig, dev: torch.device):
-    """(model, its source, load seconds): seeded random init for a preset, else the checkpoint."""
+    """(model, its source, load seconds): seeded random init for a preset, else the checkpoint, in
+    the dtype it computes in (bf16 for int8 weight-only: quantized later, by `_prepare`)."""
     from models.llm import build_llm
     from models.llm_checkpoint import load_checkpoint
     from models.llm_gguf import is_gguf, load_gguf
 
+    dtype = TORCH_DTYPES[compute_precision(req.precision)]
     t = time.perf_counter()
     if req.model in LLM_CONFIGS:
-        lm = build_llm(cfg, dev, TORCH_DTYPES[req.precision], req.seed)
+        lm = build_llm(cfg, dev, dtype, req.seed)
         source = {"kind": "random-init", "seed": req.seed}
     elif is_gguf(req.model):
-        lm, source = load_gguf(Path(req.model), dev, TORCH_DTYPES[req.precision])
+        lm, source = load_gguf(Path(req.model), dev, dtype)
     else:
-        lm = load_checkpoint(Path(req.model), dev, TORCH_DTYPES[req.precision])
+        lm = load_checkpoint(Path(req.model), dev, dtype)
         source = {"kind": "checkpoint", "path": str(Path(req.model).resolve())}
     return lm, source, time.perf_counter() - t
+
+
+def _prepare(req: LLMRequest, lm, grid, dev: torch.device) -> tuple[dict, object | None]:
+    """Lay the loaded model out for decode: fused projections; int8 weight-only if asked (with its
+    agreement against the bf16 model on the first point's prompts, greedy); the transformers peer
+    on the same tensors if asked. Returns (fields every point records, the peer engine or None)."""
+    from harness.llm_engines import TransformersEngine
+    from models.llm_linear import quantize_int8
+
+    lm.fuse()
+    extra = {}
+    if req.precision == "int8":
+        w, batches = grid[0]
+        bt = (
+            batches[0]
+            if batches
+            else PromptBatch(
+                synthetic_prompts(w, lm.cfg.vocab_size, dev),
+                None,
+                [w.prompt_len] * w.batch_size,
+                [w.output_len] * w.batch_size,
+            )
+        )
+        n = max(bt.out_lens)
+        ref = greedy_reference(lm, bt, n)
+        quantize_int8(lm)
+        extra = {"weights": INT8_WEIGHTS, "agreement": agreement(ref, greedy_reference(lm, bt, n), "bf16")}
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    peer = TransformersEngine(lm) if "transformers" in req.engines else None
+    return extra, peer
 
 
 def _grid(req: LLMRequest, cfg: LLMConfig, prompts: list[Prompt] | None, dev: torch.device):
@@ -169,8 +216,10 @@ def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
 
     events = events or Events()
     _check_numbers(req)
-    if req.precision not in TORCH_DTYPES:
-        raise UserError(f"unknown precision {req.precision!r}: use {', '.join(TORCH_DTYPES)}")
+    if req.precision not in (*TORCH_DTYPES, "int8"):
+        raise UserError(f"unknown precision {req.precision!r}: use {', '.join(TORCH_DTYPES)} or int8")
+    if req.precision == "int8" and "transformers" in req.engines:
+        raise UserError("--precision int8 (weight-only) is modelpower's own: run --engine transformers at bf16")
     if req.prompts is None and (req.num_prompts is not None):
         raise UserError("--num-prompts samples a prompts file: add --prompts")
     cfg = model_config(req.model)
@@ -181,12 +230,13 @@ def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
     sink = LocalSink(req.out_dir)
     dev, why = sink.device(req.device)
     grid = _grid(req, cfg, prompts, dev)
-    check_precision(dev, req.precision, "fp32 or bf16")
+    check_precision(dev, compute_precision(req.precision), "fp32 or bf16")
     check_writable(req.out_dir)
-    weights = cfg.param_count() * torch.finfo(TORCH_DTYPES[req.precision]).bits // 8
+    weights = cfg.param_count() * torch.finfo(TORCH_DTYPES[compute_precision(req.precision)]).bits // 8
     check_fits(f"{cfg.name}'s weights at {req.precision}", 0, weights, dev)
     lm, source, load_s = _load(req, cfg, dev)  # a bad checkpoint is one line, before anything else is said
     events.note(f"device: {why}")
+    extra, peer = _prepare(req, lm, grid, dev)
     meter = select_meter(dev.type, dev.index or 0, req.assume_watts)
     meter.idle()
     compile_decode = dev.type == "cuda" if req.compile is None else req.compile
@@ -195,15 +245,17 @@ def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
         "output_lens": req.output_lens or "each prompt's own", "device": str(dev), "precision": req.precision,
         "compile": compile_decode, "seed": req.seed, "energy_meter": meter.name, "assume_watts": req.assume_watts,
         "prompts": str(req.prompts) if req.prompts else "synthetic token ids", "num_prompts": len(prompts or []),
-        "tokenizer": tokenizer.source if tokenizer else None,
+        "tokenizer": tokenizer.source if tokenizer else None, "engines": req.engines,
     }  # fmt: skip
     with ResultSession(config, sink) as session:
-        for w, batches in grid:
+        for (w, batches), engine in itertools.product(grid, req.engines):
             label = f"{cfg.name} batch {w.batch_size}, prompt {w.prompt_len}, output {w.output_len}"
+            label += f" ({engine})" if len(req.engines) > 1 else ""
             with events.track(label, 1, "generations") as tick:
                 point = measure_llm(lm, w, dev, req.precision, source, req.min_duration, req.min_iters,
                                     compile_decode, meter, batches, load_s, progress=tick,
-                                    keep_outputs=req.save_outputs)  # fmt: skip
+                                    keep_outputs=req.save_outputs, engine=peer if engine == "transformers" else None,
+                                    extra=extra)  # fmt: skip
             if point.outputs and tokenizer is not None:  # invalid ids (NaN weights give -1) are not decoded
                 for o in point.outputs:
                     o["text"] = tokenizer.decode([i for i in o["output_ids"] if 0 <= i < cfg.vocab_size])

@@ -28,6 +28,7 @@ from harness.stats import latency_stats
 from harness.timing import device_sync, window_closed
 from kernels import sample_tokens
 from models.llm import DecoderLM, decode_flops, prefill_flops
+from models.llm_linear import matmul_weight_bytes
 
 
 @dataclass
@@ -75,11 +76,14 @@ def check_workload(w: Workload, max_position: int) -> None:
 
 
 def _sample(logits: torch.Tensor, w: Workload, step: int, out: torch.Tensor) -> torch.Tensor:
-    """Next tokens [B] on the logits' device, through our sample_tokens kernel (into `out` on a GPU)."""
+    """Next tokens [B] on the logits' device, through our sample_tokens kernel (into `out` on a GPU).
+    Logits come in the model's dtype; the kernel computes in float32 or wider (bf16 logits are
+    widened first on a GPU: Numba's CUDA arrays have no bf16)."""
     if logits.is_cuda:
-        sample_tokens(logits.contiguous(), w.temperature, w.top_k, w.top_p, seed=w.seed, step=step, out=out)
+        lg = logits.float() if logits.dtype == torch.bfloat16 else logits.contiguous()
+        sample_tokens(lg, w.temperature, w.top_k, w.top_p, seed=w.seed, step=step, out=out)
         return out
-    return torch.from_numpy(sample_tokens(logits.numpy(), w.temperature, w.top_k, w.top_p, w.seed, step))
+    return torch.from_numpy(sample_tokens(logits.float().numpy(), w.temperature, w.top_k, w.top_p, w.seed, step))
 
 
 def generate(model: DecoderLM, prompts: torch.Tensor, w: Workload, decode, pad: torch.Tensor | None = None,
@@ -95,17 +99,16 @@ def generate(model: DecoderLM, prompts: torch.Tensor, w: Workload, decode, pad: 
     nxt_buf = torch.empty(b, dtype=torch.long, device=device)
     positions = torch.arange(cache_len, device=device)  # no host-to-device copy per step
     device_sync(device)
-    step = decode if pad is None else (lambda x, p: decode(x, p, pad))
     with torch.inference_mode():
         t0 = time.perf_counter()
-        logits = model(prompts, positions[:t], pad)
+        logits = model(prompts, positions[:t], pad, last_only=True)
         nxt = _sample(logits[:, -1], w, 0, nxt_buf)
         out[:, 0] = nxt
         nxt.clamp_(min=0)  # -1 (no valid logit: NaN weights) is recorded in `out`, not fed back
         device_sync(device)
         stamps = [time.perf_counter()]
         for i in range(1, w.output_len):
-            logits = step(nxt.view(b, 1), positions[t + i - 1 : t + i])
+            logits = decode(nxt.view(b, 1), positions[t + i - 1 : t + i], pad, True)
             nxt = _sample(logits[:, -1], w, i, nxt_buf)
             out[:, i] = nxt
             nxt.clamp_(min=0)
@@ -114,11 +117,21 @@ def generate(model: DecoderLM, prompts: torch.Tensor, w: Workload, decode, pad: 
     return t0, stamps, out
 
 
+def compute_precision(precision: str) -> str:
+    """The dtype the matmuls and the KV cache run in: int8 weight-only computes in bf16."""
+    return "bf16" if precision == "int8" else precision
+
+
+def kv_cache_bytes(cfg, batch: int, length: int, dtype: torch.dtype) -> int:
+    """The static KV cache of `batch` sequences of `length` slots (keys and values, every layer)."""
+    return 2 * cfg.num_layers * batch * length * cfg.num_kv_heads * cfg.head_dim * (torch.finfo(dtype).bits // 8)
+
+
 def point_bytes(cfg, w: Workload, dtype: torch.dtype) -> float:
     """What one point allocates beside the weights: the KV cache for prompt + output tokens, and
     prefill's largest activations (logits or the MLP's hidden states for every prompt token)."""
     size = torch.finfo(dtype).bits // 8
-    kv = 2 * cfg.num_layers * w.batch_size * (w.prompt_len + w.output_len) * cfg.num_kv_heads * cfg.head_dim * size
+    kv = kv_cache_bytes(cfg, w.batch_size, w.prompt_len + w.output_len, dtype)
     prefill = 2 * w.batch_size * w.prompt_len * max(cfg.vocab_size, cfg.intermediate_size) * size
     return kv + prefill
 
@@ -126,6 +139,33 @@ def point_bytes(cfg, w: Workload, dtype: torch.dtype) -> float:
 def synthetic_prompts(w: Workload, vocab: int, device: torch.device) -> torch.Tensor:
     g = torch.Generator().manual_seed(w.seed)
     return torch.randint(0, vocab, (w.batch_size, w.prompt_len), generator=g).to(device)
+
+
+def greedy_reference(model: DecoderLM, bt: PromptBatch, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(float32 logits of the first generated position [B, V], greedy tokens [B, n]) of `bt`: what
+    `agreement` compares a transformed model (int8 weights) with."""
+    b, t = bt.ids.shape
+    model.setup_cache(b, t + n)
+    with torch.inference_mode():
+        first = model(bt.ids, torch.arange(t, device=bt.ids.device), bt.pad, last_only=True)[:, -1].float()
+    _, _, tokens = generate(model, bt.ids, Workload(b, t, n), model, bt.pad)
+    return first, tokens
+
+
+def agreement(ref: tuple[torch.Tensor, torch.Tensor], new: tuple[torch.Tensor, torch.Tensor], against: str) -> dict:
+    """How far `new` (greedy_reference of the transformed model) is from `ref` on the same prompts:
+    the fraction of generated tokens equal position by position (both free-running greedy), the
+    first step where any row differs, and the largest logit error at the first step."""
+    (l0, t0), (l1, t1) = ref, new
+    same = t0 == t1
+    differ = (~same).any(dim=0).nonzero()
+    return {
+        "against": against, "rows": t0.shape[0], "tokens": t0.shape[1],
+        "greedy_token_agreement": float(same.float().mean()),
+        "first_divergence_step": int(differ[0]) if len(differ) else None,
+        "max_abs_logit_error_first_step": float((l1 - l0).abs().nan_to_num(nan=float("inf")).max()),
+        "max_abs_logit_first_step": float(l0.abs().max()),
+    }  # fmt: skip
 
 
 def measure_llm(
@@ -142,6 +182,8 @@ def measure_llm(
     load_s: float | None = None,
     progress=None,  # progress(phase, elapsed_s, generations) as the window runs
     keep_outputs: bool = False,
+    engine=None,  # a peer engine (llm_engines.TransformersEngine); None: ours
+    extra: dict | None = None,  # further LLMPoint fields (weights, agreement) recorded as given
 ) -> LLMPoint:
     """Measure one (batch, prompt, output) point; OOM becomes a point with status "oom".
 
@@ -156,9 +198,12 @@ def measure_llm(
         kind="llm", model=cfg.name, source=source, device=str(device), device_name=device_name(device),
         precision=precision, batch_size=w.batch_size, prompt_len=w.prompt_len, output_len=w.output_len,
         sampling={"temperature": w.temperature, "top_k": w.top_k, "top_p": w.top_p, "seed": w.seed},
-        params=cfg.param_count(), compiled=compile_decode, load_s=load_s,
-    )  # fmt: skip
-    too_big = fits(0, point_bytes(cfg, w, TORCH_DTYPES[precision]), device)
+        params=cfg.param_count(), compiled=compile_decode and engine is None, load_s=load_s,
+        engine=engine.name if engine else "modelpower", compute_precision=compute_precision(precision),
+        kv_cache_bytes=kv_cache_bytes(cfg, w.batch_size, w.prompt_len + w.output_len,
+                                      TORCH_DTYPES[compute_precision(precision)]),
+    ) | (extra or {})  # fmt: skip
+    too_big = fits(0, point_bytes(cfg, w, TORCH_DTYPES[compute_precision(precision)]), device)
     if too_big:
         return LLMPoint(status="oom", flags=["oom"], detail=f"not run: {too_big} (estimated)", **base)
     if batches is None:
@@ -166,7 +211,7 @@ def measure_llm(
         batches = [PromptBatch(ids, None, [w.prompt_len] * w.batch_size, [w.output_len] * w.batch_size)]
     cache_len = w.prompt_len + w.output_len
     decode = model
-    if compile_decode:
+    if compile_decode and engine is None:
         mode = "reduce-overhead" if device.type == "cuda" else "default"
         decode = torch.compile(model, mode=mode, fullgraph=True, dynamic=False)
     if device.type == "cuda":
@@ -174,7 +219,10 @@ def measure_llm(
 
     def run(k: int):
         bt = batches[k % len(batches)]
-        return (*generate(model, bt.ids, replace(w, output_len=max(bt.out_lens)), decode, bt.pad, cache_len), bt)
+        wk = replace(w, output_len=max(bt.out_lens))
+        if engine is not None:
+            return (*engine.generate(bt.ids, wk, bt.pad, cache_len), bt)
+        return (*generate(model, bt.ids, wk, decode, bt.pad, cache_len), bt)
 
     try:
         t = time.perf_counter()
@@ -222,16 +270,16 @@ def _metrics(model, w, device, precision, base, compile_s, runs, window, reading
     p_flops = sum(prefill_flops(cfg, t) for *_, bt in runs for t in bt.lens)
     d_flops = sum(decode_flops(cfg, t + i + 1) for *_, bt in runs for t, n in zip(bt.lens, bt.out_lens, strict=True)
                   for i in range(1, n))  # fmt: skip
-    peak, peak_src = nameplate_peak(device, precision)
+    peak, peak_src = nameplate_peak(device, compute_precision(precision))
     total_ttft = float(np.sum(ttft))
     prefill_tflops = p_flops / total_ttft / 1e12
-    dtype_bytes = torch.finfo(TORCH_DTYPES[precision]).bits // 8
+    dtype_bytes = torch.finfo(TORCH_DTYPES[compute_precision(precision)]).bits // 8
     b = w.batch_size
     mean_prompt = prompt_tokens / (len(runs) * b)
     mean_out = out_tokens / (len(runs) * b)
     mean_ctx = mean_prompt + (mean_out + 1) / 2
     kv_bytes = 2 * cfg.num_layers * b * mean_ctx * cfg.num_kv_heads * cfg.head_dim * dtype_bytes
-    step_bytes = cfg.matmul_params() * dtype_bytes + kv_bytes
+    step_bytes = matmul_weight_bytes(model) + kv_bytes  # the bytes actually read: int8 weights count 1 each
     steps = sum(len(stamps) - 1 for _, stamps, _, _ in runs)
     total_decode_s = float(np.sum(decode_s))
     decode_steps_per_s = steps / total_decode_s if steps else None

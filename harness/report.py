@@ -79,7 +79,7 @@ def flat_rows(inp: Inputs, prices=None) -> list[dict]:
                        joules_per_pflop=p.joules_per_pflop)  # fmt: skip
             if isinstance(p, LLMPoint):
                 ok = p.status == "ok"
-                row.update(kind="llm", task="generate", backend="torch", prompt_len=p.prompt_len,
+                row.update(kind="llm", task="generate", backend=p.engine, prompt_len=p.prompt_len,
                            output_len=p.output_len, throughput=p.output_tokens_per_s, throughput_unit="output tokens/s",
                            latency_p50_ms=p.itl.p50_ms if ok and p.itl else None,
                            latency_p90_ms=p.itl.p90_ms if ok and p.itl else None,

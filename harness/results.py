@@ -142,6 +142,11 @@ class LLMPoint:
     output_tokens_mean: float | None = None  # tokens each sequence asked for, on average
     padding: str | None = None  # how prompts of different lengths shared a batch, if they did
     outputs: list[dict] | None = None  # --save-outputs: generated ids (and text) per prompt
+    engine: str = "modelpower"  # whose generation loop ran: ours, or the peer ("transformers")
+    compute_precision: str | None = None  # matmuls and KV cache (int8 weight-only computes in bf16)
+    weights: str | None = None  # how the weights were stored when not in `precision` (int8 weight-only)
+    agreement: dict | None = None  # int8: greedy tokens and first-step logits against the bf16 model
+    kv_cache_bytes: int | None = None  # the static KV cache allocated for the point
     flags: list[str] = field(default_factory=list)
 
 

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.llm_linear import Linear
+
 
 @dataclass(frozen=True)
 class LLMConfig:
@@ -99,21 +101,32 @@ class Attention(nn.Module):
         super().__init__()
         h, kv = cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim
         self.cfg = cfg
-        self.q_proj = nn.Linear(h, h, bias=cfg.qkv_bias)
-        self.k_proj = nn.Linear(h, kv, bias=cfg.qkv_bias)
-        self.v_proj = nn.Linear(h, kv, bias=cfg.qkv_bias)
-        self.o_proj = nn.Linear(h, h, bias=False)
+        self.q_proj = Linear(h, h, bias=cfg.qkv_bias)
+        self.k_proj = Linear(h, kv, bias=cfg.qkv_bias)
+        self.v_proj = Linear(h, kv, bias=cfg.qkv_bias)
+        self.o_proj = Linear(h, h, bias=False)
+        self.qkv_proj: nn.Module | None = None  # fuse(): q, k and v in one matmul
         self.k_cache: torch.Tensor | None = None
         self.v_cache: torch.Tensor | None = None
+
+    def fuse(self) -> None:
+        """q_proj, k_proj and v_proj become one `qkv_proj` (rows concatenated): one matmul reads them."""
+        self.qkv_proj = _fused_linear([self.q_proj, self.k_proj, self.v_proj])
+        del self.q_proj, self.k_proj, self.v_proj
 
     def forward(self, x, cos, sin, pos: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Prefill (t > 1, from position 0: `mask` None is plain causal, else [B, 1, t, t] for left
         padding) or decode (t = 1: `mask` [B or 1, 1, 1, cache] over the whole static cache)."""
         b, t, _ = x.shape
         c = self.cfg
-        q = self.q_proj(x).view(b, t, c.num_heads, c.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
+        if self.qkv_proj is not None:
+            kv = c.num_kv_heads * c.head_dim
+            q, k, v = self.qkv_proj(x).split([c.hidden_size, kv, kv], -1)
+        else:
+            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        q = q.view(b, t, c.num_heads, c.head_dim).transpose(1, 2)
+        k = k.view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
+        v = v.view(b, t, c.num_kv_heads, c.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         self.k_cache.index_copy_(2, pos, k)
         self.v_cache.index_copy_(2, pos, v)
@@ -130,12 +143,32 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, cfg: LLMConfig):
         super().__init__()
-        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+        self.gate_proj = Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+        self.gate_up_proj: nn.Module | None = None  # fuse(): gate and up in one matmul
+
+    def fuse(self) -> None:
+        self.gate_up_proj = _fused_linear([self.gate_proj, self.up_proj])
+        del self.gate_proj, self.up_proj
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        if self.gate_up_proj is not None:
+            gate, up = self.gate_up_proj(x).chunk(2, -1)
+        else:
+            gate, up = self.gate_proj(x), self.up_proj(x)
+        return self.down_proj(F.silu(gate) * up)
+
+
+def _fused_linear(parts: list[nn.Linear]) -> Linear:
+    """One Linear whose weight (and bias) rows are `parts`' in order; the parts' tensors are freed
+    with them. `unfused_state_dict` gives them back as views."""
+    w = torch.cat([p.weight.detach() for p in parts])
+    fused = Linear(w.shape[1], w.shape[0], bias=parts[0].bias is not None, device="meta", dtype=w.dtype)
+    fused.weight = nn.Parameter(w, requires_grad=False)
+    if parts[0].bias is not None:
+        fused.bias = nn.Parameter(torch.cat([p.bias.detach() for p in parts]), requires_grad=False)
+    return fused
 
 
 class Layer(nn.Module):
@@ -166,7 +199,7 @@ class DecoderLM(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.model = Backbone(cfg)
-        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.lm_head = Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
         self.cos: torch.Tensor | None = None
@@ -188,11 +221,38 @@ class DecoderLM(nn.Module):
             layer.self_attn.v_cache = torch.zeros(shape, device=p.device, dtype=p.dtype)
         self.cos, self.sin = rope_tables(c, length, p.device, p.dtype)
 
-    def forward(self, tokens: torch.Tensor, pos: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+    def fuse(self) -> DecoderLM:
+        """Fused projections for decode (q/k/v in one matmul, gate/up in one): the same logits with
+        fewer, larger matmuls. Checkpoints load before fusing, under their own names."""
+        for layer in self.model.layers:
+            if layer.self_attn.qkv_proj is None:
+                layer.self_attn.fuse()
+                layer.mlp.fuse()
+        return self
+
+    def unfused_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights under Hugging Face's names (q_proj, gate_proj, ...), fused ones as row views
+        (no copy): what a transformers model of the same architecture loads."""
+        sd, c = {}, self.cfg
+        kv = c.num_kv_heads * c.head_dim
+        split = {"qkv_proj": (["q_proj", "k_proj", "v_proj"], [c.hidden_size, kv, kv]),
+                 "gate_up_proj": (["gate_proj", "up_proj"], [c.intermediate_size] * 2)}  # fmt: skip
+        for name, t in self.state_dict().items():
+            parent, proj, kind = name.rsplit(".", 2) if name.count(".") >= 2 else ("", "", name)
+            if proj in split:
+                for part, view in zip(split[proj][0], t.split(split[proj][1]), strict=True):
+                    sd[f"{parent}.{part}.{kind}"] = view
+            else:
+                sd[name] = t
+        return sd
+
+    def forward(self, tokens: torch.Tensor, pos: torch.Tensor, pad: torch.Tensor | None = None,
+                last_only: bool = False) -> torch.Tensor:  # fmt: skip
         """`pos`: the cache slots of `tokens` (shared by the batch). `pad` [B], if given: row b is left
         padded with pad[b] slots, which no query attends to and which do not count as positions
         (row b's token at slot j sits at RoPE position j - pad[b], as with Hugging Face's
-        attention mask and position ids)."""
+        attention mask and position ids). `last_only`: logits [B, 1, vocab] of the last position
+        only, in the model's dtype (what sampling needs); else float32 logits of every position."""
         x = self.model.embed_tokens(tokens)
         length = self.cos.shape[0]
         slots = torch.arange(length, device=tokens.device)
@@ -217,6 +277,8 @@ class DecoderLM(nn.Module):
                 mask = ((k <= q) & real | (k == q)).unsqueeze(1)  # [B, 1, t, t]
         for layer in self.model.layers:
             x = layer(x, cos, sin, pos, mask)
+        if last_only:
+            return self.lm_head(self.model.norm(x[:, -1:]))
         return self.lm_head(self.model.norm(x)).float()
 
 

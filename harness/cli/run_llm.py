@@ -38,7 +38,16 @@ def run_llm(
         typer.Option(help="Generated tokens (no stop at EOS); a list sweeps; 'dataset': each record's own [64]."),
     ] = None,
     device: DeviceOpt = "auto",
-    precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16.")] = "bf16",
+    precision: Annotated[
+        str, typer.Option(help="fp32, fp16, bf16, or int8 (weight-only, per-channel scales, bf16 activations).")
+    ] = "bf16",
+    engine: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Generation engine(s): modelpower, transformers (generate() on the same weights); "
+            "a list runs each on every point [modelpower]."
+        ),
+    ] = None,
     temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
     top_k: Annotated[int, typer.Option(help="Top-k (0 = all tokens).")] = 0,
     top_p: Annotated[float, typer.Option(help="Top-p (1 = off).")] = 1.0,
@@ -65,13 +74,14 @@ def run_llm(
     """Benchmark LLM generation: TTFT, inter-token latency, tokens/s, prefill MFU, decode MBU, energy."""
     from harness.cli.tables import llm_table
     from harness.llm_bench import LLMRequest, run_llm
+    from harness.llm_engines import parse_engines
     from harness.session import parse_sizes
 
     req = LLMRequest(
         model=model, batch_sizes=parse_sizes(batch_size), device=device, precision=precision,
         prompt_lens=parse_sizes(prompt_len, "prompt length") if prompt_len else None,
         output_lens=None if output_len == ["dataset"] else parse_sizes(output_len or ["64"], "output length"),
-        num_prompts=num_prompts, save_outputs=save_outputs,
+        num_prompts=num_prompts, save_outputs=save_outputs, engines=parse_engines(engine),
         temperature=temperature, top_k=top_k, top_p=top_p, compile=compile, prompts=prompts,
         min_duration=min_duration, min_iters=min_iters, out_dir=out_dir, seed=seed, assume_watts=assume_watts,
     )  # fmt: skip

@@ -60,9 +60,9 @@ def print_footnotes(points) -> None:
 def llm_table(points) -> Table:
     """LLM points: TTFT, inter-token latency, tokens/s, prefill MFU, decode bandwidth, energy."""
     t = _table("LLM generation (latencies in ms)",
-               ("model", "prec", "batch", "prompt", "output", "TTFT p50", "ITL p50", "ITL p99", "TPOT",
+               ("model", "engine", "prec", "batch", "prompt", "output", "TTFT p50", "ITL p50", "ITL p99", "TPOT",
                 "prefill tok/s", "decode tok/s", "prefill MFU", "decode GB/s", "MBU", "J/token", "status"),
-               ("model", "prec", "status"))  # fmt: skip
+               ("model", "engine", "prec", "status"))  # fmt: skip
 
     def f(v, fmt):
         return "-" if v is None else format(v, fmt)
@@ -70,7 +70,7 @@ def llm_table(points) -> Table:
     for p in points:
         ok = p.status == "ok"
         t.add_row(
-            p.model, p.precision, str(p.batch_size), str(p.prompt_len), str(p.output_len),
+            p.model, p.engine, p.precision, str(p.batch_size), str(p.prompt_len), str(p.output_len),
             f(p.ttft.p50_ms if ok else None, ".1f"), f(p.itl.p50_ms if ok and p.itl else None, ".2f"),
             f(p.itl.p99_ms if ok and p.itl else None, ".2f"), f(p.tpot_ms, ".2f"), f(p.prefill_tokens_per_s, ".0f"),
             f(p.decode_tokens_per_s, ".0f"), f(100 * p.prefill_mfu if p.prefill_mfu else None, ".1f"),

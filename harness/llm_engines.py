@@ -1,0 +1,116 @@
+"""The peer engine for `run-llm --engine`: Hugging Face transformers' `generate()` on the same weights.
+
+`modelpower` (ours, `llm_runner.generate`) and `transformers` run the same workload: the same
+prompts (left padded with an attention mask), the same output length with no stop at EOS
+(`min_new_tokens = max_new_tokens`), the same sampling settings, a static KV cache, and the same
+weights. The transformers model is built on the meta device and takes our tensors without a copy
+(fused projections as row views), so the comparison costs no second copy of the weights.
+
+transformers' own defaults are kept (SDPA attention; on a GPU it compiles the forward of a static
+cache by itself): the peer is the engine people use, as they use it. Its timestamps come from a
+streamer that transformers calls with each new token after moving it to the host (a device
+synchronize), the same point in time as ours.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from harness.errors import UserError
+from harness.llm_runner import Workload
+from models.llm import DecoderLM
+
+ENGINES = ("modelpower", "transformers")
+HF_CLASSES = {"llama": "Llama", "qwen2": "Qwen2", "mistral": "Mistral"}
+
+
+def parse_engines(values: list[str] | None) -> list[str]:
+    """`--engine modelpower,transformers` (comma lists or repeats) as a list, in order, each once."""
+    names = [v.strip() for item in values or ["modelpower"] for v in item.split(",") if v.strip()]
+    for n in names:
+        if n not in ENGINES:
+            raise UserError(f"unknown --engine {n!r}: use {', '.join(ENGINES)}")
+    return list(dict.fromkeys(names)) or ["modelpower"]
+
+
+def to_transformers(model: DecoderLM):
+    """A transformers CausalLM of `model`'s architecture holding `model`'s own weight tensors."""
+    try:
+        import transformers
+    except ImportError:
+        raise UserError("--engine transformers needs the transformers package: pip install transformers") from None
+    c = model.cfg
+    prefix = HF_CLASSES[c.family]
+    config = getattr(transformers, f"{prefix}Config")(
+        vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_hidden_layers=c.num_layers,
+        num_attention_heads=c.num_heads, num_key_value_heads=c.num_kv_heads, intermediate_size=c.intermediate_size,
+        max_position_embeddings=c.max_position, rope_theta=c.rope_theta, rms_norm_eps=c.norm_eps,
+        tie_word_embeddings=c.tie_embeddings,
+    )  # fmt: skip
+    if c.family == "mistral":
+        config.sliding_window = None  # our decoder attends to the whole context
+    p = next(model.parameters())
+    with torch.device("meta"):
+        hf = getattr(transformers, f"{prefix}ForCausalLM")(config)
+    hf.load_state_dict(model.unfused_state_dict(), assign=True, strict=True)
+    with torch.device(p.device):  # RoPE tables are buffers outside the state dict: build them for real
+        hf.model.rotary_emb = type(hf.model.rotary_emb)(config=config)
+    return hf.to(p.dtype).eval()
+
+
+class _Stamps:
+    """A transformers streamer that keeps the time each new token reached the host."""
+
+    def __init__(self):
+        self.stamps: list[float] = []
+        self.calls = 0
+
+    def put(self, value) -> None:
+        self.calls += 1
+        if self.calls > 1:  # the first call is the prompt
+            self.stamps.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+class TransformersEngine:
+    """`generate(ids, w, pad, cache_len)` as `llm_runner.generate`, through transformers' generate()."""
+
+    name = "transformers"
+
+    def __init__(self, model: DecoderLM):
+        self.hf = to_transformers(model)
+        self.vocab = model.cfg.vocab_size
+
+    def generate(self, prompts: torch.Tensor, w: Workload, pad: torch.Tensor | None,
+                 cache_len: int | None = None) -> tuple[float, list[float], torch.Tensor]:  # fmt: skip
+        from transformers import GenerationConfig
+
+        t = prompts.shape[1]
+        mask = torch.ones_like(prompts)
+        if pad is not None:
+            mask = (torch.arange(t, device=prompts.device).view(1, t) >= pad.view(-1, 1)).long()
+        sampled = w.temperature > 0
+        gc = GenerationConfig(
+            max_new_tokens=w.output_len, min_new_tokens=w.output_len, do_sample=sampled,
+            temperature=w.temperature if sampled else None, top_k=w.top_k if sampled else None,
+            top_p=w.top_p if sampled else None, cache_implementation="static", pad_token_id=0,
+        )  # fmt: skip
+        if sampled:
+            torch.manual_seed(w.seed)
+        streamer = _Stamps()
+        if prompts.is_cuda:
+            torch.cuda.synchronize(prompts.device)
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            seq = self.hf.generate(prompts, attention_mask=mask, generation_config=gc, streamer=streamer)
+        out = seq[:, t:]
+        if out.shape[1] != w.output_len or len(streamer.stamps) != w.output_len:
+            raise RuntimeError(f"transformers generated {out.shape[1]} tokens, {w.output_len} were asked")
+        return t0, streamer.stamps, out
+
+
+__all__ = ["ENGINES", "TransformersEngine", "parse_engines", "to_transformers"]

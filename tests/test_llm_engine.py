@@ -1,0 +1,203 @@
+"""The LLM engine's decode layout: the CPU decode matmul kernel against its NumPy reference, fused
+projections, int8 weight-only, and transformers' generate() as the peer engine on the same weights."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.llm_engines import TransformersEngine, parse_engines
+from harness.llm_runner import PromptBatch, Workload, agreement, generate, greedy_reference
+from harness.results import read_result
+from kernels.gemv import bf16_bits_to_f32_ref, linear_rows, linear_rows_ref
+from models.llm import LLM_CONFIGS, LLMConfig, build_llm, init_random
+from models.llm_linear import ROWS_MAX, Int8Linear, Linear, matmul_weight_bytes, quantize_int8
+
+CPU = torch.device("cpu")
+TINY = LLM_CONFIGS["llm-tiny"]
+QWEN = LLMConfig("tiny-qwen", 512, 64, 2, 4, 2, 96, 256, 1e6, qkv_bias=True, tie_embeddings=True, family="qwen2")
+runner = CliRunner()
+
+
+# ------------------------------------------------------------------ the kernel against its reference
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(1, ROWS_MAX), n=st.integers(1, 70), k=st.integers(1, 300), int8=st.booleans(),
+       seed=st.integers(0, 2**16))  # fmt: skip
+def test_linear_rows_equals_the_reference(m, n, k, int8, seed):
+    g = np.random.default_rng(seed)
+    x = g.standard_normal((m, k)).astype(np.float32)
+    if int8:
+        w = g.integers(-127, 128, (n, k)).astype(np.int8)
+        scales = (g.random(n) * 0.01).astype(np.float32)
+    else:
+        w = torch.randn(n, k, generator=torch.Generator().manual_seed(seed), dtype=torch.bfloat16)
+        w, scales = w.view(torch.int16).numpy().view(np.uint16), None
+    ref = linear_rows_ref(x, w, scales)
+    got = linear_rows(x, w, scales)
+    scale = np.abs(x) @ np.abs(w.astype(np.float64) if int8 else bf16_bits_to_f32_ref(w)).T
+    if scales is not None:
+        scale = scale * scales
+    assert got.shape == (m, n) and got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, rtol=0, atol=float(1e-5 * scale.max() + 1e-30))
+
+
+def test_linear_rows_edge_values_and_bad_input():
+    bits = np.array([[0x7FC0, 0x3F80], [0x7F80, 0x3F80]], np.uint16)  # [NaN, 1], [inf, 1]
+    y = linear_rows(np.array([[1.0, 2.0]], np.float32), bits)
+    assert np.isnan(y[0, 0]) and y[0, 1] == np.inf
+    assert bf16_bits_to_f32_ref(np.array([0x3F80, 0xC000], np.uint16)).tolist() == [1.0, -2.0]
+    with pytest.raises(ValueError, match="x \\[M, K\\]"):
+        linear_rows(np.zeros((1, 3), np.float32), np.zeros((2, 4), np.uint16))
+    with pytest.raises(ValueError, match="scales"):
+        linear_rows(np.zeros((1, 4), np.float32), np.zeros((2, 4), np.int8))
+    with pytest.raises(ValueError, match="uint16"):
+        linear_rows(np.zeros((1, 4), np.float32), np.zeros((2, 4), np.float16))
+
+
+def test_linear_module_takes_the_kernel_for_decode_rows_only(monkeypatch):
+    """bf16 decode rows go through the kernel and equal torch's linear; prefill rows, grad mode and
+    fp32 weights stay with torch."""
+    torch.manual_seed(0)
+    lin = Linear(96, 40, bias=True).to(torch.bfloat16)
+    calls = []
+    import models.llm_linear as ll
+
+    monkeypatch.setattr(ll, "linear_rows", lambda *a: calls.append(1) or linear_rows(*a))
+    x = torch.randn(2, 1, 96, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        y = lin(x)
+        assert calls == [1] and y.dtype == torch.bfloat16 and y.shape == (2, 1, 40)
+        torch.testing.assert_close(y, F.linear(x, lin.weight, lin.bias), rtol=1e-2, atol=1e-2)
+        lin(torch.randn(1, ROWS_MAX + 1, 96, dtype=torch.bfloat16))  # prefill: torch's GEMM
+        lin.float()(x.float())  # fp32 weights: torch
+    lin.to(torch.bfloat16)(x)  # grad mode: torch
+    assert calls == [1]
+
+
+# ------------------------------------------------------------------ fused projections
+@pytest.mark.parametrize("cfg", [TINY, QWEN], ids=["llama", "qwen2-bias-tied"])
+def test_fused_projections_give_the_unfused_logits(cfg):
+    m = build_llm(cfg, CPU, torch.float32, 0)
+    tokens = torch.randint(0, cfg.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
+    pos = torch.arange(12)
+    m.setup_cache(2, 16)
+    with torch.inference_mode():
+        before = m(tokens, pos)
+        hf_names = set(m.state_dict())
+        m.fuse()
+        after = m(tokens, pos)
+        step = m(tokens[:, :1], torch.tensor([12]))  # a decode step after the fused prefill
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
+    assert torch.isfinite(step).all()
+    sd = m.unfused_state_dict()
+    assert set(sd) == hf_names  # the names a checkpoint (or transformers) uses
+    qkv = m.model.layers[0].self_attn.qkv_proj.weight
+    assert sd["model.layers.0.self_attn.k_proj.weight"].data_ptr() == qkv[cfg.hidden_size :].data_ptr()  # a view
+
+
+def test_fused_prefill_and_cached_decode_equal_the_no_cache_forward():
+    """Greedy generation with fused weights and last-position logits equals argmax of full
+    no-cache forwards of the growing sequence."""
+    m = init_random(build_llm(TINY, CPU, torch.float32, 0), 1, std=0.3).fuse()
+    prompt = torch.randint(0, TINY.vocab_size, (2, 7), generator=torch.Generator().manual_seed(3))
+    _, _, out = generate(m, prompt, Workload(2, 7, 5), m)
+    seq = prompt
+    for i in range(5):
+        m.setup_cache(2, seq.shape[1])
+        with torch.inference_mode():
+            nxt = m(seq, torch.arange(seq.shape[1]))[:, -1].argmax(-1)
+        assert torch.equal(nxt, out[:, i]), i
+        seq = torch.cat([seq, nxt[:, None]], 1)
+
+
+# ------------------------------------------------------------------ int8 weight-only
+def test_int8_linear_quantization_and_both_paths():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 48, bias=True).to(torch.bfloat16)
+    q = Int8Linear.quantize(lin)
+    assert q.weight.dtype == torch.int8 and q.scales.dtype == torch.bfloat16 and q.weight.abs().max() <= 127
+    deq = q.weight.float() * q.scales.float()[:, None]
+    # half a step of the stored (bf16) scale; a row's largest weight may clamp by up to 127 x 2^-9 more
+    assert ((deq - lin.weight.float()).abs() <= q.scales.float()[:, None] * (0.5 + 127 * 2**-9)).all()
+    x = torch.randn(3, 64, dtype=torch.bfloat16)
+    torch_path = F.linear(x, q.weight.to(x.dtype)) * q.scales + q.bias
+    with torch.inference_mode():
+        kernel_path = q(x)  # 3 rows on the CPU: our kernel
+    torch.testing.assert_close(kernel_path, torch_path, rtol=2e-2, atol=2e-2)
+
+
+def test_int8_model_reads_about_half_the_bytes_and_agrees_with_bf16():
+    m = build_llm(TINY, CPU, torch.bfloat16, 0).fuse()
+    bf16_bytes = matmul_weight_bytes(m)
+    assert bf16_bytes == 2 * TINY.matmul_params()
+    ids = torch.randint(0, TINY.vocab_size, (2, 10), generator=torch.Generator().manual_seed(0))
+    bt = PromptBatch.of(ids.tolist(), [6, 6], CPU)
+    ref = greedy_reference(m, bt, 6)
+    quantize_int8(m)
+    int8_bytes = matmul_weight_bytes(m)
+    assert TINY.matmul_params() < int8_bytes < 1.05 * TINY.matmul_params()  # int8 + bf16 scales per row
+    a = agreement(ref, greedy_reference(m, bt, 6), "bf16")
+    assert a["rows"] == 2 and a["tokens"] == 6 and 0 <= a["greedy_token_agreement"] <= 1
+    assert 0 < a["max_abs_logit_error_first_step"] < 0.1 * a["max_abs_logit_first_step"]
+    same = agreement(ref, ref, "bf16")
+    assert same["greedy_token_agreement"] == 1.0 and same["first_divergence_step"] is None
+    other = (ref[0], ref[1].clone())
+    other[1][1, 4] += 1
+    assert agreement(ref, other, "bf16")["first_divergence_step"] == 4
+
+
+# ------------------------------------------------------------------ transformers as the peer engine
+@pytest.mark.parametrize("cfg", [TINY, QWEN], ids=["llama", "qwen2-bias-tied"])
+def test_transformers_engine_generates_our_tokens_on_the_same_weights(cfg):
+    pytest.importorskip("transformers")
+    m = init_random(build_llm(cfg, CPU, torch.float32, 0), 2, std=0.3).fuse()
+    g = torch.Generator().manual_seed(1)
+    rows = [torch.randint(0, cfg.vocab_size, (n,), generator=g).tolist() for n in (9, 4)]
+    bt = PromptBatch.of(rows, [6, 6], CPU)
+    peer = TransformersEngine(m)
+    assert peer.hf.model.embed_tokens.weight.data_ptr() == m.model.embed_tokens.weight.data_ptr()  # no copy
+    w = Workload(2, 9, 6)
+    t0, stamps, theirs = peer.generate(bt.ids, w, bt.pad, 15)
+    ours = generate(m, bt.ids, w, m, bt.pad, 15)[2]
+    assert torch.equal(theirs, ours) and len(stamps) == 6 and t0 < stamps[0]
+
+
+def test_run_llm_engines_side_by_side_and_int8(tmp_path):
+    pytest.importorskip("transformers")
+    args = ["run-llm", "llm-tiny", "-b", "2", "--prompt-len", "8", "--output-len", "4", "--min-duration", "0",
+            "--min-iters", "1", "--out", str(tmp_path)]  # fmt: skip
+    r = runner.invoke(app, [*args, "--engine", "modelpower,transformers"])
+    assert r.exit_code == 0, r.output
+    res = read_result(next(tmp_path.glob("*.json")))
+    assert [p.engine for p in res.points] == ["modelpower", "transformers"]
+    assert all(p.status == "ok" and p.kv_cache_bytes == 2 * 4 * 2 * 12 * 4 * 32 * 2 for p in res.points)
+    assert res.points[1].compiled is False and res.config["engines"] == ["modelpower", "transformers"]
+    r = runner.invoke(app, [*args, "--precision", "int8", "--out", str(tmp_path / "q")])
+    assert r.exit_code == 0, r.output
+    (p,) = read_result(next((tmp_path / "q").glob("*.json"))).points
+    assert p.precision == "int8" and p.compute_precision == "bf16" and "int8" in p.weights
+    assert p.agreement["tokens"] == 4 and p.decode_bytes_per_step < 0.6 * 2 * TINY.matmul_params()
+    raw = json.loads(next((tmp_path / "q").glob("*.json")).read_text())
+    assert raw["points"][0]["agreement"]["against"] == "bf16"
+
+
+@pytest.mark.parametrize(
+    "extra,text",
+    [(["--engine", "vllm"], "unknown --engine 'vllm'"),
+     (["--precision", "int8", "--engine", "transformers"], "--precision int8 (weight-only) is modelpower's own"),
+     (["--precision", "int4"], "unknown precision 'int4'")],
+)  # fmt: skip
+def test_bad_engine_options_are_one_line(tmp_path, extra, text):
+    r = runner.invoke(app, ["run-llm", "llm-tiny", "--out", str(tmp_path), *extra])
+    assert r.exit_code == 2 and text in r.output and "Traceback" not in r.output, r.output
+
+
+def test_parse_engines():
+    assert parse_engines(None) == ["modelpower"]
+    assert parse_engines(["transformers,modelpower", "modelpower"]) == ["transformers", "modelpower"]
