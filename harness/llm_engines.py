@@ -80,6 +80,7 @@ class TransformersEngine:
     """`generate(ids, w, pad, cache_len)` as `llm_runner.generate`, through transformers' generate()."""
 
     name = "transformers"
+    timestamps = "host clock when transformers hands each token to the streamer (after a device sync)"
 
     def __init__(self, model: DecoderLM):
         self.hf = to_transformers(model)

@@ -20,12 +20,13 @@ import torch
 from harness.devices import TORCH_DTYPES, device_name
 from harness.energy import Meter
 from harness.errors import UserError
+from harness.llm_decode import DecodeGraph, DecodeGraphs, clock_for
 from harness.memory import fits, is_oom
 from harness.metrics import nameplate_peak
 from harness.results import LLMPoint
 from harness.specs import match_spec
 from harness.stats import latency_stats
-from harness.timing import device_sync, window_closed
+from harness.timing import window_closed
 from kernels import sample_tokens
 from models.llm import DecoderLM, decode_flops, prefill_flops
 from models.llm_linear import matmul_weight_bytes
@@ -75,45 +76,64 @@ def check_workload(w: Workload, max_position: int) -> None:
         )
 
 
-def _sample(logits: torch.Tensor, w: Workload, step: int, out: torch.Tensor) -> torch.Tensor:
+def _sample(logits: torch.Tensor, w: Workload, step, out: torch.Tensor) -> torch.Tensor:
     """Next tokens [B] on the logits' device, through our sample_tokens kernel (into `out` on a GPU).
     Logits come in the model's dtype; the kernel computes in float32 or wider (bf16 logits are
-    widened first on a GPU: Numba's CUDA arrays have no bf16)."""
+    widened first on a GPU: Numba's CUDA arrays have no bf16). `step`: an int, or a one-element
+    tensor on the logits' device (the CUDA-graph step reads it there)."""
     if logits.is_cuda:
         lg = logits.float() if logits.dtype == torch.bfloat16 else logits.contiguous()
         sample_tokens(lg, w.temperature, w.top_k, w.top_p, seed=w.seed, step=step, out=out)
         return out
-    return torch.from_numpy(sample_tokens(logits.float().numpy(), w.temperature, w.top_k, w.top_p, w.seed, step))
+    step = int(step) if isinstance(step, torch.Tensor) else step
+    out.copy_(torch.from_numpy(sample_tokens(logits.float().numpy(), w.temperature, w.top_k, w.top_p, w.seed, step)))
+    return out
 
 
 def generate(model: DecoderLM, prompts: torch.Tensor, w: Workload, decode, pad: torch.Tensor | None = None,
-             cache_len: int | None = None) -> tuple[float, list[float], torch.Tensor]:  # fmt: skip
+             cache_len: int | None = None, graphs: DecodeGraphs | None = None,
+             clock=None) -> tuple[float, list[float], torch.Tensor]:  # fmt: skip
     """One timed generation of `w.output_len` tokens: (start time, timestamp of each generated
     token, tokens [B, out]). `pad`: left padding per row (PromptBatch); `cache_len`: the static
-    cache length, kept across generations of different prompt lengths."""
+    cache length, kept across generations of different prompt lengths; `graphs`: replay the decode
+    step as a captured graph (llm_decode); `clock`: the timestamps' source (llm_decode.clock_for)."""
     device = prompts.device
     b, t = prompts.shape
     cache_len = cache_len or t + w.output_len
     model.setup_cache(b, cache_len)
     out = torch.empty((b, w.output_len), dtype=torch.long, device=device)
-    nxt_buf = torch.empty(b, dtype=torch.long, device=device)
+    nxt = torch.empty(b, dtype=torch.long, device=device)
     positions = torch.arange(cache_len, device=device)  # no host-to-device copy per step
-    device_sync(device)
+    clock = clock or clock_for(device, w.output_len)
     with torch.inference_mode():
-        t0 = time.perf_counter()
+        graph = None
+        if graphs is not None and w.output_len > 1:
+            key = (b, cache_len, pad is not None, w.temperature, w.top_k, w.top_p, w.seed)
+
+            def make(capture):
+                sample = lambda lg, step, o: _sample(lg, w, step, o)  # noqa: E731
+                return DecodeGraph(decode, sample, b, cache_len, pad is not None, device, capture)
+
+            graph = graphs.get(key, make)
+        clock.start()
         logits = model(prompts, positions[:t], pad, last_only=True)
-        nxt = _sample(logits[:, -1], w, 0, nxt_buf)
+        _sample(logits[:, -1], w, 0, nxt)
         out[:, 0] = nxt
         nxt.clamp_(min=0)  # -1 (no valid logit: NaN weights) is recorded in `out`, not fed back
-        device_sync(device)
-        stamps = [time.perf_counter()]
+        clock.mark()
+        if graph is not None:
+            graph.begin(nxt, t, pad)
         for i in range(1, w.output_len):
-            logits = decode(nxt.view(b, 1), positions[t + i - 1 : t + i], pad, True)
-            nxt = _sample(logits[:, -1], w, i, nxt_buf)
-            out[:, i] = nxt
-            nxt.clamp_(min=0)
-            device_sync(device)
-            stamps.append(time.perf_counter())
+            if graph is not None:
+                graph.replay()
+                out[:, i] = graph.sampled
+            else:
+                logits = decode(nxt.view(b, 1), positions[t + i - 1 : t + i], pad, True)
+                _sample(logits[:, -1], w, i, nxt)
+                out[:, i] = nxt
+                nxt.clamp_(min=0)
+            clock.mark()
+    t0, stamps = clock.read()
     return t0, stamps, out
 
 
@@ -184,6 +204,7 @@ def measure_llm(
     keep_outputs: bool = False,
     engine=None,  # a peer engine (llm_engines.TransformersEngine); None: ours
     extra: dict | None = None,  # further LLMPoint fields (weights, agreement) recorded as given
+    cuda_graph: bool | None = None,  # our decode step as a CUDA graph; None: on a GPU
 ) -> LLMPoint:
     """Measure one (batch, prompt, output) point; OOM becomes a point with status "oom".
 
@@ -210,9 +231,11 @@ def measure_llm(
         ids = synthetic_prompts(w, cfg.vocab_size, device)
         batches = [PromptBatch(ids, None, [w.prompt_len] * w.batch_size, [w.output_len] * w.batch_size)]
     cache_len = w.prompt_len + w.output_len
+    use_graph = engine is None and (device.type == "cuda" if cuda_graph is None else cuda_graph)
+    graphs = DecodeGraphs() if use_graph else None
     decode = model
-    if compile_decode and engine is None:
-        mode = "reduce-overhead" if device.type == "cuda" else "default"
+    if compile_decode and engine is None:  # our own graph capture replaces Inductor's CUDA graphs
+        mode = "reduce-overhead" if device.type == "cuda" and not use_graph else "default"
         decode = torch.compile(model, mode=mode, fullgraph=True, dynamic=False)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -222,11 +245,14 @@ def measure_llm(
         wk = replace(w, output_len=max(bt.out_lens))
         if engine is not None:
             return (*engine.generate(bt.ids, wk, bt.pad, cache_len), bt)
-        return (*generate(model, bt.ids, wk, decode, bt.pad, cache_len), bt)
+        return (*generate(model, bt.ids, wk, decode, bt.pad, cache_len, graphs), bt)
 
     try:
         t = time.perf_counter()
-        run(0)  # warm-up (and compile), apart from the window
+        run(0)  # warm-up (compile, graph capture), apart from the window; a padded batch and an
+        other = next((k for k, bt in enumerate(batches) if (bt.pad is None) != (batches[0].pad is None)), None)
+        if other is not None:  # unpadded one are captured apart: both before the window
+            run(other)
         compile_s = time.perf_counter() - t
         meter = meter or Meter()
         meter.start()
@@ -245,6 +271,10 @@ def measure_llm(
             raise
         return LLMPoint(status="oom", flags=["oom"], detail=f"out of memory: {str(e).splitlines()[0][:200]}", **base)
     point = _metrics(model, w, device, precision, base, compile_s, runs, window, reading)
+    point.timestamps = engine.timestamps if engine else clock_for(device, 0).kind
+    point.decode_step = graphs.describe() if graphs else ("transformers generate()" if engine else "eager")
+    if graphs and graphs.off:
+        point.flags.append("cuda_graph_off")
     if keep_outputs:  # every batch once: the window's runs, then (untimed) any batch it did not reach
         seen = runs[: len(batches)] + [run(k) for k in range(len(runs), len(batches))]
         point.outputs = [

@@ -147,6 +147,8 @@ class LLMPoint:
     weights: str | None = None  # how the weights were stored when not in `precision` (int8 weight-only)
     agreement: dict | None = None  # int8: greedy tokens and first-step logits against the bf16 model
     kv_cache_bytes: int | None = None  # the static KV cache allocated for the point
+    decode_step: str | None = None  # eager, or one CUDA graph per shape (and why not, if capture failed)
+    timestamps: str | None = None  # how per-token times were taken (host clock, or CUDA events)
     flags: list[str] = field(default_factory=list)
 
 

@@ -15,7 +15,7 @@ import math
 import numpy as np
 from numba import cuda, njit, prange
 
-from kernels.device import as_device_array, device_empty, on_device
+from kernels.device import as_device_array, device_empty, launch_stream, on_device
 from kernels.fastexp import exp_sum_shifted
 
 DEVICE_MAX_K = 64
@@ -270,7 +270,7 @@ def softmax_topk(logits, k: int = 5) -> tuple:
             raise ValueError(f"softmax_topk on the GPU supports k <= {DEVICE_MAX_K}, got {k}")
         probs = device_empty(logits, (d.shape[0], k), np.float32)
         idx = device_empty(logits, (d.shape[0], k), np.int64)
-        _softmax_topk_cuda[d.shape[0], ROW_THREADS](d, k, probs, idx)
+        _softmax_topk_cuda[d.shape[0], ROW_THREADS, launch_stream(logits)](d, k, probs, idx)
         return probs, idx
     k = _check(logits, k)
     logits = np.ascontiguousarray(logits, dtype=np.float32)

@@ -18,10 +18,33 @@ def on_device(x: Any) -> bool:
 
 
 def as_device_array(x: Any):
-    """A Numba device array for `x`, zero-copy (torch CUDA tensors are wrapped, not copied)."""
+    """A Numba device array for `x`, zero-copy (torch CUDA tensors are wrapped, not copied).
+
+    No host synchronize (`sync=False`): our kernels on a torch tensor launch on torch's current
+    stream (`launch_stream`), which orders them after the work that produced it, and a wrap that
+    synchronized would stall the host per call and break CUDA-graph capture."""
     if hasattr(x, "copy_to_host"):
         return x
-    return cuda.as_cuda_array(x)
+    return cuda.as_cuda_array(x, sync=False)
+
+
+_STREAMS: dict[int, Any] = {}
+
+
+def launch_stream(x: Any):
+    """The stream a kernel working on `x` launches on: torch's current stream for a torch CUDA
+    tensor (ordered with the torch work around it, and captured with it in a CUDA graph), else
+    Numba's default stream (0). Numba's handle for each torch stream is made once."""
+    if not type(x).__module__.startswith("torch"):
+        return 0
+    import torch
+
+    ptr = torch.cuda.current_stream(x.device).cuda_stream
+    if ptr == 0:  # the legacy default stream, which is also Numba's default
+        return 0
+    if ptr not in _STREAMS:
+        _STREAMS[ptr] = cuda.external_stream(ptr)
+    return _STREAMS[ptr]
 
 
 def launch_1d(n: int, threads: int = 256) -> tuple[int, int]:

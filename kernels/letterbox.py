@@ -20,7 +20,7 @@ import numba
 import numpy as np
 from numba import cuda, njit, prange
 
-from kernels.device import as_device_array, device_empty, on_device
+from kernels.device import as_device_array, device_empty, launch_stream, on_device
 from kernels.half import f32_bits_to_f16_bits
 
 OUT_DTYPES = (np.float32, np.float16)
@@ -267,7 +267,7 @@ def _letterbox_on_device(imgs, out_hw, a, b, pad, swap, letterbox, dtype, out):
     d_out = as_device_array(out)
     threads = (32, 8, 1)
     blocks = ((tw + 31) // 32, (th + 7) // 8, n)
-    _letterbox_cuda[blocks, threads](
+    _letterbox_cuda[blocks, threads, launch_stream(imgs)](
         d_imgs,
         d_out,
         new_h,

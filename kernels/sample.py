@@ -22,7 +22,7 @@ from numba import cuda, njit, prange
 
 from kernels.classify import CANDIDATES, ROW_THREADS, _row_topk, block_row_topk
 from kernels.detect import argsort_desc
-from kernels.device import as_device_array, device_empty, on_device
+from kernels.device import as_device_array, device_empty, launch_stream, on_device
 
 MASK64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
@@ -190,6 +190,18 @@ def _uniform_dev(seed, row, step):
 
 @cuda.jit
 def _sample_cuda(logits, temperature, top_k, top_p, seed, step, out):
+    _sample_row_dev(logits, temperature, top_k, top_p, seed, np.uint64(step), out)
+
+
+@cuda.jit
+def _sample_cuda_steps(logits, temperature, top_k, top_p, seed, steps, out):
+    """As _sample_cuda with the step read from device memory (`steps[0]`): a CUDA graph replays
+    this one launch for every decode step, and the step counter advances on the device."""
+    _sample_row_dev(logits, temperature, top_k, top_p, seed, np.uint64(steps[0]), out)
+
+
+@cuda.jit(device=True)
+def _sample_row_dev(logits, temperature, top_k, top_p, seed, step, out):
     """One block per row: block_row_topk, then thread 0 draws from the k candidates."""
     b = cuda.blockIdx.x
     cand_v = cuda.shared.array(CANDIDATES, np.float64)
@@ -271,13 +283,16 @@ def _greedy_cuda(logits, out):
 
 # ------------------------------------------------------------------------------ public
 def sample_tokens(
-    logits, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0, step: int = 0, out=None
+    logits, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0, step=0, out=None
 ):
     """One token id per row of `logits` [B, V]; see the module docstring for the rules.
 
     Host arrays run on the CPU and return an int64 NumPy array; CUDA arrays (torch CUDA tensors,
     Numba device arrays) run on the GPU and return an int64 device array (`out`, an int64 [B]
-    device array, if given: a decode loop allocates it once).
+    device array, if given: a decode loop allocates it once). On the GPU `step` may be an int64
+    device array of one element, read by the kernel: a CUDA graph of the decode step replays the
+    same launch while the step advances on the device. Kernels on torch tensors run on torch's
+    current stream.
     """
     _check(logits, temperature, top_k, top_p)
     seed_u = np.uint64(seed & MASK64)
@@ -288,10 +303,15 @@ def sample_tokens(
         top_k = min(top_k, d.shape[1])
         out = device_empty(logits, (d.shape[0],), np.int64) if out is None else out
         d_out = as_device_array(out)
+        stream = launch_stream(logits)
         if temperature == 0:
-            _greedy_cuda[d.shape[0], GREEDY_THREADS](d, d_out)
+            _greedy_cuda[d.shape[0], GREEDY_THREADS, stream](d, d_out)
+        elif on_device(step):
+            args = (d, float(temperature), top_k, float(top_p), seed_u, as_device_array(step), d_out)
+            _sample_cuda_steps[d.shape[0], ROW_THREADS, stream](*args)
         else:
-            _sample_cuda[d.shape[0], ROW_THREADS](d, float(temperature), top_k, float(top_p), seed_u, step, d_out)
+            args = (d, float(temperature), top_k, float(top_p), seed_u, np.uint64(step), d_out)
+            _sample_cuda[d.shape[0], ROW_THREADS, stream](*args)
         return out
     logits = np.ascontiguousarray(logits, np.float32)
     out = np.empty(logits.shape[0], np.int64)

@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numba import cuda, njit, prange
 
-from kernels.device import as_device_array, device_empty, on_device
+from kernels.device import as_device_array, device_empty, launch_stream, on_device
 
 
 def _check(shape, out_hw) -> None:
@@ -156,7 +156,7 @@ def seg_argmax(logits, out_hw: tuple[int, int] | None = None):
         _check(d.shape, out_hw)
         h, w = out_hw or d.shape[2:]
         mask = device_empty(logits, (d.shape[0], h, w), np.uint8)
-        _seg_argmax_cuda[((w + 31) // 32, (h + 7) // 8, d.shape[0]), (32, 8, 1)](d, mask)
+        _seg_argmax_cuda[((w + 31) // 32, (h + 7) // 8, d.shape[0]), (32, 8, 1), launch_stream(logits)](d, mask)
         return mask
     _check(logits.shape, out_hw)
     if logits.dtype != np.float32:

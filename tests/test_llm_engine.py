@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+import harness.llm_runner as lr
 from harness.cli import app
 from harness.llm_engines import TransformersEngine, parse_engines
 from harness.llm_runner import PromptBatch, Workload, agreement, generate, greedy_reference
@@ -201,3 +202,60 @@ def test_bad_engine_options_are_one_line(tmp_path, extra, text):
 def test_parse_engines():
     assert parse_engines(None) == ["modelpower"]
     assert parse_engines(["transformers,modelpower", "modelpower"]) == ["transformers", "modelpower"]
+
+
+# ------------------------------------------------------------------ decode graph bookkeeping, event timestamps
+def _replay_eagerly(body, reset):
+    return body  # the graph's static-buffer bookkeeping, run on the CPU without capture
+
+
+@pytest.mark.parametrize("temperature,top_k", [(0.0, 0), (0.8, 5)])
+@pytest.mark.parametrize("padded", [False, True])
+def test_decode_graph_bookkeeping_gives_the_eager_tokens(temperature, top_k, padded):
+    """Static token/position/step/padding buffers, token fed back on the device, step counter read
+    by the sampler: the same tokens as the eager loop, for two generations through one graph."""
+    from harness.llm_decode import DecodeGraphs
+
+    m = init_random(build_llm(TINY, CPU, torch.float32, 0), 1, std=0.3).fuse()
+    g = torch.Generator().manual_seed(4)
+    rows = [torch.randint(0, TINY.vocab_size, (n,), generator=g).tolist() for n in ((8, 5) if padded else (8, 8))]
+    bt = PromptBatch.of(rows, [7, 7], CPU)
+    w = Workload(2, 8, 7, temperature, top_k, seed=3)
+    graphs = DecodeGraphs(capture=_replay_eagerly)
+    eager = generate(m, bt.ids, w, m, bt.pad, 20)[2]
+    for _ in range(2):
+        assert torch.equal(generate(m, bt.ids, w, m, bt.pad, 20, graphs)[2], eager)
+    assert len(graphs.graphs) == 1 and graphs.off is None
+
+
+def test_event_clock_arithmetic():
+    """stamp_i = t0 + (event_i - event_0); events are read after the generation, once."""
+    from harness.llm_decode import EventClock
+
+    now = [100.0]
+    syncs = []
+
+    class FakeEvent:
+        def record(self):
+            self.t = now[0]
+
+        def elapsed_time(self, other):  # milliseconds from self to other, as torch.cuda.Event
+            return (other.t - self.t) * 1e3
+
+    clock = EventClock(3, FakeEvent, lambda: syncs.append(1))
+    clock.start()
+    for dt in (0.25, 0.01, 0.02):
+        now[0] += dt
+        clock.mark()
+    assert len(syncs) == 1  # start only: nothing synchronizes per token
+    t0, stamps = clock.read()
+    assert len(syncs) == 2 and stamps == pytest.approx([t0 + 0.25, t0 + 0.26, t0 + 0.28])
+
+
+def test_a_failed_graph_capture_falls_back_to_eager_and_says_so():
+    m = build_llm(TINY, CPU, torch.float32, 0).fuse()
+    w = Workload(1, 8, 4)
+    p = lr.measure_llm(m, w, CPU, "fp32", {"kind": "random-init", "seed": 0}, 0.0, 2, cuda_graph=True)
+    assert p.status == "ok" and "cuda_graph_off" in p.flags and p.decode_step.startswith("eager (CUDA graph capture")
+    q = lr.measure_llm(m, w, CPU, "fp32", {"kind": "random-init", "seed": 0}, 0.0, 2)
+    assert q.decode_step == "eager" and q.timestamps.startswith("host clock") and "cuda_graph_off" not in q.flags

@@ -72,6 +72,16 @@ def test_sample_tokens_cuda(temperature, top_k, top_p):
     np.testing.assert_array_equal(got, sample_tokens_ref(logits, temperature, top_k, top_p, seed=5, step=1))
 
 
+def test_sample_tokens_cuda_step_from_device_memory():
+    """The CUDA-graph form: the step comes from a device array; the same tokens as an int step."""
+    rng = np.random.default_rng(9)
+    logits = (rng.normal(size=(3, 40)) * 2).astype(np.float32)
+    d = cuda.to_device(logits)
+    for step in (0, 3, 11):
+        got = host(sample_tokens(d, 0.8, 6, 0.9, seed=2, step=cuda.to_device(np.array([step], np.int64))))
+        np.testing.assert_array_equal(got, sample_tokens_ref(logits, 0.8, 6, 0.9, seed=2, step=step))
+
+
 def test_greedy_cuda_block_reduction_edge_cases():
     """Rows longer than a block, ties (lower id wins), NaN skipped, all -inf gives -1; `out` reused."""
     rng = np.random.default_rng(4)
