@@ -10,8 +10,9 @@ every row of x uses it), widening bf16 to float32 with a shift, and reaches abou
   weights with float32 per-output-channel `scales` (int8 weight-only quantization: y = (x @ W^T) * s).
 - Accumulation is float32 (fastmath: the order of the sum is the compiler's), as in the BLAS it
   replaces; NaN and inf in x or W propagate as in a plain dot product.
-- Meant for a few rows (decode); with many rows (prefill) a blocked GEMM wins, and the caller uses
-  torch (`models.llm_linear`).
+- Meant for a few rows (decode). On the reference CPU, on qwen2-0.5b's projection shapes, it beats
+  torch's bf16 `linear` 1.5-2x at one row and mostly up to 4; at 8 rows torch's blocked GEMM wins,
+  so the caller (`models.llm_linear`) sends it at most 4 rows.
 """
 
 from __future__ import annotations
