@@ -10,15 +10,13 @@ Defined results for awkward inputs:
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from numba import cuda, njit, prange
+from numba import njit, prange
 
-from kernels.device import as_device_array, device_empty, launch_stream, on_device
+from kernels.device import as_device_array, device_empty, on_device
 from kernels.fastexp import exp_sum_shifted
-
-DEVICE_MAX_K = 64
+from kernels.rowtopk import MAX_K as DEVICE_MAX_K
+from kernels.rowtopk import MODE_SOFTMAX, row_topk_device
 
 
 def _check(logits: np.ndarray, k: int) -> int:
@@ -141,122 +139,6 @@ def _softmax_topk(logits, k, probs, idx):
                 probs[b, j] = 0.0 if np.isnan(v) else np.exp(v - m) / s
 
 
-_beats_dev = cuda.jit(device=True)(_beats.py_func)
-
-
-@cuda.jit(device=True)
-def insert_topk_dev(v, c, top_v, top_i, k):
-    """Insert (v, c) into the best-first top-k buffers if it ranks there (the module's ranking)."""
-    if _beats_dev(v, top_v[k - 1], top_i[k - 1]):
-        j = k - 1
-        while j > 0 and _beats_dev(v, top_v[j - 1], top_i[j - 1]):
-            top_v[j] = top_v[j - 1]
-            top_i[j] = top_i[j - 1]
-            j -= 1
-        top_v[j] = v
-        top_i[j] = c
-
-
-ROW_THREADS = 32  # threads per row (one block per row) in the CUDA kernels
-CANDIDATES = ROW_THREADS * DEVICE_MAX_K  # shared-memory slots for the per-thread top-k slices
-
-
-@cuda.jit(device=True)
-def _before_dev(v, i, slot_v, slot_i):
-    """(v, i) ranks before the slot's entry: higher logit first, NaN last, ties to the lower index."""
-    if slot_i < 0:
-        return True
-    if math.isnan(v):
-        return math.isnan(slot_v) and i < slot_i
-    if math.isnan(slot_v):
-        return True
-    return v > slot_v or (v == slot_v and i < slot_i)
-
-
-@cuda.jit(device=True)
-def block_row_topk(logits, b, k, top_v, top_i, cand_v, cand_i, red_m, red_n):
-    """Row b's top-k by all ROW_THREADS threads of a block: each keeps the top-k of a strided slice,
-    then thread 0 merges the sorted slices into its own (top_v, top_i). Returns (row max, count of
-    +inf), valid on every thread. cand_*: shared [ROW_THREADS * DEVICE_MAX_K]; red_*: shared
-    [ROW_THREADS]."""
-    t = cuda.threadIdx.x
-    for j in range(k):
-        top_i[j] = -1
-        top_v[j] = -np.inf
-    m = -np.inf
-    n_inf = 0
-    for c in range(t, logits.shape[1], ROW_THREADS):
-        v = np.float64(logits[b, c])
-        if v > m:
-            m = v
-        if v == np.inf:
-            n_inf += 1
-        insert_topk_dev(v, c, top_v, top_i, k)
-    base = t * DEVICE_MAX_K
-    for j in range(k):
-        cand_v[base + j] = top_v[j]
-        cand_i[base + j] = top_i[j]
-    red_m[t] = m
-    red_n[t] = n_inf
-    cuda.syncthreads()
-    if t == 0:
-        for s in range(1, ROW_THREADS):
-            m = max(m, red_m[s])
-            n_inf += red_n[s]
-            for j in range(k):
-                ci = cand_i[s * DEVICE_MAX_K + j]
-                v = cand_v[s * DEVICE_MAX_K + j]
-                if ci < 0 or not _before_dev(v, ci, top_v[k - 1], top_i[k - 1]):
-                    break  # each slice is sorted: nothing after this one ranks either
-                q = k - 1
-                while q > 0 and _before_dev(v, ci, top_v[q - 1], top_i[q - 1]):
-                    top_v[q] = top_v[q - 1]
-                    top_i[q] = top_i[q - 1]
-                    q -= 1
-                top_v[q] = v
-                top_i[q] = ci
-        red_m[0] = m
-        red_n[0] = n_inf
-    cuda.syncthreads()
-    return red_m[0], red_n[0]
-
-
-@cuda.jit
-def _softmax_topk_cuda(logits, k, probs, idx):
-    """One block per row: block_row_topk, then a strided sum of exp(v - max) reduced in shared memory."""
-    b = cuda.blockIdx.x
-    t = cuda.threadIdx.x
-    cand_v = cuda.shared.array(CANDIDATES, np.float64)
-    cand_i = cuda.shared.array(CANDIDATES, np.int64)
-    red_m = cuda.shared.array(ROW_THREADS, np.float64)
-    red_n = cuda.shared.array(ROW_THREADS, np.int64)
-    top_v = cuda.local.array(DEVICE_MAX_K, np.float64)
-    top_i = cuda.local.array(DEVICE_MAX_K, np.int64)
-    m, n_inf = block_row_topk(logits, b, k, top_v, top_i, cand_v, cand_i, red_m, red_n)
-    s = 0.0
-    if m != np.inf and m != -np.inf:
-        for c in range(t, logits.shape[1], ROW_THREADS):
-            v = np.float64(logits[b, c])
-            if not math.isnan(v):
-                s += math.exp(v - m)
-    cand_v[t] = s
-    cuda.syncthreads()
-    if t != 0:
-        return
-    s = 0.0
-    for j in range(ROW_THREADS):
-        s += cand_v[j]
-    for j in range(k):
-        idx[b, j] = top_i[j]
-        v = top_v[j]
-        if m == -np.inf:
-            probs[b, j] = np.nan
-        elif m == np.inf:
-            probs[b, j] = 1.0 / n_inf if v == np.inf else 0.0
-        else:
-            probs[b, j] = 0.0 if math.isnan(v) else math.exp(v - m) / s
-
-
 def softmax_topk(logits, k: int = 5) -> tuple:
     """Top-k classes of each row: (probabilities float32 [B, k], class indices int64 [B, k]).
 
@@ -270,7 +152,7 @@ def softmax_topk(logits, k: int = 5) -> tuple:
             raise ValueError(f"softmax_topk on the GPU supports k <= {DEVICE_MAX_K}, got {k}")
         probs = device_empty(logits, (d.shape[0], k), np.float32)
         idx = device_empty(logits, (d.shape[0], k), np.int64)
-        _softmax_topk_cuda[d.shape[0], ROW_THREADS, launch_stream(logits)](d, k, probs, idx)
+        row_topk_device(logits, k, MODE_SOFTMAX, probs=probs, idx=idx)
         return probs, idx
     k = _check(logits, k)
     logits = np.ascontiguousarray(logits, dtype=np.float32)

@@ -9,27 +9,25 @@ Order (as Hugging Face transformers): temperature, then top-k, then top-p.
   tokens everywhere, and no RNG state is carried between calls.
 - NaN logits are never chosen; +inf logits share all probability; a row with no logit above
   -inf (or only NaN) gives token -1.
-On the GPU, greedy is one block per row (a strided scan and a shared-memory reduction); sampling
-is one thread per row and needs 1 <= top_k <= 64.
+On the GPU both run through kernels/rowtopk.py (several blocks per row, then a merge); sampling
+needs 1 <= top_k <= 64 there.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from numba import cuda, njit, prange
+from numba import njit, prange
 
-from kernels.classify import CANDIDATES, ROW_THREADS, _row_topk, block_row_topk
+from kernels.classify import _row_topk
 from kernels.detect import argsort_desc
-from kernels.device import as_device_array, device_empty, launch_stream, on_device
+from kernels.device import as_device_array, device_empty, on_device
+from kernels.rowtopk import MAX_K as DEVICE_MAX_K
+from kernels.rowtopk import MODE_GREEDY, MODE_SAMPLE, row_topk_device
 
 MASK64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
 MIX1 = 0xBF58476D1CE4E5B9
 MIX2 = 0x94D049BB133111EB
-DEVICE_MAX_K = 64
-GREEDY_THREADS = 256
 
 
 def _check(logits, temperature, top_k, top_p) -> None:
@@ -178,109 +176,6 @@ def _sample(logits, temperature, top_k, top_p, seed, step, out):
             out[b] = _draw(top_v, top_i, n, temperature, top_p, _uniform(seed, b, step))
 
 
-# ------------------------------------------------------------------------------ CUDA
-_mix_dev = cuda.jit(device=True)(_mix.py_func)
-
-
-@cuda.jit(device=True)
-def _uniform_dev(seed, row, step):
-    z = _mix_dev(_mix_dev(seed + np.uint64(GOLDEN) * np.uint64(row + 1)) + np.uint64(step))
-    return np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-
-
-@cuda.jit
-def _sample_cuda(logits, temperature, top_k, top_p, seed, step, out):
-    _sample_row_dev(logits, temperature, top_k, top_p, seed, np.uint64(step), out)
-
-
-@cuda.jit
-def _sample_cuda_steps(logits, temperature, top_k, top_p, seed, steps, out):
-    """As _sample_cuda with the step read from device memory (`steps[0]`): a CUDA graph replays
-    this one launch for every decode step, and the step counter advances on the device."""
-    _sample_row_dev(logits, temperature, top_k, top_p, seed, np.uint64(steps[0]), out)
-
-
-@cuda.jit(device=True)
-def _sample_row_dev(logits, temperature, top_k, top_p, seed, step, out):
-    """One block per row: block_row_topk, then thread 0 draws from the k candidates."""
-    b = cuda.blockIdx.x
-    cand_v = cuda.shared.array(CANDIDATES, np.float64)
-    cand_i = cuda.shared.array(CANDIDATES, np.int64)
-    red_m = cuda.shared.array(ROW_THREADS, np.float64)
-    red_n = cuda.shared.array(ROW_THREADS, np.int64)
-    top_v = cuda.local.array(DEVICE_MAX_K, np.float64)
-    top_i = cuda.local.array(DEVICE_MAX_K, np.int64)
-    k = top_k
-    m, _ = block_row_topk(logits, b, k, top_v, top_i, cand_v, cand_i, red_m, red_n)
-    if cuda.threadIdx.x != 0:
-        return
-    n = 0
-    while n < k and top_i[n] >= 0 and not math.isnan(top_v[n]):
-        n += 1
-    if n == 0 or m == -np.inf:
-        out[b] = -1
-        return
-    if temperature == 0:
-        out[b] = top_i[0]
-        return
-    mz = top_v[0] / temperature
-    total = 0.0
-    for j in range(n):
-        z = top_v[j] / temperature
-        top_v[j] = (1.0 if z == np.inf else 0.0) if mz == np.inf else math.exp(z - mz)
-        total += top_v[j]
-    if top_p < 1:
-        acc = 0.0
-        for j in range(n):
-            acc += top_v[j] / total
-            if acc >= top_p:
-                n = j + 1
-                break
-        total = 0.0
-        for j in range(n):
-            total += top_v[j]
-    target = _uniform_dev(seed, b, step) * total
-    acc = 0.0
-    out[b] = top_i[n - 1]
-    for j in range(n):
-        acc += top_v[j]
-        if acc > target:
-            out[b] = top_i[j]
-            return
-
-
-@cuda.jit
-def _greedy_cuda(logits, out):
-    """One block per row: each thread keeps the best of a strided slice, then a tree reduction.
-    Strict > skips NaN and -inf; equal logits keep the lower token id, as the references do."""
-    b = cuda.blockIdx.x
-    t = cuda.threadIdx.x
-    sv = cuda.shared.array(GREEDY_THREADS, np.float64)
-    si = cuda.shared.array(GREEDY_THREADS, np.int64)
-    best_v = -np.inf
-    best_i = -1
-    for c in range(t, logits.shape[1], GREEDY_THREADS):
-        v = np.float64(logits[b, c])
-        if v > best_v:
-            best_v = v
-            best_i = c
-    sv[t] = best_v
-    si[t] = best_i
-    cuda.syncthreads()
-    half = GREEDY_THREADS // 2
-    while half > 0:
-        if t < half:
-            ov = sv[t + half]
-            oi = si[t + half]
-            if oi >= 0 and (si[t] < 0 or ov > sv[t] or (ov == sv[t] and oi < si[t])):
-                sv[t] = ov
-                si[t] = oi
-        cuda.syncthreads()
-        half //= 2
-    if t == 0:
-        out[b] = si[0]
-
-
 # ------------------------------------------------------------------------------ public
 def sample_tokens(
     logits, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, seed: int = 0, step=0, out=None
@@ -300,18 +195,12 @@ def sample_tokens(
         if temperature != 0 and not 0 < top_k <= DEVICE_MAX_K:
             raise ValueError(f"sample_tokens on the GPU needs temperature 0 or 1 <= top_k <= {DEVICE_MAX_K}")
         d = as_device_array(logits)
-        top_k = min(top_k, d.shape[1])
         out = device_empty(logits, (d.shape[0],), np.int64) if out is None else out
-        d_out = as_device_array(out)
-        stream = launch_stream(logits)
         if temperature == 0:
-            _greedy_cuda[d.shape[0], GREEDY_THREADS, stream](d, d_out)
-        elif on_device(step):
-            args = (d, float(temperature), top_k, float(top_p), seed_u, as_device_array(step), d_out)
-            _sample_cuda_steps[d.shape[0], ROW_THREADS, stream](*args)
+            row_topk_device(logits, 1, MODE_GREEDY, out=out)
         else:
-            args = (d, float(temperature), top_k, float(top_p), seed_u, np.uint64(step), d_out)
-            _sample_cuda[d.shape[0], ROW_THREADS, stream](*args)
+            top_k = min(top_k, d.shape[1])
+            row_topk_device(logits, top_k, MODE_SAMPLE, temperature, top_p, seed_u, step, out=out)
         return out
     logits = np.ascontiguousarray(logits, np.float32)
     out = np.empty(logits.shape[0], np.int64)

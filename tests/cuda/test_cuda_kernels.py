@@ -136,3 +136,34 @@ def test_batched_nms_cuda():
     classes = rng.integers(0, 3, 40)
     got = batched_nms(cuda.to_device(boxes), cuda.to_device(scores), cuda.to_device(classes), 0.3)
     np.testing.assert_array_equal(got, batched_nms_ref(boxes, scores, classes, 0.3))
+
+
+@pytest.mark.parametrize("threads,shuffles", [(32, False), (64, True)])
+def test_row_topk_across_partitions_and_warps(monkeypatch, threads, shuffles):
+    """Several pass-1 blocks per row (partitions of 40 columns) and, with 64 threads and the
+    simulator running the shuffle code itself, the cross-warp reduction: ties, NaN, +inf and -inf
+    spread over partitions; softmax_topk, greedy and top-k/top-p sampling all equal the references."""
+    import kernels.rowtopk as rt
+
+    monkeypatch.setattr(rt, "MIN_COLS_PER_BLOCK", 40)
+    monkeypatch.setattr(rt, "PASS1_THREADS", threads)
+    if rt.SIM:
+        monkeypatch.setattr(rt, "SIM_SHUFFLES", shuffles)
+    rng = np.random.default_rng(12)
+    logits = rng.normal(size=(4, 150)).astype(np.float32)
+    logits[0, [7, 47, 120]] = 6.0  # a tie across three partitions: the lowest index first
+    logits[1, 30:150] = np.nan  # NaN ranks last; only one partition holds numbers
+    logits[2, [44, 130]] = np.inf
+    logits[3, :] = -np.inf
+    logits[3, 149] = -1.0
+    assert rt.partitions(4, 150) > 1
+    if shuffles:  # the slow, faithful path: fewer rows and candidates
+        logits = logits[[0, 2]].copy()
+    k = 3 if shuffles else 5
+    p, i = softmax_topk(cuda.to_device(logits), k)
+    rp, ri = softmax_topk_ref(logits, k)
+    np.testing.assert_array_equal(host(i), ri)
+    np.testing.assert_allclose(host(p), rp, rtol=1e-5)
+    np.testing.assert_array_equal(host(sample_tokens(cuda.to_device(logits), 0.0)), sample_tokens_ref(logits, 0.0))
+    got = host(sample_tokens(cuda.to_device(logits), 0.7, k + 4, 0.9, seed=4, step=3))
+    np.testing.assert_array_equal(got, sample_tokens_ref(logits, 0.7, k + 4, 0.9, seed=4, step=3))
