@@ -18,6 +18,7 @@ import torch
 
 from harness.devices import TORCH_DTYPES, check_precision
 from harness.errors import UserError
+from harness.llm_engines import MAX_TEMPERATURE, MIN_TEMPERATURE
 from harness.llm_runner import (
     PromptBatch,
     Workload,
@@ -26,9 +27,10 @@ from harness.llm_runner import (
     compute_precision,
     greedy_reference,
     measure_llm,
+    point_bytes,
     synthetic_prompts,
 )
-from harness.memory import check_fits
+from harness.memory import check_fits, fits
 from harness.prompts import Prompt
 from harness.session import MAX_WINDOW_S, Events, LocalSink, ResultSession, check_number, check_writable
 from models.llm import LLM_CONFIGS, LLMConfig
@@ -158,7 +160,7 @@ def _load(req: LLMRequest, cfg: LLMConfig, dev: torch.device):
 
 def _prepare(req: LLMRequest, lm, grid, dev: torch.device) -> tuple[dict, object | None]:
     """Lay the loaded model out for decode: fused projections; int8 weight-only if asked (with its
-    agreement against the bf16 model on the first point's prompts, greedy); the transformers peer
+    agreement against the bf16 model on the first fitting point's prompts, greedy); the transformers peer
     on the same tensors if asked. Returns (fields every point records, the peer engine or None)."""
     from harness.llm_engines import TransformersEngine
     from models.llm_linear import quantize_int8
@@ -166,21 +168,19 @@ def _prepare(req: LLMRequest, lm, grid, dev: torch.device) -> tuple[dict, object
     lm.fuse()
     extra = {}
     if req.precision == "int8":
-        w, batches = grid[0]
-        bt = (
-            batches[0]
-            if batches
-            else PromptBatch(
-                synthetic_prompts(w, lm.cfg.vocab_size, dev),
-                None,
-                [w.prompt_len] * w.batch_size,
-                [w.output_len] * w.batch_size,
-            )
-        )
-        n = max(bt.out_lens)
-        ref = greedy_reference(lm, bt, n)
+        extra = {"weights": INT8_WEIGHTS}
+        # the agreement runs on the first point that fits (a point that does not is recorded as OOM later)
+        fitting = [(w, b) for w, b in grid if not fits(0, point_bytes(lm.cfg, w, torch.bfloat16), dev)]
+        ref = bt = None
+        if fitting:
+            w, batches = fitting[0]
+            synthetic = synthetic_prompts(w, lm.cfg.vocab_size, dev)
+            full = [w.prompt_len] * w.batch_size, [w.output_len] * w.batch_size
+            bt = batches[0] if batches else PromptBatch(synthetic, None, *full)
+            ref = greedy_reference(lm, bt, max(bt.out_lens))
         quantize_int8(lm)
-        extra = {"weights": INT8_WEIGHTS, "agreement": agreement(ref, greedy_reference(lm, bt, n), "bf16")}
+        if ref is not None:
+            extra["agreement"] = agreement(ref, greedy_reference(lm, bt, max(bt.out_lens)), "bf16")
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     peer = TransformersEngine(lm) if "transformers" in req.engines else None
@@ -220,6 +220,13 @@ def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
         raise UserError(f"unknown precision {req.precision!r}: use {', '.join(TORCH_DTYPES)} or int8")
     if req.precision == "int8" and "transformers" in req.engines:
         raise UserError("--precision int8 (weight-only) is modelpower's own: run --engine transformers at bf16")
+    if (
+        "transformers" in req.engines
+        and req.temperature > 0
+        and not MIN_TEMPERATURE <= req.temperature <= MAX_TEMPERATURE
+    ):
+        raise UserError(f"--engine transformers samples at --temperature 0 or {MIN_TEMPERATURE:g}..{MAX_TEMPERATURE:g} "
+                        f"(its probabilities turn NaN beyond), got {req.temperature:g}")  # fmt: skip
     if req.prompts is None and (req.num_prompts is not None):
         raise UserError("--num-prompts samples a prompts file: add --prompts")
     cfg = model_config(req.model)

@@ -159,9 +159,12 @@ class DecodeGraphs:
                 return None
         return self.graphs[key]
 
-    def describe(self) -> str:
+    def describe(self, eager: str = "eager") -> str:
+        """What ran the decode step; `eager`: the name of the step without a graph."""
         if self.off is not None:
-            return f"eager (CUDA graph capture failed: {self.off})"
+            return f"{eager} (CUDA graph capture failed: {self.off})"
+        if not self.graphs:  # one-token generations have no decode step
+            return eager
         return "one CUDA graph per shape: model, sampling kernel, token feedback"
 
 

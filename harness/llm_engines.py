@@ -23,41 +23,55 @@ from harness.llm_runner import Workload
 from models.llm import DecoderLM
 
 ENGINES = ("modelpower", "transformers")
-HF_CLASSES = {"llama": "Llama", "qwen2": "Qwen2", "mistral": "Mistral"}
+MAX_TEMPERATURE = 1e4  # transformers' sampling turns 1e-38 or 1e39 into NaN probabilities
+MIN_TEMPERATURE = 1e-4
 
 
 def parse_engines(values: list[str] | None) -> list[str]:
     """`--engine modelpower,transformers` (comma lists or repeats) as a list, in order, each once."""
     names = [v.strip() for item in values or ["modelpower"] for v in item.split(",") if v.strip()]
+    if not names:
+        raise UserError(f"--engine is empty: use {', '.join(ENGINES)} (a comma-separated list runs each)")
     for n in names:
         if n not in ENGINES:
             raise UserError(f"unknown --engine {n!r}: use {', '.join(ENGINES)}")
-    return list(dict.fromkeys(names)) or ["modelpower"]
+    return list(dict.fromkeys(names))
 
 
 def to_transformers(model: DecoderLM):
-    """A transformers CausalLM of `model`'s architecture holding `model`'s own weight tensors."""
+    """A transformers CausalLM of `model`'s architecture holding `model`'s own weight tensors.
+
+    Qwen2 with q/k/v biases is transformers' Qwen2; every other case (Llama, Mistral without a
+    sliding window, biases or not) is the same network as transformers' Llama, with
+    `attention_bias` (and a zero o_proj bias, which Llama's option adds) where the checkpoint has
+    q/k/v biases. No end-of-sequence token: generation runs the fixed length, and an EOS id that
+    transformers' config would otherwise assume (2 for Llama) stays an ordinary token, as in ours."""
     try:
         import transformers
     except ImportError:
         raise UserError("--engine transformers needs the transformers package: pip install transformers") from None
     c = model.cfg
-    prefix = HF_CLASSES[c.family]
+    prefix = "Qwen2" if c.family == "qwen2" and c.qkv_bias else "Llama"
+    extra = {} if prefix == "Qwen2" else {"attention_bias": c.qkv_bias}
     config = getattr(transformers, f"{prefix}Config")(
         vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_hidden_layers=c.num_layers,
         num_attention_heads=c.num_heads, num_key_value_heads=c.num_kv_heads, intermediate_size=c.intermediate_size,
         max_position_embeddings=c.max_position, rope_theta=c.rope_theta, rms_norm_eps=c.norm_eps,
-        tie_word_embeddings=c.tie_embeddings,
+        tie_word_embeddings=c.tie_embeddings, eos_token_id=None, bos_token_id=None, pad_token_id=None, **extra,
     )  # fmt: skip
-    if c.family == "mistral":
-        config.sliding_window = None  # our decoder attends to the whole context
     p = next(model.parameters())
     with torch.device("meta"):
         hf = getattr(transformers, f"{prefix}ForCausalLM")(config)
-    hf.load_state_dict(model.unfused_state_dict(), assign=True, strict=True)
-    with torch.device(p.device):  # RoPE tables are buffers outside the state dict: build them for real
-        hf.model.rotary_emb = type(hf.model.rotary_emb)(config=config)
-    return hf.to(p.dtype).eval()
+    sd = model.unfused_state_dict()
+    if extra.get("attention_bias"):
+        zero = torch.zeros(c.hidden_size, device=p.device, dtype=p.dtype)
+        sd |= {f"model.layers.{i}.self_attn.o_proj.bias": zero for i in range(c.num_layers)}
+    hf.load_state_dict(sd, assign=True, strict=True)
+    hf = hf.to(p.dtype)
+    with torch.device(p.device):  # RoPE tables: buffers outside the state dict, kept in float32 as
+        hf.model.rotary_emb = type(hf.model.rotary_emb)(config=config)  # from_pretrained keeps them
+    hf.generation_config.eos_token_id = None
+    return hf.eval()
 
 
 class _Stamps:
@@ -85,6 +99,7 @@ class TransformersEngine:
     def __init__(self, model: DecoderLM):
         self.hf = to_transformers(model)
         self.vocab = model.cfg.vocab_size
+        self.caches: dict[tuple[int, int], object] = {}  # (batch, length) -> StaticCache, reset per generation
 
     def generate(self, prompts: torch.Tensor, w: Workload, pad: torch.Tensor | None,
                  cache_len: int | None = None) -> tuple[float, list[float], torch.Tensor]:  # fmt: skip
@@ -98,20 +113,34 @@ class TransformersEngine:
         gc = GenerationConfig(
             max_new_tokens=w.output_len, min_new_tokens=w.output_len, do_sample=sampled,
             temperature=w.temperature if sampled else None, top_k=w.top_k if sampled else None,
-            top_p=w.top_p if sampled else None, cache_implementation="static", pad_token_id=0,
+            top_p=w.top_p if sampled else None, pad_token_id=0, eos_token_id=None,
         )  # fmt: skip
         if sampled:
             torch.manual_seed(w.seed)
         streamer = _Stamps()
-        if prompts.is_cuda:
-            torch.cuda.synchronize(prompts.device)
-        with torch.inference_mode():
+        with torch.inference_mode():  # the cache's tensors are made (and reset) in inference mode
+            cache = self._cache(prompts.shape[0], cache_len or t + w.output_len)
+            if prompts.is_cuda:
+                torch.cuda.synchronize(prompts.device)
             t0 = time.perf_counter()
-            seq = self.hf.generate(prompts, attention_mask=mask, generation_config=gc, streamer=streamer)
+            seq = self.hf.generate(prompts, attention_mask=mask, generation_config=gc, streamer=streamer,
+                                   past_key_values=cache)  # fmt: skip
         out = seq[:, t:]
         if out.shape[1] != w.output_len or len(streamer.stamps) != w.output_len:
             raise RuntimeError(f"transformers generated {out.shape[1]} tokens, {w.output_len} were asked")
         return t0, streamer.stamps, out
+
+    def _cache(self, batch: int, length: int):
+        """One static KV cache per (batch, length) for the whole point, as ours: sized for the
+        longest prompt and output at the start, so it never grows (or recompiles) in the window."""
+        from transformers import StaticCache
+
+        key = (batch, length)
+        if key not in self.caches:
+            self.caches[key] = StaticCache(config=self.hf.config, max_cache_len=length)
+        else:
+            self.caches[key].reset()
+        return self.caches[key]
 
 
 __all__ = ["ENGINES", "TransformersEngine", "parse_engines", "to_transformers"]

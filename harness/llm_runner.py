@@ -272,7 +272,8 @@ def measure_llm(
         return LLMPoint(status="oom", flags=["oom"], detail=f"out of memory: {str(e).splitlines()[0][:200]}", **base)
     point = _metrics(model, w, device, precision, base, compile_s, runs, window, reading)
     point.timestamps = engine.timestamps if engine else clock_for(device, 0).kind
-    point.decode_step = graphs.describe() if graphs else ("transformers generate()" if engine else "eager")
+    eager = "torch.compile" if decode is not model else "eager"
+    point.decode_step = "transformers generate()" if engine else (graphs.describe(eager) if graphs else eager)
     if graphs and graphs.off:
         point.flags.append("cuda_graph_off")
     if keep_outputs:  # every batch once: the window's runs, then (untimed) any batch it did not reach

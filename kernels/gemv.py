@@ -67,8 +67,15 @@ def _check(x: np.ndarray, w: np.ndarray, scales: np.ndarray | None, out: np.ndar
             raise ValueError("linear_rows: int8 weights need float32 scales [N]")
     elif w.dtype != np.uint16:
         raise ValueError(f"linear_rows: w must be uint16 (bf16 bits) or int8, got {w.dtype}")
-    if out is not None and (out.shape != (x.shape[0], w.shape[0]) or out.dtype != np.float32):
-        raise ValueError(f"linear_rows: out must be float32 {(x.shape[0], w.shape[0])}, got {out.dtype} {out.shape}")
+    elif scales is not None:
+        raise ValueError("linear_rows: scales go with int8 weights; bf16 weights take none")
+    if out is not None:
+        if out.shape != (x.shape[0], w.shape[0]) or out.dtype != np.float32:
+            raise ValueError(
+                f"linear_rows: out must be float32 {(x.shape[0], w.shape[0])}, got {out.dtype} {out.shape}"
+            )
+        if not out.flags.writeable or np.shares_memory(out, x) or np.shares_memory(out, w):
+            raise ValueError("linear_rows: out must be writable and must not overlap x or w")
 
 
 def linear_rows(x: np.ndarray, w: np.ndarray, scales: np.ndarray | None = None,

@@ -43,6 +43,10 @@ def read_config(folder: Path) -> LLMConfig:
     if c.get("rope_scaling") or c.get("use_sliding_window") or c.get("hidden_act", "silu") != "silu":
         # the decoder here is plain RoPE + SiLU with full attention: anything else would be a different model
         raise UserError(f"{f}: rope_scaling, sliding-window attention and hidden_act other than silu are not supported")
+    if c.get("attention_bias") or c.get("mlp_bias"):  # Llama's option: biases on q/k/v *and* o_proj (or the MLP)
+        raise UserError(
+            f"{f}: attention_bias / mlp_bias are not supported (the decoder has q/k/v biases for Qwen2 only)"
+        )
     if not isinstance(c.get("tie_word_embeddings", False), bool):
         raise UserError(f"{f}: tie_word_embeddings must be true or false")
     heads = whole("num_attention_heads")

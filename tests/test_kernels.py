@@ -493,3 +493,46 @@ def test_device_outputs_follow_the_input_library():
         out = device_empty(torch.zeros(1), (2, 3), np_dtype)
         assert isinstance(out, torch.Tensor) and out.dtype == t_dtype and out.shape == (2, 3)
         assert to_host(out.fill_(1)).dtype == np.dtype(np_dtype)
+
+
+def test_device_time_is_event_time_around_each_call_queued_behind_a_sleep(monkeypatch):
+    """device_time_ms arithmetic with fake CUDA events: the median of (end - start) per call, the
+    calls queued after one sleep kernel and read after one synchronize."""
+    import harness.kernel_bench as kb
+
+    clock, log = [0.0], []
+
+    class FakeEvent:
+        def __init__(self, enable_timing=False):
+            assert enable_timing
+
+        def record(self):
+            self.t = clock[0]
+
+        def elapsed_time(self, end):
+            return (end.t - self.t) * 1e3
+
+    durations = iter([0.5, 0.002, 0.003, 0.001, 0.004, 0.002])  # the untimed first call, then 5 calls
+
+    def fn():
+        clock[0] += next(durations)
+
+    monkeypatch.setattr(kb.torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(kb.torch.cuda, "_sleep", lambda cycles: log.append("sleep"))
+    monkeypatch.setattr(kb.torch.cuda, "synchronize", lambda *a: log.append("sync"))
+    assert kb.device_time_ms(fn, n=5) == pytest.approx(2.0)
+    assert log == ["sync", "sleep", "sync"]
+
+
+def test_kernels_table_shows_device_and_call_time():
+    from harness.cli.tables import kernels_table
+    from harness.kernel_bench import Row
+
+    rows = [Row("softmax_topk (cuda)", "64 x 152064, k=5", 900.0, 0.25, "torch softmax+topk (cuda)", 0.4, 3.2, 2.0,
+                2000.0, 0.7, ours_device_ms=0.05, peer_device_ms=0.16)]  # fmt: skip
+    from rich.console import Console
+
+    console = Console(width=250, record=True)
+    console.print(kernels_table(rows, 2900.0))
+    text = console.export_text()
+    assert "device / call ms" in text and "0.050 / 0.250" in text and "0.160 / 0.400" in text and "2x ok" in text

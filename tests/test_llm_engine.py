@@ -48,6 +48,19 @@ def test_linear_rows_equals_the_reference(m, n, k, int8, seed):
     np.testing.assert_allclose(got, ref, rtol=0, atol=float(1e-5 * scale.max() + 1e-30))
 
 
+def test_linear_rows_refuses_overlapping_or_read_only_out_and_stray_scales():
+    x = np.ones((2, 2), np.float32)
+    w = np.full((2, 2), 0x3F80, np.uint16)  # bf16 ones
+    with pytest.raises(ValueError, match="must not overlap"):
+        linear_rows(x, w, out=x)
+    ro = np.empty((2, 2), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        linear_rows(x, w, out=ro)
+    with pytest.raises(ValueError, match="scales go with int8"):
+        linear_rows(x, w, np.ones(2, np.float32))
+
+
 def test_linear_rows_edge_values_and_bad_input():
     bits = np.array([[0x7FC0, 0x3F80], [0x7F80, 0x3F80]], np.uint16)  # [NaN, 1], [inf, 1]
     y = linear_rows(np.array([[1.0, 2.0]], np.float32), bits)
@@ -154,7 +167,12 @@ def test_int8_model_reads_about_half_the_bytes_and_agrees_with_bf16():
 
 
 # ------------------------------------------------------------------ transformers as the peer engine
-@pytest.mark.parametrize("cfg", [TINY, QWEN], ids=["llama", "qwen2-bias-tied"])
+LLAMA_BIAS = LLMConfig("llama-bias", 512, 64, 2, 4, 2, 96, 256, qkv_bias=True, family="llama")
+QWEN_NO_BIAS = LLMConfig("qwen-nobias", 512, 64, 2, 4, 4, 96, 256, 1e6, tie_embeddings=True, family="qwen2")
+
+
+@pytest.mark.parametrize("cfg", [TINY, QWEN, LLAMA_BIAS, QWEN_NO_BIAS],
+                         ids=["llama", "qwen2-bias-tied", "llama-qkv-bias", "qwen2-no-bias"])  # fmt: skip
 def test_transformers_engine_generates_our_tokens_on_the_same_weights(cfg):
     pytest.importorskip("transformers")
     m = init_random(build_llm(cfg, CPU, torch.float32, 0), 2, std=0.3).fuse()
@@ -167,6 +185,23 @@ def test_transformers_engine_generates_our_tokens_on_the_same_weights(cfg):
     t0, stamps, theirs = peer.generate(bt.ids, w, bt.pad, 15)
     ours = generate(m, bt.ids, w, m, bt.pad, 15)[2]
     assert torch.equal(theirs, ours) and len(stamps) == 6 and t0 < stamps[0]
+    assert torch.equal(peer.generate(bt.ids, w, bt.pad, 15)[2], ours)  # the static cache reused, reset
+
+
+def test_transformers_engine_has_no_end_of_sequence_token():
+    """Llama's config assumes EOS id 2; with min_new_tokens transformers would never emit it. Here
+    the head makes token 2 or 3 the argmax (by the sign of one hidden unit): both engines emit the
+    same tokens, 2 included."""
+    pytest.importorskip("transformers")
+    m = build_llm(TINY, CPU, torch.float32, 0).fuse()
+    with torch.no_grad():
+        m.lm_head.weight.zero_()
+        m.lm_head.weight[2, 0], m.lm_head.weight[3, 0] = 1.0, -1.0
+    ids = torch.randint(0, TINY.vocab_size, (4, 6), generator=torch.Generator().manual_seed(0))
+    w = Workload(4, 6, 8)
+    ours = generate(m, ids, w, m)[2]
+    assert (ours == 2).any()
+    assert torch.equal(TransformersEngine(m).generate(ids, w, None)[2], ours)
 
 
 def test_run_llm_engines_side_by_side_and_int8(tmp_path):
@@ -192,7 +227,9 @@ def test_run_llm_engines_side_by_side_and_int8(tmp_path):
     "extra,text",
     [(["--engine", "vllm"], "unknown --engine 'vllm'"),
      (["--precision", "int8", "--engine", "transformers"], "--precision int8 (weight-only) is modelpower's own"),
-     (["--precision", "int4"], "unknown precision 'int4'")],
+     (["--precision", "int4"], "unknown precision 'int4'"),
+     (["--engine", ","], "--engine is empty"),
+     (["--engine", "transformers", "--temperature", "1e-300"], "--engine transformers samples at --temperature 0 or")],
 )  # fmt: skip
 def test_bad_engine_options_are_one_line(tmp_path, extra, text):
     r = runner.invoke(app, ["run-llm", "llm-tiny", "--out", str(tmp_path), *extra])
@@ -202,6 +239,40 @@ def test_bad_engine_options_are_one_line(tmp_path, extra, text):
 def test_parse_engines():
     assert parse_engines(None) == ["modelpower"]
     assert parse_engines(["transformers,modelpower", "modelpower"]) == ["transformers", "modelpower"]
+
+
+def test_int8_agreement_uses_the_first_point_that_fits(tmp_path, monkeypatch):
+    """A first point estimated not to fit is recorded as OOM; the agreement runs on the next one
+    instead of allocating the big one before the memory check."""
+    import harness.llm_bench as lb
+
+    def fits(extra, need, device):
+        return "too big (test)" if need > 2e6 else None
+
+    monkeypatch.setattr(lb, "fits", fits)
+    monkeypatch.setattr(lr, "fits", fits)
+    args = ["run-llm", "llm-tiny", "-b", "64,1", "--prompt-len", "64", "--output-len", "4", "--precision", "int8",
+            "--min-duration", "0", "--min-iters", "1", "--out", str(tmp_path)]  # fmt: skip
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    big, small = read_result(next(tmp_path.glob("*.json"))).points
+    assert big.status == "oom" and small.status == "ok" and small.agreement["rows"] == 1
+
+
+def test_decode_step_labels():
+    m = build_llm(TINY, CPU, torch.float32, 0)
+    p = lr.measure_llm(m, Workload(1, 4, 1), CPU, "fp32", {"kind": "random-init", "seed": 0}, 0.0, 1, cuda_graph=True)
+    assert p.decode_step == "eager"  # one token: no decode step, no graph
+
+
+def test_a_llama_checkpoint_with_attention_bias_is_refused(tmp_path):
+    from models.llm_checkpoint import read_config
+
+    (tmp_path / "config.json").write_text(json.dumps({
+        "architectures": ["LlamaForCausalLM"], "vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 1,
+        "num_attention_heads": 4, "intermediate_size": 64, "attention_bias": True}))  # fmt: skip
+    with pytest.raises(Exception, match="attention_bias / mlp_bias are not supported"):
+        read_config(tmp_path)
 
 
 # ------------------------------------------------------------------ decode graph bookkeeping, event timestamps
