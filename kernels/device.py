@@ -63,6 +63,15 @@ def device_empty(like: Any, shape: tuple, dtype) -> Any:
     return cuda.device_array(shape, dtype=dtype)
 
 
+def device_zeros(like: Any, shape: tuple, dtype) -> Any:
+    """As device_empty, filled with zeros (on the GPU: torch's memset, or a copy of host zeros)."""
+    if type(like).__module__.startswith("torch"):
+        import torch
+
+        return torch.zeros(shape, dtype=getattr(torch, np.dtype(dtype).name), device=like.device)
+    return cuda.to_device(np.zeros(shape, dtype))
+
+
 def to_host(x: Any) -> np.ndarray:
     """A GPU result (torch tensor or Numba device array) as a NumPy array."""
     if hasattr(x, "copy_to_host"):

@@ -56,10 +56,12 @@ def test_softmax_topk_cuda():
     np.testing.assert_allclose(host(p), rp, rtol=1e-5)
 
 
-@pytest.mark.parametrize("out_hw", [None, (7, 11)])
-def test_seg_argmax_cuda(out_hw):
+@pytest.mark.parametrize("shape,out_hw", [((2, 5, 4, 6), None), ((2, 5, 4, 6), (7, 11)), ((1, 3, 2, 150), None),
+                                          ((1, 3, 2, 150), (3, 140))])  # fmt: skip
+def test_seg_argmax_cuda(shape, out_hw):
+    """Rows wider than a block's 128 pixels (4 per thread, 32 apart), partial groups, resizing."""
     rng = np.random.default_rng(2)
-    logits = rng.normal(size=(2, 5, 4, 6)).astype(np.float32)
+    logits = rng.normal(size=shape).astype(np.float32)
     logits[0, :, 0, 0] = np.nan
     np.testing.assert_array_equal(host(seg_argmax(cuda.to_device(logits), out_hw)), seg_argmax_ref(logits, out_hw))
 
@@ -108,6 +110,8 @@ def test_block_topk_merge_ties_nan_and_inf_across_threads(k):
     logits[2, [5, 600]] = np.inf
     logits[3] = -np.inf
     logits[3, 650] = 1.0
+    if k == 64:  # 64 merge rounds per row cost the simulator much: the tie and NaN rows only
+        logits = logits[:2].copy()
     p, i = softmax_topk(cuda.to_device(logits), k)
     rp, ri = softmax_topk_ref(logits, k)
     np.testing.assert_array_equal(host(i), ri)
@@ -125,6 +129,17 @@ def test_batched_nms_cuda_ties_many_overlaps_and_max_det(max_det):
     classes = rng.integers(0, 2, 150) * 7  # class ids need not be small or dense
     got = batched_nms(cuda.to_device(boxes), cuda.to_device(scores), cuda.to_device(classes), 0.5, max_det)
     np.testing.assert_array_equal(got, batched_nms_ref(boxes, scores, classes, 0.5, max_det))
+
+
+def test_batched_nms_cuda_nan_scores_rank_last():
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(0, 30, (30, 2))
+    boxes = np.concatenate([xy, xy + 12], 1).astype(np.float32)
+    scores = rng.random(30).astype(np.float32)
+    scores[[3, 17, 20]] = np.nan
+    classes = rng.integers(0, 2, 30)
+    got = batched_nms(cuda.to_device(boxes), cuda.to_device(scores), cuda.to_device(classes), 0.4)
+    np.testing.assert_array_equal(got, batched_nms_ref(boxes, scores, classes, 0.4))
 
 
 def test_batched_nms_cuda():
@@ -157,9 +172,13 @@ def test_row_topk_across_partitions_and_warps(monkeypatch, threads, shuffles):
     logits[3, :] = -np.inf
     logits[3, 149] = -1.0
     assert rt.partitions(4, 150) > 1
-    if shuffles:  # the slow, faithful path: fewer rows and candidates
-        logits = logits[[0, 2]].copy()
-    k = 3 if shuffles else 5
+    if shuffles:  # the faithful shuffle path costs two dozen simulated barriers per reduction: one row, k=2
+        p, i = softmax_topk(cuda.to_device(logits[:1, :100]), 2)
+        rp, ri = softmax_topk_ref(logits[:1, :100], 2)
+        np.testing.assert_array_equal(host(i), ri)
+        np.testing.assert_allclose(host(p), rp, rtol=1e-5)
+        return
+    k = 5
     p, i = softmax_topk(cuda.to_device(logits), k)
     rp, ri = softmax_topk_ref(logits, k)
     np.testing.assert_array_equal(host(i), ri)
