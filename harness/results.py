@@ -78,6 +78,7 @@ class Point:
     compile_s: float | None = None
     backend_info: dict | None = None
     agreement: dict | None = None  # vs torch eager fp32 on the same batch (harness/agreement.py)
+    memory_format: str | None = None  # the model's layout: channels_last (NHWC) or contiguous (NCHW)
     # MLPerf LoadGen run (harness/loadgen.py): scenario, settings, LoadGen's verdict and summary
     loadgen: dict | None = None
     # many devices (torchrun, harness/distributed.py): the rank that measured this point and the

@@ -69,6 +69,7 @@ class VisionRequest:
     assume_watts: float | None = None
     spec: Path | None = None
     compile_mode: str = "default"
+    memory_format: str = "auto"
     cache_dir: Path | None = None
     input_shape: list[str] = field(default_factory=list)
     input_dtype: str = "float32"
@@ -207,6 +208,8 @@ def _check_options(req: VisionRequest, presets: list[Preset], onnx_files: list[P
         raise UserError(f"unknown --preprocess {req.preprocess!r}: use {', '.join(runner.PREPROCESS)}")
     if req.compile_mode not in MODES:
         raise UserError(f"unknown --compile-mode {req.compile_mode!r}: use {', '.join(MODES)}")
+    if req.memory_format not in runner.MEMORY_FORMATS:
+        raise UserError(f"unknown --memory-format {req.memory_format!r}: use {', '.join(runner.MEMORY_FORMATS)}")
     if req.preprocess == "opencv":
         try:
             import cv2  # noqa: F401
@@ -343,7 +346,7 @@ def plan(req: VisionRequest, sink: Sink) -> VisionPlan:
     settings = runner.RunSettings(
         device=dev, precision=req.precision, warmup=req.warmup, min_duration=req.min_duration,
         min_iters=req.min_iters, seed=req.seed, compile_mode=req.compile_mode,
-        cache_dir=req.cache_dir or runner.RunSettings.cache_dir,
+        cache_dir=req.cache_dir or runner.RunSettings.cache_dir, memory_format=req.memory_format,
     )  # fmt: skip
     meter = select_meter(dev.type, dev.index or 0, req.assume_watts)
     return VisionPlan(dev, why, presets, onnx_files, combos, source, settings, meter)
@@ -354,7 +357,7 @@ def _config(req: VisionRequest, p: VisionPlan) -> dict:
     return {
         "models": req.models, "batch_sizes": req.batch_sizes or ([1] if p.presets else None), "device": str(p.device),
         "device_choice": p.device_choice,
-        "precision": req.precision, "compile_mode": req.compile_mode,
+        "precision": req.precision, "compile_mode": req.compile_mode, "memory_format": req.memory_format,
         "backends": [f"{b}:{q}" for b, q in p.combos] if p.presets else ["onnxruntime"], "task": req.task,
         "warmup": req.warmup, "min_duration_s": req.min_duration, "min_iters": req.min_iters, "seed": req.seed,
         "input": p.source.description if p.source else None, "cudnn_benchmark": p.device.type == "cuda",

@@ -109,3 +109,42 @@ def test_unknown_preprocess_is_a_user_error(images, fast_settings):
     lm = load_model(get_preset("steel-defect-mobilenetv3"), fast_settings)
     with pytest.raises(UserError, match="unknown --preprocess"):
         measure_point(lm, 1, images, fast_settings, preprocess="pillow")
+
+
+def test_channels_last_gives_the_contiguous_outputs_and_is_recorded(tmp_path):
+    """auto picks channels_last for a convolution model on the torch backends; the outputs equal the
+    NCHW run's and the point records the layout; ONNX Runtime stays contiguous."""
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    outs = {}
+    for fmt in ("auto", "contiguous"):
+        r = CliRunner().invoke(app, ["run", "steel-defect-mobilenetv3", "-b", "2", "--device", "cpu", "--memory-format",
+                                     fmt, "--min-duration", "0", "--min-iters", "2", "--warmup", "0",
+                                     "--out", str(tmp_path / fmt)])  # fmt: skip
+        assert r.exit_code == 0, r.output
+        (p,) = _json.loads(next((tmp_path / fmt).glob("*.json")).read_text())["points"]
+        outs[fmt] = p
+    assert outs["auto"]["memory_format"] == "channels_last" and outs["contiguous"]["memory_format"] == "contiguous"
+    assert outs["auto"]["agreement"]["passed"] and outs["auto"]["agreement"]["max_rel_err"] < 1e-4
+    r = CliRunner().invoke(app, ["run", "steel-defect-mobilenetv3", "--memory-format", "nhwc", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "unknown --memory-format 'nhwc'" in r.output
+
+
+def test_memory_format_auto_rules():
+    import torch
+
+    from harness.runner import LoadedModel, RunSettings, memory_format
+
+    conv = LoadedModel(None, torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), {}, 0.0, 0, 0)
+    mlp = LoadedModel(None, torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2)), {}, 0.0, 0, 0)
+    onnx_file = LoadedModel(None, lambda x: x, {}, 0.0, 0, 0)
+    cpu = torch.device("cpu")
+    assert memory_format(conv, RunSettings(cpu)) == "channels_last"
+    assert memory_format(conv, RunSettings(cpu, backend="onnxruntime")) == "contiguous"
+    assert memory_format(mlp, RunSettings(cpu)) == "contiguous"
+    assert memory_format(onnx_file, RunSettings(cpu)) == "contiguous"
+    assert memory_format(mlp, RunSettings(cpu, memory_format="channels_last")) == "channels_last"

@@ -30,6 +30,7 @@ class PrepareContext:
     cache_dir: Path
     calibration: list[torch.Tensor] = field(default_factory=list)  # fp32 host batches (int8)
     compile_mode: str = "default"
+    memory_format: str = "contiguous"  # "channels_last": the torch backends run NHWC (runner.memory_format)
 
 
 class Backend:

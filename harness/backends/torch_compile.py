@@ -10,7 +10,7 @@ import time
 import torch
 
 from harness.backends.base import Backend, PrepareContext, Prepared
-from harness.backends.torch_eager import cast_model
+from harness.backends.torch_eager import cast_model, memory_format_of
 from harness.devices import TORCH_DTYPES
 from harness.timing import device_sync
 
@@ -31,17 +31,18 @@ class TorchCompile(Backend):
     def prepare(self, model, example, precision, ctx: PrepareContext) -> Prepared:
         self.check(example.device, precision)
         mode = ctx.compile_mode if ctx.compile_mode in MODES else "default"
-        m = cast_model(model, example.device, precision)
-        dtype = TORCH_DTYPES[precision]
+        m = cast_model(model, example.device, precision, ctx.memory_format)
+        dtype, fmt = TORCH_DTYPES[precision], memory_format_of(ctx.memory_format)
         compiled = torch.compile(m, mode=mode, dynamic=False)
 
         def run(x: torch.Tensor) -> torch.Tensor:
             with torch.inference_mode():
-                return compiled(x.to(dtype))
+                return compiled(x.to(dtype, memory_format=fmt))
 
         t = time.perf_counter()
         for _ in range(2):  # compile, and for reduce-overhead record the CUDA graph
             run(example)
         device_sync(example.device)
-        info = {"mode": mode, "dtype": str(dtype), "cuda_graphs": mode == "reduce-overhead" and example.is_cuda}
+        info = {"mode": mode, "dtype": str(dtype), "cuda_graphs": mode == "reduce-overhead" and example.is_cuda,
+                "memory_format": ctx.memory_format}  # fmt: skip
         return Prepared(run, time.perf_counter() - t, info)

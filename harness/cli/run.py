@@ -90,6 +90,13 @@ def run(  # long: its signature is the command's ~30 flags; the body only builds
     compile_mode: Annotated[str, typer.Option(help="torch-compile mode: default, reduce-overhead, max-autotune.")] = (
         "default"
     ),
+    memory_format: Annotated[
+        str,
+        typer.Option(
+            help="The model's layout on the torch backends: auto (channels_last for convolution models), "
+            "channels_last or contiguous."
+        ),
+    ] = "auto",
     cache_dir: CacheOpt = None,
     input_shape: Annotated[
         list[str] | None, typer.Option(help="ONNX files: input shape, 1x3x224x224 or NAME:1x3x224x224 (repeatable).")
@@ -189,6 +196,7 @@ def run(  # long: its signature is the command's ~30 flags; the body only builds
         warmup=warmup, min_duration=min_duration, min_iters=min_iters, out_dir=out_dir, weights=weights,
         images=images, image_size=image_size, num_images=num_images, seed=seed, preprocess=preprocess,
         assume_watts=assume_watts, spec=spec, compile_mode=compile_mode, cache_dir=cache_dir,
+        memory_format=memory_format,
         input_shape=input_shape or [], input_dtype=input_dtype, loadgen=loadgen, task=task, input_size=input_size,
         mean=mean, std=std, letterbox=letterbox, rgb=rgb, det_format=det_format,
     )  # fmt: skip

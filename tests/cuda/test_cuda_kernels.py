@@ -56,6 +56,17 @@ def test_softmax_topk_cuda():
     np.testing.assert_allclose(host(p), rp, rtol=1e-5)
 
 
+def test_letterbox_cuda_writes_channels_last_directly():
+    """An NCHW-shaped output with NHWC strides (a channels_last torch tensor on a GPU): the kernel
+    writes the model's layout, no transpose after it."""
+    imgs = np.random.default_rng(1).integers(0, 256, (2, 9, 13, 3), dtype=np.uint8)
+    nhwc = cuda.device_array((2, 8, 8, 3), np.float32)
+    out = nhwc.transpose((0, 3, 1, 2))
+    letterbox_normalize(cuda.to_device(imgs), (8, 8), MEAN, STD, out=out)
+    ref = letterbox_normalize_ref(imgs, (8, 8), MEAN, STD)[0]
+    np.testing.assert_allclose(nhwc.copy_to_host().transpose(0, 3, 1, 2), ref, atol=1e-4)
+
+
 @pytest.mark.parametrize("shape,out_hw", [((2, 5, 4, 6), None), ((2, 5, 4, 6), (7, 11)), ((1, 3, 2, 150), None),
                                           ((1, 3, 2, 150), (3, 140))])  # fmt: skip
 def test_seg_argmax_cuda(shape, out_hw):
