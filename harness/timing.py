@@ -21,6 +21,13 @@ def device_sync(device: torch.device | None) -> None:
         torch.cuda.synchronize(device)
 
 
+def stream_sync(device: torch.device | None) -> None:
+    """Wait for the work queued on the current stream of `device` only (other streams, such as an
+    upload in flight on a copy stream, keep going); a no-op on the CPU."""
+    if device is not None and device.type == "cuda":
+        torch.cuda.current_stream(device).synchronize()
+
+
 def window_closed(t0: float, n: int, min_duration: float, min_iters: int) -> bool:
     """True once `n` >= `min_iters` AND at least `min_duration` seconds have passed since `t0`."""
     return n >= min_iters and time.perf_counter() - t0 >= min_duration

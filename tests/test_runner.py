@@ -148,3 +148,61 @@ def test_memory_format_auto_rules():
     assert memory_format(mlp, RunSettings(cpu)) == "contiguous"
     assert memory_format(onnx_file, RunSettings(cpu)) == "contiguous"
     assert memory_format(mlp, RunSettings(cpu, memory_format="channels_last")) == "channels_last"
+
+
+def test_upload_of_the_next_batch_is_issued_before_this_batch_blocks(images, fast_settings):
+    """The overlap's ordering, with logging fakes for the copy stream and its events (no GPU):
+    each batch's device steps wait for its own upload; the next batch's upload is issued (after its
+    slot is free) before this batch's blocking copy back; the host waits for a slot's upload before
+    refilling its pinned buffer."""
+    from harness.energy import Meter
+    from harness.uploads import Uploads
+
+    log = []
+
+    class Ev:
+        def __init__(self):
+            self.name = f"ev{len(log)}"
+
+        def record(self, stream):
+            log.append(("record", stream.name, self))
+
+        def synchronize(self):
+            log.append(("host_wait", self))
+
+    class Stream:
+        def __init__(self, name):
+            self.name = name
+
+        def wait_event(self, ev):
+            log.append(("wait", self.name, ev))
+
+    up = Uploads(torch.device("cpu"), stream=Stream("copy"), event=Ev, on_stream=None, compute=Stream("compute"))
+    lm = load_model(get_preset("steel-defect-mobilenetv3"), fast_settings)
+    pipe = runner.VisionPipeline(lm, 2, images, fast_settings, "numba")
+    runner.prepare_checked(lm, pipe, fast_settings)
+    steps = []
+    for name, fn in pipe.steps:
+        steps.append((name, lambda ctx, n=name, f=fn: (log.append((n, ctx["index"])), f(ctx))[1]))
+    pipe.steps = steps
+    fast_settings.warmup, fast_settings.min_iters = 0, 3
+    lat = runner._pipelined_window(pipe, fast_settings, None, Meter(), up)[0]
+    assert len(lat) == 3
+
+    def at(entry):
+        return log.index(entry)
+
+    for i in range(3):
+        slot = i % 2
+        up_i = [k for k, e in enumerate(log) if e[0] == "record" and e[1] == "copy" and e[2] is up.up[slot]]
+        assert at(("infer", i)) > at(("wait", "compute", up.up[slot]))  # waits for an upload of its slot
+        assert any(k < at(("infer", i)) for k in up_i)
+        assert at(("h2d", i + 1)) < at(("d2h", i))  # the next upload is issued before this batch blocks
+    main = [e for e in log if e[0] not in ("pre", "host_wait")]  # the worker thread's entries interleave
+    for k, e in enumerate(main):  # every upload first waits for its slot to be released
+        if e[0] == "h2d":
+            assert main[k - 1][:2] == ("wait", "copy") and main[k - 1][2] is up.free[e[1] % 2]
+    worker = [e for e in log if e[0] in ("pre", "host_wait")]
+    for k, e in enumerate(worker):  # a host step refills a pinned slot only after waiting for its last upload
+        if e[0] == "pre":
+            assert worker[k - 1] == ("host_wait", up.up[e[1] % 2])
