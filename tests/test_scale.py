@@ -178,3 +178,43 @@ def test_claim_grade_sets_mlperf_minimums(scenario, queries):
     assert short.offline_expected_qps == pytest.approx(1.5 * 4 / 0.01)  # above the calibrated rate
     assert short.server_target_qps == pytest.approx(4 / 0.01 / 2)  # no --target-qps: half of it
     assert short.server_target_latency_ns == 15_000_000
+
+
+def test_sut_with_two_batches_in_flight_completes_every_sample_once():
+    """Two SUT workers (on a GPU: one CUDA stream each) share the queue: every sample is reported
+    exactly once, in batches of at most the batch size, and the SUT's own overhead is measured."""
+    import threading
+    import time
+    import types
+
+    import torch
+
+    from harness.loadgen import BatchingSUT
+
+    done, workers = [], set()
+
+    class FakeLG:
+        def QuerySampleResponse(self, qid, data, size):
+            return qid
+
+        def QuerySamplesComplete(self, responses):
+            done.extend(responses)
+
+    def run_model(x):
+        workers.add(threading.current_thread().name)
+        time.sleep(0.01)
+        return x.sum(dim=(1, 2, 3))
+
+    pipe = types.SimpleNamespace(run_model=run_model, finish=lambda ctx: None)
+    sut = BatchingSUT(FakeLG(), pipe, torch.zeros(10, 3, 4, 4), {}, 4, workers=2)
+    q = [types.SimpleNamespace(id=1000 + k, index=k % 10) for k in range(37)]
+    for k in range(0, 37, 5):
+        sut.issue(q[k : k + 5])
+        time.sleep(0.005)
+    deadline = time.time() + 10
+    while len(done) < 37 and time.time() < deadline:
+        time.sleep(0.01)
+    sut.close()
+    assert sorted(done) == [1000 + k for k in range(37)] and sut.completed == 37
+    assert len(sut.latency_s) == 37 and len(sut.batch_s) >= 10  # at most 4 samples a batch
+    assert sut.overhead_s >= 0 and len(workers) == 2 and sut.workers == 2
