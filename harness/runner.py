@@ -61,6 +61,7 @@ class RunSettings:
     compile_mode: str = "default"
     cache_dir: Path = Path.home() / ".cache" / "modelpower"
     memory_format: str = "auto"  # auto, channels_last or contiguous (see memory_format below)
+    ort_options: dict = field(default_factory=dict)  # ONNX Runtime CUDA/TensorRT provider options
 
 
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
@@ -133,7 +134,7 @@ def load_onnx_model(path: Path, opts, settings: RunSettings) -> LoadedModel:
     )
     info = {"onnx": str(Path(path).resolve()), "providers": sess.get_providers(), "input": inp, "output": out,
             "det_format": preset.det_format if preset.task == "detect" else None}  # fmt: skip
-    lm.prepared[("onnxruntime", precision, settings.compile_mode, "contiguous")] = Prepared(
+    lm.prepared[("onnxruntime", precision, settings.compile_mode, "contiguous", ())] = Prepared(
         lambda x: run(x.to(in_type).contiguous()), session_s, info
     )
     return lm
@@ -395,7 +396,7 @@ def prepare_backend(lm: LoadedModel, pipe: VisionPipeline, s: RunSettings, examp
     """The backend's prepared model for this run, made once per (backend, precision, compile mode).
 
     `example` is batch 0 as the model receives it (on the device)."""
-    key = (s.backend, s.precision, s.compile_mode, pipe.memory_format)
+    key = (s.backend, s.precision, s.compile_mode, pipe.memory_format, tuple(sorted(s.ort_options.items())))
     if key not in lm.prepared:
         backend = BACKENDS[s.backend]
         calibration = (
@@ -403,7 +404,8 @@ def prepare_backend(lm: LoadedModel, pipe: VisionPipeline, s: RunSettings, examp
         )
         weights = lm.weights.get("sha256", f"seed{lm.weights.get('seed')}")[:16]
         name = lm.preset.name.replace(":", "-")  # timm:resnet18 -> a file name everywhere
-        ctx = PrepareContext(f"{name}-{weights}", s.cache_dir, calibration, s.compile_mode, pipe.memory_format)
+        ctx = PrepareContext(f"{name}-{weights}", s.cache_dir, calibration, s.compile_mode, pipe.memory_format,
+                             s.ort_options)  # fmt: skip
         try:
             lm.prepared[key] = backend.prepare(copy.deepcopy(lm.model), example.float(), s.precision, ctx)
         except BackendUnavailable as e:

@@ -70,6 +70,7 @@ class VisionRequest:
     spec: Path | None = None
     compile_mode: str = "default"
     memory_format: str = "auto"
+    ort_options: list[str] = field(default_factory=list)  # KEY=VALUE provider options for ONNX Runtime on a GPU
     cache_dir: Path | None = None
     input_shape: list[str] = field(default_factory=list)
     input_dtype: str = "float32"
@@ -194,8 +195,22 @@ def _check_applies(req: VisionRequest, presets: list[Preset], onnx_files: list[P
                                     "an ONNX file runs on seeded random inputs (--input-dtype)")  # fmt: skip
     if given("compile_mode") and not any(b == "torch-compile" for b, _ in _combos(req)):
         raise UserError("--compile-mode applies to --backend torch-compile")
+    if req.ort_options and (onnx_files or not any(b.startswith("onnxruntime") for b, _ in _combos(req))):
+        raise UserError("--ort-option applies to presets run with --backend onnxruntime or onnxruntime-trt")
     if req.images is not None and (given("image_size") or given("num_images")):
         raise UserError("--image-size and --num-images describe generated frames; --images uses your files")
+
+
+def parse_ort_options(items: list[str]) -> dict[str, str]:
+    """`--ort-option KEY=VALUE` (repeatable) as ONNX Runtime provider options, e.g.
+    cudnn_conv_algo_search=EXHAUSTIVE, enable_cuda_graph=1, prefer_nhwc=1."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip() or not key.strip().replace("_", "").isalnum():
+            raise UserError(f"--ort-option takes KEY=VALUE (e.g. enable_cuda_graph=1), got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def _check_options(req: VisionRequest, presets: list[Preset], onnx_files: list[Path]) -> None:
@@ -208,6 +223,7 @@ def _check_options(req: VisionRequest, presets: list[Preset], onnx_files: list[P
         raise UserError(f"unknown --preprocess {req.preprocess!r}: use {', '.join(runner.PREPROCESS)}")
     if req.compile_mode not in MODES:
         raise UserError(f"unknown --compile-mode {req.compile_mode!r}: use {', '.join(MODES)}")
+    parse_ort_options(req.ort_options)
     if req.memory_format not in runner.MEMORY_FORMATS:
         raise UserError(f"unknown --memory-format {req.memory_format!r}: use {', '.join(runner.MEMORY_FORMATS)}")
     if req.preprocess == "opencv":
@@ -340,6 +356,8 @@ def plan(req: VisionRequest, sink: Sink) -> VisionPlan:
     dev, why = sink.device(req.device)
     if req.spec is not None and dev.type == "cpu":
         raise UserError("--spec rows are GPU nameplates; on the CPU the nameplate is computed (`modelpower devices`)")
+    if req.ort_options and dev.type == "cpu":
+        raise UserError("--ort-option sets ONNX Runtime's CUDA/TensorRT provider: it applies on a GPU (--device cuda)")
     for b, prec in combos:
         check_backend(b, dev, prec)
     source = _source(req, dev) if presets or req.task else None
@@ -347,6 +365,7 @@ def plan(req: VisionRequest, sink: Sink) -> VisionPlan:
         device=dev, precision=req.precision, warmup=req.warmup, min_duration=req.min_duration,
         min_iters=req.min_iters, seed=req.seed, compile_mode=req.compile_mode,
         cache_dir=req.cache_dir or runner.RunSettings.cache_dir, memory_format=req.memory_format,
+        ort_options=parse_ort_options(req.ort_options),
     )  # fmt: skip
     meter = select_meter(dev.type, dev.index or 0, req.assume_watts)
     return VisionPlan(dev, why, presets, onnx_files, combos, source, settings, meter)
@@ -358,6 +377,7 @@ def _config(req: VisionRequest, p: VisionPlan) -> dict:
         "models": req.models, "batch_sizes": req.batch_sizes or ([1] if p.presets else None), "device": str(p.device),
         "device_choice": p.device_choice,
         "precision": req.precision, "compile_mode": req.compile_mode, "memory_format": req.memory_format,
+        "ort_options": parse_ort_options(req.ort_options),
         "backends": [f"{b}:{q}" for b, q in p.combos] if p.presets else ["onnxruntime"], "task": req.task,
         "warmup": req.warmup, "min_duration_s": req.min_duration, "min_iters": req.min_iters, "seed": req.seed,
         "input": p.source.description if p.source else None, "cudnn_benchmark": p.device.type == "cuda",

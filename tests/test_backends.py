@@ -102,3 +102,28 @@ def test_a_provider_that_fails_to_load_is_refused_not_silently_replaced(images, 
     ctx = PrepareContext("t", tmp_path, [], "default")
     with pytest.raises(BackendUnavailable, match="could not load TensorrtExecutionProvider"):
         trt.prepare(lm.model, torch.zeros(1, 3, 224, 224), "fp32", ctx)
+
+
+@pytest.mark.parametrize(
+    "args,text",
+    [(["--ort-option", "enable_cuda_graph=1"], "--ort-option applies to presets run with --backend onnxruntime"),
+     (["--backend", "onnxruntime", "--ort-option", "novalue"], "--ort-option takes KEY=VALUE"),
+     (["--backend", "onnxruntime", "--ort-option", "enable_cuda_graph=1", "--device", "cpu"],
+      "--ort-option sets ONNX Runtime's CUDA/TensorRT provider: it applies on a GPU")],
+)  # fmt: skip
+def test_ort_options_that_do_not_apply_are_one_line(tmp_path, args, text):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    r = CliRunner().invoke(app, ["run", "steel-defect-mobilenetv3", "--out", str(tmp_path), *args])
+    assert r.exit_code == 2 and text in r.output and "Traceback" not in r.output, r.output
+
+
+def test_parse_ort_options():
+    from harness.vision_bench import parse_ort_options
+
+    assert parse_ort_options(["enable_cuda_graph=1", " prefer_nhwc = 1 "]) == {
+        "enable_cuda_graph": "1",
+        "prefer_nhwc": "1",
+    }

@@ -31,6 +31,7 @@ class PrepareContext:
     calibration: list[torch.Tensor] = field(default_factory=list)  # fp32 host batches (int8)
     compile_mode: str = "default"
     memory_format: str = "contiguous"  # "channels_last": the torch backends run NHWC (runner.memory_format)
+    ort_options: dict = field(default_factory=dict)  # ONNX Runtime CUDA/TensorRT provider options (--ort-option)
 
 
 class Backend:

@@ -3,6 +3,7 @@ the device) or TensorRT execution provider (engines cached in a folder the user 
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -48,11 +49,11 @@ class OnnxRuntime(Backend):
         t = time.perf_counter()
         calib = [b.cpu().float().numpy() for b in ctx.calibration]
         path, export_s, cached = cached_onnx(model, example, precision, ctx.model_key, ctx.cache_dir, calib)
-        options = {}
+        options = dict(ctx.ort_options) if provider != "CPUExecutionProvider" else {}
         if self.tensorrt:
             engines = ctx.cache_dir / "trt"
             engines.mkdir(parents=True, exist_ok=True)
-            options = {
+            options |= {
                 "trt_engine_cache_enable": True,
                 "trt_engine_cache_path": str(engines),
                 "trt_fp16_enable": precision == "fp16",
@@ -69,7 +70,8 @@ class OnnxRuntime(Backend):
                 f"onnxruntime could not load {provider} (the session runs on {', '.join(sess.get_providers())})"
             )
         in_type = torch.float16 if precision == "fp16" else torch.float32
-        run = _device_runner(sess, device) if device.type == "cuda" else _host_runner(sess)
+        graph = str(options.get("enable_cuda_graph", "0")) == "1"
+        run = _device_runner(sess, device, cuda_graph=graph) if device.type == "cuda" else _host_runner(sess)
 
         def run_typed(x: torch.Tensor) -> torch.Tensor:
             return run(x.to(in_type).contiguous())
@@ -81,6 +83,7 @@ class OnnxRuntime(Backend):
             "export_s": export_s,
             "providers": sess.get_providers(),
             "trt_engine_cache": options.get("trt_engine_cache_path"),
+            "provider_options": sess.get_provider_options().get(provider, {}) if options else None,
         }
         return Prepared(run_typed, time.perf_counter() - t, info)
 
@@ -94,27 +97,48 @@ def _host_runner(sess, names: tuple[str, str] = ("input", "output")):
     return run
 
 
-def _device_runner(sess, device: torch.device, names: tuple[str, str] = ("input", "output")):
+def _device_runner(sess, device: torch.device, names: tuple[str, str] = ("input", "output"), cuda_graph: bool = False):
     """IO binding: the input is read and the output written in device memory, no host copies.
-    Outputs other than `names[1]` (a user's model may have several) stay where ORT puts them."""
+    Outputs other than `names[1]` (a user's model may have several) stay where ORT puts them.
+
+    ORT computes on its own stream: the caller's stream is synchronized first, so the input is
+    complete before ORT reads it, and `run_with_iobinding` returns once the output is written. Each
+    call gets its own output tensor (two LoadGen workers may call at once). With ORT's CUDA graph
+    (`--ort-option enable_cuda_graph=1`) the addresses must not change between runs: the input is
+    copied into a static buffer, the output is the static buffer, and calls take a lock."""
     inp, outp = names
     others = [o.name for o in sess.get_outputs() if o.name != outp]
-    outputs: dict[tuple, torch.Tensor] = {}
+    shapes: dict[tuple, tuple] = {}
+    static: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+    lock = threading.Lock()
     index = device.index or 0
 
-    def run(x: torch.Tensor) -> torch.Tensor:
-        key = tuple(x.shape)
-        if key not in outputs:  # learn the output shape once per input shape
-            host = sess.run([outp], {inp: x.cpu().numpy()})[0]
-            outputs[key] = torch.empty(host.shape, dtype=torch.from_numpy(host).dtype, device=device)
-        y = outputs[key]
+    def bind(x: torch.Tensor, y: torch.Tensor):
         io = sess.io_binding()
         io.bind_input(inp, "cuda", index, NP_TYPES[x.dtype], tuple(x.shape), x.data_ptr())
         io.bind_output(outp, "cuda", index, NP_TYPES[y.dtype], tuple(y.shape), y.data_ptr())
         for name in others:
             io.bind_output(name, "cuda", index)
-        sess.run_with_iobinding(io)
-        return y
+        return io
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        key = tuple(x.shape)
+        if key not in shapes:  # learn the output shape once per input shape
+            host = sess.run([outp], {inp: x.cpu().numpy()})[0]
+            shapes[key] = (host.shape, torch.from_numpy(host).dtype)
+        torch.cuda.current_stream(device).synchronize()
+        if not cuda_graph:
+            y = torch.empty(shapes[key][0], dtype=shapes[key][1], device=device)
+            sess.run_with_iobinding(bind(x, y))
+            return y
+        with lock:
+            if key not in static:
+                static[key] = (torch.empty_like(x), torch.empty(shapes[key][0], dtype=shapes[key][1], device=device))
+            sx, sy = static[key]
+            sx.copy_(x)
+            torch.cuda.current_stream(device).synchronize()
+            sess.run_with_iobinding(bind(sx, sy))
+            return sy.clone()
 
     return run
 

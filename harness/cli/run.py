@@ -97,6 +97,13 @@ def run(  # long: its signature is the command's ~30 flags; the body only builds
             "channels_last or contiguous."
         ),
     ] = "auto",
+    ort_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="ONNX Runtime CUDA/TensorRT provider option KEY=VALUE (repeatable), e.g. "
+            "enable_cuda_graph=1, prefer_nhwc=1, cudnn_conv_algo_search=EXHAUSTIVE."
+        ),
+    ] = None,
     cache_dir: CacheOpt = None,
     input_shape: Annotated[
         list[str] | None, typer.Option(help="ONNX files: input shape, 1x3x224x224 or NAME:1x3x224x224 (repeatable).")
@@ -196,7 +203,7 @@ def run(  # long: its signature is the command's ~30 flags; the body only builds
         warmup=warmup, min_duration=min_duration, min_iters=min_iters, out_dir=out_dir, weights=weights,
         images=images, image_size=image_size, num_images=num_images, seed=seed, preprocess=preprocess,
         assume_watts=assume_watts, spec=spec, compile_mode=compile_mode, cache_dir=cache_dir,
-        memory_format=memory_format,
+        memory_format=memory_format, ort_options=ort_option or [],
         input_shape=input_shape or [], input_dtype=input_dtype, loadgen=loadgen, task=task, input_size=input_size,
         mean=mean, std=std, letterbox=letterbox, rgb=rgb, det_format=det_format,
     )  # fmt: skip
