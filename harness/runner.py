@@ -58,7 +58,7 @@ class RunSettings:
     iou_thres: float = 0.45
     max_det: int = 300
     backend: str = "torch"
-    compile_mode: str = "default"
+    compile_mode: str = "auto"
     cache_dir: Path = Path.home() / ".cache" / "modelpower"
     memory_format: str = "auto"  # auto, channels_last or contiguous (see memory_format below)
     ort_options: dict = field(default_factory=dict)  # ONNX Runtime CUDA/TensorRT provider options

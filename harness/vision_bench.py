@@ -68,7 +68,7 @@ class VisionRequest:
     preprocess: str = "numba"
     assume_watts: float | None = None
     spec: Path | None = None
-    compile_mode: str = "default"
+    compile_mode: str = "auto"
     memory_format: str = "auto"
     ort_options: list[str] = field(default_factory=list)  # KEY=VALUE provider options for ONNX Runtime on a GPU
     cache_dir: Path | None = None

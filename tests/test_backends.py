@@ -38,6 +38,8 @@ def test_backend_runs_and_agrees(backend, precision, images, fast_settings, tmp_
     if backend == "onnxruntime":
         assert pt.backend_info["providers"] == ["CPUExecutionProvider"]
         assert list(tmp_path.glob("onnx/*.onnx"))  # exported into the cache
+    if backend == "torch-compile":  # auto on the CPU is Inductor's default mode; its cache is on disk
+        assert pt.backend_info["mode"] == "default" and pt.backend_info["inductor_cache"].endswith("inductor")
 
 
 def test_onnx_export_is_cached(images, fast_settings, tmp_path):
@@ -127,3 +129,12 @@ def test_parse_ort_options():
         "enable_cuda_graph": "1",
         "prefer_nhwc": "1",
     }
+
+
+def test_compile_mode_auto_picks_the_fastest_mode_that_agrees():
+    from harness.backends.torch_compile import pick_mode
+
+    trials = {"reduce-overhead": {"ms": 1.0, "agrees": False}, "default": {"ms": 3.0, "agrees": True},
+              "max-autotune": {"ms": 2.0, "agrees": True}}  # fmt: skip
+    assert pick_mode(trials) == "max-autotune"
+    assert pick_mode({"default": {"ms": 1.0, "agrees": False}}) is None

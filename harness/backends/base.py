@@ -29,7 +29,7 @@ class PrepareContext:
     model_key: str  # e.g. "steel-defect-mobilenetv3-random-init-seed0": names cached exports
     cache_dir: Path
     calibration: list[torch.Tensor] = field(default_factory=list)  # fp32 host batches (int8)
-    compile_mode: str = "default"
+    compile_mode: str = "auto"
     memory_format: str = "contiguous"  # "channels_last": the torch backends run NHWC (runner.memory_format)
     ort_options: dict = field(default_factory=dict)  # ONNX Runtime CUDA/TensorRT provider options (--ort-option)
 
