@@ -39,7 +39,7 @@ def test_backend_runs_and_agrees(backend, precision, images, fast_settings, tmp_
         assert pt.backend_info["providers"] == ["CPUExecutionProvider"]
         assert list(tmp_path.glob("onnx/*.onnx"))  # exported into the cache
     if backend == "torch-compile":  # auto on the CPU is Inductor's default mode; its cache is on disk
-        assert pt.backend_info["mode"] == "default" and pt.backend_info["inductor_cache"].endswith("inductor")
+        assert pt.backend_info["mode"] == "default" and "inductor" in pt.backend_info["inductor_cache"]
 
 
 def test_onnx_export_is_cached(images, fast_settings, tmp_path):

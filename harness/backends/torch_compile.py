@@ -9,8 +9,9 @@ Modes (`--compile-mode`):
 - auto (the default): on a GPU, reduce-overhead and default are each compiled, checked against the
   uncompiled model at the run's precision and timed on the example batch; the fastest that agrees
   runs, and `backend_info["modes_tried"]` keeps every trial. On the CPU: default.
-Inductor's on-disk cache lives under the run's cache folder (`inductor/`, unless
-TORCHINDUCTOR_CACHE_DIR is set), so a later run of the same model and shapes reuses its kernels.
+Inductor keeps its compiled kernels and FX graphs on disk (TORCHINDUCTOR_CACHE_DIR, by default
+/tmp/torchinductor_<user>), so a later run of the same model and shapes reuses them; the folder is
+recorded in `backend_info["inductor_cache"]`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ MODES = ("auto", "default", "reduce-overhead", "max-autotune")
 AUTO_GPU_MODES = ("reduce-overhead", "default")
 
 
+def _inductor_cache() -> str | None:
+    """The folder Inductor caches compiled kernels in."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+        return cache_dir()
+    except Exception:  # pragma: no cover - private API moved
+        return os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+
+
 def pick_mode(trials: dict[str, dict]) -> str | None:
     """The fastest mode whose output agreed with the uncompiled model; None if none did."""
     ok = {m: t["ms"] for m, t in trials.items() if t["agrees"]}
@@ -51,7 +62,6 @@ class TorchCompile(Backend):
 
     def prepare(self, model, example, precision, ctx: PrepareContext) -> Prepared:
         self.check(example.device, precision)
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(ctx.cache_dir / "inductor"))
         m = cast_model(model, example.device, precision, ctx.memory_format)
         mode = ctx.compile_mode if ctx.compile_mode in MODES else "auto"
         if mode != "auto" or not example.is_cuda:
@@ -106,4 +116,4 @@ class TorchCompile(Backend):
     def _info(mode, precision, example, ctx) -> dict:
         return {"mode": mode, "dtype": str(TORCH_DTYPES[precision]), "memory_format": ctx.memory_format,
                 "cuda_graphs": mode in ("reduce-overhead", "max-autotune") and example.is_cuda,
-                "inductor_cache": os.environ.get("TORCHINDUCTOR_CACHE_DIR")}  # fmt: skip
+                "inductor_cache": _inductor_cache()}  # fmt: skip
