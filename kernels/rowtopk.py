@@ -27,6 +27,7 @@ import numpy as np
 from numba import config, cuda
 
 from kernels.device import as_device_array, device_empty, launch_stream
+from kernels.draw import GOLDEN, _draw, _mix
 
 MAX_K = 64
 SIM = bool(config.ENABLE_CUDASIM)
@@ -288,19 +289,14 @@ def _merge(cand_v, cand_i, part_m, part_s, part_n, k, top_v, top_i, sv, si, sf, 
     return m, s, n
 
 
+_mix_dev = cuda.jit(device=True)(_mix.py_func)
+_draw_dev = cuda.jit(device=True)(_draw.py_func)
+
+
 @cuda.jit(device=True)
 def _uniform_dev(seed, row, step):
-    z = seed + np.uint64(0x9E3779B97F4A7C15) * np.uint64(row + 1)
-    z = _mix_dev(z)
-    z = _mix_dev(z + step)
+    z = _mix_dev(_mix_dev(seed + np.uint64(GOLDEN) * np.uint64(row + 1)) + step)
     return np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-
-
-@cuda.jit(device=True)
-def _mix_dev(z):
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
 
 
 @cuda.jit(device=True)
@@ -329,30 +325,7 @@ def _finish(mode, k, m, s, n_inf, top_v, top_i, temperature, top_p, seed, step, 
     while n < k and top_i[n] >= 0 and not math.isnan(top_v[n]):
         n += 1
     e = cuda.local.array(MAX_K, np.float64)
-    mz = np.float64(top_v[0]) / temperature
-    total = 0.0
-    for j in range(n):
-        z = np.float64(top_v[j]) / temperature
-        e[j] = (1.0 if z == np.inf else 0.0) if mz == np.inf else math.exp(z - mz)
-        total += e[j]
-    if top_p < 1:
-        acc = 0.0
-        for j in range(n):
-            acc += e[j] / total
-            if acc >= top_p:
-                n = j + 1
-                break
-        total = 0.0
-        for j in range(n):
-            total += e[j]
-    target = _uniform_dev(seed, b, step) * total
-    acc = 0.0
-    out[b] = top_i[n - 1]
-    for j in range(n):
-        acc += e[j]
-        if acc > target:
-            out[b] = top_i[j]
-            return
+    out[b] = _draw_dev(top_v, top_i, n, temperature, top_p, _uniform_dev(seed, b, step), e)
 
 
 @cuda.jit(device=True)

@@ -21,13 +21,11 @@ from numba import njit, prange
 from kernels.classify import _row_topk
 from kernels.detect import argsort_desc
 from kernels.device import as_device_array, device_empty, on_device
+from kernels.draw import GOLDEN, MIX1, MIX2, _draw, _uniform
 from kernels.rowtopk import MAX_K as DEVICE_MAX_K
 from kernels.rowtopk import MODE_GREEDY, MODE_SAMPLE, row_topk_device
 
 MASK64 = (1 << 64) - 1
-GOLDEN = 0x9E3779B97F4A7C15
-MIX1 = 0xBF58476D1CE4E5B9
-MIX2 = 0x94D049BB133111EB
 
 
 def _check(logits, temperature, top_k, top_p) -> None:
@@ -89,45 +87,6 @@ def sample_tokens_ref(logits, temperature, top_k=0, top_p=1.0, seed=0, step=0) -
 
 # ------------------------------------------------------------------------------ CPU (Numba)
 @njit(inline="always")
-def _mix(z):
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(MIX1)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(MIX2)
-    return z ^ (z >> np.uint64(31))
-
-
-@njit(inline="always")
-def _uniform(seed, row, step):
-    z = _mix(_mix(seed + np.uint64(GOLDEN) * np.uint64(row + 1)) + np.uint64(step))
-    return np.float64(z >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-
-
-@njit(inline="always")
-def _draw(top_v, top_i, n, temperature, top_p, u):
-    """Token from the first n candidates (logits top_v, ids top_i, best first)."""
-    m = top_v[0] / temperature
-    e = np.empty(n, np.float64)
-    for j in range(n):
-        z = top_v[j] / temperature
-        e[j] = (1.0 if z == np.inf else 0.0) if m == np.inf else np.exp(z - m)
-    total = e.sum()
-    if top_p < 1:
-        acc = 0.0
-        for j in range(n):
-            acc += e[j] / total
-            if acc >= top_p:
-                n = j + 1
-                break
-        total = e[:n].sum()
-    target = u * total
-    acc = 0.0
-    for j in range(n):
-        acc += e[j]
-        if acc > target:
-            return top_i[j]
-    return top_i[n - 1]
-
-
-@njit(inline="always")
 def _greedy(row):
     """First index of the highest non-NaN logit; -1 if no logit is above -inf."""
     m = np.float32(-np.inf)
@@ -173,7 +132,7 @@ def _sample(logits, temperature, top_k, top_p, seed, step, out):
         if n == 0 or m == -np.inf:
             out[b] = -1
         else:
-            out[b] = _draw(top_v, top_i, n, temperature, top_p, _uniform(seed, b, step))
+            out[b] = _draw(top_v, top_i, n, temperature, top_p, _uniform(seed, b, step), np.empty(n, np.float64))
 
 
 # ------------------------------------------------------------------------------ public
