@@ -65,16 +65,19 @@ class RunSettings:
 
 
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+ONNX_FILE_KEY = ("onnx file",)  # a user's ONNX file is prepared once, at load, for every batch size
 
 
 def memory_format(lm: LoadedModel, s: RunSettings) -> str:
-    """The layout the model runs in. auto: channels_last for a convolution model on the torch
-    backends (cuDNN's and oneDNN's NHWC kernels; on the 2-core reference CPU ResNet-50 fp32 batch 8
-    ran 15-20% faster), contiguous for ONNX Runtime (it takes NCHW) and models without Conv2d."""
+    """The layout the model runs in. ONNX Runtime (it takes NCHW) and ONNX files: contiguous. On the
+    torch backends: as asked, and auto is channels_last for a convolution model (cuDNN's and
+    oneDNN's NHWC kernels; faster end to end on the 2-core reference CPU too)."""
+    if s.backend not in ("torch", "torch-compile") or not isinstance(lm.model, torch.nn.Module):
+        return "contiguous"
     if s.memory_format != "auto":
         return s.memory_format
-    convs = isinstance(lm.model, torch.nn.Module) and any(isinstance(m, torch.nn.Conv2d) for m in lm.model.modules())
-    return "channels_last" if convs and s.backend in ("torch", "torch-compile") else "contiguous"
+    convs = any(isinstance(m, torch.nn.Conv2d) for m in lm.model.modules())
+    return "channels_last" if convs else "contiguous"
 
 
 @dataclass
@@ -134,9 +137,7 @@ def load_onnx_model(path: Path, opts, settings: RunSettings) -> LoadedModel:
     )
     info = {"onnx": str(Path(path).resolve()), "providers": sess.get_providers(), "input": inp, "output": out,
             "det_format": preset.det_format if preset.task == "detect" else None}  # fmt: skip
-    lm.prepared[("onnxruntime", precision, settings.compile_mode, "contiguous", ())] = Prepared(
-        lambda x: run(x.to(in_type).contiguous()), session_s, info
-    )
+    lm.prepared[ONNX_FILE_KEY] = Prepared(lambda x: run(x.to(in_type).contiguous()), session_s, info)
     return lm
 
 
@@ -393,15 +394,20 @@ def _pipelined_window(pipe: VisionPipeline, s: RunSettings, progress: Progress |
 
 
 def prepare_backend(lm: LoadedModel, pipe: VisionPipeline, s: RunSettings, example: torch.Tensor) -> Prepared:
-    """The backend's prepared model for this run, made once per (backend, precision, compile mode).
+    """The backend's prepared model for this run, made once per (backend, precision, compile mode,
+    layout, provider options, batch size): a compiled mode chosen, a CUDA graph captured or an
+    engine built at one batch size is not reused at another.
 
     `example` is batch 0 as the model receives it (on the device)."""
-    key = (s.backend, s.precision, s.compile_mode, pipe.memory_format, tuple(sorted(s.ort_options.items())))
+    key = (s.backend, s.precision, s.compile_mode, pipe.memory_format, tuple(sorted(s.ort_options.items())), pipe.bs)
+    if lm.onnx is not None:
+        key = ONNX_FILE_KEY
     if key not in lm.prepared:
         backend = BACKENDS[s.backend]
-        calibration = (
-            [example.float(), *(pipe.input_batch(i).float() for i in range(1, 4))] if s.precision == "int8" else []
-        )
+        calibration = (  # copies: on the CPU a batch is a view of the pipeline's reused host buffer
+            [example.float().clone(), *(pipe.input_batch(i).float().clone() for i in range(1, 4))]
+            if s.precision == "int8" else []
+        )  # fmt: skip
         weights = lm.weights.get("sha256", f"seed{lm.weights.get('seed')}")[:16]
         name = lm.preset.name.replace(":", "-")  # timm:resnet18 -> a file name everywhere
         ctx = PrepareContext(f"{name}-{weights}", s.cache_dir, calibration, s.compile_mode, pipe.memory_format,

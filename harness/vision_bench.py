@@ -15,6 +15,7 @@ this precedence:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -195,6 +196,8 @@ def _check_applies(req: VisionRequest, presets: list[Preset], onnx_files: list[P
                                     "an ONNX file runs on seeded random inputs (--input-dtype)")  # fmt: skip
     if given("compile_mode") and not any(b == "torch-compile" for b, _ in _combos(req)):
         raise UserError("--compile-mode applies to --backend torch-compile")
+    if given("memory_format") and (onnx_files or not any(b.startswith("torch") for b, _ in _combos(req))):
+        raise UserError("--memory-format applies to presets on the torch backends (ONNX Runtime takes NCHW)")
     if req.ort_options and (onnx_files or not any(b.startswith("onnxruntime") for b, _ in _combos(req))):
         raise UserError("--ort-option applies to presets run with --backend onnxruntime or onnxruntime-trt")
     if req.images is not None and (given("image_size") or given("num_images")):
@@ -206,10 +209,12 @@ def parse_ort_options(items: list[str]) -> dict[str, str]:
     cudnn_conv_algo_search=EXHAUSTIVE, enable_cuda_graph=1, prefer_nhwc=1."""
     out = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip() or not key.strip().replace("_", "").isalnum():
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not value or not re.fullmatch(r"[A-Za-z0-9_]+", key):
             raise UserError(f"--ort-option takes KEY=VALUE (e.g. enable_cuda_graph=1), got {item!r}")
-        out[key.strip()] = value.strip()
+        if key in out:
+            raise UserError(f"--ort-option {key} is given twice")
+        out[key] = value
     return out
 
 

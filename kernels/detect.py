@@ -462,6 +462,11 @@ def _kept_by_score_cuda(by_score, keep, out):
 def _batched_nms_cuda(boxes, scores, classes, iou_thres, max_keep):
     """Everything on the device (rank, per-class NMS, result in score order), one copy to the host
     at the end: no host round trip in between, and every launch on the inputs' stream."""
+    if np.dtype(as_device_array(classes).dtype).kind == "f":  # float ids (3.0): integers, checked on the host
+        h = to_host(classes)
+        if not np.isfinite(h).all():
+            raise ValueError("batched_nms: classes must be finite class ids, got NaN or inf")
+        classes = cuda.to_device(h.astype(np.int64))
     d_boxes, d_scores, d_cls = (as_device_array(x) for x in (boxes, scores, classes))
     n = d_scores.shape[0]
     if d_boxes.shape != (n, 4) or d_cls.shape != (n,):
@@ -496,6 +501,8 @@ def batched_nms(boxes, scores, classes, iou_thres: float, max_det: int | None = 
         return _batched_nms_cuda(boxes, scores, classes, float(iou_thres), max_keep)
     boxes = np.ascontiguousarray(boxes, np.float32)
     scores = np.ascontiguousarray(scores, np.float32)
+    if np.asarray(classes).dtype.kind == "f" and not np.isfinite(classes).all():
+        raise ValueError("batched_nms: classes must be finite class ids, got NaN or inf")
     classes = np.ascontiguousarray(classes, np.int64)
     if boxes.ndim != 2 or boxes.shape[1] != 4 or scores.shape != (boxes.shape[0],) or classes.shape != scores.shape:
         raise ValueError(f"batched_nms: need boxes [N,4], scores [N], classes [N]; got {boxes.shape}, {scores.shape}")

@@ -3,7 +3,7 @@
 One block per row left most of a GPU idle (64 rows of a 152,064-token vocabulary ran on 64 of 132
 SMs, 32 threads each). Here:
 
-- pass 1: grid (partitions, rows). Each block scans a contiguous slice of its row: every thread
+- pass 1: grid (rows, partitions). Each block scans a contiguous slice of its row: every thread
   keeps the top-k of its strided elements (a sorted buffer in registers/local memory, touched only
   when a value beats its k-th), its count of +inf, and an online softmax sum over the finite values
   (max and sum rescaled as the max grows). The block then reduces max/sum/count with warp shuffles
@@ -216,8 +216,8 @@ def _insert(v, c, top_v, top_i, k):
 # ------------------------------------------------------------------------------ pass 1
 @cuda.jit
 def _pass1(logits, k, chunk, cand_v, cand_i, part_m, part_s, part_n):
-    p = cuda.blockIdx.x
-    b = cuda.blockIdx.y
+    b = cuda.blockIdx.x  # rows on grid x (up to 2^31 - 1), partitions on y (at most 128)
+    p = cuda.blockIdx.y
     t = cuda.threadIdx.x
     sv = cuda.shared.array(SCRATCH, np.float32)
     si = cuda.shared.array(SCRATCH, np.int32)
@@ -386,7 +386,7 @@ def row_topk_device(logits, k: int, mode: int, temperature: float = 0.0, top_p: 
     part_n = device_empty(logits, (rows, n_parts), np.int32)
     stream = launch_stream(logits)
     c_v, c_i, p_m, p_s, p_n = (as_device_array(x) for x in (cand_v, cand_i, part_m, part_s, part_n))
-    _pass1[(n_parts, rows), PASS1_THREADS, stream](d, k, chunk, c_v, c_i, p_m, p_s, p_n)
+    _pass1[(rows, n_parts), PASS1_THREADS, stream](d, k, chunk, c_v, c_i, p_m, p_s, p_n)
     threads = 32 * -(-n_parts // 32)
     dummy2 = as_device_array(probs) if probs is not None else c_v[:, 0, :]  # unused by the mode
     dummy_i = as_device_array(idx) if idx is not None else c_i[:, 0, :]

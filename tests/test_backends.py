@@ -111,7 +111,11 @@ def test_a_provider_that_fails_to_load_is_refused_not_silently_replaced(images, 
     [(["--ort-option", "enable_cuda_graph=1"], "--ort-option applies to presets run with --backend onnxruntime"),
      (["--backend", "onnxruntime", "--ort-option", "novalue"], "--ort-option takes KEY=VALUE"),
      (["--backend", "onnxruntime", "--ort-option", "enable_cuda_graph=1", "--device", "cpu"],
-      "--ort-option sets ONNX Runtime's CUDA/TensorRT provider: it applies on a GPU")],
+      "--ort-option sets ONNX Runtime's CUDA/TensorRT provider: it applies on a GPU"),
+     (["--backend", "onnxruntime", "--ort-option", "a=1", "--ort-option", "a=2"], "--ort-option a is given twice"),
+     (["--backend", "onnxruntime", "--ort-option", "\u00e4=1"], "--ort-option takes KEY=VALUE"),
+     (["--backend", "onnxruntime", "--memory-format", "channels_last"],
+      "--memory-format applies to presets on the torch")],
 )  # fmt: skip
 def test_ort_options_that_do_not_apply_are_one_line(tmp_path, args, text):
     from typer.testing import CliRunner

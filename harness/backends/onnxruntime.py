@@ -64,13 +64,17 @@ class OnnxRuntime(Backend):
             providers.append("CPUExecutionProvider")
         if provider != "CPUExecutionProvider" and hasattr(ort, "preload_dlls"):
             ort.preload_dlls()  # CUDA/cuDNN libraries from the nvidia-* wheels torch brought
-        sess = ort.InferenceSession(str(path), providers=providers)
+        try:
+            sess = ort.InferenceSession(str(path), providers=providers)
+        except Exception as e:  # a provider option ORT rejects (--ort-option) is one line
+            raise BackendUnavailable(f"onnxruntime refused the session: {str(e).splitlines()[0][:200]}") from None
         if provider not in sess.get_providers():  # ORT falls back silently when a provider fails to load
             raise BackendUnavailable(
                 f"onnxruntime could not load {provider} (the session runs on {', '.join(sess.get_providers())})"
             )
         in_type = torch.float16 if precision == "fp16" else torch.float32
-        graph = str(options.get("enable_cuda_graph", "0")) == "1"
+        graph = any(str(options.get(k, "0")).strip().lower() in ("1", "true")
+                    for k in ("enable_cuda_graph", "trt_cuda_graph_enable"))  # fmt: skip
         run = _device_runner(sess, device, cuda_graph=graph) if device.type == "cuda" else _host_runner(sess)
 
         def run_typed(x: torch.Tensor) -> torch.Tensor:
@@ -138,7 +142,9 @@ def _device_runner(sess, device: torch.device, names: tuple[str, str] = ("input"
             sx.copy_(x)
             torch.cuda.current_stream(device).synchronize()
             sess.run_with_iobinding(bind(sx, sy))
-            return sy.clone()
+            y = sy.clone()
+            torch.cuda.current_stream(device).synchronize()  # the copy is done before another call replays
+            return y
 
     return run
 

@@ -197,3 +197,17 @@ def test_row_topk_across_partitions_and_warps(monkeypatch, threads, shuffles):
     np.testing.assert_array_equal(host(sample_tokens(cuda.to_device(logits), 0.0)), sample_tokens_ref(logits, 0.0))
     got = host(sample_tokens(cuda.to_device(logits), 0.7, k + 4, 0.9, seed=4, step=3))
     np.testing.assert_array_equal(got, sample_tokens_ref(logits, 0.7, k + 4, 0.9, seed=4, step=3))
+
+
+def test_batched_nms_cuda_float_class_ids():
+    """Float class ids (3.0) work as integers; NaN ids are refused, as on the CPU."""
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7], np.float32)
+    classes = np.array([3.0, 3.0, 5.0])
+    got = batched_nms(cuda.to_device(boxes), cuda.to_device(scores), cuda.to_device(classes), 0.5)
+    np.testing.assert_array_equal(got, batched_nms_ref(boxes, scores, classes.astype(np.int64), 0.5))
+    classes[1] = np.nan
+    with pytest.raises(ValueError, match="classes must be finite"):
+        batched_nms(cuda.to_device(boxes), cuda.to_device(scores), cuda.to_device(classes), 0.5)
+    with pytest.raises(ValueError, match="classes must be finite"):
+        batched_nms(boxes, scores, classes, 0.5)
