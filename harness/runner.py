@@ -65,7 +65,7 @@ class RunSettings:
 
 
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
-ONNX_FILE_KEY = ("onnx file",)  # a user's ONNX file is prepared once, at load, for every batch size
+ONNX_FILE = "onnx file"  # key (ONNX_FILE, precision): a user's ONNX file is prepared once, at load
 
 
 def memory_format(lm: LoadedModel, s: RunSettings) -> str:
@@ -137,7 +137,7 @@ def load_onnx_model(path: Path, opts, settings: RunSettings) -> LoadedModel:
     )
     info = {"onnx": str(Path(path).resolve()), "providers": sess.get_providers(), "input": inp, "output": out,
             "det_format": preset.det_format if preset.task == "detect" else None}  # fmt: skip
-    lm.prepared[ONNX_FILE_KEY] = Prepared(lambda x: run(x.to(in_type).contiguous()), session_s, info)
+    lm.prepared[(ONNX_FILE, precision)] = Prepared(lambda x: run(x.to(in_type).contiguous()), session_s, info)
     return lm
 
 
@@ -400,8 +400,8 @@ def prepare_backend(lm: LoadedModel, pipe: VisionPipeline, s: RunSettings, examp
 
     `example` is batch 0 as the model receives it (on the device)."""
     key = (s.backend, s.precision, s.compile_mode, pipe.memory_format, tuple(sorted(s.ort_options.items())), pipe.bs)
-    if lm.onnx is not None:
-        key = ONNX_FILE_KEY
+    if lm.onnx is not None:  # prepared at load, for every batch size
+        key = next(k for k in lm.prepared if k[0] == ONNX_FILE)
     if key not in lm.prepared:
         backend = BACKENDS[s.backend]
         calibration = (  # copies: on the CPU a batch is a view of the pipeline's reused host buffer
