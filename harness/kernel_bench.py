@@ -35,6 +35,7 @@ from kernels import (
     seg_argmax,
     softmax_topk,
 )
+from kernels.gemv import linear_rows
 from models.detector import anchor_points
 
 MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
@@ -186,6 +187,22 @@ def cases(scale: float = 1.0) -> list[Case]:  # long: a table of workloads, one 
             lambda: sample_tokens(vocab_logits, 0.0),
             {"torch argmax": lambda: tl.argmax(-1)},
             vocab_logits.nbytes,
+        )
+    )
+    # LLM decode on the CPU: one row times a weight matrix far larger than the caches (qwen2-0.5b's
+    # LM head, 151,936 x 896 bf16 = 272 MB at full scale), so the matmul is a memory read
+    n_out = max(1024, int(151936 * scale))
+    w = torch.randn(n_out, 896, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    x = torch.randn(1, 896, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)
+    w_bits, x32, y32 = w.view(torch.int16).numpy().view(np.uint16), x.float().numpy(), np.empty((1, n_out), np.float32)
+    out_list.append(
+        Case(
+            "linear_rows (decode matmul)",
+            f"1 x 896 @ {n_out} x 896 bf16",
+            lambda: linear_rows(x32, w_bits, None, y32),
+            {"torch linear (bf16)": lambda: torch.nn.functional.linear(x, w)},
+            w_bits.nbytes,
+            {"torch linear (bf16)": 1.5},
         )
     )
     seg = rng.normal(size=(max(1, int(2 * scale)), 19, 512, 1024)).astype(np.float32)

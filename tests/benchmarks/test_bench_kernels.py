@@ -31,6 +31,8 @@ PAIRS = [
     ("sample_tokens", "torch topk+softmax+multinomial"),
     ("seg_argmax", "ours"),
     ("seg_argmax", "torch argmax"),
+    ("linear_rows (decode matmul)", "ours"),
+    ("linear_rows (decode matmul)", "torch linear (bf16)"),
 ]
 
 
