@@ -98,7 +98,6 @@ class TransformersEngine:
 
     def __init__(self, model: DecoderLM):
         self.hf = to_transformers(model)
-        self.vocab = model.cfg.vocab_size
         self.caches: dict[tuple[int, int], object] = {}  # (batch, length) -> StaticCache, reset per generation
 
     def generate(self, prompts: torch.Tensor, w: Workload, pad: torch.Tensor | None,

@@ -388,14 +388,14 @@ def row_topk_device(logits, k: int, mode: int, temperature: float = 0.0, top_p: 
     c_v, c_i, p_m, p_s, p_n = (as_device_array(x) for x in (cand_v, cand_i, part_m, part_s, part_n))
     _pass1[(rows, n_parts), PASS1_THREADS, stream](d, k, chunk, c_v, c_i, p_m, p_s, p_n)
     threads = 32 * -(-n_parts // 32)
-    dummy2 = as_device_array(probs) if probs is not None else c_v[:, 0, :]  # unused by the mode
-    dummy_i = as_device_array(idx) if idx is not None else c_i[:, 0, :]
+    d_probs = as_device_array(probs) if probs is not None else c_v[:, 0, :]  # a placeholder where the mode
+    d_idx = as_device_array(idx) if idx is not None else c_i[:, 0, :]  # writes no probabilities
     d_out = as_device_array(out) if out is not None else c_i[:, 0, 0]
     args = (c_v, c_i, p_m, p_s, p_n, k, mode, float(temperature), float(top_p), np.uint64(seed))
     if hasattr(step, "copy_to_host") or hasattr(step, "__cuda_array_interface__"):
-        _pass2_steps[rows, threads, stream](*args, as_device_array(step), dummy2, dummy_i, d_out)
+        _pass2_steps[rows, threads, stream](*args, as_device_array(step), d_probs, d_idx, d_out)
     else:
-        _pass2[rows, threads, stream](*args, np.uint64(step), dummy2, dummy_i, d_out)
+        _pass2[rows, threads, stream](*args, np.uint64(step), d_probs, d_idx, d_out)
 
 
 __all__ = ["MAX_K", "MODE_GREEDY", "MODE_SAMPLE", "MODE_SOFTMAX", "block_best", "partitions", "row_topk_device"]
