@@ -32,7 +32,7 @@ class Preset:
     mean: tuple[float, float, float] = IMAGENET_MEAN  # per channel of the model's input, on the 0..255 scale
     std: tuple[float, float, float] = IMAGENET_STD
     rgb: bool = True  # the model takes channels in R, G, B order (False: B, G, R)
-    det_format: str = "raw"  # detection output: "raw" (models/detector.py) or "yolov8" (harness/detection.py)
+    det_format: str = "raw"  # detection output: "raw" (models/detector.py) or "yolov8" (harness/vision/detection.py)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

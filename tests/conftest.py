@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.runner import RunSettings
+from harness.vision.runner import RunSettings
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from typer.testing import CliRunner
 
 from harness.backends import BACKENDS
 from harness.cli import app
-from harness.images import synthetic_images
-from harness.runner import load_model, measure_point
+from harness.vision.images import synthetic_images
+from harness.vision.runner import load_model, measure_point
 from models import get_preset
 
 runner = CliRunner()
@@ -77,7 +77,7 @@ def test_backend_list_in_one_run(tmp_path, images):
     r = runner.invoke(app, ["run", "steel-defect-mobilenetv3", "--backend", "torch,onnxruntime", "--out",
                             str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c"), *fast])  # fmt: skip
     assert r.exit_code == 0, r.output
-    from harness.results import read_result
+    from harness.results.schema import read_result
 
     pts = read_result(next((tmp_path / "o").glob("*.json"))).points
     assert [p.backend for p in pts] == ["torch", "onnxruntime"] and all(p.agreement["passed"] for p in pts)
@@ -127,7 +127,7 @@ def test_ort_options_that_do_not_apply_are_one_line(tmp_path, args, text):
 
 
 def test_parse_ort_options():
-    from harness.vision_bench import parse_ort_options
+    from harness.vision.bench import parse_ort_options
 
     assert parse_ort_options(["enable_cuda_graph=1", " prefer_nhwc = 1 "]) == {
         "enable_cuda_graph": "1",

@@ -9,7 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.results import read_result
+from harness.results.schema import read_result
 from tests.test_robustness import assert_one_line
 
 runner = CliRunner()
@@ -133,9 +133,9 @@ def test_classifier_and_segmenter_onnx_run_end_to_end(tmp_path):
 
 def test_channel_order_mean_and_std_reach_the_model(tmp_path):
     """--rgb/--bgr, --mean and --std: the batch the model receives, checked channel by channel."""
-    from harness import runner as rn
-    from harness.images import ImageSource
-    from harness.onnx_model import TaskOptions
+    from harness.vision import runner as rn
+    from harness.vision.images import ImageSource
+    from harness.vision.onnx_model import TaskOptions
 
     f = export(ChannelMeans(), tmp_path / "means.onnx", (1, 3, 8, 8))
     frame = np.zeros((8, 8, 3), np.uint8)
@@ -249,8 +249,8 @@ def test_models_lists_timm_and_torchvision_architectures():
 def test_random_init_detector_has_a_trained_detectors_workload(name):
     """Prior-probability class bias: on generated frames, tens of candidates per image and fewer
     detections after NMS (every anchor used to pass and NMS filled the 300 cap)."""
-    from harness.detection import DetectHead
-    from harness.images import synthetic_images
+    from harness.vision.detection import DetectHead
+    from harness.vision.images import synthetic_images
     from kernels import letterbox_normalize
     from models import build_model, get_preset
 
@@ -271,7 +271,7 @@ def test_yolov8_layout_of_our_detector_decodes_to_the_same_detections():
     """Our detector's raw head, decoded into the YOLOv8 layout as an Ultralytics export does it in
     the graph, gives the same kept boxes through yolo_postprocess as the raw head through
     detect_postprocess."""
-    from harness.detection import DetectHead
+    from harness.vision.detection import DetectHead
     from models.detector import YoloDetector, anchor_points
 
     torch.manual_seed(0)
@@ -376,7 +376,7 @@ def test_timm_pretrained_tags_are_architectures_too(tmp_path):
 
 
 def test_a_file_onnxruntime_cannot_load_leaves_no_result_file(tmp_path, monkeypatch):
-    import harness.onnx_model as ox
+    import harness.vision.onnx_model as ox
     from harness.errors import UserError
 
     f = export(TinyClassifier(), tmp_path / "cls.onnx", (1, 3, 32, 48))

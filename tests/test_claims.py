@@ -5,8 +5,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from harness.claims import Claim, ClaimError, check_capacity, check_equivalence, check_speedup, load_claims
 from harness.cli import app
+from harness.verdicts.claims import Claim, ClaimError, check_capacity, check_equivalence, check_speedup, load_claims
 from tests.test_stats_results import make_point
 
 
@@ -145,7 +145,7 @@ def test_mfu_above_100_percent_cannot_bound_a_claim():
 
 
 def test_claim_takes_files_in_any_order(tmp_path):
-    from harness.results import write_result
+    from harness.results.schema import write_result
     from tests.test_stats_results import make_result
 
     res = tmp_path / "r.json"
@@ -158,7 +158,7 @@ def test_claim_takes_files_in_any_order(tmp_path):
 def test_costs_by_hand():
     """100 samples/s at 2 J/sample and 100 TFLOPS delivered, 1,000 J/PFLOP; electricity 0.10 per kWh,
     2.00 per device-hour."""
-    from harness.cost import Prices, row_costs
+    from harness.verdicts.cost import Prices, row_costs
 
     row = {"kind": "vision", "throughput": 100.0, "joules_per_item": 2.0, "delivered_tflops": 100.0,
            "joules_per_pflop": 1000.0}  # fmt: skip
@@ -179,12 +179,12 @@ def test_costs_by_hand():
 def test_cost_in_claims_and_reports(tmp_path):
     pt = make_point(precision="fp16", mfu=0.3, mfu_precision="fp16", mfu_peak_tflops=989.4, joules_per_pflop=1000.0,
                     delivered_tflops=100.0)  # fmt: skip
-    from harness.cost import Prices
+    from harness.verdicts.cost import Prices
 
     v = check_capacity(cap(), [pt], Prices(0.10, 2.00))
     assert any("a PFLOP-hour of this work costs 20.1 at electricity 0.1 per kWh, 2 per device-hour" in s
                for s in v.steps)  # fmt: skip
-    from harness.results import write_result
+    from harness.results.schema import write_result
     from tests.test_stats_results import make_result
 
     pt = make_point(throughput_sps=100.0, joules_per_sample=2.0, delivered_tflops=100.0, joules_per_pflop=1000.0)
@@ -210,7 +210,7 @@ def test_speedup_with_devices_and_cost_by_hand():
     """3,600 s on 1 device -> 60 s on 8, cost -50%: 8 devices explain 8x of 60x (perfect scaling
     assumed, said so); each must be 7.5x faster; device-hours 1 -> 0.1333, so a device-hour after
     may cost up to 0.5 x 1 / 0.1333 = 3.75x one before."""
-    from harness.cost import Prices
+    from harness.verdicts.cost import Prices
 
     c = Claim("s", "speedup", "", "", {"before_s": 3600, "after_s": 60, "devices_before": 1, "devices_after": 8,
                                         "cost_change": -0.5})  # fmt: skip
@@ -231,7 +231,7 @@ def test_speedup_with_devices_and_cost_by_hand():
 def test_best_published_beside_matching_points_only(tmp_path):
     """MLPerf v4.0's 88,714.3 samples/s for ResNet-50 on one H100 SXM: beside a resnet50-imagenet
     point on an H100 SXM, not beside another device or another workload."""
-    from harness.published import best_published
+    from harness.machine.published import best_published
 
     assert best_published("resnet50-imagenet", "NVIDIA H100 80GB HBM3").value == 88714.3
     assert best_published("resnet50-imagenet", "NVIDIA A100-SXM4-80GB") is None  # another device
@@ -249,7 +249,7 @@ def test_best_published_beside_matching_points_only(tmp_path):
         "our best measured point gives 1,100 P-equivalent" in v.verdict and "deliver 11,000 P-equivalent" in v.verdict
     )
     assert "int8 run counted against the fp16 peak" in v.verdict
-    from harness.results import write_result
+    from harness.results.schema import write_result
     from tests.test_stats_results import make_result
 
     write_result(make_result([ours, other]), tmp_path / "r.json")
@@ -261,7 +261,7 @@ def test_best_published_beside_matching_points_only(tmp_path):
 
 def test_published_llm_decode_figure_matches_batch_and_precision():
     """gpt-fast's Llama-2-7B on an A100-80GB: 104.9 tokens/s bf16 at batch 1 (155.58 int8)."""
-    from harness.published import best_published
+    from harness.machine.published import best_published
 
     a100 = "NVIDIA A100-SXM4-80GB"
     assert best_published("llama2-7b", a100, 1, "bf16").value == 104.9

@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.results import read_result
+from harness.results.schema import read_result
 from models import build_model, get_preset
 
 runner = CliRunner()
@@ -59,7 +59,7 @@ def test_run_writes_valid_results_for_all_three_tasks(tmp_path):
 
 
 def test_interrupted_run_keeps_finished_points(tmp_path, monkeypatch):
-    import harness.runner as hr
+    import harness.vision.runner as hr
 
     real = hr.measure_point
     calls = []

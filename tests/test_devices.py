@@ -5,9 +5,9 @@ import re
 import pytest
 import torch
 
-from harness.devices import detect_cpu, detect_machine, fp64_flops_per_cycle, resolve_device
 from harness.errors import UserError
-from harness.specs import PRECISIONS, match_spec, spec_table
+from harness.machine.devices import detect_cpu, detect_machine, fp64_flops_per_cycle, resolve_device
+from harness.machine.specs import PRECISIONS, match_spec, spec_table
 
 
 def test_spec_table_rows_are_complete():
@@ -74,7 +74,7 @@ def test_nvml_path_with_a_fake_library(monkeypatch):
     import sys
     import types
 
-    from harness.devices import detect_gpus
+    from harness.machine.devices import detect_gpus
 
     nv = types.ModuleType("pynvml")
     nv.NVML_CLOCK_SM, nv.NVML_CLOCK_MEM = 1, 2
@@ -108,7 +108,7 @@ def test_nvml_path_with_a_fake_library(monkeypatch):
 
 
 def test_user_spec_file_overrides_and_errors(tmp_path, monkeypatch):
-    from harness import specs
+    from harness.machine import specs
 
     monkeypatch.setattr(specs, "_user_rows", [])
     f = tmp_path / "my.toml"
@@ -131,7 +131,7 @@ def test_user_spec_file_overrides_and_errors(tmp_path, monkeypatch):
 
 
 def test_cpu_nameplate_and_unknown_precision():
-    from harness.metrics import nameplate_peak
+    from harness.measure.metrics import nameplate_peak
 
     peak, src = nameplate_peak(torch.device("cpu"), "fp32")
     cpu = detect_cpu()
@@ -144,7 +144,7 @@ def test_cpu_nameplate_and_unknown_precision():
 def test_cpu_bf16_and_int8_nameplates_by_hand():
     """Per core and cycle: AMX 1,024 BF16 FLOPs / 2,048 INT8 ops; AVX-512 dot products on 512-bit
     ports 128 / 256, on Zen 4's 256-bit pipes half that."""
-    from harness.devices import lowp_ops_per_cycle
+    from harness.machine.devices import lowp_ops_per_cycle
 
     amx = lowp_ops_per_cycle("GenuineIntel", 6, ["avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8"])
     assert amx["bf16"][0] == 1024 and amx["int8"][0] == 2048
@@ -158,8 +158,8 @@ def test_cpu_bf16_and_int8_nameplates_by_hand():
 
 def test_fp64_gemm_is_held_to_the_fp64_tensor_core_nameplate():
     """Found on an H100: DGEMM ran at 60 TFLOPS against the 34 TFLOPS FP64 vector figure."""
-    from harness.peak import gemm_nameplate
-    from harness.specs import match_spec
+    from harness.machine.specs import match_spec
+    from harness.measure.peak import gemm_nameplate
 
     h100 = match_spec("NVIDIA H100 80GB HBM3")
     assert gemm_nameplate(h100, "fp64") == h100.peak_tflops("fp64_tensor") == 67.0
@@ -172,7 +172,7 @@ def test_cuda_n_selects_the_device_for_torch_and_numba(monkeypatch):
     import numba.cuda
     import torch
 
-    from harness.devices import resolve_device
+    from harness.machine.devices import resolve_device
 
     calls = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -186,7 +186,7 @@ def test_cuda_n_selects_the_device_for_torch_and_numba(monkeypatch):
 
 
 def test_ascend_910b2_row_is_its_cube_arithmetic_and_unconfirmed_rows_are_marked():
-    from harness.specs import match_spec
+    from harness.machine.specs import match_spec
 
     row = match_spec("Ascend910B2")
     assert row.name == "Huawei Ascend 910B2"

@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from harness.energy import (
+from harness.measure.energy import (
     AssumedMeter,
     Meter,
     NvmlMeter,
@@ -17,7 +17,7 @@ from harness.energy import (
     rapl_packages,
     select_meter,
 )
-from harness.metrics import run_metrics
+from harness.measure.metrics import run_metrics
 
 
 def make_rapl(root, zones):
@@ -131,7 +131,7 @@ def test_nvml_falls_back_to_sampling_and_reports_throttling(monkeypatch):
 
 
 def test_run_metrics_by_hand():
-    from harness.energy import EnergyReading
+    from harness.measure.energy import EnergyReading
 
     r = EnergyReading(True, 200.0, 2.0, "device", "test")  # 100 W average
     m = run_metrics(1e12, 50.0, 100.0, r)  # 1 TFLOP/sample x 50/s = 50 TFLOPS

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.gate import Side, interval, t_quantile_975, verdict
+from harness.verdicts.gate import Side, interval, t_quantile_975, verdict
 
 runner = CliRunner()
 
@@ -144,7 +144,7 @@ def test_run_to_run_spread_widens_the_interval(tmp_path, base):
 
 
 def test_a_point_that_runs_out_of_memory_in_the_new_set_fails():
-    from harness.gate import gate
+    from harness.verdicts.gate import gate
 
     base = {"_label": "llm b8", "throughput": 100.0, "_cov": 0.1, "_n": 20, "flags": ""}
     new = {"_label": "llm b8", "throughput": None, "_cov": None, "_n": None, "flags": "oom"}

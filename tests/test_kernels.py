@@ -498,7 +498,7 @@ def test_device_outputs_follow_the_input_library():
 def test_device_time_is_event_time_around_each_call_queued_behind_a_sleep(monkeypatch):
     """device_time_ms arithmetic with fake CUDA events: the median of (end - start) per call, the
     calls queued after one sleep kernel and read after one synchronize."""
-    import harness.kernel_bench as kb
+    import harness.measure.kernel_bench as kb
 
     clock, log = [0.0], []
 
@@ -526,7 +526,7 @@ def test_device_time_is_event_time_around_each_call_queued_behind_a_sleep(monkey
 
 def test_kernels_table_shows_device_and_call_time():
     from harness.cli.tables import kernels_table
-    from harness.kernel_bench import Row
+    from harness.measure.kernel_bench import Row
 
     rows = [Row("softmax_topk (cuda)", "64 x 152064, k=5", 900.0, 0.25, "torch softmax+topk (cuda)", 0.4, 3.2, 2.0,
                 2000.0, 0.7, ours_device_ms=0.05, peer_device_ms=0.16)]  # fmt: skip

@@ -9,10 +9,10 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-import harness.llm_runner as lr
+import harness.llm.runner as lr
 from harness.cli import app
-from harness.llm_runner import Workload, generate, measure_llm
-from harness.results import read_result
+from harness.llm.runner import Workload, generate, measure_llm
+from harness.results.schema import read_result
 from models.llm import LLM_CONFIGS, LLMConfig, build_llm, decode_flops, prefill_flops
 from models.llm_checkpoint import load_checkpoint
 

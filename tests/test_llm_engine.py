@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import harness.llm_runner as lr
+import harness.llm.runner as lr
 from harness.cli import app
-from harness.llm_engines import TransformersEngine, parse_engines
-from harness.llm_runner import PromptBatch, Workload, agreement, generate, greedy_reference
-from harness.results import read_result
+from harness.llm.engines import TransformersEngine, parse_engines
+from harness.llm.runner import PromptBatch, Workload, agreement, generate, greedy_reference
+from harness.results.schema import read_result
 from kernels.gemv import bf16_bits_to_f32_ref, linear_rows, linear_rows_ref
 from models.llm import LLM_CONFIGS, LLMConfig, build_llm, init_random
 from models.llm_linear import ROWS_MAX, Int8Linear, Linear, matmul_weight_bytes, quantize_int8
@@ -244,7 +244,7 @@ def test_parse_engines():
 def test_int8_agreement_uses_the_first_point_that_fits(tmp_path, monkeypatch):
     """A first point estimated not to fit is recorded as OOM; the agreement runs on the next one
     instead of allocating the big one before the memory check."""
-    import harness.llm_bench as lb
+    import harness.llm.bench as lb
 
     def fits(extra, need, device):
         return "too big (test)" if need > 2e6 else None
@@ -285,7 +285,7 @@ def _replay_eagerly(body, reset):
 def test_decode_graph_bookkeeping_gives_the_eager_tokens(temperature, top_k, padded):
     """Static token/position/step/padding buffers, token fed back on the device, step counter read
     by the sampler: the same tokens as the eager loop, for two generations through one graph."""
-    from harness.llm_decode import DecodeGraphs
+    from harness.llm.decode import DecodeGraphs
 
     m = init_random(build_llm(TINY, CPU, torch.float32, 0), 1, std=0.3).fuse()
     g = torch.Generator().manual_seed(4)
@@ -301,7 +301,7 @@ def test_decode_graph_bookkeeping_gives_the_eager_tokens(temperature, top_k, pad
 
 def test_event_clock_arithmetic():
     """stamp_i = t0 + (event_i - event_0); events are read after the generation, once."""
-    from harness.llm_decode import EventClock
+    from harness.llm.decode import EventClock
 
     now = [100.0]
     syncs = []

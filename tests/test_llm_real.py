@@ -12,8 +12,8 @@ import torch
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.llm_runner import PromptBatch, Workload, generate
-from harness.results import read_result
+from harness.llm.runner import PromptBatch, Workload, generate
+from harness.results.schema import read_result
 from models.llm import LLM_CONFIGS, LLMConfig, build_llm
 from models.llm_gguf import LAYER_NAMES, load_gguf
 

@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.errors import UserError
-from harness.flops import count_flops as torch_flops
-from harness.onnx_model import count_flops, load_onnx, parse_input_shapes
-from harness.results import read_result
+from harness.measure.flops import count_flops as torch_flops
+from harness.results.schema import read_result
+from harness.vision.onnx_model import count_flops, load_onnx, parse_input_shapes
 
 runner = CliRunner()
 FAST = ["--min-duration", "0", "--min-iters", "2", "--warmup", "1", "--device", "cpu"]

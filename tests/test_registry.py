@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from harness.errors import UserError
-from harness.flops import count_flops, preset_flops_per_sample
+from harness.measure.flops import count_flops, preset_flops_per_sample
 from models import build_model, get_preset, list_presets
 from models.detector import anchor_points
 

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.results import write_result
+from harness.results.schema import write_result
 from tests.test_stats_results import make_point, make_result
 
 runner = CliRunner()
@@ -84,7 +84,7 @@ def test_many_series_stay_readable():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from harness.report import _throughput_plot, series_styles
+    from harness.verdicts.report import _throughput_plot, series_styles
 
     styles = series_styles(45)
     assert len(set(styles)) == 45

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.results import read_result, strict_json
+from harness.results.schema import read_result, strict_json
 
 runner = CliRunner()
 PRESET = "steel-defect-mobilenetv3"

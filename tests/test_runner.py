@@ -5,9 +5,9 @@ import time
 import pytest
 import torch
 
-import harness.runner as runner
-from harness.images import ImageSource, synthetic_images
-from harness.runner import load_model, measure_point
+import harness.vision.runner as runner
+from harness.vision.images import ImageSource, synthetic_images
+from harness.vision.runner import load_model, measure_point
 from models import get_preset
 
 
@@ -93,7 +93,7 @@ def test_every_data_path_runs_every_task(name, preprocess, images, fast_settings
 
 
 def test_peer_path_uses_the_peers(images, fast_settings, monkeypatch):
-    from harness import peers
+    from harness.measure import peers
 
     calls = []
     real = peers.opencv_letterbox
@@ -137,7 +137,7 @@ def test_channels_last_gives_the_contiguous_outputs_and_is_recorded(tmp_path):
 def test_memory_format_auto_rules():
     import torch
 
-    from harness.runner import LoadedModel, RunSettings, memory_format
+    from harness.vision.runner import LoadedModel, RunSettings, memory_format
 
     conv = LoadedModel(None, torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), {}, 0.0, 0, 0)
     mlp = LoadedModel(None, torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2)), {}, 0.0, 0, 0)
@@ -155,8 +155,8 @@ def test_upload_of_the_next_batch_is_issued_before_this_batch_blocks(images, fas
     each batch's device steps wait for its own upload; the next batch's upload is issued (after its
     slot is free) before this batch's blocking copy back; the host waits for a slot's upload before
     refilling its pinned buffer."""
-    from harness.energy import Meter
-    from harness.uploads import Uploads
+    from harness.measure.energy import Meter
+    from harness.vision.uploads import Uploads
 
     log = []
 

@@ -8,10 +8,10 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.distributed import ENV_FAIL_RANK, strip_launch_options, torchrun_args
 from harness.errors import UserError
-from harness.loadgen import loadgen_throughput, parse_summary
-from harness.results import read_result
+from harness.results.schema import read_result
+from harness.vision.distributed import ENV_FAIL_RANK, strip_launch_options, torchrun_args
+from harness.vision.loadgen import loadgen_throughput, parse_summary
 
 FAST = ["--min-duration", "0.3", "--min-iters", "2", "--warmup", "1", "--image-size", "320x240", "--num-images", "2"]
 MODEL = "steel-defect-mobilenetv3"
@@ -139,7 +139,7 @@ def test_loadgen_bad_input_is_one_line(tmp_path):
 def test_aggregate_of_loadgen_ranks_is_valid_only_if_every_rank_is():
     from dataclasses import replace
 
-    from harness.distributed import aggregate
+    from harness.vision.distributed import aggregate
     from tests.test_stats_results import make_point
 
     base = make_point()
@@ -167,8 +167,8 @@ def test_loadgen_server_reports_whether_the_latency_bound_held(tmp_path):
 
 @pytest.mark.parametrize("scenario,queries", [("offline", 1), ("singlestream", 1024), ("server", 270_336)])
 def test_claim_grade_sets_mlperf_minimums(scenario, queries):
-    from harness.loadgen import LoadgenConfig, import_loadgen
-    from harness.loadgen import loadgen_settings as settings_for
+    from harness.vision.loadgen import LoadgenConfig, import_loadgen
+    from harness.vision.loadgen import loadgen_settings as settings_for
 
     lg = import_loadgen()
     short = settings_for(lg, LoadgenConfig(scenario, 2.0), batch_s=0.01, batch_size=4)
@@ -189,7 +189,7 @@ def test_sut_with_two_batches_in_flight_completes_every_sample_once():
 
     import torch
 
-    from harness.loadgen import BatchingSUT
+    from harness.vision.loadgen import BatchingSUT
 
     done, workers = [], set()
 

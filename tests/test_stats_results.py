@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from harness.errors import UserError
-from harness.results import SCHEMA_VERSION, Point, RunResult, read_result, write_result
-from harness.stats import latency_stats
+from harness.measure.stats import latency_stats
+from harness.results.schema import SCHEMA_VERSION, Point, RunResult, read_result, write_result
 
 
 def test_latency_stats_match_numpy(rng):

@@ -2,12 +2,17 @@
 
 Adding a backend is adding a module and one entry in BACKENDS; `modelpower backends` and the tests
 walk this dict.
+
+May import: harness.errors, harness.machine, harness.measure.
 """
+
+import torch
 
 from harness.backends.base import Backend, BackendUnavailable, Prepared
 from harness.backends.onnxruntime import OnnxRuntime
 from harness.backends.torch_compile import TorchCompile
 from harness.backends.torch_eager import TorchEager
+from harness.errors import UserError
 
 BACKENDS: dict[str, Backend] = {
     "torch": TorchEager(),
@@ -16,4 +21,18 @@ BACKENDS: dict[str, Backend] = {
     "onnxruntime-trt": OnnxRuntime(tensorrt=True),
 }
 
-__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "Prepared"]
+__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "Prepared", "check_backend"]
+
+
+def check_backend(name: str, device: torch.device, precision: str) -> None:
+    """One clear line if a backend cannot run here or not at this precision."""
+    from harness.machine.devices import check_precision
+
+    try:
+        BACKENDS[name].check(device, precision)
+    except BackendUnavailable as e:
+        raise UserError(str(e)) from None
+    try:
+        check_precision(device, precision, "fp32, bf16 (torch) or int8 (onnxruntime)")
+    except UserError as e:
+        raise UserError(f"{name}: {e}") from None

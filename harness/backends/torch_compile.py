@@ -23,11 +23,11 @@ import time
 
 import torch
 
-from harness.agreement import TOLERANCE
 from harness.backends.base import Backend, PrepareContext, Prepared
 from harness.backends.torch_eager import cast_model, memory_format_of
-from harness.devices import TORCH_DTYPES
-from harness.timing import device_sync
+from harness.machine.devices import TORCH_DTYPES
+from harness.measure.agreement import TOLERANCE
+from harness.measure.timing import device_sync
 
 MODES = ("auto", "default", "reduce-overhead", "max-autotune")
 AUTO_GPU_MODES = ("reduce-overhead", "default")

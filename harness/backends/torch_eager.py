@@ -7,7 +7,7 @@ import time
 import torch
 
 from harness.backends.base import Backend, BackendUnavailable, PrepareContext, Prepared
-from harness.devices import TORCH_DTYPES
+from harness.machine.devices import TORCH_DTYPES
 
 
 def memory_format_of(name: str) -> torch.memory_format:

@@ -3,6 +3,8 @@
 - inspect.py: devices, models, backends       - run.py: run, quick        - run_llm.py: run-llm
 - measure.py: peak, kernels                    - verdicts.py: claim, report, compare
 Every user mistake is one line on stderr and exit code 2 (`common.user_errors`).
+
+May import: anything in harness; nothing else imports it.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from harness.provenance import package_version
+        from harness.machine.provenance import package_version
 
         out.print(f"modelpower {package_version()}")
         raise typer.Exit()
@@ -82,7 +84,7 @@ app.command()(verdicts.compare)
 def main() -> None:
     """Console-script entry point: SIGTERM and SIGHUP end a run as Ctrl-C does; once the command
     has finished, a further Ctrl-C no longer interrupts the interpreter's shutdown."""
-    from harness.session import handle_stop_signals, ignore_stop_signals
+    from harness.results.session import handle_stop_signals, ignore_stop_signals
 
     os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")
     handle_stop_signals()

@@ -1,7 +1,7 @@
 """What every command shares: the consoles, one-line user errors, the common options, progress.
 
 Commands parse their flags into a request, hand it to the benchmark module that runs it
-(harness/vision_bench.py, llm_bench.py, ...) and print what comes back; they hold no orchestration.
+(harness/vision/bench.py, llm_bench.py, ...) and print what comes back; they hold no orchestration.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness.errors import UserError
-from harness.session import Events, ResultSession, Tick
-from harness.text import strip_control
+from harness.errors import UserError, strip_control
+from harness.results.session import Events, ResultSession, Tick
 
 _WIDTH = None if sys.stdout.isatty() else 160  # logs and pipes get whole tables, not cut ones
 clean = strip_control  # text from files and flags without terminal control characters
@@ -53,7 +52,7 @@ def user_errors(fn):
             err.print(f"modelpower: error: {line}", soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt as e:  # Ctrl-C (or SIGTERM, SIGHUP) before any point finished
-            from harness.session import exit_code
+            from harness.results.session import exit_code
 
             err.print("interrupted")
             raise typer.Exit(exit_code(e)) from None
@@ -94,7 +93,7 @@ def cli_events(min_duration: float, min_iters: int) -> Events:
 def finish_run(session: ResultSession) -> None:
     """The last lines of a run: where the result is; exit 130 (Ctrl-C), 143 (SIGTERM) or 129
     (SIGHUP) if a signal cut it short."""
-    from harness.session import exit_code
+    from harness.results.session import exit_code
 
     out.print(f"result written to {session.path}")
     if session.interrupted:

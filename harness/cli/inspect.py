@@ -19,8 +19,8 @@ def devices(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Show this machine's CPU and GPUs, each matched to its nameplate spec row."""
-    from harness.devices import detect_machine
-    from harness.specs import match_spec
+    from harness.machine.devices import detect_machine
+    from harness.machine.specs import match_spec
 
     m = detect_machine()
     if as_json:
@@ -76,7 +76,7 @@ def models(
 ) -> None:
     """List the registered model presets with their input, parameters and GFLOPs per sample (and
     the timm and torchvision classifiers `modelpower run` builds by name)."""
-    from harness.flops import param_count, preset_flops_per_sample
+    from harness.measure.flops import param_count, preset_flops_per_sample
     from models import list_presets
     from models.llm import LLM_CONFIGS, decode_flops
     from models.zoo import is_zoo_name
@@ -123,7 +123,7 @@ ZOO_DETAIL_MAX = 12  # above this many matches, names only (counting FLOPs build
 def _zoo_models(pattern: str) -> None:
     """`modelpower models 'timm:GLOB'`: the matching architectures; with few matches, their input,
     parameters and GFLOPs too."""
-    from harness.flops import param_count, preset_flops_per_sample
+    from harness.measure.flops import param_count, preset_flops_per_sample
     from models import get_preset
     from models.zoo import list_names
 
@@ -159,12 +159,12 @@ def backends(
     cache_dir: CacheOpt = None,
 ) -> None:
     """List the backends and whether they run here; with a preset, compare them all in one table."""
-    from harness.backends import BACKENDS
+    from harness.backends import BACKENDS, check_backend
     from harness.cli.run import show_vision_run
     from harness.cli.tables import backends_comparison
-    from harness.devices import resolve_device
-    from harness.session import check_backend, parse_sizes
-    from harness.vision_bench import VisionRequest, run_vision
+    from harness.inputs import parse_sizes
+    from harness.machine.devices import resolve_device
+    from harness.vision.bench import VisionRequest, run_vision
 
     if model is None and (batch_size != ["8"] or min_duration != 3.0 or out_dir != Path("results") or cache_dir):
         raise UserError("-b, --min-duration, --out and --cache-dir apply to a comparison: name a preset")

@@ -22,12 +22,12 @@ def kernels(
     """Benchmark our Numba kernels against the libraries people use, side by side in one run."""
     from dataclasses import asdict
 
-    from harness import kernel_bench
     from harness.cli.tables import kernels_table
-    from harness.devices import resolve_device
-    from harness.provenance import now_iso
-    from harness.results import write_record
-    from harness.session import check_writable
+    from harness.inputs import check_writable
+    from harness.machine.devices import resolve_device
+    from harness.machine.provenance import now_iso
+    from harness.measure import kernel_bench
+    from harness.results.schema import write_record
 
     if out_dir is not None:
         check_writable(out_dir)
@@ -57,11 +57,12 @@ def peak(
 ) -> None:
     """Measure the device's own peaks (dense GEMM per precision, copy bandwidth) beside its nameplate."""
     from harness.cli.tables import peak_table
-    from harness.devices import resolve_device
-    from harness.peak import measure_peaks
-    from harness.provenance import now_iso
-    from harness.results import write_record
-    from harness.session import check_writable, use_spec_file
+    from harness.inputs import check_writable
+    from harness.machine.devices import resolve_device
+    from harness.machine.provenance import now_iso
+    from harness.machine.specs import use_spec_file
+    from harness.measure.peak import measure_peaks
+    from harness.results.schema import write_record
 
     use_spec_file(spec)
     dev, why = resolve_device(device)

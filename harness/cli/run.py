@@ -1,4 +1,4 @@
-"""`modelpower run` and `modelpower quick`: the vision benchmark (harness/vision_bench.py)."""
+"""`modelpower run` and `modelpower quick`: the vision benchmark (harness/vision/bench.py)."""
 
 from __future__ import annotations
 
@@ -28,14 +28,14 @@ from harness.cli.common import (
     user_errors,
 )  # fmt: skip
 from harness.errors import UserError
-from harness.session import ResultSession
+from harness.results.session import ResultSession
 
 
 def show_vision_run(session: ResultSession) -> None:
     """The results table, what its denominators are, where the file is; exit 130 if interrupted.
     Under torchrun only rank 0, which writes the file, prints."""
     from harness.cli.tables import print_footnotes, results_table
-    from harness.loadgen import describe
+    from harness.vision.loadgen import describe
 
     if not session.sink.writes:
         return
@@ -183,15 +183,16 @@ def run(  # long: its signature is the command's ~30 flags; the body only builds
     and write a result."""
     import sys
 
-    from harness import distributed
-    from harness.session import new_result_path, parse_sizes
-    from harness.vision_bench import VisionRequest, run_vision, validate
+    from harness.inputs import parse_sizes
+    from harness.results.session import new_result_path
+    from harness.vision import distributed
+    from harness.vision.bench import VisionRequest, run_vision, validate
 
     if nproc_per_node is None and (nnodes != 1 or node_rank != 0 or rdzv_endpoint is not None):
         raise UserError("--nnodes, --node-rank and --rdzv-endpoint apply to torchrun runs: add --nproc-per-node")
     loadgen = None
     if scenario is not None:
-        from harness.loadgen import LoadgenConfig
+        from harness.vision.loadgen import LoadgenConfig
 
         loadgen = LoadgenConfig(scenario.strip().lower(), min_duration, claim_grade, target_qps, latency_bound_ms,
                                 loadgen_samples)  # fmt: skip
@@ -232,7 +233,7 @@ def quick(
     ] = "default",
 ) -> None:
     """A quick benchmark of this machine: one classifier, one detector, one segmenter, batch 4."""
-    from harness.vision_bench import PROFILES, quick_request, run_vision
+    from harness.vision.bench import PROFILES, quick_request, run_vision
 
     if profile not in PROFILES:
         raise UserError(f"unknown --profile {profile!r}: use {', '.join(PROFILES)}")

@@ -1,4 +1,4 @@
-"""`modelpower run-llm`: the LLM generation benchmark (harness/llm_bench.py)."""
+"""`modelpower run-llm`: the LLM generation benchmark (harness/llm/bench.py)."""
 
 from __future__ import annotations
 
@@ -73,9 +73,9 @@ def run_llm(
 ) -> None:
     """Benchmark LLM generation: TTFT, inter-token latency, tokens/s, prefill MFU, decode MBU, energy."""
     from harness.cli.tables import llm_table
-    from harness.llm_bench import LLMRequest, run_llm
-    from harness.llm_engines import parse_engines
-    from harness.session import parse_sizes
+    from harness.inputs import parse_sizes
+    from harness.llm.bench import LLMRequest, run_llm
+    from harness.llm.engines import parse_engines
 
     req = LLMRequest(
         model=model, batch_sizes=parse_sizes(batch_size), device=device, precision=precision,

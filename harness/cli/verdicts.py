@@ -10,7 +10,7 @@ from rich.text import Text
 
 from harness.cli.common import SpecOpt, clean, out, say, user_errors
 from harness.errors import UserError
-from harness.session import check_number, check_writable
+from harness.inputs import check_number, check_writable
 
 PriceKwhOpt = Annotated[
     float | None, typer.Option(help="Price of electricity per kWh: cost of the measured work (any currency).")
@@ -37,11 +37,11 @@ def claim(
     device_hour_price: PriceHourOpt = None,
 ) -> None:
     """Check compute claims: the arithmetic step by step, and a verdict, from nameplate data and measurements."""
-    from harness.claims import check_claim, computer_from, load_claim_files
-    from harness.cost import Prices
-    from harness.devices import detect_cpu
-    from harness.results import json_kind, read_result
-    from harness.session import use_spec_file
+    from harness.machine.devices import detect_cpu
+    from harness.machine.specs import use_spec_file
+    from harness.results.schema import json_kind, read_result
+    from harness.verdicts.claims import check_claim, computer_from, load_claim_files
+    from harness.verdicts.cost import Prices
 
     use_spec_file(spec)
     prices = Prices(electricity_price, device_hour_price)
@@ -91,10 +91,10 @@ def report(
     device_hour_price: PriceHourOpt = None,
 ) -> None:
     """Write a procurement report: Markdown, self-contained HTML with plots, and a CSV of every point."""
-    from harness import report as rp
-    from harness.cost import Prices
-    from harness.results import write_atomic
-    from harness.session import check_writable
+    from harness.inputs import check_writable
+    from harness.results.schema import write_atomic
+    from harness.verdicts import report as rp
+    from harness.verdicts.cost import Prices
 
     prices = Prices(electricity_price, device_hour_price)
     inp = rp.load_inputs(files, skip_bad)
@@ -102,8 +102,8 @@ def report(
     rows = rp.flat_rows(inp, prices)
     verdicts = []
     if claims:
-        from harness.claims import check_claim, computer_from, load_claim_files
-        from harness.devices import detect_cpu
+        from harness.machine.devices import detect_cpu
+        from harness.verdicts.claims import check_claim, computer_from, load_claim_files
 
         points = [p for _, r in inp.results for p in r.points]
         computer = computer_from(inp.peaks[0][0] if inp.peaks else None, detect_cpu())
@@ -146,8 +146,8 @@ def compare(
 ) -> None:
     """Side by side: the points two result sets share, with throughput ratios (device X vs Y, before vs after);
     with --fail-on-regression, a noise-aware regression gate for CI."""
-    from harness import report as rp
     from harness.cli.tables import compare_table
+    from harness.verdicts import report as rp
 
     gating = fail_on_regression is not None or fail_on_latency is not None
     for flag, pct in (("--fail-on-regression", fail_on_regression), ("--fail-on-latency", fail_on_latency)):
@@ -184,10 +184,10 @@ def compare(
 
 def _gate(rows_a, rows_b, pct, latency_pct, run_to_run, require_all, junit, markdown) -> int:
     """Run the gate, print and write its verdicts; the exit code (1 if any point failed)."""
-    from harness import gate
     from harness.cli.tables import gate_table
-    from harness.report import pair_rows
-    from harness.results import write_atomic
+    from harness.results.schema import write_atomic
+    from harness.verdicts import gate
+    from harness.verdicts.report import pair_rows
 
     pairs, only_a, only_b = pair_rows(rows_a, rows_b)
     checks = gate.gate(pairs, "throughput", pct / 100, run_to_run) if pct is not None else []

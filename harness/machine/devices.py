@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from harness.errors import UserError
-from harness.specs import match_spec
+from harness.machine.specs import match_spec
 
 ISA_FLAGS = (
     "sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni",

@@ -19,7 +19,7 @@ import time
 import torch
 
 from harness.errors import UserError
-from harness.llm_runner import Workload
+from harness.llm.runner import Workload
 from models.llm import DecoderLM
 
 ENGINES = ("modelpower", "transformers")

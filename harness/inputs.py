@@ -1,4 +1,9 @@
-"""Reading input files that anyone may have written: results, peaks, claims, specs, prompts.
+"""Everything a user hands in, checked before any work starts: flag values and input files.
+
+Flag checks (`check_number`, `parse_sizes`, `check_writable`) raise a UserError naming the flag,
+so a mistake costs nothing and leaves no file behind.
+
+Input files that anyone may have written (results, peaks, claims, specs, prompts):
 
 Each reader makes one clear line (a UserError naming the file) of every way a file can be wrong:
 missing or unreadable, not a regular file (a FIFO would block, /dev/zero never ends), too large,
@@ -9,8 +14,10 @@ checked by the file kind's own loader (results.py, claims.py, specs.py).
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -62,3 +69,51 @@ def read_toml(path: Path, what: str = "file") -> dict:
         raise UserError(f"{what} {path} is not valid TOML: {e}") from None
     except RecursionError:
         raise UserError(f"{what} {path} is not valid TOML: nested too deeply") from None
+
+
+# -- flag values
+
+
+def parse_sizes(values: list[str], what: str = "batch size") -> list[int]:
+    """'1,8,32' and repeated flags -> [1, 8, 32]; each must be a positive integer; repeats dropped."""
+    sizes: list[int] = []
+    for v in values:
+        for part in str(v).split(","):
+            part = part.strip()
+            try:
+                n = int(part)
+            except ValueError:
+                raise UserError(f"{what} must be a positive integer, got {part!r}") from None
+            if n <= 0:
+                raise UserError(f"{what} must be a positive integer, got {n}")
+            sizes.append(n)
+    if not sizes:
+        raise UserError(f"no {what} given")
+    return list(dict.fromkeys(sizes))  # -b 1,1 measures batch 1 once
+
+
+def check_writable(folder: Path, what: str = "results") -> Path:
+    """Create `folder` if needed and prove a file can be written there."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot write {what} to {folder}: {e.strerror or e}") from None
+    return folder
+
+
+def check_number(
+    flag: str, value: float, low: float | None = None, high: float | None = None, above: bool = False
+) -> None:
+    """A finite number in [low, high] (`above`: strictly above low); one line naming the flag otherwise."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if above else value >= low
+    if ok and high is not None:
+        ok = value <= high
+    if not ok:
+        lo = "" if low is None else (f"> {low:g}" if above else f">= {low:g}")
+        hi = "" if high is None else f"<= {high:g}"
+        bounds = " and ".join(b for b in (lo, hi) if b)
+        raise UserError(f"{flag} must be a finite number{' ' + bounds if bounds else ''}, got {value}")

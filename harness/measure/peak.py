@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from harness.devices import TORCH_DTYPES, detect_cpu, device_name
-from harness.specs import match_spec
-from harness.timing import device_sync, repeat_timed
+from harness.machine.devices import TORCH_DTYPES, detect_cpu, device_name
+from harness.machine.specs import match_spec
+from harness.measure.timing import device_sync, repeat_timed
 
 CPU_SIZES = (512, 1024, 2048)
 GPU_SIZES = (4096, 8192, 16384)

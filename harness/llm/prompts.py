@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.files import read_text
+from harness.inputs import read_text
 
 HUMAN, ANSWER = ("human", "user"), ("gpt", "assistant", "chatgpt", "bard", "model")
 

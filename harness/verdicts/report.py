@@ -14,9 +14,9 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.errors import UserError
-from harness.results import LLMPoint, RunResult, json_kind, read_peak, read_result
-from harness.text import strip_control
+from harness import DATA_DIR
+from harness.errors import UserError, strip_control
+from harness.results.schema import LLMPoint, RunResult, json_kind, read_peak, read_result
 
 CSV_COLUMNS = (
     "file", "run_id", "status", "kind", "model", "task", "backend", "precision", "device", "device_name",
@@ -62,9 +62,9 @@ def _bad(inp: Inputs, path, message: str, skip_bad: bool) -> None:
 
 def flat_rows(inp: Inputs, prices=None) -> list[dict]:
     """One row per measured point, the same columns for vision and LLM points; with `prices`
-    (harness.cost.Prices), what each point's work costs."""
-    from harness.cost import Prices, row_costs
-    from harness.published import best_published
+    (harness.verdicts.cost.Prices), what each point's work costs."""
+    from harness.machine.published import best_published
+    from harness.verdicts.cost import Prices, row_costs
 
     prices = prices or Prices()
     rows = []
@@ -89,7 +89,7 @@ def flat_rows(inp: Inputs, prices=None) -> list[dict]:
                            joules_per_item=p.joules_per_token, _decode_bytes=p.decode_bytes_per_step,
                            _decode_flops=p.decode_flops_per_token, _decode_tps=p.decode_tokens_per_s,
                            _peak_src=p.mfu_peak_source)  # fmt: skip
-                if ok and p.itl:  # the noise of the series behind the figures (harness/gate.py)
+                if ok and p.itl:  # the noise of the series behind the figures (harness/verdicts/gate.py)
                     row.update(_cov=p.itl.cov, _n=p.itl.count, _stdev_ms=p.itl.stdev_ms)
                 if p.status != "ok":
                     row["flags"] = (row["flags"] + " " + p.status).strip()
@@ -415,9 +415,9 @@ def render(inp: Inputs, rows: list[dict], verdicts: list, title: str, prices=Non
     import jinja2
 
     from harness import __version__
-    from harness.provenance import now_iso
+    from harness.machine.provenance import now_iso
 
-    folder = Path(__file__).parent / "data"
+    folder = DATA_DIR
     ctx = dict(
         title=title, version=__version__, generated=now_iso(), results=inp.results, peaks=inp.peaks, rows=rows,
         summary=summary(rows), peak_rows=peak_rows(inp), plots=plots(rows, inp), plot_captions=PLOT_CAPTIONS,

@@ -1,21 +1,17 @@
 """One run's result file from first write to last, and the checks every request passes first.
 
-- Request checks (`parse_sizes`, `check_writable`, `check_backend`, `use_spec_file`) raise a
-  UserError before any work starts, so a mistake costs nothing and leaves no file behind.
 - `ResultSession` is the lifecycle that `run`, `run-llm` and rank 0 under torchrun share: it names
   the file (DATE-TIME-RUNID.json), records the exact command and provenance, adds each point as it
   finishes (the file is rewritten atomically after every point), and ends "complete", or
   "incomplete" when interrupted (Ctrl-C: the finished points are kept) or stopped by an error.
 - A sink says where points go: `LocalSink` writes the file; under torchrun the worker's
-  `DistContext` (harness/distributed.py) gathers every rank's point on rank 0, which writes.
+  `DistContext` (harness/vision/distributed.py) gathers every rank's point on rank 0, which writes.
 - `Events` is how a run reports as it goes; the CLI draws it, the session and runners never print.
 """
 
 from __future__ import annotations
 
-import math
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from harness.errors import UserError
-from harness.results import SCHEMA_VERSION, LLMPoint, Point, RunResult, new_run_id, read_result, write_result
+from harness.errors import first_line
+from harness.results.schema import SCHEMA_VERSION, LLMPoint, Point, RunResult, new_run_id, read_result, write_result
 
 if TYPE_CHECKING:
     import torch
@@ -46,89 +42,6 @@ class Events:
 
     note: Callable[[str], None] = field(default=lambda text: None)
     track: Callable[[str, int, str], AbstractContextManager[Tick]] = field(default=_no_track)
-
-
-def first_line(e: BaseException, limit: int = 200) -> str:
-    """An exception as one short line: its message's first line, or its type when it has none."""
-    text = str(e).strip()
-    return text.splitlines()[0][:limit] if text else type(e).__name__
-
-
-# -- request checks
-
-MAX_WINDOW_S = 86_400.0  # a window of more than a day is a typo, not a benchmark (MLPerf: 600 s)
-
-
-def parse_sizes(values: list[str], what: str = "batch size") -> list[int]:
-    """'1,8,32' and repeated flags -> [1, 8, 32]; each must be a positive integer; repeats dropped."""
-    sizes: list[int] = []
-    for v in values:
-        for part in str(v).split(","):
-            part = part.strip()
-            try:
-                n = int(part)
-            except ValueError:
-                raise UserError(f"{what} must be a positive integer, got {part!r}") from None
-            if n <= 0:
-                raise UserError(f"{what} must be a positive integer, got {n}")
-            sizes.append(n)
-    if not sizes:
-        raise UserError(f"no {what} given")
-    return list(dict.fromkeys(sizes))  # -b 1,1 measures batch 1 once
-
-
-def check_writable(folder: Path, what: str = "results") -> Path:
-    """Create `folder` if needed and prove a file can be written there."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            pass
-    except OSError as e:
-        raise UserError(f"cannot write {what} to {folder}: {e.strerror or e}") from None
-    return folder
-
-
-def check_number(
-    flag: str, value: float, low: float | None = None, high: float | None = None, above: bool = False
-) -> None:
-    """A finite number in [low, high] (`above`: strictly above low); one line naming the flag otherwise."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if above else value >= low
-    if ok and high is not None:
-        ok = value <= high
-    if not ok:
-        lo = "" if low is None else (f"> {low:g}" if above else f">= {low:g}")
-        hi = "" if high is None else f"<= {high:g}"
-        bounds = " and ".join(b for b in (lo, hi) if b)
-        raise UserError(f"{flag} must be a finite number{' ' + bounds if bounds else ''}, got {value}")
-
-
-def check_backend(name: str, device: torch.device, precision: str) -> None:
-    """One clear line if a backend cannot run here or not at this precision."""
-    from harness.backends import BACKENDS, BackendUnavailable
-    from harness.devices import check_precision
-
-    try:
-        BACKENDS[name].check(device, precision)
-    except BackendUnavailable as e:
-        raise UserError(str(e)) from None
-    try:
-        check_precision(device, precision, "fp32, bf16 (torch) or int8 (onnxruntime)")
-    except UserError as e:
-        raise UserError(f"{name}: {e}") from None
-
-
-def use_spec_file(path: Path | None) -> None:
-    """--spec FILE: the user's rows are tried before the project's table."""
-    from harness.specs import add_spec_file
-
-    if path is None:
-        return
-    try:
-        add_spec_file(path)
-    except ValueError as e:
-        raise UserError(str(e)) from None
 
 
 # -- signals: SIGTERM and SIGHUP end a run as Ctrl-C does
@@ -216,7 +129,7 @@ class LocalSink:
         self.path = new_result_path(out_dir)
 
     def device(self, choice: str) -> tuple[torch.device, str]:
-        from harness.devices import resolve_device
+        from harness.machine.devices import resolve_device
 
         return resolve_device(choice)
 
@@ -243,7 +156,7 @@ class ResultSession:
     and at the end."""
 
     def __init__(self, config: dict, sink: Sink):
-        from harness.provenance import command_line, now_iso, provenance
+        from harness.machine.provenance import command_line, now_iso, provenance
 
         self.sink = sink
         self.interrupted: KeyboardInterrupt | None = None  # Ctrl-C, or Interrupted (SIGTERM, SIGHUP)
@@ -278,7 +191,7 @@ class ResultSession:
         return absorbed
 
     def _finish(self, kind, exc) -> bool:
-        from harness.provenance import now_iso
+        from harness.machine.provenance import now_iso
 
         r = self.result
         r.ended_at = now_iso()

@@ -22,26 +22,18 @@ from pathlib import Path
 
 import torch
 
-from harness import runner
-from harness.energy import Meter
-from harness.errors import UserError
-from harness.images import ImageSource
-from harness.loadgen import LoadgenConfig
-from harness.memory import check_fits, fits, is_oom
-from harness.results import Point
-from harness.session import (
-    MAX_WINDOW_S,
-    Events,
-    LocalSink,
-    ResultSession,
-    Sink,
-    Tick,
-    check_backend,
-    check_number,
-    check_writable,
-    first_line,
-    use_spec_file,
-)  # fmt: skip
+from harness.backends import check_backend
+from harness.errors import UserError, first_line
+from harness.inputs import check_number, check_writable
+from harness.machine.specs import use_spec_file
+from harness.measure.energy import Meter
+from harness.measure.memory import check_fits, fits, is_oom
+from harness.measure.window import MAX_WINDOW_S
+from harness.results.schema import Point
+from harness.results.session import Events, LocalSink, ResultSession, Sink, Tick
+from harness.vision import runner
+from harness.vision.images import ImageSource
+from harness.vision.loadgen import LoadgenConfig
 from models import Preset
 
 QUICK_MODELS = ["steel-defect-mobilenetv3", "pcb-defect-yolo", "steel-seg-lraspp"]
@@ -117,7 +109,7 @@ def quick_request(profile: str, device: str, out_dir: Path, min_duration: float 
     """`modelpower quick`: three presets (classify, detect, segment) at batch 4 under a profile."""
     p = dict(PROFILES[profile])
     if p.pop("threads", None) == "physical":
-        from harness.devices import detect_cpu
+        from harness.machine.devices import detect_cpu
 
         p["threads"] = detect_cpu().physical_cores
     if min_duration is not None:
@@ -242,7 +234,7 @@ def _check_options(req: VisionRequest, presets: list[Preset], onnx_files: list[P
         check_weights(presets[0], req.weights)
     use_spec_file(req.spec)
     if req.loadgen is not None:
-        from harness.loadgen import import_loadgen
+        from harness.vision.loadgen import import_loadgen
 
         if onnx_files:
             raise UserError("--scenario runs presets; ONNX files run without LoadGen")
@@ -253,7 +245,7 @@ def _check_options(req: VisionRequest, presets: list[Preset], onnx_files: list[P
 
 def task_options(req: VisionRequest):
     """The request's `--task` options for an ONNX file, parsed (a UserError for a bad value)."""
-    from harness.onnx_model import TaskOptions
+    from harness.vision.onnx_model import TaskOptions
 
     hw = None
     if req.input_size is not None:
@@ -291,7 +283,7 @@ def _channels(flag: str, value: str | None, positive: bool = False) -> tuple[flo
 def onnx_batches(om, req: VisionRequest) -> list[int | None]:
     """The batch sizes an ONNX file runs at: -b (checked against a fixed batch axis), or None
     (its fixed batch, or --input-shape's first axis)."""
-    from harness import onnx_model as ox
+    from harness.vision import onnx_model as ox
 
     if req.batch_sizes is None:
         return [None]
@@ -306,7 +298,7 @@ def onnx_batches(om, req: VisionRequest) -> list[int | None]:
 def _check_onnx(req: VisionRequest, onnx_files: list[Path]) -> None:
     import numpy as np
 
-    from harness import onnx_model as ox
+    from harness.vision import onnx_model as ox
 
     if onnx_files and req.input_dtype not in ox.DTYPES:
         raise UserError(f"--input-dtype must be one of {', '.join(ox.DTYPES)}, got {req.input_dtype!r}")
@@ -343,7 +335,7 @@ def validate(req: VisionRequest) -> tuple[list[Preset], list[Path], list[tuple[s
 
 def _source(req: VisionRequest, device: torch.device) -> ImageSource:
     """The frames batches cycle through; generated frames are refused if they cannot fit."""
-    from harness.images import folder_images, parse_size, synthetic_images
+    from harness.vision.images import folder_images, parse_size, synthetic_images
 
     if req.images is not None:
         return folder_images(req.images)
@@ -355,7 +347,7 @@ def _source(req: VisionRequest, device: torch.device) -> ImageSource:
 
 def plan(req: VisionRequest, sink: Sink) -> VisionPlan:
     """Check the whole request (a UserError for the first mistake) and resolve it; nothing is measured."""
-    from harness.energy import select_meter
+    from harness.measure.energy import select_meter
 
     presets, onnx_files, combos = validate(req)
     dev, why = sink.device(req.device)
@@ -418,8 +410,8 @@ def _batch_bytes(preset: Preset, act_per_sample: int, bs: int, p: VisionPlan) ->
 
 def _jobs(req: VisionRequest, p: VisionPlan, sink: Sink, events: Events) -> Iterator[PointJob]:
     """Every point in order; each preset loads when its first point is reached."""
-    from harness import onnx_model as ox
-    from harness.memory import activation_bytes_per_sample
+    from harness.measure.memory import activation_bytes_per_sample
+    from harness.vision import onnx_model as ox
 
     for f in p.onnx_files:
         if req.task is not None:
@@ -455,7 +447,7 @@ def _jobs(req: VisionRequest, p: VisionPlan, sink: Sink, events: Events) -> Iter
 
 def _onnx_task_jobs(f: Path, req: VisionRequest, p: VisionPlan, sink: Sink) -> Iterator[PointJob]:
     """An ONNX file in our pipeline (--task): loaded once, one end-to-end point per batch size."""
-    from harness import onnx_model as ox
+    from harness.vision import onnx_model as ox
 
     lm = p.onnx_models.get(f) or runner.load_onnx_model(f, task_options(req), p.settings)
     batches = [bs or ox.fixed_batch(lm.onnx) or 1 for bs in onnx_batches(lm.onnx, req)]
@@ -470,7 +462,7 @@ def _onnx_task_jobs(f: Path, req: VisionRequest, p: VisionPlan, sink: Sink) -> I
 
 
 def _loadgen_point(lm, bs, p: VisionPlan, s, req: VisionRequest, log_dir: Path, sink: Sink, tick: Tick) -> Point:
-    from harness.loadgen import measure_loadgen
+    from harness.vision.loadgen import measure_loadgen
 
     cfg = req.loadgen
     tick(f"LoadGen {cfg.scenario}: calibrating, then at least {cfg.duration_s:g} s")

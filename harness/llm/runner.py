@@ -17,16 +17,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from harness.devices import TORCH_DTYPES, device_name
-from harness.energy import Meter
 from harness.errors import UserError
-from harness.llm_decode import DecodeGraph, DecodeGraphs, clock_for
-from harness.memory import fits, is_oom
-from harness.metrics import nameplate_peak
-from harness.results import LLMPoint
-from harness.specs import match_spec
-from harness.stats import latency_stats
-from harness.timing import window_closed
+from harness.llm.decode import DecodeGraph, DecodeGraphs, clock_for
+from harness.machine.devices import TORCH_DTYPES, device_name
+from harness.machine.specs import match_spec
+from harness.measure.energy import Meter
+from harness.measure.memory import fits, is_oom
+from harness.measure.metrics import nameplate_peak
+from harness.measure.stats import latency_stats
+from harness.measure.timing import window_closed
+from harness.results.schema import LLMPoint
 from kernels import sample_tokens
 from models.llm import DecoderLM, decode_flops, prefill_flops
 from models.llm_linear import matmul_weight_bytes

@@ -11,11 +11,11 @@ from __future__ import annotations
 import functools
 import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 
-from harness.specs import match_spec
+from harness import DATA_DIR
+from harness.machine.specs import match_spec
 
-FILE = Path(__file__).parent / "data" / "published.toml"
+FILE = DATA_DIR / "published.toml"
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.files import read_toml
-from harness.results import LLMPoint, Point, read_peak
-from harness.specs import PRECISIONS, find_spec
+from harness.inputs import read_toml
+from harness.machine.specs import PRECISIONS, find_spec
+from harness.results.schema import LLMPoint, Point, read_peak
 
 KINDS = {
     "capacity": {
@@ -82,7 +82,7 @@ def load_claim_files(paths: list[Path]) -> list[Claim]:
 
 def computer_from(peak_file: Path | None, cpu) -> dict:
     """The computer an equivalence claim is measured against: this machine's measured GEMM peaks
-    from a `modelpower peak` file, else its computed nameplate (`cpu`: harness.devices.CpuInfo)."""
+    from a `modelpower peak` file, else its computed nameplate (`cpu`: harness.machine.devices.CpuInfo)."""
     if peak_file is None:
         return {"name": f"this machine ({cpu.model}, {cpu.physical_cores} cores)", "how": "computed nameplate",
                 "fp32": cpu.peak_fp32_tflops, "fp64": cpu.peak_fp64_tflops}  # fmt: skip
@@ -461,14 +461,14 @@ def _published(pt: _Measured):
     """The best published result for a measured vision point's device and workload, or None."""
     if pt.llm or not pt.throughput or pt.devices > 1:  # published figures are per device
         return None
-    from harness.published import best_published
+    from harness.machine.published import best_published
 
     return best_published(pt.raw_model, pt.device_name)
 
 
 def _cost(pt: _Measured, prices) -> str:
     """'; a PFLOP-hour of this work costs X (prices)' for a measured point, or why not."""
-    from harness.cost import row_costs
+    from harness.verdicts.cost import row_costs
 
     c = row_costs({"kind": "vision", "delivered_tflops": pt.delivered_tflops, "joules_per_pflop": pt.joules_per_pflop},
                   prices, pt.devices)  # fmt: skip

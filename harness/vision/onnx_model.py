@@ -293,7 +293,7 @@ def task_preset(om: OnnxModel, opts: TaskOptions):
     """The ONNX model as a preset of our pipeline: one image input [N, 3, H, W] (float32 or float16)
     and a first output that fits the task. Returns (preset, input name, precision); a UserError
     saying what was expected and what was found otherwise."""
-    from harness.detection import FORMATS, recognise
+    from harness.vision.detection import FORMATS, recognise
     from models.registry import IMAGENET_MEAN, IMAGENET_STD, TASKS, Preset
 
     name = om.path.name

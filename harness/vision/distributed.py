@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from harness.devices import device_name, use_cuda_device
 from harness.errors import UserError
-from harness.results import Point, RunResult, point_from_dict, write_result
-from harness.session import mark_incomplete
+from harness.machine.devices import device_name, use_cuda_device
+from harness.results.schema import Point, RunResult, point_from_dict, write_result
+from harness.results.session import mark_incomplete
 
 ENV_WORKER = "MODELPOWER_WORKER"  # "1" in the workers the launcher starts
 ENV_RESULT = "MODELPOWER_RESULT"  # the result path the launcher chose for rank 0
@@ -118,7 +118,7 @@ def launch(nproc: int, nnodes: int, node_rank: int, rdzv: str | None, argv: list
 @dataclass
 class DistContext:
     """This worker's place in the run (from torchrun's environment), and the session's sink
-    (harness/session.py): points are gathered on rank 0, which writes the one result file."""
+    (harness/results/session.py): points are gathered on rank 0, which writes the one result file."""
 
     rank: int
     world_size: int

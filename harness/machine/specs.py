@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-SPEC_FILE = Path(__file__).parent / "data" / "accelerators.toml"
+from harness import DATA_DIR
+from harness.errors import UserError
+
+SPEC_FILE = DATA_DIR / "accelerators.toml"
 PRECISIONS = ("fp64", "fp64_tensor", "fp32", "tf32", "bf16", "fp16", "fp8", "int8")
 
 
@@ -47,7 +50,7 @@ def load_spec_file(path: Path) -> list[SpecRow]:
     Raises ValueError naming the file, the row and the problem.
     """
     from harness.errors import UserError
-    from harness.files import read_toml
+    from harness.inputs import read_toml
 
     try:
         raw = read_toml(path, "spec file")
@@ -157,3 +160,13 @@ def match_spec(device_name: str) -> SpecRow | None:
         if row.matches(device_name):
             return row
     return None
+
+
+def use_spec_file(path: Path | None) -> None:
+    """--spec FILE: the user's rows are tried before the project's table."""
+    if path is None:
+        return
+    try:
+        add_spec_file(path)
+    except ValueError as e:
+        raise UserError(str(e)) from None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from harness.devices import detect_machine
+from harness.machine.devices import detect_machine
 
 PACKAGES = ("modelpower", "torch", "torchvision", "numpy", "numba", "numba-cuda", "onnx",
             "onnxruntime-gpu", "onnxruntime", "nvidia-ml-py", "typer")  # fmt: skip
@@ -50,7 +50,7 @@ def versions() -> dict[str, str | None]:
 def _git_commit() -> str | None:
     """The checkout's commit; None for an installed package (site-packages may sit inside some
     other git work tree, such as a virtual environment in a clone, whose commit is not ours)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():
         return None
     try:

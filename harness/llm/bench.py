@@ -16,10 +16,11 @@ from pathlib import Path
 
 import torch
 
-from harness.devices import TORCH_DTYPES, check_precision
 from harness.errors import UserError
-from harness.llm_engines import MAX_TEMPERATURE, MIN_TEMPERATURE
-from harness.llm_runner import (
+from harness.inputs import check_number, check_writable
+from harness.llm.engines import MAX_TEMPERATURE, MIN_TEMPERATURE
+from harness.llm.prompts import Prompt
+from harness.llm.runner import (
     PromptBatch,
     Workload,
     agreement,
@@ -30,9 +31,10 @@ from harness.llm_runner import (
     point_bytes,
     synthetic_prompts,
 )
-from harness.memory import check_fits, fits
-from harness.prompts import Prompt
-from harness.session import MAX_WINDOW_S, Events, LocalSink, ResultSession, check_number, check_writable
+from harness.machine.devices import TORCH_DTYPES, check_precision
+from harness.measure.memory import check_fits, fits
+from harness.measure.window import MAX_WINDOW_S
+from harness.results.session import Events, LocalSink, ResultSession
 from models.llm import LLM_CONFIGS, LLMConfig
 
 
@@ -162,7 +164,7 @@ def _prepare(req: LLMRequest, lm, grid, dev: torch.device) -> tuple[dict, object
     """Lay the loaded model out for decode: fused projections; int8 weight-only if asked (with its
     agreement against the bf16 model on the first fitting point's prompts, greedy); the transformers peer
     on the same tensors if asked. Returns (fields every point records, the peer engine or None)."""
-    from harness.llm_engines import TransformersEngine
+    from harness.llm.engines import TransformersEngine
     from models.llm_linear import quantize_int8
 
     lm.fuse()
@@ -211,8 +213,8 @@ def _grid(req: LLMRequest, cfg: LLMConfig, prompts: list[Prompt] | None, dev: to
 
 def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
     """Check `req`, build or load the model, measure every point into one result file."""
-    from harness.energy import select_meter
-    from harness.prompts import read_prompt_file
+    from harness.llm.prompts import read_prompt_file
+    from harness.measure.energy import select_meter
 
     events = events or Events()
     _check_numbers(req)

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from harness import peers
-from harness.timing import repeat_timed
+from harness.measure import peers
+from harness.measure.timing import repeat_timed
 from kernels import (
     batched_nms,
     detect_postprocess,
@@ -328,7 +328,7 @@ def machine(device: torch.device | None = None) -> dict:
     functions; on a GPU, the GPU's name as well."""
     import numba
 
-    from harness.devices import detect_cpu, device_name
+    from harness.machine.devices import detect_cpu, device_name
 
     cpu = detect_cpu()
     name = device_name(device) if device is not None and device.type == "cuda" else cpu.model

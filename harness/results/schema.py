@@ -19,8 +19,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.files import read_json
-from harness.stats import LatencyStats
+from harness.inputs import read_json
+from harness.measure.stats import LatencyStats
 
 SCHEMA_VERSION = 1
 
@@ -48,7 +48,7 @@ class Point:
     first_call_s: float  # first batch through the whole pipeline (includes JIT of kernels)
     warmup_iters: int
     # staged: each step timed alone with the device synchronized between steps (per batch); keys
-    # are the data path's steps in order (see harness/runner.py)
+    # are the data path's steps in order (see harness/vision/runner.py)
     staged: dict[str, LatencyStats]
     staged_window_s: float
     # end to end: the pipeline as it runs, pre-processing of batch i+1 overlapping batch i
@@ -63,7 +63,7 @@ class Point:
     pre_threads_overlapped: int  # Numba threads of the pre-processing worker in the e2e window
     output_check: dict  # {"checked_batches": n, "nan_or_inf": bool, ...task-specific counts}
     flags: list[str] = field(default_factory=list)  # high_cov_e2e, nan_or_inf_outputs, throttled, ...
-    # utilisation and energy, all over the end-to-end window (harness/metrics.py, harness/energy.py)
+    # utilisation and energy, all over the end-to-end window (harness/measure/metrics.py, harness/measure/energy.py)
     pflops_equivalent: float | None = None  # delivered FLOPS / 1e15
     mfu: float | None = None  # delivered / dense nameplate peak; None = unknown
     mfu_peak_tflops: float | None = None  # the denominator
@@ -77,11 +77,11 @@ class Point:
     # backend: compile/export/engine-build time apart from everything else, and what was built
     compile_s: float | None = None
     backend_info: dict | None = None
-    agreement: dict | None = None  # vs torch eager fp32 on the same batch (harness/agreement.py)
+    agreement: dict | None = None  # vs torch eager fp32 on the same batch (harness/measure/agreement.py)
     memory_format: str | None = None  # the model's layout: channels_last (NHWC) or contiguous (NCHW)
-    # MLPerf LoadGen run (harness/loadgen.py): scenario, settings, LoadGen's verdict and summary
+    # MLPerf LoadGen run (harness/vision/loadgen.py): scenario, settings, LoadGen's verdict and summary
     loadgen: dict | None = None
-    # many devices (torchrun, harness/distributed.py): the rank that measured this point and the
+    # many devices (torchrun, harness/vision/distributed.py): the rank that measured this point and the
     # world size; the aggregate row (aggregate=True, rank None) sums the ranks' rows before it
     rank: int | None = None
     world_size: int | None = None
@@ -233,7 +233,7 @@ def write_record(out_dir: Path, prefix: str, kind: str, started: str, body: dict
     kind, version, times, the measurements and provenance; returns its path."""
     import time
 
-    from harness.provenance import now_iso, provenance
+    from harness.machine.provenance import now_iso, provenance
 
     doc = {"kind": kind, "version": 1, "started_at": started, "ended_at": now_iso(), **body, "provenance": provenance()}
     path = out_dir / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{new_run_id()[:6]}.json"

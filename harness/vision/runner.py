@@ -21,22 +21,22 @@ import numba
 import numpy as np
 import torch
 
-from harness import peers
-from harness.agreement import agreement
 from harness.backends import BACKENDS, BackendUnavailable, Prepared
 from harness.backends.base import PrepareContext
-from harness.detection import DetectHead
-from harness.devices import TORCH_DTYPES, device_name
-from harness.energy import Meter
 from harness.errors import UserError
-from harness.flops import preset_flops_per_sample
-from harness.images import ImageSource
-from harness.memory import is_oom
-from harness.metrics import nameplate_peak, peak_precision, run_metrics
-from harness.results import Point
-from harness.stats import latency_stats
-from harness.timing import device_sync, stream_sync, window_closed
-from harness.uploads import Uploads
+from harness.machine.devices import TORCH_DTYPES, device_name
+from harness.measure import peers
+from harness.measure.agreement import agreement
+from harness.measure.energy import Meter
+from harness.measure.flops import preset_flops_per_sample
+from harness.measure.memory import is_oom
+from harness.measure.metrics import nameplate_peak, peak_precision, run_metrics
+from harness.measure.stats import latency_stats
+from harness.measure.timing import device_sync, stream_sync, window_closed
+from harness.results.schema import Point
+from harness.vision.detection import DetectHead
+from harness.vision.images import ImageSource
+from harness.vision.uploads import Uploads
 from kernels import letterbox_normalize, seg_argmax, softmax_topk
 from kernels.device import to_host
 from models import Preset, build_model
@@ -90,7 +90,7 @@ class LoadedModel:
     flops_per_sample: int
     prepared: dict = field(default_factory=dict)  # (backend, precision, mode) -> Prepared
     reference: str = "torch eager fp32, same input batch"  # what `model` is, for the agreement record
-    onnx: object | None = None  # an ONNX file's parsed model (harness.onnx_model.OnnxModel), else None
+    onnx: object | None = None  # an ONNX file's parsed model (harness.vision.onnx_model.OnnxModel), else None
 
 
 def load_model(preset: Preset, settings: RunSettings, weights=None) -> LoadedModel:
@@ -110,8 +110,8 @@ def load_onnx_model(path: Path, opts, settings: RunSettings) -> LoadedModel:
     """A user's ONNX file in our pipeline (`--task`): its session on the device, prepared once as
     the onnxruntime backend at the file's own precision; the reference is the file on ORT's CPU
     provider (on a CPU run, the same session: agreement then checks only that runs repeat)."""
-    from harness import onnx_model as ox
     from harness.backends.onnxruntime import file_runner
+    from harness.vision import onnx_model as ox
     from models.weights import sha256_file
 
     t0 = time.perf_counter()
@@ -329,7 +329,7 @@ def _staged_window(pipe: VisionPipeline, s: RunSettings, progress: Progress | No
 def _pipelined_window(pipe: VisionPipeline, s: RunSettings, progress: Progress | None, meter: Meter,
                       uploads: Uploads | None = None):  # fmt: skip
     """End to end, overlapped: the host step of batch i+1 runs in a worker thread, and on a GPU its
-    upload runs on a copy stream (harness/uploads.py), both while batch i is pre-processed,
+    upload runs on a copy stream (harness/vision/uploads.py), both while batch i is pre-processed,
     inferred and post-processed; per-batch latency and the window.
 
     Per batch: wait for its upload, launch its device steps (pre, infer, device post; the slot's
@@ -550,7 +550,7 @@ def measure_onnx(path: Path, input_shapes: list[str], input_dtype: str, s: RunSe
     """A user's ONNX model through ONNX Runtime on seeded random inputs: inference only, timed
     with the same window rules and energy meter as the presets; FLOPs from the graph. `batch` (a
     -b value) sets axis 0 of every input; None: the shapes of `input_shapes` or the model."""
-    from harness import onnx_model as ox
+    from harness.vision import onnx_model as ox
     from models.weights import sha256_file
 
     t0 = time.perf_counter()

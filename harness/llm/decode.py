@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import torch
 
-from harness.timing import device_sync
+from harness.measure.timing import device_sync
 
 
 class HostClock:
@@ -151,7 +151,7 @@ class DecodeGraphs:
             try:
                 self.graphs[key] = make(self.capture)
             except Exception as e:
-                from harness.memory import is_oom
+                from harness.measure.memory import is_oom
 
                 if is_oom(e):
                     raise

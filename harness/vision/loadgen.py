@@ -35,16 +35,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.devices import use_cuda_device
-from harness.energy import Meter
 from harness.errors import UserError
-from harness.images import ImageSource
-from harness.memory import check_fits
-from harness.results import Point
-from harness.runner import LoadedModel, RunSettings, VisionPipeline, point_fields, prepare_checked
-from harness.session import check_number
-from harness.stats import latency_stats
-from harness.timing import repeat_timed, stream_sync
+from harness.inputs import check_number
+from harness.machine.devices import use_cuda_device
+from harness.measure.energy import Meter
+from harness.measure.memory import check_fits
+from harness.measure.stats import latency_stats
+from harness.measure.timing import repeat_timed, stream_sync
+from harness.results.schema import Point
+from harness.vision.images import ImageSource
+from harness.vision.runner import LoadedModel, RunSettings, VisionPipeline, point_fields, prepare_checked
 
 SCENARIOS = ("offline", "server", "singlestream", "multistream")
 CLAIM_GRADE_S = 600.0  # MLPerf inference: every performance run lasts at least 600 s

@@ -3,7 +3,7 @@
 MFU = delivered FLOPS / dense nameplate peak at the precision of the math actually used; the
 denominator and where it comes from are recorded beside the ratio. On CUDA, fp32 convolutions run
 as TF32 when cuDNN allows it (torch's default), so their denominator is the TF32 peak. On a CPU the
-peak is computed from cores x clock x FLOPs/cycle (harness/devices.py) for fp32 and fp64; other
+peak is computed from cores x clock x FLOPs/cycle (harness/machine/devices.py) for fp32 and fp64; other
 precisions have no CPU nameplate here, so MFU is "unknown" rather than a guess.
 """
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from harness.devices import detect_cpu, device_name
-from harness.energy import EnergyReading
-from harness.specs import match_spec
+from harness.machine.devices import detect_cpu, device_name
+from harness.machine.specs import match_spec
+from harness.measure.energy import EnergyReading
 
 
 def peak_precision(device: torch.device, precision: str) -> str:
