@@ -1,6 +1,7 @@
 """Errors and messages the user sees: one line each, safe to print.
 
-- `UserError`: a mistake the user can fix (defined in models/errors.py so the model layer can raise it).
+- `UserError`: a mistake the user can fix (defined in models/errors.py so the model layer can raise it,
+  as is `first_line`).
   The CLI prints it as one line and exits 2.
 - `first_line`: any exception as one short line, for notes and failure records.
 - `strip_control`: text that came from files or flags without terminal control characters. Model
@@ -11,17 +12,11 @@
 
 import re
 
-from models.errors import UserError
+from models.errors import UserError, first_line
 
 __all__ = ["UserError", "first_line", "strip_control"]
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1: escapes, bells
-
-
-def first_line(e: BaseException, limit: int = 200) -> str:
-    """An exception as one short line: its message's first line, or its type when it has none."""
-    text = str(e).strip()
-    return text.splitlines()[0][:limit] if text else type(e).__name__
 
 
 def strip_control(text: str) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from harness.errors import UserError
 
+SEED = 0  # the default seed of random weights, generated inputs and sampling
 MAX_INPUT_BYTES = 256 << 20  # a result file of 10^5 points is ~300 MB less than this; /dev/zero is not one
 
 

@@ -12,7 +12,8 @@ the 300-detection cap. `init_prior` sets each level's class-logit bias from a pr
 as YOLOv8 does (prior = OBJECTS_PER_LEVEL / (classes x cells of the level)), scales the class
 convolution so that its logits spread by LOGIT_SPREAD around that bias on the calibration input,
 and starts the box distances at BOX_BIAS strides (YOLOv8 starts its box branch at 1.0), so that
-candidates cluster into overlapping boxes that NMS suppresses. README gives the resulting counts.
+candidates cluster into overlapping boxes that NMS suppresses; the resulting counts are in
+results/reference/cpu-2core-epyc/README.md.
 """
 
 from __future__ import annotations

@@ -7,3 +7,9 @@ file), so that models/ never imports harness/; harness.errors re-exports it.
 
 class UserError(Exception):
     """Bad input from the user (unknown model, bad batch size, unreadable weights file, ...)."""
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """An exception as one short line: its message's first line, or its type when it has none."""
+    text = str(e).strip()
+    return text.splitlines()[0][:limit] if text else type(e).__name__

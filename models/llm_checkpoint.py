@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from models.errors import UserError
+from models.errors import UserError, first_line
 from models.llm import DecoderLM, LLMConfig
 
 FAMILIES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2", "MistralForCausalLM": "mistral"}
@@ -99,12 +99,13 @@ def shard_files(folder: Path) -> list[Path]:
     return files
 
 
-def load_checkpoint(folder: Path, device: torch.device, dtype: torch.dtype) -> DecoderLM:
-    """The checkpoint's model on `device` in `dtype`; the first missing or mismatched tensor is named."""
+def load_checkpoint(folder: Path, device: torch.device, dtype: torch.dtype, cfg: LLMConfig | None = None) -> DecoderLM:
+    """The checkpoint's model on `device` in `dtype` (`cfg`: its config.json as `read_config` read
+    it, or None to read it); the first missing or mismatched tensor is named."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    cfg = read_config(folder)
+    cfg = cfg or read_config(folder)
     with torch.device("meta"):
         model = DecoderLM(cfg)
     model = model.to_empty(device=device).to(dtype)
@@ -113,7 +114,7 @@ def load_checkpoint(folder: Path, device: torch.device, dtype: torch.dtype) -> D
         try:
             state.update(load_file(str(f), device=str(device)))
         except (SafetensorError, OSError) as e:
-            raise UserError(f"cannot read weights {f}: {str(e).splitlines()[0]}") from None
+            raise UserError(f"cannot read weights {f}: {first_line(e)}") from None
     if cfg.tie_embeddings:
         state.pop("lm_head.weight", None)
     expected = {k: v for k, v in model.state_dict().items() if not (cfg.tie_embeddings and k == "lm_head.weight")}

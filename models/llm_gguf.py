@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.errors import UserError
+from models.errors import UserError, first_line
 from models.llm import DecoderLM, LLMConfig
 
 ARCHS = {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2"}
@@ -53,7 +53,7 @@ def open_gguf(path: Path):
     try:
         reader = GGUFReader(str(path))
     except Exception as e:  # bad magic, truncated tensor data, a header that points past the end
-        why = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        why = first_line(e, 160)
         raise UserError(f"{path} is not a readable GGUF file (truncated or not GGUF): {why}") from None
     reader.path = path  # named in every error about the file
     return reader
@@ -139,10 +139,11 @@ def dequantized(reader, t) -> np.ndarray:
                         "dequantize") from None  # fmt: skip
 
 
-def load_gguf(path: Path, device: torch.device, dtype: torch.dtype) -> tuple[DecoderLM, dict]:
+def load_gguf(path: Path, device: torch.device, dtype: torch.dtype, reader=None) -> tuple[DecoderLM, dict]:
     """The file's model on `device` in `dtype`, and a record of what was read (quantization types,
-    parameter count checked against the architecture)."""
-    reader = open_gguf(path)
+    parameter count checked against the architecture). `reader`: the file as `open_gguf` opened
+    it, or None to open it."""
+    reader = reader or open_gguf(path)
     cfg = read_gguf_config(reader, Path(path).stem)
     with torch.device("meta"):
         model = DecoderLM(cfg)

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.errors import UserError
+from models.errors import UserError, first_line
 
 CONTROL, USER_DEFINED = 3, 4  # llama.cpp token types that are special tokens
 
@@ -44,7 +44,7 @@ class TextTokenizer:
                     eos_token=self.eos_token or "",
                 )  # fmt: skip
         except Exception as e:  # a template error, a sandbox violation, a limit
-            why = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            why = first_line(e, 160)
             raise UserError(f"the chat template of {self.source} fails: {why}") from None
         if len(text) > TEMPLATE_CHARS:
             raise UserError(f"the chat template of {self.source} renders {len(text):,} characters (limit "
@@ -150,7 +150,7 @@ def from_gguf(reader) -> TextTokenizer:
         bos_id = int(bos) if add_bos and bos is not None else None
         bos_token, eos_token = token("tokenizer.ggml.bos_token_id"), token("tokenizer.ggml.eos_token_id")
     except Exception as e:  # malformed metadata: wrong types, merges outside the vocabulary
-        why = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        why = first_line(e, 160)
         raise UserError(f"{reader.path}: its embedded tokenizer is malformed: {why}") from None
     return TextTokenizer(
         tok, f"{Path(reader.path).name} (embedded vocabulary)", field(reader, "tokenizer.chat_template"),
@@ -169,7 +169,7 @@ def from_folder(folder: Path) -> TextTokenizer | None:
     try:
         tok = Tokenizer.from_file(str(f))
     except Exception as e:
-        raise UserError(f"{f} is not a readable tokenizer: {str(e).splitlines()[0][:160]}") from None
+        raise UserError(f"{f} is not a readable tokenizer: {first_line(e, 160)}") from None
     template = bos = eos = None
     cfg_file = folder / "tokenizer_config.json"
     if cfg_file.is_file():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from models.errors import UserError
+from models.errors import UserError, first_line
 from models.registry import Preset
 
 
@@ -40,7 +40,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             why = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
             reason = why.group(1)[:200] if why else "not a plain state dict"
             raise UserError(f"cannot read weights file {path}: the tensors-only loader refused it ({reason})") from None
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        reason = first_line(e, 200)
         raise UserError(f"cannot read weights file {path}: {reason}") from None
     for key in ("state_dict", "model"):  # common checkpoint wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -103,7 +103,7 @@ def calibrate_batchnorm(model: torch.nn.Module, input_hw: tuple[int, int], seed:
             _calibrate(model, bns, input_hw, seed)
         except Exception as e:
             raise UserError(f"cannot run a random-init {type(model).__name__} at {h}x{w} to calibrate "
-                            f"BatchNorm: {str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__}"
+                            f"BatchNorm: {first_line(e, 160)}"
                             ) from None  # fmt: skip
     for bn, m in zip(bns, momenta, strict=True):
         bn.momentum = m

@@ -127,7 +127,7 @@ def test_ort_options_that_do_not_apply_are_one_line(tmp_path, args, text):
 
 
 def test_parse_ort_options():
-    from harness.vision.bench import parse_ort_options
+    from harness.vision.request import parse_ort_options
 
     assert parse_ort_options(["enable_cuda_graph=1", " prefer_nhwc = 1 "]) == {
         "enable_cuda_graph": "1",

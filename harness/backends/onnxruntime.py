@@ -11,6 +11,7 @@ import torch
 
 from harness.backends.base import Backend, BackendUnavailable, PrepareContext, Prepared
 from harness.backends.onnx_export import cached_onnx
+from harness.errors import first_line
 
 NP_TYPES = {torch.float32: np.float32, torch.float16: np.float16}
 
@@ -67,7 +68,7 @@ class OnnxRuntime(Backend):
         try:
             sess = ort.InferenceSession(str(path), providers=providers)
         except Exception as e:  # a provider option ORT rejects (--ort-option) is one line
-            raise BackendUnavailable(f"onnxruntime refused the session: {str(e).splitlines()[0][:200]}") from None
+            raise BackendUnavailable(f"onnxruntime refused the session: {first_line(e, 200)}") from None
         if provider not in sess.get_providers():  # ORT falls back silently when a provider fails to load
             raise BackendUnavailable(
                 f"onnxruntime could not load {provider} (the session runs on {', '.join(sess.get_providers())})"

@@ -1,7 +1,7 @@
 """What every command shares: the consoles, one-line user errors, the common options, progress.
 
 Commands parse their flags into a request, hand it to the benchmark module that runs it
-(harness/vision/bench.py, llm_bench.py, ...) and print what comes back; they hold no orchestration.
+(harness/vision/bench.py, harness/llm/bench.py, ...) and print what comes back; they hold no orchestration.
 """
 
 from __future__ import annotations
@@ -60,6 +60,12 @@ def user_errors(fn):
     return wrapper
 
 
+def given(**options) -> dict:
+    """The options the user gave (not None): what a command passes on, so that every other field
+    keeps the one default its request part declares."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def say(text: str) -> None:
     """A line of news on stderr (the tables go to stdout)."""
     err.print(text)
@@ -107,7 +113,9 @@ def finish_run(session: ResultSession) -> None:
 
 BatchOpt = Annotated[list[str] | None, typer.Option("--batch-size", "-b", help="Batch size; a list sweeps: -b 1,8,32.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-PrecisionOpt = Annotated[str, typer.Option(help="fp32, fp16, bf16 (torch backends) or int8 (onnxruntime).")]
+PrecisionOpt = Annotated[
+    str | None, typer.Option(help="fp32, fp16, bf16 (torch backends) or int8 (onnxruntime) [fp32].")
+]
 CacheOpt = Annotated[
     Path | None, typer.Option(help="Folder for exported ONNX files and TensorRT engines [~/.cache/modelpower].")
 ]
@@ -116,8 +124,8 @@ DurationOpt = Annotated[float, typer.Option(help="Minimum seconds per measuremen
 ItersOpt = Annotated[int, typer.Option(help="Minimum batches per measurement window.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder for the result JSON.")]
 ImagesOpt = Annotated[Path | None, typer.Option(help="Folder of .jpg/.png images to use instead of generated ones.")]
-SizeOpt = Annotated[str, typer.Option(help="Generated image size WxH (a camera frame).")]
-NumImagesOpt = Annotated[int, typer.Option(help="How many distinct generated images to cycle.")]
+SizeOpt = Annotated[str | None, typer.Option(help="Generated image size WxH (a camera frame) [1920x1080].")]
+NumImagesOpt = Annotated[int | None, typer.Option(help="How many distinct generated images to cycle [16].")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for random weights and generated images.")]
 SpecOpt = Annotated[
     Path | None, typer.Option(help="A spec TOML ([[device]] rows) adding or overriding nameplate peaks.")

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from harness.cli.common import BatchOpt, CacheOpt, DeviceOpt, DurationOpt, OutOpt, cli_events, out, user_errors
+from harness.cli.common import CacheOpt, DeviceOpt, cli_events, out, user_errors
 from harness.errors import UserError
+from harness.results.session import RESULTS_DIR
 
 
 @user_errors
@@ -153,9 +155,11 @@ def backends(
         str | None, typer.Argument(help="A preset: run it through every backend x precision available here.")
     ] = None,
     device: DeviceOpt = "auto",
-    batch_size: BatchOpt = ["8"],  # noqa: B006
-    min_duration: DurationOpt = 3.0,
-    out_dir: OutOpt = Path("results"),
+    batch_size: Annotated[
+        list[str] | None, typer.Option("--batch-size", "-b", help="Batch size; a list sweeps: -b 1,8,32 [8].")
+    ] = None,
+    min_duration: Annotated[float | None, typer.Option(help="Minimum seconds per measurement window [3].")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for the result JSON [results].")] = None,
     cache_dir: CacheOpt = None,
 ) -> None:
     """List the backends and whether they run here; with a preset, compare them all in one table."""
@@ -164,9 +168,10 @@ def backends(
     from harness.cli.tables import backends_comparison
     from harness.inputs import parse_sizes
     from harness.machine.devices import resolve_device
-    from harness.vision.bench import VisionRequest, run_vision
+    from harness.vision.bench import COMPARISON, run_vision
+    from harness.vision.request import BackendChoice, VisionRequest
 
-    if model is None and (batch_size != ["8"] or min_duration != 3.0 or out_dir != Path("results") or cache_dir):
+    if model is None and (batch_size or min_duration is not None or out_dir or cache_dir):
         raise UserError("-b, --min-duration, --out and --cache-dir apply to a comparison: name a preset")
     dev, _ = resolve_device(device)
     t = Table(title=f"backends on {dev}")
@@ -187,8 +192,12 @@ def backends(
     out.print(t)
     if model is None:
         return
-    req = VisionRequest([model], parse_sizes(batch_size), device, combos=combos, min_duration=min_duration,
-                        min_iters=5, out_dir=out_dir, cache_dir=cache_dir, keep_going=True)  # fmt: skip
-    session = run_vision(req, cli_events(min_duration, 5))
+    window = COMPARISON["window"]
+    if min_duration is not None:
+        window = replace(window, min_duration=min_duration)
+    sizes = parse_sizes(batch_size) if batch_size else [COMPARISON["batch"]]
+    req = VisionRequest([model], sizes, device, window=window, backend=BackendChoice(combos=tuple(combos)),
+                        out_dir=out_dir or RESULTS_DIR, cache_dir=cache_dir, keep_going=True)  # fmt: skip
+    session = run_vision(req, cli_events(window.min_duration, window.min_iters))
     show_vision_run(session)
     out.print(backends_comparison(model, dev, session.result.points))

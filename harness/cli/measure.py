@@ -9,6 +9,7 @@ import typer
 
 from harness.cli.common import DeviceOpt, OutOpt, SpecOpt, err, out, say, user_errors
 from harness.errors import UserError
+from harness.results.session import RESULTS_DIR
 
 
 @user_errors
@@ -52,7 +53,7 @@ def kernels(
 @user_errors
 def peak(
     device: DeviceOpt = "auto",
-    out_dir: OutOpt = Path("results"),
+    out_dir: OutOpt = RESULTS_DIR,
     spec: SpecOpt = None,
 ) -> None:
     """Measure the device's own peaks (dense GEMM per precision, copy bandwidth) beside its nameplate."""

@@ -28,7 +28,9 @@ from harness.cli.common import (
     user_errors,
 )  # fmt: skip
 from harness.errors import UserError
-from harness.results.session import ResultSession
+from harness.inputs import SEED
+from harness.measure.window import Window
+from harness.results.session import RESULTS_DIR, ResultSession
 
 
 def show_vision_run(session: ResultSession) -> None:
@@ -61,46 +63,46 @@ def run(  # long: its signature is the command's ~30 flags; the body only builds
     ],
     batch_size: BatchOpt = None,
     device: DeviceOpt = "auto",
-    precision: PrecisionOpt = "fp32",
-    warmup: WarmupOpt = 2,
-    min_duration: DurationOpt = 5.0,
-    min_iters: ItersOpt = 10,
-    out_dir: OutOpt = Path("results"),
+    precision: PrecisionOpt = None,
+    warmup: WarmupOpt = Window.warmup,
+    min_duration: DurationOpt = Window.min_duration,
+    min_iters: ItersOpt = Window.min_iters,
+    out_dir: OutOpt = RESULTS_DIR,
     weights: Annotated[Path | None, typer.Option(help="Weights: .safetensors or a torch state dict.")] = None,
     images: ImagesOpt = None,
-    image_size: SizeOpt = "1920x1080",
-    num_images: NumImagesOpt = 16,
-    seed: SeedOpt = 0,
+    image_size: SizeOpt = None,
+    num_images: NumImagesOpt = None,
+    seed: SeedOpt = SEED,
     preprocess: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Data path: numba (our kernels; on a GPU, CUDA kernels on the device), opencv or "
-            "torchvision (the libraries people use, pre- and post-processing)."
+            "torchvision (the libraries people use, pre- and post-processing) [numba]."
         ),
-    ] = "numba",
+    ] = None,
     assume_watts: Annotated[
         float | None,
         typer.Option(help="No energy counter? Estimate energy as these watts x time; labelled an estimate."),
     ] = None,
     spec: SpecOpt = None,
     backend: Annotated[
-        list[str],
-        typer.Option(help="Backend(s), a list runs each: torch, torch-compile, onnxruntime, onnxruntime-trt."),
-    ] = ["torch"],  # noqa: B006
+        list[str] | None,
+        typer.Option(help="Backend(s), a list runs each: torch, torch-compile, onnxruntime, onnxruntime-trt [torch]."),
+    ] = None,
     compile_mode: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="torch-compile mode: auto (on a GPU the fastest of reduce-overhead and default that "
-            "agrees; on the CPU default), default, reduce-overhead, max-autotune."
+            "agrees; on the CPU default), default, reduce-overhead, max-autotune [auto]."
         ),
-    ] = "auto",
+    ] = None,
     memory_format: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="The model's layout on the torch backends: auto (channels_last for convolution models), "
-            "channels_last or contiguous."
+            "channels_last or contiguous [auto]."
         ),
-    ] = "auto",
+    ] = None,
     ort_option: Annotated[
         list[str] | None,
         typer.Option(
@@ -112,9 +114,9 @@ def run(  # long: its signature is the command's ~30 flags; the body only builds
     input_shape: Annotated[
         list[str] | None, typer.Option(help="ONNX files: input shape, 1x3x224x224 or NAME:1x3x224x224 (repeatable).")
     ] = None,
-    input_dtype: Annotated[str, typer.Option(help="ONNX files: input dtype (float32, float16, int64, ...).")] = (
-        "float32"
-    ),
+    input_dtype: Annotated[
+        str | None, typer.Option(help="ONNX files: input dtype (float32, float16, int64, ...) [float32].")
+    ] = None,
     task: Annotated[
         str | None,
         typer.Option(
@@ -164,16 +166,18 @@ def run(  # long: its signature is the command's ~30 flags; the body only builds
         float | None, typer.Option(help="LoadGen server: queries/s to offer [half the calibrated throughput].")
     ] = None,
     latency_bound_ms: Annotated[
-        float, typer.Option(help="LoadGen server: latency bound at the 99th percentile (MLPerf ResNet-50: 15).")
-    ] = 15.0,
+        float | None,
+        typer.Option(help="LoadGen server: latency bound at the 99th percentile [15, MLPerf ResNet-50's]."),
+    ] = None,
     loadgen_samples: Annotated[
-        int, typer.Option(help="LoadGen: pre-processed samples held on the device (MLPerf ResNet-50: 1024).")
-    ] = 1024,
+        int | None,
+        typer.Option(help="LoadGen: pre-processed samples held on the device [1024, MLPerf ResNet-50's]."),
+    ] = None,
     nproc_per_node: Annotated[
         int | None, typer.Option(help="Many devices: one worker per device through torchrun (GPUs: one each).")
     ] = None,
-    nnodes: Annotated[int, typer.Option(help="Many nodes: how many (with --rdzv-endpoint).")] = 1,
-    node_rank: Annotated[int, typer.Option(help="Many nodes: this node's rank, 0..nnodes-1.")] = 0,
+    nnodes: Annotated[int | None, typer.Option(help="Many nodes: how many (with --rdzv-endpoint) [1].")] = None,
+    node_rank: Annotated[int | None, typer.Option(help="Many nodes: this node's rank, 0..nnodes-1 [0].")] = None,
     rdzv_endpoint: Annotated[
         str | None, typer.Option(help="Many nodes: HOST:PORT of the rendezvous, the same on every node.")
     ] = None,
@@ -186,37 +190,24 @@ def run(  # long: its signature is the command's ~30 flags; the body only builds
     from harness.inputs import parse_sizes
     from harness.results.session import new_result_path
     from harness.vision import distributed
-    from harness.vision.bench import VisionRequest, run_vision, validate
+    from harness.vision.bench import run_vision, validate
+    from harness.vision.request import BackendChoice, Frames, LoadgenOptions, RandomInputs, Task, VisionRequest
 
-    if nproc_per_node is None and (nnodes != 1 or node_rank != 0 or rdzv_endpoint is not None):
-        raise UserError("--nnodes, --node-rank and --rdzv-endpoint apply to torchrun runs: add --nproc-per-node")
-    loadgen = None
-    if scenario is not None:
-        from harness.vision.loadgen import LoadgenConfig
-
-        loadgen = LoadgenConfig(scenario.strip().lower(), min_duration, claim_grade, target_qps, latency_bound_ms,
-                                loadgen_samples)  # fmt: skip
-    elif claim_grade or target_qps is not None or loadgen_samples != 1024 or latency_bound_ms != 15.0:
-        raise UserError("--claim-grade, --target-qps, --latency-bound-ms and --loadgen-samples apply to LoadGen runs: "
-                        "add --scenario")  # fmt: skip
-    if scenario is not None and scenario.strip().lower() != "server" and (target_qps is not None
-                                                                         or latency_bound_ms != 15.0):  # fmt: skip
-        raise UserError("--target-qps and --latency-bound-ms apply to --scenario server")
+    launcher = distributed.Launch(nproc_per_node, nnodes, node_rank, rdzv_endpoint)
+    launcher.check()
     req = VisionRequest(
-        models=model, batch_sizes=parse_sizes(batch_size) if batch_size else None, device=device, precision=precision,
-        backends=backend,
-        warmup=warmup, min_duration=min_duration, min_iters=min_iters, out_dir=out_dir, weights=weights,
-        images=images, image_size=image_size, num_images=num_images, seed=seed, preprocess=preprocess,
-        assume_watts=assume_watts, spec=spec, compile_mode=compile_mode, cache_dir=cache_dir,
-        memory_format=memory_format, ort_options=ort_option or [],
-        input_shape=input_shape or [], input_dtype=input_dtype, loadgen=loadgen, task=task, input_size=input_size,
-        mean=mean, std=std, letterbox=letterbox, rgb=rgb, det_format=det_format,
+        models=model, batch_sizes=parse_sizes(batch_size) if batch_size else None, device=device,
+        window=Window(warmup, min_duration, min_iters),
+        frames=Frames(images, image_size, num_images, preprocess),
+        random_inputs=RandomInputs(tuple(input_shape or ()), input_dtype),
+        task=Task(task, input_size, mean, std, letterbox, rgb, det_format),
+        backend=BackendChoice(tuple(backend or ()), precision, compile_mode, memory_format, tuple(ort_option or ())),
+        loadgen=LoadgenOptions(scenario, claim_grade, target_qps, latency_bound_ms, loadgen_samples),
+        out_dir=out_dir, weights=weights, seed=seed, assume_watts=assume_watts, spec=spec, cache_dir=cache_dir,
     )  # fmt: skip
     if nproc_per_node is not None and not distributed.in_worker():
         validate(req)  # a mistake is one line here, not one traceback per worker
-        distributed.check_launch(nproc_per_node, nnodes, node_rank, rdzv_endpoint, device)
-        path = new_result_path(out_dir)
-        raise typer.Exit(distributed.launch(nproc_per_node, nnodes, node_rank, rdzv_endpoint, sys.argv[1:], path))
+        raise typer.Exit(launcher.run(device, sys.argv[1:], new_result_path(out_dir)))
     sink = distributed.DistContext.from_env() if distributed.in_worker() else None
     show_vision_run(run_vision(req, cli_events(min_duration, min_iters), sink))
 
@@ -224,7 +215,7 @@ def run(  # long: its signature is the command's ~30 flags; the body only builds
 @user_errors
 def quick(
     device: DeviceOpt = "auto",
-    out_dir: OutOpt = Path("results"),
+    out_dir: OutOpt = RESULTS_DIR,
     min_duration: Annotated[
         float | None, typer.Option(help="Minimum seconds per window [3; --profile ci: 10].")
     ] = None,
@@ -238,4 +229,4 @@ def quick(
     if profile not in PROFILES:
         raise UserError(f"unknown --profile {profile!r}: use {', '.join(PROFILES)}")
     req = quick_request(profile, device, out_dir, min_duration)
-    show_vision_run(run_vision(req, cli_events(req.min_duration, req.min_iters)))
+    show_vision_run(run_vision(req, cli_events(req.window.min_duration, req.window.min_iters)))

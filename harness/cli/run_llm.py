@@ -7,17 +7,9 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.common import (
-    BatchOpt,
-    DeviceOpt,
-    DurationOpt,
-    OutOpt,
-    SeedOpt,
-    cli_events,
-    finish_run,
-    out,
-    user_errors,
-)
+from harness.cli.common import DeviceOpt, OutOpt, SeedOpt, cli_events, finish_run, given, out, user_errors
+from harness.inputs import SEED
+from harness.results.session import RESULTS_DIR
 
 
 @user_errors
@@ -28,7 +20,9 @@ def run_llm(
             help="An LLM preset (llm-tiny, qwen2-0.5b, ... llama3-70b), a local HF checkpoint folder or a .gguf file."
         ),
     ],
-    batch_size: BatchOpt = ["1"],  # noqa: B006
+    batch_size: Annotated[
+        list[str] | None, typer.Option("--batch-size", "-b", help="Batch size; a list sweeps: -b 1,8,32 [1].")
+    ] = None,
     prompt_len: Annotated[
         list[str] | None,
         typer.Option(help="Prompt tokens; a list sweeps: 128,512 [128; with --prompts: each prompt's own length]."),
@@ -39,8 +33,9 @@ def run_llm(
     ] = None,
     device: DeviceOpt = "auto",
     precision: Annotated[
-        str, typer.Option(help="fp32, fp16, bf16, or int8 (weight-only, per-channel scales, bf16 activations).")
-    ] = "bf16",
+        str | None,
+        typer.Option(help="fp32, fp16, bf16, or int8 (weight-only, per-channel scales, bf16 activations) [bf16]."),
+    ] = None,
     engine: Annotated[
         list[str] | None,
         typer.Option(
@@ -48,9 +43,9 @@ def run_llm(
             "a list runs each on every point [modelpower]."
         ),
     ] = None,
-    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
-    top_k: Annotated[int, typer.Option(help="Top-k (0 = all tokens).")] = 0,
-    top_p: Annotated[float, typer.Option(help="Top-p (1 = off).")] = 1.0,
+    temperature: Annotated[float | None, typer.Option(help="0 = greedy [0].")] = None,
+    top_k: Annotated[int | None, typer.Option(help="Top-k (0 = all tokens) [0].")] = None,
+    top_p: Annotated[float | None, typer.Option(help="Top-p (1 = off) [1].")] = None,
     compile: Annotated[
         bool | None, typer.Option(help="torch.compile the decode step [default: on a GPU only].")
     ] = None,
@@ -65,27 +60,33 @@ def run_llm(
     save_outputs: Annotated[
         bool, typer.Option(help="Keep each prompt's generated token ids (and text) in the result.")
     ] = False,
-    min_duration: DurationOpt = 5.0,
-    min_iters: Annotated[int, typer.Option(help="Minimum generations per point.")] = 3,
-    out_dir: OutOpt = Path("results"),
-    seed: SeedOpt = 0,
+    min_duration: Annotated[float | None, typer.Option(help="Minimum seconds per measurement window [5].")] = None,
+    min_iters: Annotated[int | None, typer.Option(help="Minimum generations per point [3].")] = None,
+    out_dir: OutOpt = RESULTS_DIR,
+    seed: SeedOpt = SEED,
     assume_watts: Annotated[float | None, typer.Option(help="Estimate energy as W x time (labelled).")] = None,
 ) -> None:
     """Benchmark LLM generation: TTFT, inter-token latency, tokens/s, prefill MFU, decode MBU, energy."""
+    from dataclasses import replace
+
     from harness.cli.tables import llm_table
     from harness.inputs import parse_sizes
-    from harness.llm.bench import LLMRequest, run_llm
+    from harness.llm.bench import LLM_WINDOW, LLMRequest, Sampling, run_llm
     from harness.llm.engines import parse_engines
 
+    window = replace(LLM_WINDOW, **given(min_duration=min_duration, min_iters=min_iters))
     req = LLMRequest(
-        model=model, batch_sizes=parse_sizes(batch_size), device=device, precision=precision,
-        prompt_lens=parse_sizes(prompt_len, "prompt length") if prompt_len else None,
-        output_lens=None if output_len == ["dataset"] else parse_sizes(output_len or ["64"], "output length"),
-        num_prompts=num_prompts, save_outputs=save_outputs, engines=parse_engines(engine),
-        temperature=temperature, top_k=top_k, top_p=top_p, compile=compile, prompts=prompts,
-        min_duration=min_duration, min_iters=min_iters, out_dir=out_dir, seed=seed, assume_watts=assume_watts,
+        model=model, device=device, window=window, sampling=Sampling(temperature, top_k, top_p),
+        engines=parse_engines(engine), compile=compile, prompts=prompts, num_prompts=num_prompts,
+        save_outputs=save_outputs, out_dir=out_dir, seed=seed, assume_watts=assume_watts,
+        output_from_dataset=output_len == ["dataset"],
+        **given(
+            batch_sizes=parse_sizes(batch_size) if batch_size else None, precision=precision,
+            prompt_lens=parse_sizes(prompt_len, "prompt length") if prompt_len else None,
+            output_lens=parse_sizes(output_len, "output length") if output_len and output_len != ["dataset"] else None,
+        ),
     )  # fmt: skip
-    session = run_llm(req, cli_events(min_duration, min_iters))
+    session = run_llm(req, cli_events(window.min_duration, window.min_iters))
     out.print(llm_table(session.result.points))
     for p in session.result.points:
         if p.detail:

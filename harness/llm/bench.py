@@ -1,24 +1,24 @@
 """The LLM benchmark (`modelpower run-llm`): a request in, a result file out.
 
-`run_llm` checks the whole request (lengths against the model's context, precision on the
-device, the prompts file, the output folder) before the model is built, then measures every
-(batch, prompt length, output length) point in one `ResultSession`; a point that runs out of
-memory is recorded as such and the sweep goes on (`llm_runner.measure_llm`).
+`run_llm` checks the whole request (each part checks itself; lengths against the model's context,
+precision on the device, the prompts file, the output folder) and resolves the model source once
+(harness/llm/source.py) before the model is built, then measures every (batch, prompt length,
+output length) point in one `ResultSession`; a point that runs out of memory is recorded as such
+and the sweep goes on (`runner.measure_llm`).
 """
 
 from __future__ import annotations
 
-import difflib
 import itertools
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
 from harness.errors import UserError
 from harness.inputs import check_number, check_writable
-from harness.llm.engines import MAX_TEMPERATURE, MIN_TEMPERATURE
+from harness.llm.engines import ENGINE, MAX_TEMPERATURE, MIN_TEMPERATURE
 from harness.llm.prompts import Prompt
 from harness.llm.runner import (
     PromptBatch,
@@ -31,11 +31,42 @@ from harness.llm.runner import (
     point_bytes,
     synthetic_prompts,
 )
+from harness.llm.source import ModelSource, load_model, resolve_model
 from harness.machine.devices import TORCH_DTYPES, check_precision
 from harness.measure.memory import check_fits, fits
-from harness.measure.window import MAX_WINDOW_S
-from harness.results.session import Events, LocalSink, ResultSession
-from models.llm import LLM_CONFIGS, LLMConfig
+from harness.measure.window import Window
+from harness.results.session import RESULTS_DIR, Events, LocalSink, ResultSession
+from models.llm import LLMConfig
+
+LLM_WINDOW = Window(warmup=1, min_duration=5.0, min_iters=3)  # one warm-up generation (compile, capture)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How each next token is drawn; a field left None was not given (Workload's default: greedy)."""
+
+    temperature: float | None = None
+    top_k: int | None = None  # 0: all tokens
+    top_p: float | None = None  # 1: off
+
+    @property
+    def values(self) -> tuple[float, int, float]:
+        """(temperature, top_k, top_p) with the defaults filled in."""
+        t, k, p = self.temperature, self.top_k, self.top_p
+        return (Workload.temperature if t is None else t, Workload.top_k if k is None else k,
+                Workload.top_p if p is None else p)  # fmt: skip
+
+    def check(self, engines: list[str]) -> None:
+        temperature, top_k, top_p = self.values
+        check_number("--temperature", temperature, 0)
+        check_number("--top-k", top_k, 0, 2**31 - 1)
+        check_number("--top-p", top_p, 0, 1, above=True)
+        if temperature == 0 and (self.top_k is not None or self.top_p is not None):
+            raise UserError("--top-k and --top-p shape sampling; temperature 0 is greedy: add --temperature")
+        if "transformers" in engines and temperature > 0 and not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:
+            raise UserError(f"--engine transformers samples at --temperature 0 or {MIN_TEMPERATURE:g}.."
+                            f"{MAX_TEMPERATURE:g} (its probabilities turn NaN beyond), "
+                            f"got {temperature:g}")  # fmt: skip
 
 
 @dataclass
@@ -43,74 +74,44 @@ class LLMRequest:
     """Everything `modelpower run-llm` was asked; checked by `run_llm` before the model is built."""
 
     model: str  # a preset name, a local checkpoint folder or a .gguf file
-    batch_sizes: list[int]
-    prompt_lens: list[int] | None  # None: 128, or with --prompts each prompt's own length
-    output_lens: list[int] | None  # None: each prompt's own (--output-len dataset)
+    batch_sizes: list[int] = field(default_factory=lambda: [1])
+    prompt_lens: list[int] | None = None  # None: PROMPT_LEN, or with --prompts each prompt's own length
+    output_lens: list[int] | None = None  # None: OUTPUT_LEN
+    output_from_dataset: bool = False  # --output-len dataset: each record's own output length
     device: str = "auto"
     precision: str = "bf16"
-    temperature: float = 0.0
-    top_k: int = 0
-    top_p: float = 1.0
+    sampling: Sampling = field(default_factory=Sampling)
+    window: Window = LLM_WINDOW
     compile: bool | None = None  # None: on a GPU only
     prompts: Path | None = None
-    min_duration: float = 5.0
-    min_iters: int = 3
-    out_dir: Path = Path("results")
-    seed: int = 0
-    assume_watts: float | None = None
     num_prompts: int | None = None  # sample this many prompts of the file, with the seed
     save_outputs: bool = False
-    engines: list[str] = field(default_factory=lambda: ["modelpower"])  # ours and/or "transformers"
+    out_dir: Path = RESULTS_DIR
+    seed: int = Workload.seed
+    assume_watts: float | None = None
+    engines: list[str] = field(default_factory=lambda: [ENGINE])  # ours and/or "transformers"
 
+    PROMPT_LEN: ClassVar[int] = 128
+    OUTPUT_LEN: ClassVar[int] = 64
 
-def _check_numbers(req: LLMRequest) -> None:
-    """Sampling and window options: finite and in range, before the model is built."""
-    check_number("--temperature", req.temperature, 0)
-    check_number("--top-k", req.top_k, 0, 2**31 - 1)
-    check_number("--top-p", req.top_p, 0, 1, above=True)
-    check_number("--min-duration", req.min_duration, 0, MAX_WINDOW_S)
-    if req.temperature == 0 and (req.top_k != 0 or req.top_p != 1.0):
-        raise UserError("--top-k and --top-p shape sampling; temperature 0 is greedy: add --temperature")
-    check_number("--min-iters", req.min_iters, 1)
-    check_number("--seed", req.seed, 0, 2**32 - 1)
-    if req.assume_watts is not None:
-        check_number("--assume-watts", req.assume_watts, 0, above=True)
+    def workload(self, b: int, t: int | None, n: int | None) -> Workload:
+        return Workload(b, t, n, *self.sampling.values, self.seed)
 
-
-def model_config(model: str) -> LLMConfig:
-    """A preset's config, a checkpoint folder's or a GGUF file's; one line naming the presets otherwise."""
-    from models.llm_checkpoint import read_config
-    from models.llm_gguf import is_gguf, open_gguf, read_gguf_config
-
-    if model in LLM_CONFIGS:
-        return LLM_CONFIGS[model]
-    if is_gguf(model):
-        return read_gguf_config(open_gguf(Path(model)), Path(model).stem)
-    if Path(model).exists():
-        return read_config(Path(model))
-    close = difflib.get_close_matches(model, list(LLM_CONFIGS), n=3)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise UserError(f"unknown LLM preset or checkpoint folder {model!r}{hint} (presets: {', '.join(LLM_CONFIGS)})")
-
-
-def load_tokenizer(model: str):
-    """(the checkpoint's own tokenizer or None, why there is none). A GGUF whose tokenizer is not
-    byte-level BPE, or is malformed, still runs: only text prompts need a tokenizer."""
-    from models.llm_gguf import is_gguf, open_gguf
-    from models.tokenizer import from_folder, from_gguf
-
-    if model in LLM_CONFIGS:
-        return None, f"{model} is a preset with random weights and no tokenizer"
-    if is_gguf(model):
-        reader = open_gguf(Path(model))
-        if reader.fields.get("tokenizer.ggml.tokens") is None:
-            return None, f"{model} embeds no vocabulary"
-        try:
-            return from_gguf(reader), None
-        except UserError as e:
-            return None, str(e)
-    tok = from_folder(Path(model))
-    return tok, None if tok else f"{model} has no tokenizer.json"
+    def check(self) -> None:
+        """Every option on its own, before the model is read: numbers, sampling, precision, engines."""
+        self.window.check()
+        check_number("--seed", self.seed, 0, 2**32 - 1)
+        if self.assume_watts is not None:
+            check_number("--assume-watts", self.assume_watts, 0, above=True)
+        if self.precision not in (*TORCH_DTYPES, "int8"):
+            raise UserError(f"unknown precision {self.precision!r}: use {', '.join(TORCH_DTYPES)} or int8")
+        if self.precision == "int8" and "transformers" in self.engines:
+            raise UserError("--precision int8 (weight-only) is modelpower's own: run --engine transformers at bf16")
+        self.sampling.check(self.engines)
+        if self.prompts is None and self.num_prompts is not None:
+            raise UserError("--num-prompts samples a prompts file: add --prompts")
+        if self.prompts is None and self.output_from_dataset:
+            raise UserError("--output-len dataset takes each prompt's own output length: add --prompts")
 
 
 def prompt_batches(req: LLMRequest, prompts: list[Prompt], b: int, t: int | None, n: int | None,
@@ -132,32 +133,11 @@ def prompt_batches(req: LLMRequest, prompts: list[Prompt], b: int, t: int | None
         ids = [r.ids[:t] if t is not None else r.ids for r in rows]
         index = [(k * b + j) % len(prompts) for j in range(b)]
         batches.append(PromptBatch.of(ids, [n or r.output_len for r in rows], device, index))
-    w = Workload(b, max(bt.ids.shape[1] for bt in batches), max(max(bt.out_lens) for bt in batches),
-                 req.temperature, req.top_k, req.top_p, req.seed)  # fmt: skip
+    w = req.workload(b, max(bt.ids.shape[1] for bt in batches), max(max(bt.out_lens) for bt in batches))
     return batches, w
 
 
 INT8_WEIGHTS = "int8 weight-only (per-output-channel scales), bf16 activations"
-
-
-def _load(req: LLMRequest, cfg: LLMConfig, dev: torch.device):
-    """(model, its source, load seconds): seeded random init for a preset, else the checkpoint, in
-    the dtype it computes in (bf16 for int8 weight-only: quantized later, by `_prepare`)."""
-    from models.llm import build_llm
-    from models.llm_checkpoint import load_checkpoint
-    from models.llm_gguf import is_gguf, load_gguf
-
-    dtype = TORCH_DTYPES[compute_precision(req.precision)]
-    t = time.perf_counter()
-    if req.model in LLM_CONFIGS:
-        lm = build_llm(cfg, dev, dtype, req.seed)
-        source = {"kind": "random-init", "seed": req.seed}
-    elif is_gguf(req.model):
-        lm, source = load_gguf(Path(req.model), dev, dtype)
-    else:
-        lm = load_checkpoint(Path(req.model), dev, dtype)
-        source = {"kind": "checkpoint", "path": str(Path(req.model).resolve())}
-    return lm, source, time.perf_counter() - t
 
 
 def _prepare(req: LLMRequest, lm, grid, dev: torch.device) -> tuple[dict, object | None]:
@@ -192,14 +172,13 @@ def _prepare(req: LLMRequest, lm, grid, dev: torch.device) -> tuple[dict, object
 def _grid(req: LLMRequest, cfg: LLMConfig, prompts: list[Prompt] | None, dev: torch.device):
     """Every point in order: (workload, its prompt batches or None for synthetic prompts), checked
     against the model's context before anything is loaded."""
-    if prompts is None and req.output_lens is None:
-        raise UserError("--output-len dataset takes each prompt's own output length: add --prompts")
+    outputs = [None] if req.output_from_dataset else req.output_lens or [req.OUTPUT_LEN]
     grid = []
     for b in req.batch_sizes:
-        for t in req.prompt_lens or ([None] if prompts else [128]):
-            for n in req.output_lens or [None]:
+        for t in req.prompt_lens or ([None] if prompts else [req.PROMPT_LEN]):
+            for n in outputs:
                 if prompts is None:
-                    w, batches = Workload(b, t, n, req.temperature, req.top_k, req.top_p, req.seed), None
+                    w, batches = req.workload(b, t, n), None
                 else:
                     batches, w = prompt_batches(req, prompts, b, t, n, dev)
                 try:
@@ -217,56 +196,53 @@ def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
     from harness.measure.energy import select_meter
 
     events = events or Events()
-    _check_numbers(req)
-    if req.precision not in (*TORCH_DTYPES, "int8"):
-        raise UserError(f"unknown precision {req.precision!r}: use {', '.join(TORCH_DTYPES)} or int8")
-    if req.precision == "int8" and "transformers" in req.engines:
-        raise UserError("--precision int8 (weight-only) is modelpower's own: run --engine transformers at bf16")
-    if (
-        "transformers" in req.engines
-        and req.temperature > 0
-        and not MIN_TEMPERATURE <= req.temperature <= MAX_TEMPERATURE
-    ):
-        raise UserError(f"--engine transformers samples at --temperature 0 or {MIN_TEMPERATURE:g}..{MAX_TEMPERATURE:g} "
-                        f"(its probabilities turn NaN beyond), got {req.temperature:g}")  # fmt: skip
-    if req.prompts is None and (req.num_prompts is not None):
-        raise UserError("--num-prompts samples a prompts file: add --prompts")
-    cfg = model_config(req.model)
-    tokenizer, why_none = load_tokenizer(req.model)
+    req.check()
+    src = resolve_model(req.model)
+    cfg = src.cfg
     prompts = None
     if req.prompts is not None:
-        prompts = read_prompt_file(req.prompts, tokenizer, cfg.vocab_size, req.num_prompts, req.seed, why_none)
+        prompts = read_prompt_file(req.prompts, src.tokenizer, cfg.vocab_size, req.num_prompts, req.seed,
+                                   src.why_no_tokenizer)  # fmt: skip
     sink = LocalSink(req.out_dir)
     dev, why = sink.device(req.device)
     grid = _grid(req, cfg, prompts, dev)
+    dtype = TORCH_DTYPES[compute_precision(req.precision)]
     check_precision(dev, compute_precision(req.precision), "fp32 or bf16")
     check_writable(req.out_dir)
-    weights = cfg.param_count() * torch.finfo(TORCH_DTYPES[compute_precision(req.precision)]).bits // 8
-    check_fits(f"{cfg.name}'s weights at {req.precision}", 0, weights, dev)
-    lm, source, load_s = _load(req, cfg, dev)  # a bad checkpoint is one line, before anything else is said
+    check_fits(f"{cfg.name}'s weights at {req.precision}", 0, cfg.param_count() * torch.finfo(dtype).bits // 8, dev)
+    lm, source, load_s = load_model(src, dev, dtype, req.seed)  # a bad checkpoint is one line, before anything else
     events.note(f"device: {why}")
     extra, peer = _prepare(req, lm, grid, dev)
     meter = select_meter(dev.type, dev.index or 0, req.assume_watts)
     meter.idle()
     compile_decode = dev.type == "cuda" if req.compile is None else req.compile
-    config = {
-        "model": req.model, "batch_sizes": req.batch_sizes, "prompt_lens": req.prompt_lens or "each prompt's own",
-        "output_lens": req.output_lens or "each prompt's own", "device": str(dev), "precision": req.precision,
-        "compile": compile_decode, "seed": req.seed, "energy_meter": meter.name, "assume_watts": req.assume_watts,
-        "prompts": str(req.prompts) if req.prompts else "synthetic token ids", "num_prompts": len(prompts or []),
-        "tokenizer": tokenizer.source if tokenizer else None, "engines": req.engines,
-    }  # fmt: skip
+    config = _config(req, src, dev, compile_decode, meter.name, prompts)
     with ResultSession(config, sink) as session:
         for (w, batches), engine in itertools.product(grid, req.engines):
             label = f"{cfg.name} batch {w.batch_size}, prompt {w.prompt_len}, output {w.output_len}"
             label += f" ({engine})" if len(req.engines) > 1 else ""
             with events.track(label, 1, "generations") as tick:
-                point = measure_llm(lm, w, dev, req.precision, source, req.min_duration, req.min_iters,
+                point = measure_llm(lm, w, dev, req.precision, source, req.window.min_duration, req.window.min_iters,
                                     compile_decode, meter, batches, load_s, progress=tick,
                                     keep_outputs=req.save_outputs, engine=peer if engine == "transformers" else None,
                                     extra=extra)  # fmt: skip
-            if point.outputs and tokenizer is not None:  # invalid ids (NaN weights give -1) are not decoded
+            if point.outputs and src.tokenizer is not None:  # invalid ids (NaN weights give -1) are not decoded
                 for o in point.outputs:
-                    o["text"] = tokenizer.decode([i for i in o["output_ids"] if 0 <= i < cfg.vocab_size])
+                    o["text"] = src.tokenizer.decode([i for i in o["output_ids"] if 0 <= i < cfg.vocab_size])
             session.add(point)
     return session
+
+
+def _config(req: LLMRequest, src: ModelSource, dev: torch.device, compile_decode: bool, meter: str,
+            prompts: list[Prompt] | None) -> dict:  # fmt: skip
+    """The result's `config`: the request as it was resolved."""
+    each = "each prompt's own"
+    return {
+        "model": req.model, "batch_sizes": req.batch_sizes,
+        "prompt_lens": req.prompt_lens or (each if prompts else [req.PROMPT_LEN]),
+        "output_lens": each if req.output_from_dataset else req.output_lens or [req.OUTPUT_LEN],
+        "device": str(dev), "precision": req.precision,
+        "compile": compile_decode, "seed": req.seed, "energy_meter": meter, "assume_watts": req.assume_watts,
+        "prompts": str(req.prompts) if req.prompts else "synthetic token ids", "num_prompts": len(prompts or []),
+        "tokenizer": src.tokenizer.source if src.tokenizer else None, "engines": req.engines,
+    }  # fmt: skip

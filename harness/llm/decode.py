@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import torch
 
+from harness.errors import first_line
 from harness.measure.timing import device_sync
 
 
@@ -155,7 +156,7 @@ class DecodeGraphs:
 
                 if is_oom(e):
                     raise
-                self.off = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+                self.off = f"{type(e).__name__}: {first_line(e)}"
                 return None
         return self.graphs[key]
 

@@ -1,6 +1,6 @@
 """The peer engine for `run-llm --engine`: Hugging Face transformers' `generate()` on the same weights.
 
-`modelpower` (ours, `llm_runner.generate`) and `transformers` run the same workload: the same
+`modelpower` (ours, `harness.llm.runner.generate`) and `transformers` run the same workload: the same
 prompts (left padded with an attention mask), the same output length with no stop at EOS
 (`min_new_tokens = max_new_tokens`), the same sampling settings, a static KV cache, and the same
 weights. The transformers model is built on the meta device and takes our tensors without a copy
@@ -23,13 +23,14 @@ from harness.llm.runner import Workload
 from models.llm import DecoderLM
 
 ENGINES = ("modelpower", "transformers")
+ENGINE = "modelpower"  # ours: the default engine
 MAX_TEMPERATURE = 1e4  # transformers' sampling turns 1e-38 or 1e39 into NaN probabilities
 MIN_TEMPERATURE = 1e-4
 
 
 def parse_engines(values: list[str] | None) -> list[str]:
     """`--engine modelpower,transformers` (comma lists or repeats) as a list, in order, each once."""
-    names = [v.strip() for item in values or ["modelpower"] for v in item.split(",") if v.strip()]
+    names = [v.strip() for item in values or [ENGINE] for v in item.split(",") if v.strip()]
     if not names:
         raise UserError(f"--engine is empty: use {', '.join(ENGINES)} (a comma-separated list runs each)")
     for n in names:
@@ -91,7 +92,7 @@ class _Stamps:
 
 
 class TransformersEngine:
-    """`generate(ids, w, pad, cache_len)` as `llm_runner.generate`, through transformers' generate()."""
+    """`generate(ids, w, pad, cache_len)` as `harness.llm.runner.generate`, through transformers' generate()."""
 
     name = "transformers"
     timestamps = "host clock when transformers hands each token to the streamer (after a device sync)"

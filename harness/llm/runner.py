@@ -1,10 +1,10 @@
 """LLM generation benchmark: prefill + fixed-length decode over a static KV cache, timed per token.
 
-The workload is fixed (MEASUREMENT.md): prompt length, output length (no stop at EOS), batch size and
-seed. Prompts are seeded synthetic token ids (or ids from a prompts file). One warm-up generation
-(which also compiles the decode step when asked) is timed apart; then generations repeat until the
-window's minimum duration and count are both met. The device is synchronized before every token's
-timestamp is read (sampling needs the token anyway).
+The workload is fixed (docs/measurement.md, "LLM metrics"): prompt length, output length (no stop
+at EOS), batch size and seed. Prompts are seeded synthetic token ids (or ids from a prompts file).
+One warm-up generation (which also compiles the decode step when asked) is timed apart; then
+generations repeat until the window's minimum duration and count are both met. The device is
+synchronized before every token's timestamp is read (sampling needs the token anyway).
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from harness.errors import UserError
+from harness.errors import UserError, first_line
+from harness.inputs import SEED
 from harness.llm.decode import DecodeGraph, DecodeGraphs, clock_for
 from harness.machine.devices import TORCH_DTYPES, device_name
 from harness.machine.specs import match_spec
 from harness.measure.energy import Meter
 from harness.measure.memory import fits, is_oom
-from harness.measure.metrics import nameplate_peak
+from harness.measure.metrics import energy_per_work, nameplate_peak
 from harness.measure.stats import latency_stats
 from harness.measure.timing import window_closed
 from harness.results.schema import LLMPoint
@@ -60,7 +61,7 @@ class Workload:
     temperature: float = 0.0
     top_k: int = 0
     top_p: float = 1.0
-    seed: int = 0
+    seed: int = SEED
 
 
 def check_workload(w: Workload, max_position: int) -> None:
@@ -269,7 +270,7 @@ def measure_llm(
     except Exception as e:
         if not is_oom(e):
             raise
-        return LLMPoint(status="oom", flags=["oom"], detail=f"out of memory: {str(e).splitlines()[0][:200]}", **base)
+        return LLMPoint(status="oom", flags=["oom"], detail=f"out of memory: {first_line(e, 200)}", **base)
     point = _metrics(model, w, device, precision, base, compile_s, runs, window, reading)
     point.timestamps = engine.timestamps if engine else clock_for(device, 0).kind
     eager = "torch.compile" if decode is not model else "eager"
@@ -340,7 +341,7 @@ def _metrics(model, w, device, precision, base, compile_s, runs, window, reading
         decode_bytes_per_step=step_bytes, decode_gbs=gbs, decode_mbu=gbs / bw if gbs and bw else None,
         mbu_bandwidth_gbs=bw, peak_memory_gib=mem, peak_memory_scope=scope, energy=reading.to_dict(),
         joules_per_token=j / out_tokens if j is not None else None,
-        joules_per_pflop=j / (flops_done / 1e15) if j is not None else None,
+        joules_per_pflop=energy_per_work(j, out_tokens, flops_done)["joules_per_pflop"],
         tokens_checked={"valid_ids": valid, "shape": [len(runs), b, w.output_len]}, flags=flags,
         prompt_tokens_mean=mean_prompt, output_tokens_mean=mean_out,
         padding="left, with an attention mask" if padded else None,

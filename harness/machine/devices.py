@@ -198,7 +198,7 @@ def detect_cpu() -> CpuInfo:
         memory_gib=_memory_gib(),
         max_clock_mhz=clock,
         peak_fp64_tflops=round(fp64, 4) if fp64 else None,
-        peak_fp32_tflops=round(2 * fp64, 4) if fp64 else None,
+        peak_fp32_tflops=2 * round(fp64, 4) if fp64 else None,  # exactly twice fp64, as rounded
         peak_method=method,
         peak_lowp=lowp_peaks,
         peak_lowp_method=lowp_methods,

@@ -3,8 +3,9 @@
 MFU = delivered FLOPS / dense nameplate peak at the precision of the math actually used; the
 denominator and where it comes from are recorded beside the ratio. On CUDA, fp32 convolutions run
 as TF32 when cuDNN allows it (torch's default), so their denominator is the TF32 peak. On a CPU the
-peak is computed from cores x clock x FLOPs/cycle (harness/machine/devices.py) for fp32 and fp64; other
-precisions have no CPU nameplate here, so MFU is "unknown" rather than a guess.
+peak is computed from cores x clock x FLOPs/cycle (harness/machine/devices.py) for fp32 and fp64, and
+for bf16/int8 where the ISA has units for them (AMX, AVX-512); other precisions have no CPU
+nameplate here, so MFU is "unknown" rather than a guess.
 """
 
 from __future__ import annotations
@@ -43,23 +44,48 @@ def nameplate_peak(device: torch.device, precision: str) -> tuple[float | None, 
     return peak, f"{cpu.model} {key} {peak:g} TFLOPS, {cpu.peak_lowp_method.get(key, cpu.peak_method)}"
 
 
+def energy_per_work(joules: float | None, samples: float, flops: float) -> dict:
+    """Energy per unit of useful work, the one copy of these formulas: joules per sample, samples
+    per joule and joules per PFLOP (energy / (FLOPs / 1e15)); None where energy was not measured."""
+    if joules is None:
+        return {"joules_per_sample": None, "samples_per_joule": None, "joules_per_pflop": None}
+    return {
+        "joules_per_sample": joules / samples if samples > 0 else None,
+        "samples_per_joule": samples / joules if joules else None,
+        "joules_per_pflop": joules / (flops / 1e15) if flops > 0 else None,
+    }
+
+
+def pflops_per_kw(delivered_tflops: float, avg_w: float | None) -> float | None:
+    """Delivered PFLOPS per kW of average power over the same window; None where power is unknown."""
+    return delivered_tflops / 1e3 / (avg_w / 1e3) if avg_w else None
+
+
 def run_metrics(
     flops_per_sample: float, throughput_sps: float, peak_tflops: float | None, energy: EnergyReading
 ) -> dict:
     """Every derived figure of a measurement window; None where an input is not measured."""
-    delivered = flops_per_sample * throughput_sps  # FLOPS
-    j = energy.joules if energy.measured else None
-    samples_per_s = throughput_sps
-    per_sample = j / (samples_per_s * energy.window_s) if j is not None and samples_per_s > 0 else None
-    pflop_done = delivered * energy.window_s / 1e15
-    avg_kw = energy.avg_w / 1e3 if energy.avg_w else None
+    delivered = flops_per_sample * throughput_sps / 1e12  # TFLOPS
+    samples = throughput_sps * energy.window_s
     return {
-        "delivered_tflops": delivered / 1e12,
-        "pflops_equivalent": delivered / 1e15,
-        "mfu": delivered / 1e12 / peak_tflops if peak_tflops else None,
-        "joules_per_sample": per_sample,
-        "samples_per_joule": 1 / per_sample if per_sample else None,
-        "joules_per_pflop": j / pflop_done if j is not None and pflop_done > 0 else None,
-        "pflops_per_kw": delivered / 1e15 / avg_kw if avg_kw else None,
-        "energy_is_estimate": energy.estimate,
+        "delivered_tflops": delivered,
+        "pflops_equivalent": delivered / 1e3,
+        "mfu": delivered / peak_tflops if peak_tflops else None,
+        **energy_per_work(energy.joules if energy.measured else None, samples, flops_per_sample * samples),
+        "pflops_per_kw": pflops_per_kw(delivered, energy.avg_w),
+    }
+
+
+def point_metrics(
+    device: torch.device, precision: str, flops_per_sample: float, throughput_sps: float, energy: EnergyReading
+) -> dict:
+    """A vision Point's metric fields, filled the same way by every measurement: delivered FLOPS,
+    P-equivalent, MFU with its denominator and where it comes from, energy and energy per work."""
+    peak, source = nameplate_peak(device, precision)
+    return {
+        **run_metrics(flops_per_sample, throughput_sps, peak, energy),
+        "mfu_peak_tflops": peak,
+        "mfu_peak_source": source,
+        "mfu_precision": peak_precision(device, precision),
+        "energy": energy.to_dict(),
     }

@@ -2,7 +2,7 @@
 
 GEMM: square matmuls of a few sizes (the best one is kept), timed after a warm-up with the device
 synchronized; FLOPs = 2 n^3. Copy: one large tensor copied on the device, read + write counted, as
-MEASUREMENT.md's anchors count it. Printed beside the dense nameplate figures.
+docs/measurement.md's anchors count it ("Peaks"). Printed beside the dense nameplate figures.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from harness.errors import first_line
 from harness.machine.devices import TORCH_DTYPES, detect_cpu, device_name
 from harness.machine.specs import match_spec
 from harness.measure.timing import device_sync, repeat_timed
@@ -114,7 +115,7 @@ def measure_peaks(device: torch.device, progress=None) -> dict:
         try:
             tflops, n = gemm_peak(prec, device, sizes)
         except (RuntimeError, TypeError) as e:
-            rows.append(PeakRow(prec, None, None, plate(prec), None, f"not run: {str(e).splitlines()[0][:100]}"))
+            rows.append(PeakRow(prec, None, None, plate(prec), None, f"not run: {first_line(e, 100)}"))
             continue
         nameplate = plate(prec)
         ratio = tflops / nameplate if nameplate else None

@@ -1,4 +1,4 @@
-"""Latency statistics as MEASUREMENT.md defines them: count, mean, min, p50/p90/p95/p99, max, stdev, CoV."""
+"""Latency statistics as docs/measurement.md defines them: count, mean, min, p50/p90/p95/p99, max, stdev, CoV."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Timing primitives every measurement shares (MEASUREMENT.md, "Timing").
+"""Timing primitives every measurement shares (docs/measurement.md, "Timing").
 
 - `device_sync`: GPU work is asynchronous; no timer is read before the device has finished.
 - `window_closed`: a measurement window ends only when BOTH its minimum duration and its minimum

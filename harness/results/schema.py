@@ -92,7 +92,7 @@ class Point:
 class LLMPoint:
     """One LLM measurement: a model at one batch size, prompt length and output length.
 
-    Definitions (docs: README "LLM benchmarking"): TTFT = start of prefill to the first token
+    Definitions (docs/measurement.md, "LLM metrics"): TTFT = start of prefill to the first token
     sampled; inter-token latency = gaps between consecutive tokens of a sequence; TPOT = (last token
     - first token) / (output_len - 1); throughputs = tokens completed in the window / window time.
     """

@@ -26,6 +26,8 @@ from harness.results.schema import SCHEMA_VERSION, LLMPoint, Point, RunResult, n
 if TYPE_CHECKING:
     import torch
 
+RESULTS_DIR = Path("results")  # where result files go unless --out names another folder
+
 Tick = Callable[..., None]  # tick(phase, elapsed_s=0.0, n=0): a window under way (n = 0: the phase only)
 
 

@@ -23,6 +23,7 @@ import torch
 
 from harness.errors import UserError
 from harness.machine.devices import device_name, use_cuda_device
+from harness.measure.metrics import energy_per_work, pflops_per_kw
 from harness.results.schema import Point, RunResult, point_from_dict, write_result
 from harness.results.session import mark_incomplete
 
@@ -51,6 +52,27 @@ def strip_launch_options(argv: list[str]) -> list[str]:
             continue
         out.append(a)
     return out
+
+
+@dataclass(frozen=True)
+class Launch:
+    """`modelpower run --nproc-per-node N`: one worker per device through torchrun; the node options
+    left None were not given (one node, rank 0)."""
+
+    nproc_per_node: int | None = None  # None: no torchrun, this process measures
+    nnodes: int | None = None
+    node_rank: int | None = None
+    rdzv_endpoint: str | None = None
+
+    def check(self) -> None:
+        if self.nproc_per_node is None and (self.nnodes, self.node_rank, self.rdzv_endpoint) != (None, None, None):
+            raise UserError("--nnodes, --node-rank and --rdzv-endpoint apply to torchrun runs: add --nproc-per-node")
+
+    def run(self, device: str, argv: list[str], result_path: Path) -> int:
+        """Check the launcher's options, then run `modelpower run` on every device; the exit code."""
+        nnodes, rank = self.nnodes or 1, self.node_rank or 0
+        check_launch(self.nproc_per_node, nnodes, rank, self.rdzv_endpoint, device)
+        return launch(self.nproc_per_node, nnodes, rank, self.rdzv_endpoint, argv, result_path)
 
 
 def check_launch(nproc: int, nnodes: int, node_rank: int, rdzv: str | None, device: str) -> None:
@@ -226,8 +248,7 @@ def aggregate(rows: list[Point]) -> Point:
     energy = None
     if joules is not None:
         energy = dict(rows[0].energy, joules=joules, window_s=max(e["window_s"] for e in energies))
-    pflop_done = sum(p.flops_per_sample * p.samples for p in rows) / 1e15
-    avg_kw = sum(e["joules"] / e["window_s"] for e in energies) / 1e3 if joules is not None else None
+    avg_w = sum(e["joules"] / e["window_s"] for e in energies) if joules is not None else None
     return replace(
         slowest,
         device=f"{len(rows)} devices",
@@ -242,10 +263,8 @@ def aggregate(rows: list[Point]) -> Point:
         mfu=delivered / peak_sum if peak_sum else None,
         mfu_peak_tflops=peak_sum,
         energy=energy,
-        joules_per_sample=joules / samples if joules is not None and samples else None,
-        samples_per_joule=samples / joules if joules else None,
-        joules_per_pflop=joules / pflop_done if joules is not None and pflop_done else None,
-        pflops_per_kw=delivered / 1e3 / avg_kw if avg_kw else None,
+        **energy_per_work(joules, samples, sum(p.flops_per_sample * p.samples for p in rows)),
+        pflops_per_kw=pflops_per_kw(delivered, avg_w),
         flags=sorted({f for p in rows for f in p.flags}),
         rank=None,
         world_size=len(rows),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import UserError
+from harness.errors import UserError, first_line
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
@@ -53,7 +53,7 @@ def folder_images(folder: Path, limit: int = 64) -> ImageSource:
         except UserError:
             raise
         except Exception as e:
-            raise UserError(f"cannot decode image {f}: {str(e).splitlines()[0]}") from None
+            raise UserError(f"cannot decode image {f}: {first_line(e)}") from None
     return ImageSource(images, bgr=False, description=f"{len(images)} files from {folder}")
 
 

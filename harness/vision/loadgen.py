@@ -40,6 +40,7 @@ from harness.inputs import check_number
 from harness.machine.devices import use_cuda_device
 from harness.measure.energy import Meter
 from harness.measure.memory import check_fits
+from harness.measure.metrics import energy_per_work
 from harness.measure.stats import latency_stats
 from harness.measure.timing import repeat_timed, stream_sync
 from harness.results.schema import Point
@@ -328,9 +329,7 @@ def measure_loadgen(
     fields = point_fields(lm, s, batch_size, prepared, agree, throughput, reading,
                           [] if verdict == "VALID" else ["loadgen_invalid"])  # fmt: skip
     if reading.measured and sut.completed:  # energy over the whole test, per sample completed in it
-        fields["joules_per_sample"] = reading.joules / sut.completed
-        fields["samples_per_joule"] = sut.completed / reading.joules if reading.joules else None
-        fields["joules_per_pflop"] = reading.joules / (lm.flops_per_sample * sut.completed / 1e15)
+        fields.update(energy_per_work(reading.joules, sut.completed, lm.flops_per_sample * sut.completed))
     batch_stats = latency_stats(sut.batch_s)
     return Point(
         **fields,

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
-from harness.errors import UserError
+from harness.errors import UserError, first_line
 
 DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32, "uint8": np.uint8}
 
@@ -39,7 +39,7 @@ def load_onnx(path: Path) -> OnnxModel:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:
-        raise UserError(f"{path} is not a readable ONNX model (not ONNX, or truncated): {_first(e)}") from None
+        raise UserError(f"{path} is not a readable ONNX model (not ONNX, or truncated): {first_line(e)}") from None
     folder = path.resolve().parent
     for t in _external_tensors(model):
         loc = next((e.value for e in t.external_data if e.key == "location"), "")
@@ -51,7 +51,7 @@ def load_onnx(path: Path) -> OnnxModel:
     try:
         onnx.checker.check_model(str(path))
     except Exception as e:
-        raise UserError(f"{path} fails the ONNX checker: {_first(e)}") from None
+        raise UserError(f"{path} fails the ONNX checker: {first_line(e)}") from None
     if any(True for _ in _external_tensors(model)):
         onnx.load_external_data_for_model(model, str(folder))
     init = {i.name for i in model.graph.initializer}
@@ -61,11 +61,6 @@ def load_onnx(path: Path) -> OnnxModel:
         if i.name not in init
     }
     return OnnxModel(path, model, inputs)
-
-
-def _first(e: Exception) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0][:200] if s else type(e).__name__
 
 
 def _external_tensors(model: onnx.ModelProto):
@@ -209,7 +204,7 @@ def _probe_shapes(om: OnnxModel, shapes: dict[str, tuple[int, ...]], names: list
         sess = ort.InferenceSession(m.SerializeToString(), options, providers=["CPUExecutionProvider"])
         values = sess.run(names, feeds)
     except Exception as e:
-        raise UserError(f"{om.path.name}: cannot count FLOPs at input {shapes}: {_first(e)}") from None
+        raise UserError(f"{om.path.name}: cannot count FLOPs at input {shapes}: {first_line(e)}") from None
     return {n: list(v.shape) for n, v in zip(names, values, strict=True)}
 
 
@@ -240,7 +235,7 @@ def session(om: OnnxModel, device_type: str):
     try:
         sess = ort.InferenceSession(om.model.SerializeToString(), options, providers=[provider])
     except Exception as e:
-        raise UserError(f"onnxruntime cannot load {om.path}: {_first(e)}") from None
+        raise UserError(f"onnxruntime cannot load {om.path}: {first_line(e)}") from None
     if provider not in sess.get_providers():  # ORT falls back silently when a provider fails to load
         raise UserError(
             f"onnxruntime could not load {provider} (the session runs on {', '.join(sess.get_providers())})"
@@ -278,7 +273,7 @@ def output_shapes(om: OnnxModel, shapes: dict[str, tuple[int, ...]]) -> dict[str
     try:
         m = shape_inference.infer_shapes(_at_shapes(om, shapes), data_prop=True)
     except Exception as e:
-        raise UserError(f"{om.path.name}: ONNX shape inference fails at input {shapes}: {_first(e)}") from None
+        raise UserError(f"{om.path.name}: ONNX shape inference fails at input {shapes}: {first_line(e)}") from None
     outs = {
         o.name: [d.dim_value if d.HasField("dim_value") else 0 for d in o.type.tensor_type.shape.dim]
         for o in m.graph.output

@@ -1,6 +1,6 @@
 """The timed runner: one vision preset, one batch size, one device -> one result `Point`.
 
-Follows MEASUREMENT.md: load and first call timed apart from the steady state; warm-up excluded;
+Follows docs/measurement.md ("Timing"): load and first call timed apart from the steady state; warm-up excluded;
 a window ends when both `min_duration` and `min_iters` are met; the device is synchronized before a
 timer is read. Two windows per point:
 - staged: each stage (pre, h2d, infer, d2h, post) of a batch timed alone, for the breakdown;
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
@@ -23,16 +24,18 @@ import torch
 
 from harness.backends import BACKENDS, BackendUnavailable, Prepared
 from harness.backends.base import PrepareContext
-from harness.errors import UserError
+from harness.errors import UserError, first_line
+from harness.inputs import SEED
 from harness.machine.devices import TORCH_DTYPES, device_name
 from harness.measure import peers
 from harness.measure.agreement import agreement
 from harness.measure.energy import Meter
 from harness.measure.flops import preset_flops_per_sample
 from harness.measure.memory import is_oom
-from harness.measure.metrics import nameplate_peak, peak_precision, run_metrics
+from harness.measure.metrics import point_metrics
 from harness.measure.stats import latency_stats
 from harness.measure.timing import device_sync, stream_sync, window_closed
+from harness.measure.window import Window
 from harness.results.schema import Point
 from harness.vision.detection import DetectHead
 from harness.vision.images import ImageSource
@@ -40,6 +43,9 @@ from harness.vision.uploads import Uploads
 from kernels import letterbox_normalize, seg_argmax, softmax_topk
 from kernels.device import to_host
 from models import Preset, build_model
+
+if TYPE_CHECKING:
+    from harness.vision.onnx_model import OnnxModel
 
 PRECISIONS = (*TORCH_DTYPES, "int8")
 Progress = Callable[[str, float, int], None]  # (phase, elapsed_s, iterations)
@@ -49,10 +55,10 @@ Progress = Callable[[str, float, int], None]  # (phase, elapsed_s, iterations)
 class RunSettings:
     device: torch.device
     precision: str = "fp32"
-    warmup: int = 2
-    min_duration: float = 5.0
-    min_iters: int = 10
-    seed: int = 0
+    warmup: int = Window.warmup
+    min_duration: float = Window.min_duration
+    min_iters: int = Window.min_iters
+    seed: int = SEED
     topk: int = 5
     conf_thres: float = 0.25
     iou_thres: float = 0.45
@@ -106,16 +112,18 @@ def load_model(preset: Preset, settings: RunSettings, weights=None) -> LoadedMod
     return LoadedModel(preset, model, source, load_s, params, flops)
 
 
-def load_onnx_model(path: Path, opts, settings: RunSettings) -> LoadedModel:
+def load_onnx_model(om: OnnxModel | Path, opts, settings: RunSettings) -> LoadedModel:
     """A user's ONNX file in our pipeline (`--task`): its session on the device, prepared once as
     the onnxruntime backend at the file's own precision; the reference is the file on ORT's CPU
-    provider (on a CPU run, the same session: agreement then checks only that runs repeat)."""
+    provider (on a CPU run, the same session: agreement then checks only that runs repeat). `om`:
+    the file as `onnx_model.load_onnx` parsed it (or its path)."""
     from harness.backends.onnxruntime import file_runner
     from harness.vision import onnx_model as ox
     from models.weights import sha256_file
 
     t0 = time.perf_counter()
-    om = ox.load_onnx(path)
+    om = om if isinstance(om, ox.OnnxModel) else ox.load_onnx(om)
+    path = om.path
     preset, inp, precision = ox.task_preset(om, opts)
     sess, session_s = ox.session(om, settings.device.type)
     out = sess.get_outputs()[0].name
@@ -464,7 +472,7 @@ def measure_point(
     except RuntimeError as e:
         if is_oom(e):  # the caller records the point as out of memory and goes on
             raise
-        msg = str(e).splitlines()[0]
+        msg = first_line(e)
         if "not implemented for" in msg or "Unsupported" in msg:
             raise UserError(f"{p.name} cannot run at {s.precision} on {s.device}: {msg}") from None
         raise
@@ -526,25 +534,18 @@ def point_fields(
     if not agree["passed"]:
         flags.append("accuracy_check_failed")
     flags += reading.flags()
-    peak, peak_source = nameplate_peak(s.device, s.precision)
-    m = run_metrics(lm.flops_per_sample, throughput, peak, reading)
     return dict(
         model=p.name, task=p.task, industry=p.industry, arch=p.arch,
         input_hw=list(p.input_hw), num_classes=p.num_classes, weights=lm.weights,
         device=str(s.device), device_name=device_name(s.device), backend=s.backend, precision=s.precision,
         compile_s=prepared.compile_s, backend_info=prepared.info, agreement=agree, memory_format=memory_format(lm, s),
         batch_size=batch_size, params=lm.params, flops_per_sample=float(lm.flops_per_sample),
-        load_s=lm.load_s, throughput_sps=throughput,
-        delivered_tflops=lm.flops_per_sample * throughput / 1e12, flags=flags,
-        pflops_equivalent=m["pflops_equivalent"], mfu=m["mfu"], mfu_peak_tflops=peak,
-        mfu_peak_source=peak_source, mfu_precision=peak_precision(s.device, s.precision),
-        energy=reading.to_dict(), joules_per_sample=m["joules_per_sample"],
-        samples_per_joule=m["samples_per_joule"], joules_per_pflop=m["joules_per_pflop"],
-        pflops_per_kw=m["pflops_per_kw"],
+        load_s=lm.load_s, throughput_sps=throughput, flags=flags,
+        **point_metrics(s.device, s.precision, lm.flops_per_sample, throughput, reading),
     )  # fmt: skip
 
 
-def measure_onnx(path: Path, input_shapes: list[str], input_dtype: str, s: RunSettings,
+def measure_onnx(om: OnnxModel, input_shapes: list[str], input_dtype: str, s: RunSettings,
                  progress: Progress | None = None, meter: Meter | None = None,
                  batch: int | None = None) -> Point:  # fmt: skip
     """A user's ONNX model through ONNX Runtime on seeded random inputs: inference only, timed
@@ -554,7 +555,7 @@ def measure_onnx(path: Path, input_shapes: list[str], input_dtype: str, s: RunSe
     from models.weights import sha256_file
 
     t0 = time.perf_counter()
-    om = ox.load_onnx(path)
+    path = om.path
     shapes = ox.parse_input_shapes(om, input_shapes, batch)
     feeds = ox.random_inputs(shapes, input_dtype, s.seed)
     sess, _ = ox.session(om, s.device.type)
@@ -567,7 +568,7 @@ def measure_onnx(path: Path, input_shapes: list[str], input_dtype: str, s: RunSe
     except Exception as e:  # the file's graph on these inputs: a wrong dtype, shapes it cannot take
         if is_oom(e):
             raise
-        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        msg = first_line(e, 200)
         raise UserError(f"{Path(path).name} fails in onnxruntime on {input_dtype} inputs {shapes}: {msg}") from None
     first_call_s = time.perf_counter() - t0
     for _ in range(s.warmup):
@@ -590,8 +591,7 @@ def measure_onnx(path: Path, input_shapes: list[str], input_dtype: str, s: RunSe
     stats = latency_stats(lat)
     throughput = len(lat) * batch / window
     precision = "fp16" if input_dtype == "float16" else "fp32"
-    peak, peak_source = nameplate_peak(s.device, precision)
-    m = run_metrics(flops / batch, throughput, peak, reading)
+    m = point_metrics(s.device, precision, flops / batch, throughput, reading)
     checks = {"high_cov_e2e": stats.high_cov, "nan_or_inf_outputs": nan_or_inf}
     flags = [f for f, on in checks.items() if on] + reading.flags()
     return Point(
@@ -603,12 +603,8 @@ def measure_onnx(path: Path, input_shapes: list[str], input_dtype: str, s: RunSe
         load_s=load_s, first_call_s=first_call_s, warmup_iters=s.warmup,
         staged={"infer": stats}, staged_window_s=window, e2e=stats, window_s=window,
         iterations=len(lat), samples=len(lat) * batch, throughput_sps=throughput,
-        delivered_tflops=m["delivered_tflops"], infer_tflops=m["delivered_tflops"],
+        infer_tflops=m["delivered_tflops"], **m,
         input_source=f"seeded random {input_dtype} {shapes}, seed {s.seed}", pre_threads_overlapped=0,
-        output_check={"checked_batches": 2, "nan_or_inf": nan_or_inf}, flags=flags,
-        pflops_equivalent=m["pflops_equivalent"], mfu=m["mfu"], mfu_peak_tflops=peak, mfu_peak_source=peak_source,
-        mfu_precision=precision, energy=reading.to_dict(), joules_per_sample=m["joules_per_sample"],
-        samples_per_joule=m["samples_per_joule"], joules_per_pflop=m["joules_per_pflop"],
-        pflops_per_kw=m["pflops_per_kw"], compile_s=0.0,
+        output_check={"checked_batches": 2, "nan_or_inf": nan_or_inf}, flags=flags, compile_s=0.0,
         backend_info={"providers": sess.get_providers(), "inputs": {k: list(v) for k, v in shapes.items()}},
     )  # fmt: skip
