@@ -2,6 +2,7 @@
 
 - inspect.py: devices, models, backends       - run.py: run, quick        - run_llm.py: run-llm
 - measure.py: peak, kernels                    - verdicts.py: claim, report, compare
+- serve.py: serve-bench
 Every user mistake is one line on stderr and exit code 2 (`common.user_errors`).
 
 May import: anything in harness; nothing else imports it.
@@ -21,7 +22,7 @@ except ImportError:  # older typer uses click itself
     from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
-from harness.cli import inspect, measure, run, run_llm, verdicts
+from harness.cli import inspect, measure, run, run_llm, serve, verdicts
 from harness.cli.common import err, out
 
 
@@ -77,6 +78,7 @@ for command in (inspect.devices, inspect.models, run.run, run.quick, measure.ker
                 inspect.backends):  # fmt: skip
     app.command()(command)
 app.command("run-llm")(run_llm.run_llm)
+app.command("serve-bench")(serve.serve_bench)
 app.command()(verdicts.report)
 app.command()(verdicts.compare)
 

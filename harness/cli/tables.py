@@ -163,3 +163,32 @@ def compare_table(a, b, pairs: list[dict]) -> Table:
         t.add_row(r["label"], r["a_device"], r["b_device"], f"{r['a']:.1f} {r['unit']}", f"{r['b']:.1f}",
                   f"{r['ratio']:.2f}x", *p99)  # fmt: skip
     return t
+
+
+def served_table(points) -> Table:
+    """Served load points: the load, request and token rates, latencies, goodput, failures, energy."""
+    t = _table("served endpoint (client clock; latencies in ms)",
+               ("load", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "ITL p50", "TPOT mean", "E2E p50", "E2E p99",
+                "goodput req/s", "failed", "J/token", "delivered TFLOPS"), ("load", "failed"))  # fmt: skip
+
+    def f(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
+    for p in points:
+        s, ok = p.served or {}, p.status == "ok"
+        load = s.get("load", {})
+        if load.get("shape") == "closed loop":
+            shape = f"concurrency {load['concurrency']}"
+        else:
+            shape = f"rate {f(load.get('rate_rps'), 'g') if load.get('rate_rps') else 'inf'}/s"
+        e2e = s.get("e2e") or {}
+        failed = ", ".join(f"{k} {v}" for k, v in (s.get("requests", {}).get("failed") or {}).items()) or "0"
+        t.add_row(
+            shape, f(p.requests_per_s, ".2f"), f(p.output_tokens_per_s, ".1f"),
+            f(p.ttft.p50_ms if ok else None, ".1f"), f(p.ttft.p99_ms if ok else None, ".1f"),
+            f(p.itl.p50_ms if ok and p.itl else None, ".2f"), f(p.tpot_ms, ".2f"),
+            f(e2e.get("p50_ms"), ".1f"), f(e2e.get("p99_ms"), ".1f"), f(s.get("goodput_rps"), ".2f"), failed,
+            f(p.joules_per_token, ".3g") if ok and p.joules_per_token is not None else ("not measured" if ok else "-"),
+            f(s.get("delivered_tflops"), ".4f"),
+        )  # fmt: skip
+    return t

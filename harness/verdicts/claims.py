@@ -206,14 +206,17 @@ class _Measured:
 
 
 def _measured(pt) -> _Measured:
-    if isinstance(pt, LLMPoint):
+    if isinstance(pt, LLMPoint) and pt.served:
+        name, mfu, mfu_prec = f"{pt.model} served", pt.served.get("mfu"), pt.precision
+    elif isinstance(pt, LLMPoint):
         name, mfu, mfu_prec = f"{pt.model} prefill", pt.prefill_mfu, pt.compute_precision or pt.precision
     else:
         name, mfu, mfu_prec = pt.model, pt.mfu, pt.mfu_precision
     llm = isinstance(pt, LLMPoint)
     return _Measured(name, pt.device_name, pt.precision, pt.batch_size, mfu, mfu_prec, pt.mfu_peak_tflops,
                      pt.mfu_peak_source, pt.joules_per_pflop, pt.energy,
-                     pt.prefill_tflops if llm else pt.delivered_tflops, llm, pt.model,
+                     (pt.served or {}).get("delivered_tflops", pt.prefill_tflops) if llm else pt.delivered_tflops,
+                     llm, pt.model,
                      None if llm else pt.throughput_sps,
                      pt.world_size if not llm and pt.aggregate and pt.world_size else 1)  # fmt: skip
 

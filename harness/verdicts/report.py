@@ -78,17 +78,21 @@ def flat_rows(inp: Inputs, prices=None) -> list[dict]:
             row.update(energy_method=energy.get("method", "not measured"), energy_scope=energy.get("scope", "none"),
                        joules_per_pflop=p.joules_per_pflop)  # fmt: skip
             if isinstance(p, LLMPoint):
-                ok = p.status == "ok"
+                ok, served = p.status == "ok", p.served or {}
                 row.update(kind="llm", task="generate", backend=p.engine, prompt_len=p.prompt_len,
                            output_len=p.output_len, throughput=p.output_tokens_per_s, throughput_unit="output tokens/s",
                            latency_p50_ms=p.itl.p50_ms if ok and p.itl else None,
                            latency_p90_ms=p.itl.p90_ms if ok and p.itl else None,
                            latency_p99_ms=p.itl.p99_ms if ok and p.itl else None,
-                           ttft_p50_ms=p.ttft.p50_ms if ok else None, delivered_tflops=p.prefill_tflops,
-                           mfu=p.prefill_mfu, mfu_peak_tflops=p.mfu_peak_tflops, decode_mbu=p.decode_mbu,
+                           ttft_p50_ms=p.ttft.p50_ms if ok else None,
+                           delivered_tflops=served["delivered_tflops"] if served else p.prefill_tflops,
+                           mfu=served["mfu"] if served else p.prefill_mfu, mfu_peak_tflops=p.mfu_peak_tflops,
+                           decode_mbu=p.decode_mbu,
                            joules_per_item=p.joules_per_token, _decode_bytes=p.decode_bytes_per_step,
                            _decode_flops=p.decode_flops_per_token, _decode_tps=p.decode_tokens_per_s,
                            _peak_src=p.mfu_peak_source)  # fmt: skip
+                if served:  # a served endpoint: the whole workload's FLOPS, the client's load shape
+                    row.update(backend=f"served ({served['api']})", mode=_served_mode(served))
                 if ok and p.itl:  # the noise of the series behind the figures (harness/verdicts/gate.py)
                     row.update(_cov=p.itl.cov, _n=p.itl.count, _stdev_ms=p.itl.stdev_ms)
                 if p.status != "ok":
@@ -121,6 +125,15 @@ def flat_rows(inp: Inputs, prices=None) -> list[dict]:
                            prices=prices.label(), _costs=costs)  # fmt: skip
             rows.append(row)
     return rows
+
+
+def _served_mode(served: dict) -> str:
+    """How a served point was loaded: closed loop at a concurrency, or open loop at a rate."""
+    load = served.get("load", {})
+    if load.get("shape") == "closed loop":
+        return f"served, concurrency {load.get('concurrency')}"
+    rate = load.get("rate_rps")
+    return f"served, {rate:g} requests/s" if rate else "served, all requests at once"
 
 
 def _mode(p) -> str:
