@@ -216,15 +216,7 @@ def measure_llm(
     output length, go into the point (`outputs`)."""
     cfg = model.cfg
     check_workload(w, cfg.max_position)
-    base = dict(
-        kind="llm", model=cfg.name, source=source, device=str(device), device_name=device_name(device),
-        precision=precision, batch_size=w.batch_size, prompt_len=w.prompt_len, output_len=w.output_len,
-        sampling={"temperature": w.temperature, "top_k": w.top_k, "top_p": w.top_p, "seed": w.seed},
-        params=cfg.param_count(), compiled=compile_decode and engine is None, load_s=load_s,
-        engine=engine.name if engine else "modelpower", compute_precision=compute_precision(precision),
-        kv_cache_bytes=kv_cache_bytes(cfg, w.batch_size, w.prompt_len + w.output_len,
-                                      TORCH_DTYPES[compute_precision(precision)]),
-    ) | (extra or {})  # fmt: skip
+    base = _point_fields(cfg, w, device, precision, source, compile_decode and engine is None, load_s, engine, extra)
     too_big = fits(0, point_bytes(cfg, w, TORCH_DTYPES[compute_precision(precision)]), device)
     if too_big:
         return LLMPoint(status="oom", flags=["oom"], detail=f"not run: {too_big} (estimated)", **base)
@@ -255,18 +247,7 @@ def measure_llm(
         if other is not None:  # unpadded one are captured apart: both before the window
             run(other)
         compile_s = time.perf_counter() - t
-        meter = meter or Meter()
-        meter.start()
-        runs, t_window = [], time.perf_counter()
-        while True:
-            runs.append(run(len(runs)))
-            elapsed = time.perf_counter() - t_window
-            if progress:
-                progress("generations", elapsed, len(runs))
-            if window_closed(t_window, len(runs), min_duration, min_iters):
-                break
-        window = time.perf_counter() - t_window
-        reading = meter.stop()
+        runs, window, reading = _timed_window(run, meter or Meter(), min_duration, min_iters, progress)
     except Exception as e:
         if not is_oom(e):
             raise
@@ -286,6 +267,33 @@ def measure_llm(
             for r in range(len(bt.lens))
         ]  # a batch cycled past the end of the file repeats prompts: prompt_index says which
     return point
+
+
+def _point_fields(cfg, w: Workload, device, precision, source, compiled, load_s, engine, extra) -> dict:
+    """The fields every point of this workload records, measured or not (an OOM point has only these)."""
+    dtype = TORCH_DTYPES[compute_precision(precision)]
+    return dict(
+        kind="llm", model=cfg.name, source=source, device=str(device), device_name=device_name(device),
+        precision=precision, batch_size=w.batch_size, prompt_len=w.prompt_len, output_len=w.output_len,
+        sampling={"temperature": w.temperature, "top_k": w.top_k, "top_p": w.top_p, "seed": w.seed},
+        params=cfg.param_count(), compiled=compiled, load_s=load_s,
+        engine=engine.name if engine else "modelpower", compute_precision=compute_precision(precision),
+        kv_cache_bytes=kv_cache_bytes(cfg, w.batch_size, w.prompt_len + w.output_len, dtype),
+    ) | (extra or {})  # fmt: skip
+
+
+def _timed_window(run, meter: Meter, min_duration: float, min_iters: int, progress) -> tuple[list, float, object]:
+    """Generations until both minimums are met, the meter bracketing exactly them: (runs, seconds, reading)."""
+    meter.start()
+    runs, t_window = [], time.perf_counter()
+    while True:
+        runs.append(run(len(runs)))
+        if progress:
+            progress("generations", time.perf_counter() - t_window, len(runs))
+        if window_closed(t_window, len(runs), min_duration, min_iters):
+            break
+    window = time.perf_counter() - t_window
+    return runs, window, meter.stop()
 
 
 def _metrics(model, w, device, precision, base, compile_s, runs, window, reading) -> LLMPoint:
