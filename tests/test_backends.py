@@ -19,8 +19,11 @@ def images():
 
 
 @pytest.mark.parametrize(
-    "backend,precision", [("torch", "fp32"), ("torch", "bf16"), ("torch-compile", "fp32"), ("onnxruntime", "fp32"),
-                          ("onnxruntime", "int8")],
+    "backend,precision",
+    [("torch", "fp32"), ("torch", "bf16"),
+     pytest.param("torch-compile", "fp32", marks=pytest.mark.slow),  # inductor compiles the model
+     ("onnxruntime", "fp32"),
+     pytest.param("onnxruntime", "int8", marks=pytest.mark.slow)],  # quantizes, then runs the int8 model
 )  # fmt: skip
 def test_backend_runs_and_agrees(backend, precision, images, fast_settings, tmp_path):
     s = fast_settings

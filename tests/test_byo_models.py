@@ -6,13 +6,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from harness.cli import app
 from harness.results.schema import read_result
-from tests.test_robustness import assert_one_line
+from tests.helpers import assert_one_line
 
-runner = CliRunner()
 FAST = ["--device", "cpu", "--min-duration", "0", "--min-iters", "2", "--warmup", "1"]
 FRAMES = ["--image-size", "160x96", "--num-images", "2"]
 
@@ -78,10 +75,6 @@ def export(model, path, shape, dynamic_batch=True):
     return path
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
 one_line_error = assert_one_line  # one `modelpower: error:` line, exit 2
 
 
@@ -90,7 +83,7 @@ def result(folder):
     return read_result(f)
 
 
-def test_yolov8_layout_onnx_runs_end_to_end_with_our_kernels(tmp_path):
+def test_yolov8_layout_onnx_runs_end_to_end_with_our_kernels(invoke, tmp_path):
     f = export(TinyYolo(), tmp_path / "yolo.onnx", (1, 3, 64, 96))
     r = invoke("run", f, "--task", "detect", "-b", "1,2", *FAST, *FRAMES, "--out", tmp_path / "r")
     assert r.exit_code == 0, r.output
@@ -108,7 +101,7 @@ def test_yolov8_layout_onnx_runs_end_to_end_with_our_kernels(tmp_path):
     assert res.config["task"] == "detect"
 
 
-def test_yolov8_layout_through_the_torch_peer_path(tmp_path):
+def test_yolov8_layout_through_the_torch_peer_path(invoke, tmp_path):
     f = export(TinyYolo(), tmp_path / "yolo.onnx", (1, 3, 64, 96))
     r = invoke("run", f, "--task", "detect", "--preprocess", "torchvision", *FAST, *FRAMES, "--out", tmp_path / "r")
     assert r.exit_code == 0, r.output
@@ -116,7 +109,7 @@ def test_yolov8_layout_through_the_torch_peer_path(tmp_path):
     assert p.preprocess == "torchvision" and p.output_check["detections_per_image"] > 0
 
 
-def test_classifier_and_segmenter_onnx_run_end_to_end(tmp_path):
+def test_classifier_and_segmenter_onnx_run_end_to_end(invoke, tmp_path):
     cls = export(TinyClassifier(), tmp_path / "cls.onnx", (1, 3, 32, 48))
     seg = export(TinySegmenter(), tmp_path / "seg.onnx", (1, 3, 32, 48))
     r = invoke("run", cls, "--task", "classify", *FAST, *FRAMES, "--out", tmp_path / "c")
@@ -150,7 +143,7 @@ def test_channel_order_mean_and_std_reach_the_model(tmp_path):
         np.testing.assert_allclose(x[0].mean((1, 2)).numpy(), [want[0], want[1], want[2] / 2])
 
 
-def test_dynamic_batch_onnx_sweeps_every_batch_size(tmp_path):
+def test_dynamic_batch_onnx_sweeps_every_batch_size(invoke, tmp_path):
     f = export(TinyClassifier(), tmp_path / "m.onnx", (1, 3, 16, 16))
     r = invoke("run", f, "-b", "1,2", *FAST, "--out", tmp_path / "r")
     assert r.exit_code == 0, r.output
@@ -160,7 +153,7 @@ def test_dynamic_batch_onnx_sweeps_every_batch_size(tmp_path):
     assert res.points[1].flops_per_sample == pytest.approx(res.points[0].flops_per_sample)
 
 
-def test_a_batch_that_conflicts_with_a_fixed_batch_axis_is_refused(tmp_path):
+def test_a_batch_that_conflicts_with_a_fixed_batch_axis_is_refused(invoke, tmp_path):
     f = export(TinyClassifier(), tmp_path / "fixed.onnx", (2, 3, 16, 16), dynamic_batch=False)
     for task in ([], ["--task", "classify"]):
         one_line_error(invoke("run", f, "-b", "4", *task, *FAST, "--out", tmp_path),
@@ -187,13 +180,13 @@ def test_a_batch_that_conflicts_with_a_fixed_batch_axis_is_refused(tmp_path):
         ("yolo", ["--precision", "fp16", "--task", "detect"], "--precision applies to presets"),
     ],
 )
-def test_a_model_that_does_not_fit_its_task_is_one_line(tmp_path, model, args, text):
+def test_a_model_that_does_not_fit_its_task_is_one_line(invoke, tmp_path, model, args, text):
     f = {"cls": lambda: export(TinyClassifier(), tmp_path / "cls.onnx", (1, 3, 32, 48)),
          "yolo": lambda: export(TinyYolo(), tmp_path / "yolo.onnx", (1, 3, 64, 96))}[model]()  # fmt: skip
     one_line_error(invoke("run", f, *args, *FAST, "--out", tmp_path), text)
 
 
-def test_dynamic_height_and_width_need_an_input_size(tmp_path):
+def test_dynamic_height_and_width_need_an_input_size(invoke, tmp_path):
     f = tmp_path / "dyn.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -205,7 +198,7 @@ def test_dynamic_height_and_width_need_an_input_size(tmp_path):
     assert result(tmp_path / "r").points[0].input_hw == [40, 24]
 
 
-def test_timm_resnet18_runs_through_torch_and_onnxruntime(tmp_path):
+def test_timm_resnet18_runs_through_torch_and_onnxruntime(invoke, tmp_path):
     r = invoke("run", "timm:resnet18", "--backend", "torch,onnxruntime", *FAST, *FRAMES, "--out", tmp_path / "r",
                "--cache-dir", tmp_path / "cache")  # fmt: skip
     assert r.exit_code == 0, r.output
@@ -218,7 +211,7 @@ def test_timm_resnet18_runs_through_torch_and_onnxruntime(tmp_path):
         assert p.weights["batchnorm"]
 
 
-def test_torchvision_by_name_and_weights_for_it(tmp_path):
+def test_torchvision_by_name_and_weights_for_it(invoke, tmp_path):
     from models import build_model, get_preset
 
     p = get_preset("torchvision:squeezenet1_1")
@@ -231,13 +224,13 @@ def test_torchvision_by_name_and_weights_for_it(tmp_path):
     assert result(tmp_path / "r").points[0].weights["kind"] == "file"
 
 
-def test_unknown_architecture_names_suggest_close_ones(tmp_path):
+def test_unknown_architecture_names_suggest_close_ones(invoke, tmp_path):
     one_line_error(invoke("run", "timm:resnet19", *FAST, "--out", tmp_path), "did you mean timm:resnet18")
     one_line_error(invoke("run", "torchvision:resnt50", *FAST, "--out", tmp_path), "torchvision:resnet50")
     one_line_error(invoke("models", "timm:zzz*"), "no timm architecture matches 'zzz*'")
 
 
-def test_models_lists_timm_and_torchvision_architectures():
+def test_models_lists_timm_and_torchvision_architectures(invoke):
     r = invoke("models", "torchvision:resnet1*")
     assert r.exit_code == 0 and "torchvision:resnet18" in r.stdout and "11.7M" in r.stdout, r.output
     r = invoke("models", "timm:*")
@@ -316,7 +309,7 @@ class ScaledClassifier(torch.nn.Module):
         return self.cls(x) * t
 
 
-def test_output_that_drops_the_batch_and_a_scalar_second_input(tmp_path):
+def test_output_that_drops_the_batch_and_a_scalar_second_input(invoke, tmp_path):
     f = export(FirstRow(), tmp_path / "first.onnx", (1, 3, 64, 96))
     one_line_error(invoke("run", f, "--task", "detect", "-b", "2", *FAST, "--out", tmp_path),
                    "--task expects a first output with the input's batch on axis 0")  # fmt: skip
@@ -332,7 +325,7 @@ def test_output_that_drops_the_batch_and_a_scalar_second_input(tmp_path):
                                                        {"images": [2, 3, 16, 16], "t": []}]  # fmt: skip
 
 
-def test_our_raw_head_exported_with_dynamic_axes_runs_end_to_end(tmp_path):
+def test_our_raw_head_exported_with_dynamic_axes_runs_end_to_end(invoke, tmp_path):
     """Shape inference cannot follow the raw head through a dynamic batch: the graph is probed."""
     from models.detector import YoloDetector
 
@@ -368,14 +361,14 @@ def test_batchnorm_calibration_falls_back_to_the_models_own_size():
     assert int(m.bn.num_batches_tracked) == 2 and not m.training
 
 
-def test_timm_pretrained_tags_are_architectures_too(tmp_path):
+def test_timm_pretrained_tags_are_architectures_too(invoke, tmp_path):
     from models import get_preset
 
     assert get_preset("timm:resnet18.a1_in1k").input_hw == (224, 224)
     one_line_error(invoke("run", "timm:resnet18.zzz", *FAST, "--out", tmp_path), "no pretrained configuration")
 
 
-def test_a_file_onnxruntime_cannot_load_leaves_no_result_file(tmp_path, monkeypatch):
+def test_a_file_onnxruntime_cannot_load_leaves_no_result_file(invoke, tmp_path, monkeypatch):
     import harness.vision.onnx_model as ox
     from harness.errors import UserError
 

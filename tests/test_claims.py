@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.verdicts.claims import Claim, ClaimError, check_capacity, check_equivalence, check_speedup, load_claims
-from tests.test_stats_results import make_point
+from tests.helpers import make_point
 
 
 def cap(**values) -> Claim:
@@ -115,6 +115,7 @@ def test_shipped_claims_load():
     assert {c.id for c in claims} == {"cq-general", "cq-capacity", "cq-supercomputing", "xj-to-cq", "west-dispatch"}
 
 
+@pytest.mark.slow  # measures the CPU's peak (GEMMs and copies), then a run
 def test_claim_and_peak_commands_end_to_end(tmp_path):
     runner = CliRunner()
     r = runner.invoke(app, ["peak", "--device", "cpu", "--out", str(tmp_path)])
@@ -146,7 +147,7 @@ def test_mfu_above_100_percent_cannot_bound_a_claim():
 
 def test_claim_takes_files_in_any_order(tmp_path):
     from harness.results.schema import write_result
-    from tests.test_stats_results import make_result
+    from tests.helpers import make_result
 
     res = tmp_path / "r.json"
     write_result(make_result([make_point(precision="fp16", mfu=0.3, mfu_precision="fp16", mfu_peak_tflops=989.4)]), res)
@@ -185,7 +186,7 @@ def test_cost_in_claims_and_reports(tmp_path):
     assert any("a PFLOP-hour of this work costs 20.1 at electricity 0.1 per kWh, 2 per device-hour" in s
                for s in v.steps)  # fmt: skip
     from harness.results.schema import write_result
-    from tests.test_stats_results import make_result
+    from tests.helpers import make_result
 
     pt = make_point(throughput_sps=100.0, joules_per_sample=2.0, delivered_tflops=100.0, joules_per_pflop=1000.0)
     write_result(make_result([pt]), tmp_path / "r.json")
@@ -250,7 +251,7 @@ def test_best_published_beside_matching_points_only(tmp_path):
     )
     assert "int8 run counted against the fp16 peak" in v.verdict
     from harness.results.schema import write_result
-    from tests.test_stats_results import make_result
+    from tests.helpers import make_result
 
     write_result(make_result([ours, other]), tmp_path / "r.json")
     r = CliRunner().invoke(app, ["report", str(tmp_path / "r.json"), "-o", str(tmp_path / "rep")])

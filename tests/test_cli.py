@@ -5,19 +5,12 @@ import json
 import pytest
 import torch
 from safetensors.torch import save_file
-from typer.testing import CliRunner
 
-from harness.cli import app
 from harness.results.schema import read_result
 from models import build_model, get_preset
 
-runner = CliRunner()
 WINDOWS = ["--min-duration", "0", "--min-iters", "2", "--warmup", "1"]
 FAST = [*WINDOWS, "--image-size", "160x96", "--num-images", "2"]
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def assert_user_error(result, text):
@@ -28,7 +21,7 @@ def assert_user_error(result, text):
     assert "Traceback" not in result.output
 
 
-def test_devices_and_models_commands():
+def test_devices_and_models_commands(invoke):
     r = invoke("devices")
     assert r.exit_code == 0 and "CPU" in r.stdout
     r = invoke("devices", "--json")
@@ -40,7 +33,8 @@ def test_devices_and_models_commands():
     assert_user_error(invoke("models", "nothing-*"), "no preset matches")
 
 
-def test_run_writes_valid_results_for_all_three_tasks(tmp_path):
+@pytest.mark.slow  # three presets at two batch sizes, end to end
+def test_run_writes_valid_results_for_all_three_tasks(invoke, tmp_path):
     r = invoke("run", "steel-defect-mobilenetv3", "pcb-defect-yolo", "steel-seg-lraspp",
                "-b", "1,2", "--device", "cpu", "--out", tmp_path, *FAST)  # fmt: skip
     assert r.exit_code == 0, r.output
@@ -58,7 +52,7 @@ def test_run_writes_valid_results_for_all_three_tasks(tmp_path):
     assert "samples/s" in r.stdout and "auto" not in r.stderr
 
 
-def test_interrupted_run_keeps_finished_points(tmp_path, monkeypatch):
+def test_interrupted_run_keeps_finished_points(invoke, tmp_path, monkeypatch):
     import harness.vision.runner as hr
 
     real = hr.measure_point
@@ -79,42 +73,42 @@ def test_interrupted_run_keeps_finished_points(tmp_path, monkeypatch):
     assert "interrupted" in res.notes[0]
 
 
-def test_unknown_model_suggests(tmp_path):
+def test_unknown_model_suggests(invoke, tmp_path):
     assert_user_error(invoke("run", "pcb-defect-yol", "--out", tmp_path), "did you mean pcb-defect-yolo")
 
 
 @pytest.mark.parametrize("bs,text", [("0", "got 0"), ("-3", "got -3"), ("abc", "'abc'"),
                                      ("1,x", "'x'")])  # fmt: skip
-def test_bad_batch_size(bs, text, tmp_path):
+def test_bad_batch_size(invoke, bs, text, tmp_path):
     assert_user_error(invoke("run", "steel-defect-mobilenetv3", "-b", bs, "--out", tmp_path), text)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
-def test_cuda_without_gpu(tmp_path):
+def test_cuda_without_gpu(invoke, tmp_path):
     r = invoke("run", "steel-defect-mobilenetv3", "--device", "cuda", "--out", tmp_path)
     assert_user_error(r, "no CUDA GPU is visible")
 
 
-def test_auto_says_which_device(tmp_path):
+def test_auto_says_which_device(invoke, tmp_path):
     r = invoke("run", "steel-defect-mobilenetv3", "--out", tmp_path, *FAST)
     assert r.exit_code == 0 and "auto picked" in r.stderr
 
 
-def test_bad_precision_and_window(tmp_path):
+def test_bad_precision_and_window(invoke, tmp_path):
     assert_user_error(invoke("run", "steel-defect-mobilenetv3", "--precision", "fp8",
                              "--out", tmp_path), "unknown precision")  # fmt: skip
     assert_user_error(invoke("run", "steel-defect-mobilenetv3", "--min-iters", "0",
                              "--out", tmp_path), "--min-iters must be a finite number >= 1")  # fmt: skip
 
 
-def test_unwritable_out_dir(tmp_path):
+def test_unwritable_out_dir(invoke, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     assert_user_error(invoke("run", "steel-defect-mobilenetv3", "--out", blocker / "sub"),
                       "cannot write results to")  # fmt: skip
 
 
-def test_weights_missing_corrupt_mismatched_and_good(tmp_path):
+def test_weights_missing_corrupt_mismatched_and_good(invoke, tmp_path):
     name = "steel-defect-mobilenetv3"
     out = tmp_path / "out"
     assert_user_error(invoke("run", name, "--weights", tmp_path / "nope.pt", "--out", out),
@@ -148,7 +142,7 @@ def test_weights_missing_corrupt_mismatched_and_good(tmp_path):
     assert res.points[0].weights["kind"] == "file" and len(res.points[0].weights["sha256"]) == 64
 
 
-def test_weights_never_unpickle_objects(tmp_path):
+def test_weights_never_unpickle_objects(invoke, tmp_path):
     """A torch file holding an arbitrary object is refused (weights_only=True), not executed."""
     evil = tmp_path / "evil.pt"
     torch.save({"x": _Boom()}, evil)
@@ -162,7 +156,7 @@ class _Boom:
         return (print, ("this must never run",))
 
 
-def test_image_folder(tmp_path):
+def test_image_folder(invoke, tmp_path):
     import numpy as np
     from PIL import Image
 

@@ -5,6 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a second pytest process, every kernel under the simulator
+
 
 def test_cuda_kernels_under_simulator():
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}

@@ -6,16 +6,8 @@ import math
 from xml.etree import ElementTree
 
 import pytest
-from typer.testing import CliRunner
 
-from harness.cli import app
 from harness.verdicts.gate import Side, interval, t_quantile_975, verdict
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def test_t_quantile_against_tables():
@@ -50,7 +42,7 @@ def test_verdicts(ratio, low, high, want):
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
+def base(invoke, tmp_path_factory):
     """A real result, its noise set to a known series: 20 batches at CoV 0.1."""
     folder = tmp_path_factory.mktemp("base")
     fast = ["--device", "cpu", "--min-duration", "0", "--min-iters", "2", "--warmup", "1", "--image-size", "96x64",
@@ -75,7 +67,7 @@ def scaled(doc, factor: float, tmp_path, name: str):
     return f
 
 
-def test_gate_fails_on_a_real_regression_and_passes_an_identical_copy(tmp_path, base):
+def test_gate_fails_on_a_real_regression_and_passes_an_identical_copy(invoke, tmp_path, base):
     a = scaled(base, 1.0, tmp_path, "a")
     r = invoke("compare", a, scaled(base, 1.0, tmp_path, "same"), "--fail-on-regression", 5)
     assert r.exit_code == 0, r.output
@@ -94,7 +86,7 @@ def test_gate_fails_on_a_real_regression_and_passes_an_identical_copy(tmp_path, 
     assert "FAILED" in md.read_text() and "| fail |" in md.read_text()
 
 
-def test_a_small_dip_within_noise_is_inconclusive_not_a_failure(tmp_path, base):
+def test_a_small_dip_within_noise_is_inconclusive_not_a_failure(invoke, tmp_path, base):
     a = scaled(base, 1.0, tmp_path, "a")
     junit = tmp_path / "gate.xml"
     r = invoke("compare", a, scaled(base, 0.97, tmp_path, "dip"), "--fail-on-regression", 5, "--junit", junit)
@@ -103,13 +95,13 @@ def test_a_small_dip_within_noise_is_inconclusive_not_a_failure(tmp_path, base):
     assert all(c.find("skipped") is not None for c in ElementTree.parse(junit).getroot().findall("testcase"))
 
 
-def test_latency_gate(tmp_path, base):
+def test_latency_gate(invoke, tmp_path, base):
     a = scaled(base, 1.0, tmp_path, "a")
     r = invoke("compare", a, scaled(base, 0.5, tmp_path, "slow"), "--fail-on-latency", 10)
     assert r.exit_code == 1 and "p99 latency" in r.stdout, r.output
 
 
-def test_missing_points_are_listed_and_fail_only_when_required(tmp_path, base):
+def test_missing_points_are_listed_and_fail_only_when_required(invoke, tmp_path, base):
     a = scaled(base, 1.0, tmp_path, "a")
     d = copy.deepcopy(base)
     d["points"] = d["points"][:1]
@@ -122,7 +114,7 @@ def test_missing_points_are_listed_and_fail_only_when_required(tmp_path, base):
 
 
 @pytest.mark.parametrize("pct", ["-5", "150", "nan", "abc", "0"])
-def test_bad_thresholds_are_one_line(tmp_path, base, pct):
+def test_bad_thresholds_are_one_line(invoke, tmp_path, base, pct):
     a = scaled(base, 1.0, tmp_path, "a")
     r = invoke("compare", a, a, "--fail-on-regression", pct)
     assert r.exit_code == 2, r.output
@@ -130,13 +122,13 @@ def test_bad_thresholds_are_one_line(tmp_path, base, pct):
     assert len(lines) == 1 and lines[0].startswith("modelpower: error:"), r.stderr
 
 
-def test_gate_options_need_the_gate(tmp_path, base):
+def test_gate_options_need_the_gate(invoke, tmp_path, base):
     a = scaled(base, 1.0, tmp_path, "a")
     r = invoke("compare", a, a, "--junit", tmp_path / "x.xml")
     assert r.exit_code == 2 and "add --fail-on-regression" in r.stderr
 
 
-def test_run_to_run_spread_widens_the_interval(tmp_path, base):
+def test_run_to_run_spread_widens_the_interval(invoke, tmp_path, base):
     a, slow = scaled(base, 1.0, tmp_path, "a"), scaled(base, 0.8, tmp_path, "slow")
     assert invoke("compare", a, slow, "--fail-on-regression", 5).exit_code == 1
     r = invoke("compare", a, slow, "--fail-on-regression", 5, "--run-to-run", 20)

@@ -6,17 +6,16 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 import harness.llm.runner as lr
 from harness.cli import app
 from harness.llm.runner import Workload, generate, measure_llm
 from harness.results.schema import read_result
-from models.llm import LLM_CONFIGS, LLMConfig, build_llm, decode_flops, prefill_flops
+from models.llm import LLMConfig, build_llm, decode_flops, prefill_flops
 from models.llm_checkpoint import load_checkpoint
+from tests.helpers import TINY, write_checkpoint
 
-TINY = LLM_CONFIGS["llm-tiny"]
 CPU = torch.device("cpu")
 runner = CliRunner()
 
@@ -73,30 +72,6 @@ def test_prefill_and_cached_decode_match_the_naive_reference():
         steps = [m(tokens[:, i : i + 1], torch.tensor([i])) for i in range(8, 12)]
     torch.testing.assert_close(pre, ref[:, :8], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(torch.cat(steps, 1), ref[:, 8:], rtol=1e-4, atol=1e-4)
-
-
-def write_checkpoint(folder, cfg: LLMConfig, arch: str, seed=3, shards=2):
-    m = build_llm(cfg, CPU, torch.float32, seed)
-    state = {k: v.contiguous() for k, v in m.state_dict().items()}
-    if cfg.tie_embeddings:
-        state.pop("lm_head.weight")
-    names = sorted(state)
-    folder.mkdir(parents=True, exist_ok=True)
-    weight_map = {}
-    for i in range(shards):
-        part = names[i::shards]
-        fname = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
-        save_file({k: state[k] for k in part}, str(folder / fname))
-        weight_map.update(dict.fromkeys(part, fname))
-    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
-    (folder / "config.json").write_text(json.dumps({
-        "architectures": [arch], "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
-        "num_hidden_layers": cfg.num_layers, "num_attention_heads": cfg.num_heads,
-        "num_key_value_heads": cfg.num_kv_heads, "intermediate_size": cfg.intermediate_size,
-        "max_position_embeddings": cfg.max_position, "rope_theta": cfg.rope_theta, "rms_norm_eps": cfg.norm_eps,
-        "tie_word_embeddings": cfg.tie_embeddings,
-    }))  # fmt: skip
-    return m
 
 
 @pytest.mark.parametrize(
@@ -199,6 +174,7 @@ def test_bad_checkpoints(tmp_path):
     assert "cannot read weights" in err(ck)
 
 
+@pytest.mark.slow  # torch.compile (inductor) of the decode step
 def test_compiled_decode_matches_eager_and_compiles_once():
     from torch._dynamo.utils import counters
 

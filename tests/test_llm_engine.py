@@ -17,11 +17,11 @@ from harness.llm.engines import TransformersEngine, parse_engines
 from harness.llm.runner import PromptBatch, Workload, agreement, generate, greedy_reference
 from harness.results.schema import read_result
 from kernels.gemv import bf16_bits_to_f32_ref, linear_rows, linear_rows_ref
-from models.llm import LLM_CONFIGS, LLMConfig, build_llm, init_random
+from models.llm import LLMConfig, build_llm, init_random
 from models.llm_linear import ROWS_MAX, Int8Linear, Linear, matmul_weight_bytes, quantize_int8
+from tests.helpers import TINY
 
 CPU = torch.device("cpu")
-TINY = LLM_CONFIGS["llm-tiny"]
 QWEN = LLMConfig("tiny-qwen", 512, 64, 2, 4, 2, 96, 256, 1e6, qkv_bias=True, tie_embeddings=True, family="qwen2")
 runner = CliRunner()
 

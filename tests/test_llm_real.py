@@ -17,6 +17,8 @@ from harness.results.schema import read_result
 from models.llm import LLM_CONFIGS, LLMConfig, build_llm
 from models.llm_gguf import LAYER_NAMES, load_gguf
 
+# SmolLM2-135M against transformers, GGUF files written and read, real tokenizers: minutes on a CPU
+pytestmark = pytest.mark.slow
 CPU = torch.device("cpu")
 runner = CliRunner()
 FAST = ["--device", "cpu", "--precision", "fp32", "--min-duration", "0", "--min-iters", "1"]
@@ -137,7 +139,7 @@ def test_hf_folder_tokenizer_and_text_prompts(tmp_path):
     """A Hugging Face folder's tokenizer.json turns text prompts into ids; outputs decode to text."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    from tests.test_llm import TINY, write_checkpoint
+    from tests.helpers import TINY, write_checkpoint
 
     write_checkpoint(tmp_path / "ckpt", TINY, "LlamaForCausalLM")
     words = ["[UNK]", "steel", "plate", "crack", "weld", "the", "a", "inspect"]

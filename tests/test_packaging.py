@@ -3,13 +3,20 @@
 `pip install -e .` hides a missing subpackage (the checkout is on the path); a wheel does not. This
 builds the wheel (no network: no build isolation) and compares its file list with the source tree.
 `.ci/wheel-smoke` then installs that wheel into a fresh environment and runs the main job.
+
+The wheel is built once per CI run: `.ci/run` sets MODELPOWER_WHEEL_DIR to an empty folder, this test
+builds the wheel into it, and `.ci/wheel-smoke` installs that file (it builds its own when the folder
+holds none). Without the variable (a developer running this test) the wheel goes to a temporary folder.
 """
 
+import os
 import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("harness", "kernels", "models")
@@ -34,7 +41,10 @@ def test_every_folder_with_modules_is_a_package():
 
 
 def build_wheel(dest: Path) -> Path:
-    """The wheel of a clean copy of the tree (an in-tree build/ folder could carry stale modules)."""
+    """The wheel of a clean copy of the tree (an in-tree build/ folder could carry stale modules), built
+    into MODELPOWER_WHEEL_DIR when it is set (for .ci/wheel-smoke to install), else into dest."""
+    shared = os.environ.get("MODELPOWER_WHEEL_DIR")
+    out = Path(shared) if shared else dest / "dist"
     src = dest / "src"
     for name in ("pyproject.toml", "README.md"):
         src.mkdir(parents=True, exist_ok=True)
@@ -43,13 +53,14 @@ def build_wheel(dest: Path) -> Path:
         shutil.copytree(ROOT / top, src / top, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(dest / "dist")],
+         "-w", str(out)],
         check=True, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
-    (wheel,) = (dest / "dist").glob("modelpower-*.whl")
+    (wheel,) = out.glob("modelpower-*.whl")
     return wheel
 
 
+@pytest.mark.slow  # pip builds the wheel
 def test_wheel_holds_every_module_and_data_file(tmp_path):
     wheel = build_wheel(tmp_path)
     names = set(zipfile.ZipFile(wheel).namelist())

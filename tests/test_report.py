@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.results.schema import write_result
-from tests.test_stats_results import make_point, make_result
+from tests.helpers import make_point, make_result
 
 runner = CliRunner()
 EVIL = "<script>alert('x')</script>"
@@ -57,6 +57,7 @@ def test_compare_gives_ratios(results):
     assert r.exit_code == 2
 
 
+@pytest.mark.slow  # starts a browser, twice
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_report_renders_in_chromium_with_its_plots(results, tmp_path):
     runner.invoke(app, ["report", str(results[0]), "-o", str(tmp_path / "rep")])

@@ -10,28 +10,15 @@ import sys
 import time
 
 import pytest
-from typer.testing import CliRunner
 
-from harness.cli import app
 from harness.results.schema import read_result, strict_json
+from tests.helpers import assert_one_line
 
-runner = CliRunner()
 PRESET = "steel-defect-mobilenetv3"
 WINDOWS = ["--device", "cpu", "--min-duration", "0", "--min-iters", "2", "--warmup", "1"]
 FAST = [*WINDOWS, "--image-size", "96x64", "--num-images", "1"]
 LLM = ["llm-tiny", "--device", "cpu", "--prompt-len", "8", "--output-len", "4", "--min-duration", "0",
        "--min-iters", "1"]  # fmt: skip
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_one_line(r, text: str):
-    assert r.exit_code == 2, r.output
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("modelpower: error:"), r.stderr
-    assert text in lines[0], lines[0]
 
 
 @pytest.mark.parametrize(
@@ -56,7 +43,7 @@ def assert_one_line(r, text: str):
         (["--nproc-per-node", "2", "--device", "cuda:1"], "with --nproc-per-node"),
     ],
 )
-def test_bad_run_options_are_one_line(tmp_path, args, text):
+def test_bad_run_options_are_one_line(invoke, tmp_path, args, text):
     base = WINDOWS if any(a in args for a in ("--image-size", "--num-images")) else FAST
     assert_one_line(invoke("run", PRESET, *base, *args, "--out", tmp_path), text)
     assert not list(tmp_path.glob("*.json")), "a refused run writes no result"
@@ -73,11 +60,11 @@ def test_bad_run_options_are_one_line(tmp_path, args, text):
         (["--precision", "fp16"], "fp16 on the CPU"),
     ],
 )
-def test_bad_llm_options_are_one_line(tmp_path, args, text):
+def test_bad_llm_options_are_one_line(invoke, tmp_path, args, text):
     assert_one_line(invoke("run-llm", *LLM, *args, "--out", tmp_path), text)
 
 
-def test_onnx_options_that_do_not_apply(tmp_path):
+def test_onnx_options_that_do_not_apply(invoke, tmp_path):
     import torch
 
     f = tmp_path / "m.onnx"
@@ -97,7 +84,7 @@ def test_onnx_options_that_do_not_apply(tmp_path):
         assert_one_line(invoke("run", f, "--device", "cpu", *args, "--out", tmp_path), text)
 
 
-def test_a_batch_too_big_is_a_recorded_point_and_the_sweep_goes_on(tmp_path):
+def test_a_batch_too_big_is_a_recorded_point_and_the_sweep_goes_on(invoke, tmp_path):
     r = invoke("run", PRESET, *FAST, "-b", "1,100000000", "--out", tmp_path)
     assert r.exit_code == 0, r.output
     res = read_result(next(tmp_path.glob("*.json")))
@@ -107,7 +94,7 @@ def test_a_batch_too_big_is_a_recorded_point_and_the_sweep_goes_on(tmp_path):
     assert "not measured:" in r.stdout
 
 
-def test_llm_point_too_big_for_memory_is_oom_not_a_kill(tmp_path):
+def test_llm_point_too_big_for_memory_is_oom_not_a_kill(invoke, tmp_path):
     r = invoke("run-llm", *LLM, "-b", "1,50000000", "--out", tmp_path)
     assert r.exit_code == 0, r.output
     pts = read_result(next(tmp_path.glob("*.json"))).points
@@ -122,7 +109,7 @@ def test_written_json_is_strict_with_a_reason_for_each_null():
     assert "a, b[1]" in doc["notes"][-1]
 
 
-def test_untrusted_text_is_printed_plainly(tmp_path):
+def test_untrusted_text_is_printed_plainly(invoke, tmp_path):
     """A model name with rich markup and an escape sequence, from a crafted result file."""
     r = invoke("run", PRESET, *FAST, "--out", tmp_path)
     assert r.exit_code == 0, r.output
@@ -141,7 +128,7 @@ def test_untrusted_text_is_printed_plainly(tmp_path):
     assert "\x1b" not in md
 
 
-def test_markdown_report_escapes_html(tmp_path):
+def test_markdown_report_escapes_html(invoke, tmp_path):
     r = invoke("run", PRESET, *FAST, "--out", tmp_path)
     f = next(tmp_path.glob("*.json"))
     doc = json.loads(f.read_text())
@@ -166,6 +153,7 @@ def _wait_for_points(folder, n: int, proc, timeout: float = 120):
     pytest.fail("the run wrote no point in time")
 
 
+@pytest.mark.slow  # a fresh `python -m harness run` process per signal, one second or more a point
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)])
 def test_signals_keep_finished_points(tmp_path, sig, code):
     args = [sys.executable, "-m", "harness", "run", PRESET, *FAST, "--min-duration", "1", "-b", "1,2,3,4,5,6",
@@ -185,14 +173,14 @@ def test_signals_keep_finished_points(tmp_path, sig, code):
 
 
 # ---------------------------------------------------------------- found by an adversarial tester
-def test_files_that_never_end_or_block_are_refused(tmp_path):
+def test_files_that_never_end_or_block_are_refused(invoke, tmp_path):
     fifo = tmp_path / "fifo.json"
     os.mkfifo(fifo)
     assert_one_line(invoke("compare", fifo, fifo), "not a regular file")
     assert_one_line(invoke("report", "/dev/zero", "-o", tmp_path / "rep"), "not a regular file")
 
 
-def test_deeply_nested_toml_is_one_line(tmp_path):
+def test_deeply_nested_toml_is_one_line(invoke, tmp_path):
     deep = tmp_path / "deep.toml"
     deep.write_text("version = 1\nx = " + "[" * 100_000 + "]" * 100_000 + "\n")
     assert_one_line(invoke("claim", deep), "nested too deeply")
@@ -200,7 +188,7 @@ def test_deeply_nested_toml_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-5.0", "1e400"])
-def test_results_with_numbers_no_run_can_make_are_refused(tmp_path, value):
+def test_results_with_numbers_no_run_can_make_are_refused(invoke, tmp_path, value):
     r = invoke("run", PRESET, *FAST, "--out", tmp_path)
     f = next(tmp_path.glob("*.json"))
     f.write_text(f.read_text().replace('"throughput_sps": ', f'"throughput_sps": {value}, "_was": ', 1))
@@ -217,24 +205,24 @@ def test_results_with_numbers_no_run_can_make_are_refused(tmp_path, value):
         (["--scenario", "offline", "--target-qps", "5"], "apply to --scenario server"),
     ],
 )
-def test_more_options_that_do_not_apply(tmp_path, args, text):
+def test_more_options_that_do_not_apply(invoke, tmp_path, args, text):
     assert_one_line(invoke("run", PRESET, *FAST, *args, "--out", tmp_path), text)
 
 
-def test_sampling_options_need_a_temperature(tmp_path):
+def test_sampling_options_need_a_temperature(invoke, tmp_path):
     assert_one_line(invoke("run-llm", *LLM, "--top-k", "5", "--out", tmp_path), "add --temperature")
 
 
-def test_when_no_point_fits_the_run_fails(tmp_path):
+def test_when_no_point_fits_the_run_fails(invoke, tmp_path):
     r = invoke("run", PRESET, *FAST, "-b", "100000000", "--out", tmp_path)
     assert r.exit_code == 1 and "no point could be measured" in r.stderr, r.output
 
 
-def test_nan_weights_give_invalid_tokens_not_a_crash(tmp_path):
+def test_nan_weights_give_invalid_tokens_not_a_crash(invoke, tmp_path):
     import torch
 
     from models.llm import LLMConfig
-    from tests.test_llm import write_checkpoint
+    from tests.helpers import write_checkpoint
 
     cfg = LLMConfig("t", 256, 32, 1, 4, 2, 64, 64)
     write_checkpoint(tmp_path / "ck", cfg, "LlamaForCausalLM", shards=1)
@@ -251,7 +239,7 @@ def test_nan_weights_give_invalid_tokens_not_a_crash(tmp_path):
     assert "invalid_tokens" in p.flags
 
 
-def test_control_characters_never_reach_csv_or_html(tmp_path):
+def test_control_characters_never_reach_csv_or_html(invoke, tmp_path):
     r = invoke("run", PRESET, *FAST, "--out", tmp_path)
     f = next(tmp_path.glob("*.json"))
     doc = json.loads(f.read_text())
@@ -264,7 +252,7 @@ def test_control_characters_never_reach_csv_or_html(tmp_path):
         assert not any(c in text for c in "\x1b\x9b\x07"), name
 
 
-def test_a_peak_file_whose_gemm_is_not_a_list_is_one_line(tmp_path):
+def test_a_peak_file_whose_gemm_is_not_a_list_is_one_line(invoke, tmp_path):
     f = tmp_path / "peak.json"
     f.write_text('{"kind": "modelpower-peak", "version": 1, "device": "cpu", "device_name": "CPU", '
                  '"nameplate_source": "x", "copy_gbs": 10.0, "copy_nameplate_gbs": null, "copy_ratio": null, '

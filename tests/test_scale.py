@@ -29,6 +29,7 @@ def only_result(folder):
     return read_result(path)
 
 
+@pytest.mark.slow  # torchrun: two worker processes
 def test_two_cpu_workers_with_gloo_aggregate_is_consistent_with_the_ranks(tmp_path):
     r = modelpower("run", MODEL, "-b", "1", "--device", "cpu", "--nproc-per-node", "2", *FAST, "--out", tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -49,6 +50,7 @@ def test_two_cpu_workers_with_gloo_aggregate_is_consistent_with_the_ranks(tmp_pa
     assert agg.device_name == f"2 x {ranks[0].device_name}"
 
 
+@pytest.mark.slow  # torchrun: two worker processes
 def test_a_dead_worker_fails_the_run_naming_its_rank_and_keeps_partial_results(tmp_path):
     r = modelpower(
         "run", MODEL, "-b", "1,2", "--device", "cpu", "--nproc-per-node", "2", *FAST, "--out", tmp_path,
@@ -107,6 +109,7 @@ def test_parse_loadgen_summary():
     assert loadgen_throughput({"QPS w/o loadgen overhead": 12.5}, "singlestream") == 12.5
 
 
+@pytest.mark.slow  # LoadGen runs a scenario for at least a second
 @pytest.mark.parametrize("scenario,batch", [("offline", 4), ("singlestream", 1)])
 def test_loadgen_scenarios_on_cpu_carry_loadgens_verdict(tmp_path, scenario, batch):
     args = [MODEL, "--scenario", scenario, "-b", batch, "--device", "cpu", "--min-duration", "1",
@@ -140,7 +143,7 @@ def test_aggregate_of_loadgen_ranks_is_valid_only_if_every_rank_is():
     from dataclasses import replace
 
     from harness.vision.distributed import aggregate
-    from tests.test_stats_results import make_point
+    from tests.helpers import make_point
 
     base = make_point()
     rows = [
@@ -152,6 +155,7 @@ def test_aggregate_of_loadgen_ranks_is_valid_only_if_every_rank_is():
     assert agg.throughput_sps == pytest.approx(2 * base.throughput_sps)
 
 
+@pytest.mark.slow  # LoadGen's server scenario, at least a second
 def test_loadgen_server_reports_whether_the_latency_bound_held(tmp_path):
     args = [MODEL, "--scenario", "server", "-b", "2", "--device", "cpu", "--min-duration", "1",
             "--target-qps", "20", "--latency-bound-ms", "2000", "--loadgen-samples", "8",

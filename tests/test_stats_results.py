@@ -8,7 +8,8 @@ import pytest
 
 from harness.errors import UserError
 from harness.measure.stats import latency_stats
-from harness.results.schema import SCHEMA_VERSION, Point, RunResult, read_result, write_result
+from harness.results.schema import read_result, write_result
+from tests.helpers import make_point, make_result
 
 
 def test_latency_stats_match_numpy(rng):
@@ -31,27 +32,6 @@ def test_latency_stats_single_value_and_empty():
     with pytest.raises(ValueError):
         latency_stats([])
     assert latency_stats([1.0, 1.0, 3.0]).high_cov and not latency_stats([1.0, 1.01]).high_cov
-
-
-def make_point(**over) -> Point:
-    st = latency_stats([0.01, 0.012, 0.011])
-    d = dict(
-        model="m", task="classify", industry="steel", arch="a", input_hw=[224, 224], num_classes=6,
-        weights={"kind": "random-init", "seed": 0}, device="cpu", device_name="cpu x",
-        backend="torch", preprocess="numba", precision="fp32", batch_size=4, params=10, flops_per_sample=1e9,
-        load_s=0.1, first_call_s=0.2, warmup_iters=1,
-        staged={k: st for k in ("pre", "h2d", "infer", "d2h", "post")}, staged_window_s=1.0,
-        e2e=st, window_s=1.0, iterations=3, samples=12, throughput_sps=12.0,
-        delivered_tflops=0.012, infer_tflops=0.4, input_source="synthetic",
-        pre_threads_overlapped=1, output_check={"checked_batches": 3, "nan_or_inf": False},
-    )  # fmt: skip
-    d.update(over)
-    return Point(**d)
-
-
-def make_result(points) -> RunResult:
-    return RunResult(SCHEMA_VERSION, "abc", "complete", "t0", "t1", "modelpower run m", {},
-                     {"versions": {}}, points)  # fmt: skip
 
 
 def test_result_round_trip(tmp_path):

@@ -10,11 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from harness.cli import app
-
-runner = CliRunner()
 FEW = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 CLAIMS = Path(__file__).resolve().parent.parent / "claims" / "public-claims.toml"
 
@@ -26,10 +22,6 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=6,
 )  # fmt: skip
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def assert_clean(r, skip_bad: bool = False):
@@ -45,7 +37,7 @@ def assert_clean(r, skip_bad: bool = False):
 
 
 @pytest.fixture(scope="module")
-def valid(tmp_path_factory) -> dict:
+def valid(invoke, tmp_path_factory) -> dict:
     """One real result file and one real peak file, made once."""
     folder = tmp_path_factory.mktemp("valid")
     fast = ["--min-duration", "0", "--min-iters", "2", "--warmup", "1", "--image-size", "96x64", "--num-images", "1"]
@@ -96,7 +88,7 @@ def mutated(draw, doc):
 
 @FEW
 @given(data=st.data())
-def test_mutated_result_files(tmp_path_factory, valid, data):
+def test_mutated_result_files(invoke, tmp_path_factory, valid, data):
     folder = tmp_path_factory.mktemp("res")
     f = folder / "r.json"
     f.write_bytes(data.draw(mutated(valid["result"])))
@@ -107,14 +99,14 @@ def test_mutated_result_files(tmp_path_factory, valid, data):
 
 @FEW
 @given(data=st.data())
-def test_mutated_peak_files(tmp_path_factory, valid, data):
+def test_mutated_peak_files(invoke, tmp_path_factory, valid, data):
     folder = tmp_path_factory.mktemp("peak")
     f = folder / "peak.json"
     f.write_bytes(data.draw(mutated(valid["peak"])))
     assert_clean(invoke("claim", CLAIMS, "--peak", f))
 
 
-def test_reports_from_damaged_files(tmp_path, valid):
+def test_reports_from_damaged_files(invoke, tmp_path, valid):
     """The report itself (slow: plots) on a few damaged files, with and without --skip-bad."""
     good = tmp_path / "good.json"
     good.write_text(json.dumps(valid["result"]))
@@ -157,7 +149,7 @@ def table(header: str, fields: dict, extra: str = "") -> str:
 
 @FEW
 @given(key=st.sampled_from([*CLAIM, "computers", "version"]), value=toml_values)
-def test_mutated_claim_files(tmp_path_factory, key, value):
+def test_mutated_claim_files(invoke, tmp_path_factory, key, value):
     f = tmp_path_factory.mktemp("claim") / "c.toml"
     if key == "version":
         f.write_text(f"version = {toml_value(value) or 1}\n" + table("[[claim]]", CLAIM))
@@ -168,7 +160,7 @@ def test_mutated_claim_files(tmp_path_factory, key, value):
 
 @FEW
 @given(key=st.sampled_from([*SPEC, "peaks", "unconfirmed", "sparse_factor"]), value=toml_values)
-def test_mutated_spec_files(tmp_path_factory, key, value):
+def test_mutated_spec_files(invoke, tmp_path_factory, key, value):
     f = tmp_path_factory.mktemp("spec") / "s.toml"
     fields = {**SPEC, key: value}
     peaks = "" if key == "peaks" else "peaks = { fp16 = 100.0 }"
@@ -183,7 +175,7 @@ LLAMA = {"architectures": ["LlamaForCausalLM"], "vocab_size": 64, "hidden_size":
 
 @FEW
 @given(data=st.data())
-def test_mutated_checkpoint_configs(tmp_path_factory, data):
+def test_mutated_checkpoint_configs(invoke, tmp_path_factory, data):
     """config.json and the shard index of an LLM checkpoint folder (no weights: run-llm must stop at
     the first bad file with one line, before any model is built)."""
     folder = tmp_path_factory.mktemp("ckpt")

@@ -21,7 +21,10 @@ from kernels import (
     softmax_topk_ref,
 )
 
-pytestmark = pytest.mark.skipif(not cuda.is_available(), reason="no CUDA device and no simulator")
+pytestmark = [
+    pytest.mark.skipif(not cuda.is_available(), reason="no CUDA device and no simulator"),
+    pytest.mark.slow,  # under the simulator (tests/test_cuda_simulator.py) the kernels run in Python
+]
 MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 
 
