@@ -12,9 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from harness.cli import app
 from harness.errors import UserError
 from harness.measure.window import Window
 from harness.serve.client import RequestRecord, parse_event
@@ -190,28 +188,28 @@ def fake_server():
     server.shutdown()
 
 
-def serve_bench(url, tmp_path, *args):
+def serve_bench(invoke, url, tmp_path, *args):
     argv = ["serve-bench", url, "--model", "m", "--prompts", str(tmp_path / "p.txt"), "--out", str(tmp_path / "r"),
             "--min-duration", "0", "--min-requests", "4", "--warmup", "1", *args]  # fmt: skip
     (tmp_path / "p.txt").write_text("1 2 3\n4 5 6\n")  # token-id prompts: no tokenizer needed
-    return CliRunner().invoke(app, argv)
+    return invoke(*argv)
 
 
 @pytest.mark.parametrize(("mode", "text"), [
     (401, "http-401"), (404, "wrong --model name"), (500, "http-500"), ("json", "not-streaming"),
     ("malformed", "malformed-stream"), ("no-usage", "give --tokenizer"),
 ])  # fmt: skip
-def test_server_mistakes_are_one_line(fake_server, tmp_path, mode, text):
+def test_server_mistakes_are_one_line(invoke, fake_server, tmp_path, mode, text):
     fake_server.mode = mode
-    r = serve_bench(f"http://127.0.0.1:{fake_server.server_port}", tmp_path)
+    r = serve_bench(invoke, f"http://127.0.0.1:{fake_server.server_port}", tmp_path)
     assert r.exit_code == 2 and text in r.output and "Traceback" not in r.output, r.output
     assert not list((tmp_path / "r").glob("*.json"))  # refused before any result file
 
 
-def test_fake_server_run_writes_a_valid_result(fake_server, tmp_path):
+def test_fake_server_run_writes_a_valid_result(invoke, fake_server, tmp_path):
     from harness.results.schema import read_result
 
-    r = serve_bench(f"http://127.0.0.1:{fake_server.server_port}", tmp_path, "--concurrency", "1,2",
+    r = serve_bench(invoke, f"http://127.0.0.1:{fake_server.server_port}", tmp_path, "--concurrency", "1,2",
                     "--request-rate", "200", "--slo", "ttft=1000")  # fmt: skip
     assert r.exit_code == 0, r.output
     (f,) = (tmp_path / "r").glob("*.json")
@@ -224,9 +222,9 @@ def test_fake_server_run_writes_a_valid_result(fake_server, tmp_path):
     assert res.config["api_key"] is None
 
 
-def test_api_key_is_sent_and_never_recorded(fake_server, tmp_path, monkeypatch):
+def test_api_key_is_sent_and_never_recorded(invoke, fake_server, tmp_path, monkeypatch):
     monkeypatch.setenv("MP_TEST_KEY", "sk-secret-123")
-    r = serve_bench(f"http://127.0.0.1:{fake_server.server_port}", tmp_path, "--api-key-env", "MP_TEST_KEY")
+    r = serve_bench(invoke, f"http://127.0.0.1:{fake_server.server_port}", tmp_path, "--api-key-env", "MP_TEST_KEY")
     assert r.exit_code == 0, r.output
     (f,) = (tmp_path / "r").glob("*.json")
     assert "sk-secret-123" not in f.read_text() and "from $MP_TEST_KEY" in f.read_text()
@@ -241,8 +239,8 @@ def test_api_key_is_sent_and_never_recorded(fake_server, tmp_path, monkeypatch):
     (["--api", "grpc"], "unknown --api"),
     (["--burstiness", "0"], "--burstiness must be"),
 ])  # fmt: skip
-def test_bad_options_are_one_line(tmp_path, args, text):
-    r = serve_bench("http://127.0.0.1:9", tmp_path, *args)
+def test_bad_options_are_one_line(invoke, tmp_path, args, text):
+    r = serve_bench(invoke, "http://127.0.0.1:9", tmp_path, *args)
     assert r.exit_code == 2 and text in r.output and "Traceback" not in r.output, r.output
 
 
@@ -251,11 +249,11 @@ def test_bad_options_are_one_line(tmp_path, args, text):
     ("http://127.0.0.1:8000/v1/completions", "base URL, not an endpoint path"),
     ("http://127.0.0.1:9", "cannot reach"),  # nothing listens on the discard port
 ])  # fmt: skip
-def test_bad_urls_are_one_line(tmp_path, url, text):
-    r = serve_bench(url, tmp_path)
+def test_bad_urls_are_one_line(invoke, tmp_path, url, text):
+    r = serve_bench(invoke, url, tmp_path)
     assert r.exit_code == 2 and text in r.output and "Traceback" not in r.output, r.output
 
 
-def test_synthetic_prompts_need_a_tokenizer(tmp_path):
-    r = CliRunner().invoke(app, ["serve-bench", "http://127.0.0.1:9", "--model", "m", "--out", str(tmp_path)])
+def test_synthetic_prompts_need_a_tokenizer(invoke, tmp_path):
+    r = invoke("serve-bench", "http://127.0.0.1:9", "--model", "m", "--out", tmp_path)
     assert r.exit_code == 2 and "need the model's tokenizer" in r.output, r.output

@@ -14,9 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from harness.cli import app
 from harness.results.schema import read_result
 
 pytestmark = pytest.mark.slow
@@ -82,19 +80,19 @@ def server(tmp_path_factory):
     proc.wait(30)
 
 
-def bench(server, tmp_path, *args):
+def bench(invoke, server, tmp_path, *args):
     url, folder = server
     argv = ["serve-bench", url, "--model", str(folder), "--tokenizer", str(folder), "--out", str(tmp_path),
             "--output-len", "8", "--prompt-len", "16", "--num-prompts", "8", "--warmup", "1",
             "--min-duration", "0", *args]  # fmt: skip
-    r = CliRunner().invoke(app, argv)
+    r = invoke(*argv)
     assert r.exit_code == 0, r.output
     (f,) = tmp_path.glob("*.json")
     return read_result(f)
 
 
-def test_concurrency_sweep_streams_a_timestamp_per_token(server, tmp_path):
-    res = bench(server, tmp_path, "--concurrency", "1,2", "--min-requests", "3", "--save-requests",
+def test_concurrency_sweep_streams_a_timestamp_per_token(invoke, server, tmp_path):
+    res = bench(invoke, server, tmp_path, "--concurrency", "1,2", "--min-requests", "3", "--save-requests",
                 "--slo", "ttft=60000,tpot=10000")  # fmt: skip
     assert res.status == "complete" and [p.served["load"]["concurrency"] for p in res.points] == [1, 2]
     for p in res.points:
@@ -131,14 +129,14 @@ def test_token_counts_equal_the_tokenizer(server, tmp_path):
         assert rec.ok and rec.usage["completion_tokens"] == len(tok.encode("".join(rec.text)))
 
 
-def test_request_rate_run_and_chat_api(server, tmp_path):
-    res = bench(server, tmp_path, "--request-rate", "4", "--api", "chat", "--min-requests", "4")
+def test_request_rate_run_and_chat_api(invoke, server, tmp_path):
+    res = bench(invoke, server, tmp_path, "--request-rate", "4", "--api", "chat", "--min-requests", "4")
     (p,) = res.points
     assert p.status == "ok" and p.served["load"]["rate_rps"] == 4 and p.served["api"] == "chat"
     assert p.served["offered_rps"] is not None and p.runs >= 4
 
 
-def test_server_killed_mid_run_records_failures(server, tmp_path):
+def test_server_killed_mid_run_records_failures(invoke, server, tmp_path):
     """A second server, killed while a point runs: the failed requests are recorded by class and the
     result file stays valid."""
     import threading
@@ -150,7 +148,7 @@ def test_server_killed_mid_run_records_failures(server, tmp_path):
     argv = ["serve-bench", f"http://127.0.0.1:{port}", "--model", str(folder), "--tokenizer", str(folder),
             "--out", str(tmp_path), "--output-len", "8", "--prompt-len", "16", "--concurrency", "2",
             "--warmup", "1", "--min-duration", "30", "--min-requests", "1000", "--max-duration", "60"]  # fmt: skip
-    r = CliRunner().invoke(app, argv)
+    r = invoke(*argv)
     proc.wait(30)
     (f,) = tmp_path.glob("*.json")
     doc = json.loads(f.read_text())
