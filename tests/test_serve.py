@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import pathlib
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -191,6 +192,7 @@ def fake_server():
 def serve_bench(invoke, url, tmp_path, *args):
     argv = ["serve-bench", url, "--model", "m", "--prompts", str(tmp_path / "p.txt"), "--out", str(tmp_path / "r"),
             "--min-duration", "0", "--min-requests", "4", "--warmup", "1", *args]  # fmt: skip
+    tmp_path.mkdir(exist_ok=True)
     (tmp_path / "p.txt").write_text("1 2 3\n4 5 6\n")  # token-id prompts: no tokenizer needed
     return invoke(*argv)
 
@@ -257,3 +259,21 @@ def test_bad_urls_are_one_line(invoke, tmp_path, url, text):
 def test_synthetic_prompts_need_a_tokenizer(invoke, tmp_path):
     r = invoke("serve-bench", "http://127.0.0.1:9", "--model", "m", "--out", tmp_path)
     assert r.exit_code == 2 and "need the model's tokenizer" in r.output, r.output
+
+
+def test_served_points_go_through_report_compare_and_claim(invoke, fake_server, tmp_path):
+    """A served result is read by report (a row beside in-process points), compare (paired by load)
+    and claim, with no option of theirs changed."""
+    url = f"http://127.0.0.1:{fake_server.server_port}"
+    for run in ("a", "b"):
+        r = serve_bench(invoke, url, tmp_path / run, "--concurrency", "2")
+        assert r.exit_code == 0, r.output
+    a, b = (next((tmp_path / run / "r").glob("*.json")) for run in ("a", "b"))
+    r = invoke("report", a, "-o", tmp_path / "report")
+    assert r.exit_code == 0, r.output
+    csv = (tmp_path / "report" / "metrics.csv").read_text()
+    assert "served (completions)" in csv and "served, concurrency 2" in csv
+    r = invoke("compare", a, b)
+    assert r.exit_code == 0 and "served" in r.output, r.output
+    r = invoke("claim", pathlib.Path(__file__).parent.parent / "claims" / "public-claims.toml", a)
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
