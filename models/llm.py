@@ -321,4 +321,15 @@ def decode_flops(cfg: LLMConfig, context: int) -> int:
     return 2 * cfg.matmul_params() + attention_flops(cfg, context)
 
 
-__all__ = ["LLM_CONFIGS", "DecoderLM", "LLMConfig", "build_llm", "decode_flops", "prefill_flops"]
+def generation_flops(cfg: LLMConfig, prompt_len: int, output_tokens: int) -> int:
+    """One request's FLOPs: the prefill of `prompt_len` tokens, then `output_tokens` - 1 decoded tokens
+    (the first comes from the prefill), each attending to its context. The same sums as
+    `prefill_flops` + `decode_flops`, in closed form (attention is linear in the context)."""
+    per_ctx = attention_flops(cfg, 1)
+    n = max(output_tokens - 1, 0)
+    prefill = 2 * cfg.matmul_params() * prompt_len + per_ctx * prompt_len * (prompt_len + 1) // 2
+    contexts = n * (2 * prompt_len + n + 3) // 2  # sum of prompt_len + i + 1 for i = 1..n
+    return prefill + 2 * cfg.matmul_params() * n + per_ctx * contexts
+
+
+__all__ = ["LLM_CONFIGS", "DecoderLM", "LLMConfig", "build_llm", "decode_flops", "generation_flops", "prefill_flops"]

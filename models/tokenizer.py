@@ -30,6 +30,10 @@ class TextTokenizer:
         ids = self.tok.encode(text, add_special_tokens=self.add_bos_id is None).ids
         return [self.add_bos_id, *ids] if self.add_bos_id is not None else ids
 
+    def count(self, text: str) -> int:
+        """Tokens in generated text: no BOS or other special token added (what a server streamed)."""
+        return len(self.tok.encode(text, add_special_tokens=False).ids)
+
     def decode(self, ids: list[int]) -> str:
         return self.tok.decode(list(ids), skip_special_tokens=False)
 

@@ -52,14 +52,17 @@ def test_summary_goodput_and_failures_by_hand():
 
 def test_tokens_counted_by_usage_else_tokenizer():
     class Tok:
-        def encode(self, text):
-            return text.split()
+        def count(self, text):
+            return len(text.split())
 
     r = RequestRecord(sent=0.0, text=["a b", " c"], usage={"completion_tokens": 7, "prompt_tokens": 3})
     assert count_tokens(r, 99, Tok()) == "usage" and (r.output_tokens, r.prompt_tokens) == (7, 3)
     r = RequestRecord(sent=0.0, text=["a b", " c"])
     assert count_tokens(r, 5, Tok()) == "tokenizer" and (r.output_tokens, r.prompt_tokens) == (3, 5)
     assert count_tokens(RequestRecord(sent=0.0, text=["a"]), 5, None) is None
+    for bad in (10**12, -5, True, 0, "7"):  # a broken server's usage: not taken as a measurement
+        r = RequestRecord(sent=0.0, text=["a b"], usage={"completion_tokens": bad, "prompt_tokens": bad})
+        assert count_tokens(r, 5, Tok()) == "tokenizer" and (r.output_tokens, r.prompt_tokens) == (2, 5)
 
 
 @pytest.mark.parametrize(("text", "want"), [
@@ -86,7 +89,9 @@ def test_parse_event_reads_both_apis_and_refuses_malformed_lines():
     assert r.chunks == [1.0, 2.0] and r.text == [" Paris", "!"] and r.usage == {"completion_tokens": 2}
     from harness.serve.client import MalformedStream
 
-    for line in ("data: {not json", "data: [1, 2]", 'data: {"error": "overloaded"}'):
+    for line in ("data: {not json", "data: [1, 2]", 'data: {"error": "overloaded"}', 'data: {"choices": {"a": 1}}',
+                 'data: {"choices": [3]}', 'data: {"choices": [{"delta": "x"}]}',
+                 'data: {"choices": [{"delta": {"content": 5}}]}'):  # fmt: skip
         with pytest.raises(MalformedStream):
             parse_event(line, "chat", RequestRecord(sent=0.0), 0.0)
 
@@ -137,6 +142,27 @@ def test_every_loop_is_bounded_in_requests_and_time():
     assert out.sent == 25 and out.peak_in_flight <= 3 and out.stopped == "max requests"
     out = asyncio.run(run_load(fake_send(0.01), Load(concurrency=2), w, 10**6, 0.2))
     assert out.stopped == "max duration" and out.window_s < 1.0
+
+
+def test_ramp_down_and_errors_are_bounded_and_recorded():
+    """A request that never ends after the window closed is cancelled at --max-duration and counted;
+    an exception inside a request is recorded as a failure, never lost."""
+    import time
+
+    async def send(i: int) -> RequestRecord:
+        if i >= 6:
+            await asyncio.sleep(3600)  # a stream that never finishes
+        if i == 4:
+            raise KeyError("choices")
+        r = RequestRecord(sent=time.perf_counter(), chunks=[time.perf_counter()], text=["x"])
+        r.output_tokens, r.end = 1, time.perf_counter()
+        return r
+
+    w = Window(warmup=0, min_duration=0.0, min_iters=5)
+    t0 = time.perf_counter()
+    out = asyncio.run(run_load(send, Load(concurrency=3), w, 100, 1.0))
+    assert time.perf_counter() - t0 < 10 and out.cancelled >= 1
+    assert [r.error for r in out.records].count("client-error") == 1
 
 
 def test_failed_requests_are_counted_not_dropped():
@@ -239,7 +265,14 @@ def test_api_key_is_sent_and_never_recorded(invoke, fake_server, tmp_path, monke
     (["--slo", "ttft=abc"], "--slo takes KEY=MS"),
     (["--find-rate"], "add --slo"),
     (["--api", "grpc"], "unknown --api"),
-    (["--burstiness", "0"], "--burstiness must be"),
+    (["--request-rate", "1", "--burstiness", "0"], "--burstiness must be"),
+    (["--request-rate", "1e-300"], "--request-rate must be"),
+    (["--burstiness", "2"], "add --request-rate or --find-rate"),
+    (["--request-rate", "1", "--max-concurrency", "0"], "--max-concurrency must be"),
+    (["--slo-attainment", "0.5"], "add --slo"),
+    (["--min-requests", "0"], "--min-requests must be"),
+    (["--precision", "bf17"], "unknown --precision"),
+    (["--api-key-env", "sk-abc123"], "give the variable's name, not the key"),
 ])  # fmt: skip
 def test_bad_options_are_one_line(invoke, tmp_path, args, text):
     r = serve_bench(invoke, "http://127.0.0.1:9", tmp_path, *args)
@@ -250,6 +283,11 @@ def test_bad_options_are_one_line(invoke, tmp_path, args, text):
     ("127.0.0.1:8000", "URL must look like http://HOST:PORT"),
     ("http://127.0.0.1:8000/v1/completions", "base URL, not an endpoint path"),
     ("http://127.0.0.1:9", "cannot reach"),  # nothing listens on the discard port
+    ("http://127.0.0.1:99999", "not a valid URL"),
+    ("http://127.0.0.1:abc", "not a valid URL"),
+    ("http://[::1:9100", "not a valid URL"),
+    ("http://alice:secret@127.0.0.1:9", "takes no credentials"),
+    ("http://127.0.0.1:9/?api_key=sk-1", "takes no credentials"),
 ])  # fmt: skip
 def test_bad_urls_are_one_line(invoke, tmp_path, url, text):
     r = serve_bench(invoke, url, tmp_path)

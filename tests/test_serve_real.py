@@ -144,7 +144,14 @@ def test_server_killed_mid_run_records_failures(invoke, server, tmp_path):
     _, folder = server
     port = free_port()
     proc = start(folder, port)
-    threading.Timer(8.0, proc.kill).start()
+    def kill_once_measuring():  # the result file opens after the first request: then the points run
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob("*.json")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(3.0)
+        proc.kill()
+
+    threading.Thread(target=kill_once_measuring, daemon=True).start()
     argv = ["serve-bench", f"http://127.0.0.1:{port}", "--model", str(folder), "--tokenizer", str(folder),
             "--out", str(tmp_path), "--output-len", "8", "--prompt-len", "16", "--concurrency", "2",
             "--warmup", "1", "--min-duration", "30", "--min-requests", "1000", "--max-duration", "60"]  # fmt: skip

@@ -33,7 +33,9 @@ def _rates(values: list[str]) -> list[float]:
 
 @user_errors
 def serve_bench(
-    url: Annotated[str, typer.Argument(help="The server's base URL, e.g. http://127.0.0.1:8000.")],
+    url: Annotated[
+        str, typer.Argument(help="The server's base URL, e.g. http://127.0.0.1:8000 (a trailing /v1 is fine).")
+    ],
     model: Annotated[str, typer.Option(help="The model name the server serves (its /v1/models id).")],
     api: Annotated[str | None, typer.Option(help="completions (/v1/completions) or chat [completions].")] = None,
     tokenizer: Annotated[
@@ -79,7 +81,9 @@ def serve_bench(
     warmup: Annotated[int | None, typer.Option(help="Warm-up requests, excluded from the window [2].")] = None,
     max_requests: Annotated[int | None, typer.Option(help="At most this many requests per point [10000].")] = None,
     max_duration: Annotated[float | None, typer.Option(help="At most this many seconds per point [600].")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Seconds before one request counts as timed out [300].")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds one request may take in all before it counts as timed out [300].")
+    ] = None,
     device: Annotated[
         str | None,
         typer.Option(
@@ -94,7 +98,9 @@ def serve_bench(
     api_key_env: Annotated[
         str | None, typer.Option(help="Environment variable holding the API key [OPENAI_API_KEY]; never recorded.")
     ] = None,
-    save_requests: Annotated[bool, typer.Option(help="Keep every request's timings in the result.")] = False,
+    save_requests: Annotated[
+        bool, typer.Option(help="Keep the timings of every request in the window in the result.")
+    ] = False,
     out_dir: OutOpt = RESULTS_DIR,
     seed: Annotated[int, typer.Option(help="Seed for prompt sampling, synthetic prompts and arrivals.")] = SEED,
 ) -> None:
@@ -108,7 +114,7 @@ def serve_bench(
     req = ServeRequest(
         url=url, model=model, tokenizer=tokenizer, window=window, ignore_eos=ignore_eos, slo=slo,
         find_rate=find_rate, save_requests=save_requests, out_dir=out_dir, seed=seed,
-        concurrency=parse_sizes(concurrency, "concurrency") if concurrency else [],
+        concurrency=parse_sizes(concurrency, "--concurrency") if concurrency else [],
         request_rates=_rates(request_rate) if request_rate else [], max_concurrency=max_concurrency,
         prompts=prompts, assume_watts=assume_watts,
         **given(api=api, burstiness=burstiness, num_prompts=num_prompts, prompt_len=prompt_len,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from harness.serve.load import Load, Outcome, run_load
 from harness.serve.metrics import ServedSummary, count_tokens, parse_slo, summarize
 
 SERVE_WINDOW = Window(warmup=2, min_duration=10.0, min_iters=20)
+PRECISIONS = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8")  # the spec table's, for MFU's denominator
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 
 
@@ -47,7 +49,7 @@ class ServeRequest:
     tokenizer: str | None = None  # HF folder, GGUF file (or preset, for its config only)
     concurrency: list[int] = field(default_factory=list)
     request_rates: list[float] = field(default_factory=list)  # math.inf: all at once
-    burstiness: float = 1.0
+    burstiness: float | None = None  # open loop: None: Load's (1, Poisson)
     max_concurrency: int | None = None
     prompts: Path | None = None
     num_prompts: int = 200  # distinct prompts drawn (file records sampled, or synthetic prompts made)
@@ -56,7 +58,7 @@ class ServeRequest:
     ignore_eos: bool = False
     slo: str | None = None  # ttft=MS,tpot=MS,e2e=MS
     find_rate: bool = False  # search the highest rate whose SLO attainment meets `slo_attainment`
-    slo_attainment: float = 0.9
+    slo_attainment: float | None = None  # None: SLO_ATTAINMENT
     search_steps: int = 5
     window: Window = SERVE_WINDOW
     max_requests: int = 10_000  # per point, warm-up and ramp-down included
@@ -71,33 +73,64 @@ class ServeRequest:
     seed: int = SEED
 
     OUTPUT_LEN = 128
+    SLO_ATTAINMENT = 0.9
+
+    @property
+    def attainment(self) -> float:
+        return self.SLO_ATTAINMENT if self.slo_attainment is None else self.slo_attainment
+
+    @property
+    def base_url(self) -> str:
+        """The URL without a trailing slash or /v1 (the OpenAI SDK's convention): the API paths add it."""
+        return self.url.rstrip("/").removesuffix("/v1")
 
     def loads(self) -> list[Load]:
         """The fixed load points in order: closed loop first, then open loop."""
-        rates = [Load(rate=r, burstiness=self.burstiness, max_concurrency=self.max_concurrency)
+        rates = [Load(rate=r, burstiness=self.burstiness or Load.burstiness, max_concurrency=self.max_concurrency)
                  for r in self.request_rates]  # fmt: skip
         closed = [Load(concurrency=c) for c in self.concurrency]
         return closed + rates if closed or rates or self.find_rate else [Load(concurrency=1)]
 
     def check(self) -> dict[str, float]:
         """Every option on its own; returns the parsed SLOs."""
-        u = urlparse(self.url)
-        if u.scheme not in ("http", "https") or not u.netloc:
+        try:
+            u = urlparse(self.url)
+            u.port  # noqa: B018 (raises ValueError for a port that is not a number in 0..65535)
+        except ValueError as e:
+            raise UserError(f"URL {self.url!r} is not a valid URL: {e}") from None
+        if u.scheme not in ("http", "https") or not u.hostname:
             raise UserError(f"URL must look like http://HOST:PORT (the server's base URL), got {self.url!r}")
+        if u.username or u.password or u.query or u.fragment:
+            raise UserError("the URL takes no credentials, query or fragment (they would be recorded in the result): "
+                            "put an API key in an environment variable (--api-key-env NAME)")  # fmt: skip
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
+            raise UserError(f"--api-key-env names an environment variable (e.g. OPENAI_API_KEY), got "
+                            f"{self.api_key_env[:4]!r}...: give the variable's name, not the key")  # fmt: skip
         if u.path.rstrip("/").endswith(("/completions", "/chat/completions")):
             raise UserError(f"give the server's base URL, not an endpoint path ({self.url!r}); --api picks the path")
         if not self.model.strip():
             raise UserError("--model names the model the server serves (its /v1/models id)")
         if self.api not in client.APIS:
             raise UserError(f"unknown --api {self.api!r}: use {', '.join(client.APIS)}")
+        check_number("--min-requests", self.window.min_iters, 1)
         self.window.check()
-        for flag, v in (("--concurrency", self.concurrency), ("--max-concurrency", [self.max_concurrency or 1])):
-            for n in v:
-                check_number(flag, n, 1, 100_000)
+        for n in self.concurrency:
+            check_number("--concurrency", n, 1, 100_000)
+        if self.max_concurrency is not None:
+            check_number("--max-concurrency", self.max_concurrency, 1, 100_000)
         for r in self.request_rates:
             if not math.isinf(r):
-                check_number("--request-rate", r, 0, above=True)
-        check_number("--burstiness", self.burstiness, 0, 1000, above=True)
+                check_number("--request-rate", r, 1e-6)
+        if self.burstiness is not None:
+            check_number("--burstiness", self.burstiness, 0.01, 1000)
+        if (self.burstiness is not None or self.max_concurrency is not None) and not (
+            self.request_rates or self.find_rate
+        ):
+            raise UserError(
+                "--burstiness and --max-concurrency shape open-loop load: add --request-rate or --find-rate"
+            )
+        if self.precision not in PRECISIONS:
+            raise UserError(f"unknown --precision {self.precision!r}: use {', '.join(PRECISIONS)}")
         check_number("--num-prompts", self.num_prompts, 1, 1_000_000)
         check_number("--prompt-len", self.prompt_len, 1, 1_000_000)
         if self.output_len is not None:
@@ -105,7 +138,7 @@ class ServeRequest:
         check_number("--max-requests", self.max_requests, 1)
         check_number("--max-duration", self.max_duration, 0, above=True)
         check_number("--timeout", self.timeout, 0, above=True)
-        check_number("--slo-attainment", self.slo_attainment, 0, 1, above=True)
+        check_number("--slo-attainment", self.attainment, 0, 1, above=True)
         check_number("--search-steps", self.search_steps, 1, 20)
         check_number("--seed", self.seed, 0, 2**32 - 1)
         if self.assume_watts is not None:
@@ -113,6 +146,8 @@ class ServeRequest:
         slo = parse_slo(self.slo)
         if self.find_rate and not slo:
             raise UserError("--find-rate searches the highest rate that meets the SLOs: add --slo ttft=MS,tpot=MS")
+        if self.slo_attainment is not None and not slo:
+            raise UserError("--slo-attainment is the share of requests that must meet the SLOs: add --slo")
         return slo
 
 
@@ -169,8 +204,8 @@ def _sender(req: ServeRequest, wl: Workload, http: httpx.AsyncClient, headers: d
 
     async def send(i: int) -> RequestRecord:
         p = wl.prompts[i % len(wl.prompts)]
-        rec = await client.send(http, req.url.rstrip("/"), req.api, client.payload(req.api, req.model, p,
-                                req.ignore_eos), headers)  # fmt: skip
+        body = client.payload(req.api, req.model, p, req.ignore_eos)
+        rec = await client.send_within(http, req.base_url, req.api, body, headers, req.timeout)
         if rec.ok:
             how = count_tokens(rec, p.prompt_tokens, wl.tokenizer)
             counted[how or "none"] = counted.get(how or "none", 0) + 1
@@ -179,7 +214,8 @@ def _sender(req: ServeRequest, wl: Workload, http: httpx.AsyncClient, headers: d
     return send, counted
 
 
-def _client(req: ServeRequest, width: int) -> httpx.AsyncClient:
+def _client(req: ServeRequest, width: int | None) -> httpx.AsyncClient:
+    """The HTTP client: `width` connections at most (None: as many as requests in flight)."""
     limits = httpx.Limits(max_connections=width, max_keepalive_connections=width)
     return httpx.AsyncClient(timeout=httpx.Timeout(req.timeout, connect=min(10.0, req.timeout)), limits=limits)
 
@@ -194,7 +230,7 @@ def preflight(req: ServeRequest, wl: Workload) -> str:
             return await send(0), counted
 
     rec, counted = asyncio.run(once())
-    where = f"{req.url.rstrip('/')}{client.PATHS[req.api]}"
+    where = f"{req.base_url}{client.PATHS[req.api]}"
     if rec.error == "connect":
         raise UserError(f"cannot reach {where}: {rec.detail}")
     if rec.error is not None:
@@ -222,16 +258,12 @@ def _device(req: ServeRequest):
 
 def _flops(cfg, records: list[RequestRecord]) -> float | None:
     """FLOPs of the window's work with the model's config: each request's prefill and decode."""
-    from models.llm import decode_flops, prefill_flops
+    from models.llm import generation_flops
 
     if cfg is None:
         return None
-    total = 0.0
-    for r in records:
-        if r.ok and r.prompt_tokens:
-            p, n = r.prompt_tokens, r.output_tokens or 0
-            total += prefill_flops(cfg, p) + sum(decode_flops(cfg, p + i + 1) for i in range(1, n))
-    return total
+    return float(sum(generation_flops(cfg, r.prompt_tokens, r.output_tokens or 0)
+                     for r in records if r.ok and r.prompt_tokens))  # fmt: skip
 
 
 def _point(req: ServeRequest, wl: Workload, load: Load, out: Outcome, s: ServedSummary, dev, dev_why: str,
@@ -249,10 +281,11 @@ def _point(req: ServeRequest, wl: Workload, load: Load, out: Outcome, s: ServedS
     served = {
         "url": req.url, "api": req.api, "load": load.to_dict(), "peak_in_flight": out.peak_in_flight,
         "offered_rps": out.offered_rps, "requests": {"ok": s.ok, "failed": s.failed, "sent": out.sent,
-        "warmup": out.warmup, "ramp_down": out.ramp_down}, "token_counts": s.token_counts,
+        "warmup": out.warmup, "ramp_down": out.ramp_down, "cancelled_at_max_duration": out.cancelled},
+        "token_counts": s.token_counts,
         "e2e": s.e2e.__dict__ if s.e2e else None, "tpot": s.tpot.__dict__ if s.tpot else None,
         "goodput_rps": s.goodput_rps, "slo": parse_slo(req.slo) or None, "slo_attainment": s.slo_attainment,
-        "meets_slo": s.slo_attainment >= req.slo_attainment if s.slo_attainment is not None else None,
+        "meets_slo": s.slo_attainment >= req.attainment if s.slo_attainment is not None else None,
         "delivered_tflops": delivered, "mfu": delivered / peak if delivered and peak else None,
         "itl_is": "gaps between streamed chunks (a chunk may carry more than one token)",
         "ignore_eos": req.ignore_eos, "stopped": out.stopped, **extra,
@@ -277,10 +310,17 @@ def _point(req: ServeRequest, wl: Workload, load: Load, out: Outcome, s: ServedS
         energy=reading.to_dict() if reading is not None else None,
         joules_per_token=j / s.output_tokens if j is not None and s.output_tokens else None,
         joules_per_pflop=energy_per_work(j, s.output_tokens, flops or 0)["joules_per_pflop"],
-        detail=None if s.ok else f"no request succeeded: {s.failed}",
+        detail=_detail(s, out),
         prompt_tokens_mean=s.prompt_tokens / s.ok if s.ok else None, output_tokens_mean=s.mean_output_tokens,
         engine="served", timestamps="client clock, one per streamed chunk", flags=flags, served=served,
     )  # fmt: skip
+
+
+def _detail(s: ServedSummary, out: Outcome) -> str | None:
+    """Why a point has no figures, or None when it has them."""
+    if s.ok:
+        return None
+    return out.stopped if out.t_never_opened else f"no request in the window succeeded: {s.failed}"
 
 
 def _requested_output(wl: Workload) -> int:
@@ -290,7 +330,7 @@ def _requested_output(wl: Workload) -> int:
 
 def _measure(req: ServeRequest, wl: Workload, load: Load, meter: Meter, progress: Callable | None) -> tuple:
     """Run one load point: (outcome, summary, energy reading or None)."""
-    width = load.concurrency or load.max_concurrency or 1000
+    width = load.concurrency or load.max_concurrency  # open loop without a cap: no limit on the client's side
     window_meter = _WindowMeter(meter)
 
     async def go() -> Outcome:
@@ -360,15 +400,15 @@ def run_serve(req: ServeRequest, events: Events | None = None) -> tuple[ResultSe
         if req.find_rate:
             found = _find_rate(req, point)
             session.result.notes.append(
-                f"highest request rate meeting the SLOs ({req.slo}, at least {req.slo_attainment:.0%} of requests): "
-                + (f"{found:.3g} requests/s" if found else "none found (even the lowest rate tried missed them)")
+                f"highest request rate meeting the SLOs ({req.slo}, at least {req.attainment:.0%} of requests): "
+                + (f"{found:.3g} requests/s" if found else "none found (no rate tried met them)")
             )
     return session, found
 
 
 def _find_rate(req: ServeRequest, point: Callable) -> float | None:
     """Bisect the request rate between 0 and the saturated throughput (rate inf) for the highest rate
-    whose SLO attainment is at least `slo_attainment`; every probe is a recorded point."""
+    whose SLO attainment is at least the required share; every probe is a recorded point."""
     cap = req.max_concurrency
     top = point(Load(rate=math.inf, max_concurrency=cap), {"search": {"step": 0, "role": "saturation"}})
     hi = top.requests_per_s or 0.0
@@ -379,7 +419,8 @@ def _find_rate(req: ServeRequest, point: Callable) -> float | None:
     lo, best = 0.0, None
     for step in range(1, req.search_steps + 1):
         rate = (lo + hi) / 2
-        pt = point(Load(rate=rate, burstiness=req.burstiness, max_concurrency=cap), {"search": {"step": step}})
+        load = Load(rate=rate, burstiness=req.burstiness or Load.burstiness, max_concurrency=cap)
+        pt = point(load, {"search": {"step": step}})
         ok = bool(pt.served["meets_slo"])
         lo, hi = (rate, hi) if ok else (lo, rate)
         best = rate if ok else best

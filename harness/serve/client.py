@@ -13,6 +13,7 @@ A failed request is recorded with its class (`http-<status>`, `timeout`, `connec
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -86,10 +87,17 @@ def parse_event(line: str, api: str, rec: RequestRecord, now: float) -> bool:
     usage = event.get("usage")
     if isinstance(usage, dict):
         rec.usage = usage
-    choices = event.get("choices") or ()
-    if choices and isinstance(choices[0], dict):
+    choices = event.get("choices") or []
+    if not isinstance(choices, list) or (choices and not isinstance(choices[0], dict)):
+        raise MalformedStream(f"'choices' is not a list of objects: {data[:80]!r}")
+    if choices:
         c = choices[0]
-        text = (c.get("delta") or {}).get("content") if api == "chat" else c.get("text")
+        delta = c.get("delta") or {}
+        if api == "chat" and not isinstance(delta, dict):
+            raise MalformedStream(f"'delta' is not an object: {data[:80]!r}")
+        text = delta.get("content") if api == "chat" else c.get("text")
+        if text is not None and not isinstance(text, str):
+            raise MalformedStream(f"the content is not text: {data[:80]!r}")
         if text:
             rec.chunks.append(now)
             rec.text.append(text)
@@ -109,14 +117,17 @@ async def send(client: httpx.AsyncClient, url: str, api: str, body: dict, header
             if r.status_code != 200:
                 text = (await r.aread()).decode("utf-8", "replace")
                 rec.error, rec.detail = f"http-{r.status_code}", " ".join(text.split())[:200]
+                if r.is_redirect:
+                    rec.detail = f"redirected to {r.headers.get('location', '?')}: give that URL"
                 return _ended(rec)
             kind = r.headers.get("content-type", "")
-            if "text/event-stream" not in kind:
+            if "text/event-stream" not in kind.lower():
                 rec.error, rec.detail = "not-streaming", f"content-type {kind or 'missing'}, not text/event-stream"
                 return _ended(rec)
+            done = False
             async for line in r.aiter_lines():
-                if parse_event(line, api, rec, clock()):
-                    break
+                if not done and parse_event(line, api, rec, clock()):
+                    done, rec.end = True, clock()  # read on to the end: the connection is then reused
     except MalformedStream as e:
         rec.error, rec.detail = "malformed-stream", str(e)
     except httpx.TimeoutException as e:
@@ -133,5 +144,18 @@ async def send(client: httpx.AsyncClient, url: str, api: str, body: dict, header
 
 
 def _ended(rec: RequestRecord) -> RequestRecord:
-    rec.end = time.perf_counter()
+    if rec.end is None:
+        rec.end = time.perf_counter()
     return rec
+
+
+async def send_within(client: httpx.AsyncClient, url: str, api: str, body: dict, headers: dict,
+                      timeout: float) -> RequestRecord:  # fmt: skip
+    """`send`, bounded in total time: a server that keeps the stream alive without finishing (keep-alive
+    comments, endless text) is a `timeout` after `timeout` seconds, as a silent one is."""
+    sent = time.perf_counter()
+    try:
+        return await asyncio.wait_for(send(client, url, api, body, headers), timeout)
+    except TimeoutError:
+        rec = RequestRecord(sent=sent, error="timeout", detail=f"not finished after {timeout:g} s")
+        return _ended(rec)

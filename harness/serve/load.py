@@ -9,7 +9,8 @@ The window (harness/measure/window.py's rules): the first `warmup` completions a
 measured window starts when the last of them completes and ends at the first completion after
 which both `min_duration` seconds and `min_iters` requests have passed. Requests still in flight
 then are awaited and left out (ramp-down). Every run is bounded: at most `max_requests` sent and
-`max_duration` seconds; a bound that ends the window early is said in `stopped`.
+`max_duration` seconds (requests still in flight then are cancelled and counted); a bound that
+ends the window early is said in `stopped`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from harness.errors import first_line
 from harness.measure.window import Window
 from harness.serve.client import RequestRecord
 
@@ -74,6 +76,11 @@ class Outcome:
     offered_rps: float | None  # open loop: arrivals sent per second while the schedule ran
     stopped: str | None = None  # "max requests" or "max duration" if a bound closed the window
     all_records: list[RequestRecord] = field(default_factory=list)
+    cancelled: int = 0  # still in flight at the time bound: cancelled, counted here
+
+    @property
+    def t_never_opened(self) -> bool:
+        return self.stopped is not None and self.stopped.startswith("the window never opened")
 
 
 class _Run:
@@ -116,6 +123,9 @@ class _Run:
     async def _one(self, i: int, slot: asyncio.Semaphore | None) -> RequestRecord:
         try:
             rec = await self.send(i)
+        except Exception as e:  # a bug on our side or a reply no check foresaw: recorded, never lost
+            rec = RequestRecord(sent=time.perf_counter(), error="client-error", detail=first_line(e))
+            rec.end = rec.sent
         finally:
             self.in_flight -= 1
             if slot is not None:
@@ -198,11 +208,13 @@ async def run_load(send: Callable[[int], Awaitable[RequestRecord]], load: Load, 
         await asyncio.wait_for(driver, timeout=max_duration)
     except TimeoutError:
         run.close("max duration")
-    for t in list(run.tasks):  # ramp-down: awaited, left out of the window
-        if run.stopped == "max duration":
-            t.cancel()
+    cut = len(run.tasks)  # still in flight at --max-duration: cancelled, left out of the window
+    for task in list(run.tasks):
+        task.cancel()
     if run.tasks:
         await asyncio.gather(*run.tasks, return_exceptions=True)
-    t_start = run.t_start if run.t_start is not None else run.t0
-    return Outcome(run.measured, max(0.0, (run.t_end or time.perf_counter()) - t_start), run.sent, run.warm,
-                   run.ramp, run.peak, offered, run.stopped, run.everything)  # fmt: skip
+    if run.t_start is None:
+        run.stopped = "the window never opened (every request was warm-up)"
+    window_s = 0.0 if run.t_start is None else max(0.0, (run.t_end or time.perf_counter()) - run.t_start)
+    return Outcome(run.measured, window_s, run.sent, run.warm,
+                   run.ramp, run.peak, offered, run.stopped, run.everything, cut)  # fmt: skip

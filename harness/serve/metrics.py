@@ -6,7 +6,7 @@ consecutive content chunks (a chunk may carry more than one token); TPOT = (end 
 TPOT the same way and ITL per chunk as here; GenAI-Perf names TPOT "inter-token latency".
 Throughputs are what completed in the measured window over the window's length. Goodput counts the
 requests that met every stated SLO. Output tokens are counted, never assumed: the server's `usage`
-where it sends one, else our tokenizer on the streamed text.
+where it sends a sane one, else our tokenizer on the streamed text (no BOS counted).
 """
 
 from __future__ import annotations
@@ -69,14 +69,23 @@ def count_tokens(rec: RequestRecord, prompt_tokens: int | None, tokenizer) -> st
     """Fill the record's token counts: the server's usage first, else our tokenizer on the streamed
     text; returns how the output was counted ("usage", "tokenizer"), None if it could not be."""
     usage = rec.usage or {}
-    rec.prompt_tokens = usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else prompt_tokens
-    if isinstance(usage.get("completion_tokens"), int):
-        rec.output_tokens = usage["completion_tokens"]
+    given = usage.get("prompt_tokens")
+    rec.prompt_tokens = given if _count_ok(given) and given > 0 else prompt_tokens
+    given = usage.get("completion_tokens")
+    if _count_ok(given) and given > 0:  # a stream that carried content made at least one token
+        rec.output_tokens = given
         return "usage"
     if tokenizer is not None:
-        rec.output_tokens = len(tokenizer.encode("".join(rec.text)))
+        rec.output_tokens = tokenizer.count("".join(rec.text))
         return "tokenizer"
     return None
+
+
+MAX_TOKENS = 10_000_000  # a count beyond this in `usage` is a broken server, not a measurement
+
+
+def _count_ok(n) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_TOKENS
 
 
 @dataclass
