@@ -144,6 +144,7 @@ def test_server_killed_mid_run_records_failures(invoke, server, tmp_path):
     _, folder = server
     port = free_port()
     proc = start(folder, port)
+
     def kill_once_measuring():  # the result file opens after the first request: then the points run
         deadline = time.monotonic() + 120
         while not list(tmp_path.glob("*.json")) and time.monotonic() < deadline:
