@@ -152,7 +152,7 @@ class ServeRequest:
 
 
 @dataclass
-class Workload:
+class ServedWorkload:
     """What the requests send, and how their tokens are counted."""
 
     prompts: list[Prompt]
@@ -161,7 +161,7 @@ class Workload:
     describe: str
 
 
-def _workload(req: ServeRequest) -> Workload:
+def _workload(req: ServeRequest) -> ServedWorkload:
     """The prompts (a file through run-llm's loaders, or seeded synthetic ones), the tokenizer and
     model config (from --tokenizer, read once)."""
     from harness.llm.prompts import read_prompt_file
@@ -181,16 +181,15 @@ def _workload(req: ServeRequest) -> Workload:
                 raise UserError(f"prompts file {req.prompts} holds token ids: --api chat sends text (use "
                                 "--api completions, or give --tokenizer to decode them)")  # fmt: skip
             prompts.append(Prompt(text, len(r.ids), n))
-        return Workload(prompts, tok, cfg, f"{req.prompts} ({len(prompts)} prompts)")
+        return ServedWorkload(prompts, tok, cfg, f"{req.prompts} ({len(prompts)} prompts)")
     if tok is None:
         raise UserError(f"synthetic prompts of {req.prompt_len} tokens need the model's tokenizer: give --tokenizer "
                         "(its HF folder or GGUF file), or --prompts FILE")  # fmt: skip
     rng = np.random.default_rng(req.seed)
     n = req.output_len or req.OUTPUT_LEN
-    vocab = min(cfg.vocab_size, len(tok.vocab)) if hasattr(tok, "vocab") else cfg.vocab_size
-    prompts = [Prompt(tok.decode(rng.integers(0, vocab, req.prompt_len).tolist()), req.prompt_len, n)
+    prompts = [Prompt(tok.decode(rng.integers(0, cfg.vocab_size, req.prompt_len).tolist()), req.prompt_len, n)
                for _ in range(req.num_prompts)]  # fmt: skip
-    return Workload(prompts, tok, cfg, f"{req.num_prompts} seeded synthetic prompts of {req.prompt_len} tokens")
+    return ServedWorkload(prompts, tok, cfg, f"{req.num_prompts} seeded synthetic prompts of {req.prompt_len} tokens")
 
 
 def _headers(req: ServeRequest) -> dict[str, str]:
@@ -198,7 +197,7 @@ def _headers(req: ServeRequest) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-def _sender(req: ServeRequest, wl: Workload, http: httpx.AsyncClient, headers: dict):
+def _sender(req: ServeRequest, wl: ServedWorkload, http: httpx.AsyncClient, headers: dict):
     """`send(i)`: the i-th request (prompts cycled), its tokens counted."""
     counted: dict[str, int] = {}
 
@@ -220,7 +219,7 @@ def _client(req: ServeRequest, width: int | None) -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=httpx.Timeout(req.timeout, connect=min(10.0, req.timeout)), limits=limits)
 
 
-def preflight(req: ServeRequest, wl: Workload) -> str:
+def preflight(req: ServeRequest, wl: ServedWorkload) -> str:
     """One request before anything is recorded: the server must answer this model with a stream
     whose tokens can be counted. Returns how they are counted; one UserError line otherwise."""
 
@@ -266,7 +265,7 @@ def _flops(cfg, records: list[RequestRecord]) -> float | None:
                      for r in records if r.ok and r.prompt_tokens))  # fmt: skip
 
 
-def _point(req: ServeRequest, wl: Workload, load: Load, out: Outcome, s: ServedSummary, dev, dev_why: str,
+def _point(req: ServeRequest, wl: ServedWorkload, load: Load, out: Outcome, s: ServedSummary, dev, dev_why: str,
            reading, extra: dict) -> LLMPoint:  # fmt: skip
     """The load point as an LLMPoint: run-llm's fields where they mean the same, the rest under `served`."""
     from harness.machine.devices import device_name
@@ -323,12 +322,12 @@ def _detail(s: ServedSummary, out: Outcome) -> str | None:
     return out.stopped if out.t_never_opened else f"no request in the window succeeded: {s.failed}"
 
 
-def _requested_output(wl: Workload) -> int:
+def _requested_output(wl: ServedWorkload) -> int:
     """The requested output length when each record has its own: their mean, rounded."""
     return round(sum(p.output_len for p in wl.prompts) / len(wl.prompts))
 
 
-def _measure(req: ServeRequest, wl: Workload, load: Load, meter: Meter, progress: Callable | None) -> tuple:
+def _measure(req: ServeRequest, wl: ServedWorkload, load: Load, meter: Meter, progress: Callable | None) -> tuple:
     """Run one load point: (outcome, summary, energy reading or None)."""
     width = load.concurrency or load.max_concurrency  # open loop without a cap: no limit on the client's side
     window_meter = _WindowMeter(meter)
