@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.llm_linear import Linear
+from models.llm_linear import Linear, QuantLinear
 
 
 @dataclass(frozen=True)
@@ -111,8 +111,10 @@ class Attention(nn.Module):
 
     def fuse(self) -> None:
         """q_proj, k_proj and v_proj become one `qkv_proj` (rows concatenated): one matmul reads them."""
-        self.qkv_proj = _fused_linear([self.q_proj, self.k_proj, self.v_proj])
-        del self.q_proj, self.k_proj, self.v_proj
+        fused = _fused_linear([self.q_proj, self.k_proj, self.v_proj])
+        if fused is not None:
+            self.qkv_proj = fused
+            del self.q_proj, self.k_proj, self.v_proj
 
     def forward(self, x, cos, sin, pos: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Prefill (t > 1, from position 0: `mask` None is plain causal, else [B, 1, t, t] for left
@@ -149,8 +151,10 @@ class MLP(nn.Module):
         self.gate_up_proj: nn.Module | None = None  # fuse(): gate and up in one matmul
 
     def fuse(self) -> None:
-        self.gate_up_proj = _fused_linear([self.gate_proj, self.up_proj])
-        del self.gate_proj, self.up_proj
+        fused = _fused_linear([self.gate_proj, self.up_proj])
+        if fused is not None:
+            self.gate_up_proj = fused
+            del self.gate_proj, self.up_proj
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gate_up_proj is not None:
@@ -160,9 +164,14 @@ class MLP(nn.Module):
         return self.down_proj(F.silu(gate) * up)
 
 
-def _fused_linear(parts: list[nn.Linear]) -> Linear:
+def _fused_linear(parts: list[nn.Module]) -> nn.Module | None:
     """One Linear whose weight (and bias) rows are `parts`' in order; the parts' tensors are freed
-    with them. `unfused_state_dict` gives them back as views."""
+    with them. `unfused_state_dict` gives them back as views. GGUF block weights fuse when their
+    types match (`QuantLinear.cat`); None when the parts cannot be fused (they stay apart)."""
+    if all(isinstance(p, QuantLinear) for p in parts):
+        return QuantLinear.cat(parts)
+    if not all(isinstance(p, nn.Linear) for p in parts):
+        return None
     w = torch.cat([p.weight.detach() for p in parts])
     fused = Linear(w.shape[1], w.shape[0], bias=parts[0].bias is not None, device="meta", dtype=w.dtype)
     fused.weight = nn.Parameter(w, requires_grad=False)
@@ -227,6 +236,7 @@ class DecoderLM(nn.Module):
         for layer in self.model.layers:
             if layer.self_attn.qkv_proj is None:
                 layer.self_attn.fuse()
+            if layer.mlp.gate_up_proj is None:
                 layer.mlp.fuse()
         return self
 

@@ -1,6 +1,8 @@
 """GGUF checkpoints (llama.cpp's format) of the Llama, Qwen2 and Mistral families, loaded into
 `models.llm.DecoderLM`: hyper-parameters from the file's metadata, tensors renamed to Hugging
-Face's names and dequantized (by the `gguf` package) to the run's dtype.
+Face's names and dequantized (by the `gguf` package) to the run's dtype, or, with `native=True`
+(`--precision native`), the quantized matmul weights and the embedding kept in their block format
+(`models.llm_linear.QuantLinear`, `QuantEmbedding`; types in `kernels.qgemv.BLOCKS`, others refused).
 
 llama.cpp's converter permutes the rows of Llama/Mistral q and k projections for its interleaved
 RoPE; they are permuted back to Hugging Face's rotate-half layout here (Qwen2's are not permuted,
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from models.errors import UserError, first_line
 from models.llm import DecoderLM, LLMConfig
@@ -139,16 +142,60 @@ def dequantized(reader, t) -> np.ndarray:
                         "dequantize") from None  # fmt: skip
 
 
-def load_gguf(path: Path, device: torch.device, dtype: torch.dtype, reader=None) -> tuple[DecoderLM, dict]:
+FLOAT_TYPES = {"F32", "F16", "BF16"}
+
+
+def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, leaf, module)
+
+
+def _native_modules(reader, cfg: LLMConfig, model: DecoderLM, path: Path, dtype: torch.dtype) -> dict[str, nn.Module]:
+    """On the meta model: every quantized matmul weight and the embedding replaced by its block
+    module; a quantized type without a kernel is one line naming it. Returns {HF weight name: module}."""
+    from kernels.qgemv import BLOCKS
+    from models.llm_linear import QuantEmbedding, QuantLinear
+
+    modules = {}
+    for t in reader.tensors:
+        name, qtype = hf_name(t.name), t.tensor_type.name
+        if name is None or qtype in FLOAT_TYPES or not name.endswith(".weight"):
+            continue
+        if qtype not in BLOCKS:
+            raise UserError(f"{path}: tensor {t.name} is {qtype}, which --precision native has no kernel for "
+                            f"(kernels: {', '.join(BLOCKS)}); run it at bf16 or int8")  # fmt: skip
+        owner = name.removesuffix(".weight")
+        old = model.get_submodule(owner)
+        if isinstance(old, nn.Embedding):
+            new = QuantEmbedding(old.num_embeddings, old.embedding_dim, qtype, dtype)
+        elif isinstance(old, nn.Linear):
+            with torch.device("meta"):
+                new = QuantLinear(old.in_features, old.out_features, qtype, bias=old.bias is not None)
+        else:
+            raise UserError(f"{path}: tensor {t.name} is quantized where the decoder has no matmul")
+        _set_module(model, owner, new)
+        modules[name] = new
+    if cfg.tie_embeddings and "model.embed_tokens.weight" in modules:
+        emb = modules["model.embed_tokens.weight"]
+        with torch.device("meta"):
+            head = QuantLinear(cfg.hidden_size, cfg.vocab_size, emb.qtype)
+        model.lm_head = head
+        modules["lm_head.weight"] = head  # shares the embedding's blocks once they are read
+    return modules
+
+
+def load_gguf(path: Path, device: torch.device, dtype: torch.dtype, reader=None,
+              native: bool = False) -> tuple[DecoderLM, dict]:  # fmt: skip
     """The file's model on `device` in `dtype`, and a record of what was read (quantization types,
     parameter count checked against the architecture). `reader`: the file as `open_gguf` opened
-    it, or None to open it."""
+    it, or None to open it. `native`: quantized weights stay in their blocks (CPU only)."""
     reader = reader or open_gguf(path)
     cfg = read_gguf_config(reader, Path(path).stem)
     with torch.device("meta"):
         model = DecoderLM(cfg)
+    blocks = _native_modules(reader, cfg, model, Path(path), dtype) if native else {}
     model = model.to_empty(device=device).to(dtype)
-    if cfg.tie_embeddings:
+    if cfg.tie_embeddings and "lm_head.weight" not in blocks:
         model.lm_head.weight = model.model.embed_tokens.weight
     expected = model.state_dict()
     loaded: set[str] = set()
@@ -158,6 +205,30 @@ def load_gguf(path: Path, device: torch.device, dtype: torch.dtype, reader=None)
         for t in reader.tensors:
             name = hf_name(t.name)
             if name is None:
+                continue
+            if name in blocks:
+                rows = np.asarray(t.data)
+                if name.endswith("q_proj.weight") and cfg.family in PERMUTED_QK:
+                    rows = _unpermute(rows, cfg.num_heads)
+                elif name.endswith("k_proj.weight") and cfg.family in PERMUTED_QK:
+                    rows = _unpermute(rows, cfg.num_kv_heads)
+                mod = blocks[name]
+                n_rows = mod.num_embeddings if hasattr(mod, "num_embeddings") else mod.out_features
+                if rows.ndim != 2 or rows.shape[0] != n_rows:
+                    raise UserError(f"{path}: tensor {t.name} has shape {list(t.shape)[::-1]}, the metadata "
+                                    f"implies {n_rows} rows")  # fmt: skip
+                try:
+                    if hasattr(mod, "set_blocks"):
+                        mod.set_blocks(rows)
+                    else:
+                        from kernels.qgemv import pack
+
+                        mod.blocks = pack(np.ascontiguousarray(rows), mod.qtype, mod.embedding_dim)
+                except ValueError as e:
+                    raise UserError(f"{path}: tensor {t.name}: {first_line(e)}") from None
+                loaded.add(name)
+                n_params += int(np.prod([int(d) for d in t.shape]))
+                types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
                 continue
             if name not in expected:
                 raise UserError(f"{path}: tensor {t.name} ({name}) does not fit a {cfg.family} decoder of this config")
@@ -174,12 +245,21 @@ def load_gguf(path: Path, device: torch.device, dtype: torch.dtype, reader=None)
             n_params += w.size
             qname = t.tensor_type.name
             types[qname] = types.get(qname, 0) + 1
+    if "lm_head.weight" in blocks and cfg.tie_embeddings:
+        blocks["lm_head.weight"].blocks = blocks["model.embed_tokens.weight"].blocks
     tied = {"lm_head.weight"} if cfg.tie_embeddings else set()
-    missing = [k for k in expected if k not in loaded and k not in tied]
+    missing = [k for k in [*expected, *blocks] if k not in loaded and k not in tied]
     if missing:
         raise UserError(f"{path}: tensor {missing[0]!r} is missing from the file")
     if n_params != cfg.param_count():
         raise UserError(f"{path}: the file holds {n_params:,} parameters, its metadata implies {cfg.param_count():,}")
     record = {"kind": "gguf", "path": str(Path(path).resolve()), "tensor_types": types, "params_in_file": n_params,
               "dequantized_to": str(dtype).removeprefix("torch.")}  # fmt: skip
+    if native:
+        record["dequantized_to"] = f"{record['dequantized_to']} (float tensors only; quantized blocks kept)"
+        kept: dict[str, int] = {}
+        for name, m in blocks.items():
+            if name != "lm_head.weight" or not cfg.tie_embeddings:
+                kept[m.qtype] = kept.get(m.qtype, 0) + 1
+        record["kept_as_blocks"] = kept
     return model.eval(), record

@@ -1,4 +1,5 @@
-"""The decoder's matmuls: `Linear` (bf16/fp16/fp32 weights) and `Int8Linear` (int8 weight-only).
+"""The decoder's matmuls: `Linear` (bf16/fp16/fp32 weights), `Int8Linear` (int8 weight-only) and
+`QuantLinear` / `QuantEmbedding` (GGUF blocks as stored: `--precision native`).
 
 Both run torch's GEMM for prefill and on a GPU. At decode on the CPU (a few rows, inference, not
 under torch.compile) they call our Numba kernel `kernels.gemv.linear_rows` (bf16 and int8 weights;
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels.gemv import linear_rows
+from kernels.qgemv import BLOCKS, LANES, dequantize_rows, dequantize_t, pack, qlinear_rows, unpack
 
 ROWS_MAX = 4  # rows (sequences) a decode matmul sends to the CPU kernel; from 8 rows torch's GEMM is faster
 
@@ -81,6 +83,92 @@ class Int8Linear(nn.Module):
         return y if self.bias is None else y + self.bias
 
 
+QROWS_MAX = 4  # rows a GGUF-block matmul computes from the blocks; more dequantize to bf16 for torch's GEMM
+_TILE: dict[str, np.ndarray] = {}  # one reusable bf16 buffer for prefill's dequantized weights (no page faults per call)
+
+
+def _tile(k: int, n_padded: int) -> np.ndarray:
+    size = k * n_padded
+    if _TILE.get("buf") is None or _TILE["buf"].size < size:
+        _TILE["buf"] = np.empty(size, np.uint16)
+    return _TILE["buf"][:size].reshape(k, n_padded)
+
+
+class QuantLinear(nn.Module):
+    """A GGUF matmul weight kept in its block format (`qtype`: Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K).
+
+    Decode (at most `QROWS_MAX` rows on the CPU) runs `kernels.qgemv.qlinear_rows` on the blocks;
+    more rows (prefill) dequantize the weight to bf16 into one reused buffer and run torch's GEMM.
+    The blocks are a plain array (not a parameter), interleaved over 64 rows by `qgemv.pack`."""
+
+    def __init__(self, in_features: int, out_features: int, qtype: str, bias: bool = False, device=None, dtype=None):
+        super().__init__()
+        if qtype not in BLOCKS:
+            raise ValueError(f"no kernel for GGUF type {qtype}")
+        self.in_features, self.out_features, self.qtype = in_features, out_features, qtype
+        self.bias = nn.Parameter(torch.empty(out_features, device=device, dtype=dtype)) if bias else None
+        self.blocks: np.ndarray | None = None  # packed
+
+    def set_blocks(self, rows: np.ndarray) -> None:
+        """The weight from the file's bytes, uint8 [out_features, row bytes]."""
+        if rows.shape[0] != self.out_features:
+            raise ValueError(f"{self.qtype}: {rows.shape[0]} rows for a weight of {self.out_features}")
+        self.blocks = pack(np.ascontiguousarray(rows), self.qtype, self.in_features)
+
+    def file_rows(self) -> np.ndarray:
+        """The weight in the file's layout, uint8 [out_features, row bytes]."""
+        return unpack(self.blocks, self.out_features)
+
+    def weight_bytes(self) -> int:
+        """The block bytes one pass over the weight reads (padding rows excluded)."""
+        size, nbytes = BLOCKS[self.qtype]
+        return self.out_features * self.in_features // size * nbytes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            raise ValueError("GGUF block weights (--precision native) run on the CPU only")
+        n = self.out_features
+        if x.numel() <= QROWS_MAX * x.shape[-1]:
+            x2 = x.reshape(-1, x.shape[-1]).float().contiguous()
+            y = torch.from_numpy(qlinear_rows(x2.numpy(), self.blocks, self.qtype, n))
+            if self.bias is not None:
+                y = y + self.bias.float()
+            return y.to(x.dtype).reshape(*x.shape[:-1], n)
+        k, n_padded = self.in_features, self.blocks.shape[0] * LANES
+        wt = dequantize_t(self.blocks, self.qtype, k, n, out=_tile(k, n_padded))
+        w = torch.from_numpy(wt).view(torch.bfloat16)[:, :n].t()  # [n, k] view of W^T
+        return F.linear(x.to(torch.bfloat16), w, None if self.bias is None else self.bias.to(torch.bfloat16)).to(x.dtype)
+
+    @staticmethod
+    def cat(parts: list[QuantLinear]) -> QuantLinear | None:
+        """One QuantLinear whose rows are `parts`' in order (fused projections), or None when their
+        types differ (K-quant files mix types: those stay separate matmuls)."""
+        if len({p.qtype for p in parts}) != 1 or len({p.in_features for p in parts}) != 1:
+            return None
+        has_bias = parts[0].bias is not None
+        if any((p.bias is not None) != has_bias for p in parts):
+            return None
+        n = sum(p.out_features for p in parts)
+        fused = QuantLinear(parts[0].in_features, n, parts[0].qtype, bias=False)
+        fused.set_blocks(np.concatenate([p.file_rows() for p in parts]))
+        if has_bias:
+            fused.bias = nn.Parameter(torch.cat([p.bias.detach() for p in parts]), requires_grad=False)
+        return fused
+
+
+class QuantEmbedding(nn.Module):
+    """The token embedding kept in its GGUF block format: the looked-up rows are dequantized."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, qtype: str, dtype: torch.dtype):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim, self.qtype, self.dtype = num_embeddings, embedding_dim, qtype, dtype
+        self.blocks: np.ndarray | None = None
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        rows = dequantize_rows(self.blocks, self.qtype, self.embedding_dim, tokens.reshape(-1).cpu().numpy())
+        return torch.from_numpy(rows).to(self.dtype).reshape(*tokens.shape, self.embedding_dim)
+
+
 def quantize_int8(model: nn.Module) -> nn.Module:
     """Every matmul of `model` (nn.Linear, the LM head included) becomes an `Int8Linear`, in place;
     each bf16 weight is freed as its int8 copy is made. Embeddings stay as they are (a lookup)."""
@@ -97,7 +185,11 @@ def matmul_weight_bytes(model: nn.Module) -> int:
     memory beside the KV cache. A weight shared by two modules counts once."""
     seen, total = set(), 0
     for m in model.modules():
-        if isinstance(m, nn.Linear | Int8Linear):
+        if isinstance(m, QuantLinear):
+            if id(m.blocks) not in seen:
+                seen.add(id(m.blocks))
+                total += m.weight_bytes()
+        elif isinstance(m, nn.Linear | Int8Linear):
             tensors = [m.weight] + ([m.scales] if isinstance(m, Int8Linear) else [])
             for t in tensors:
                 if t.data_ptr() not in seen:
@@ -106,4 +198,5 @@ def matmul_weight_bytes(model: nn.Module) -> int:
     return total
 
 
-__all__ = ["ROWS_MAX", "Int8Linear", "Linear", "matmul_weight_bytes", "quantize_int8"]
+__all__ = ["QROWS_MAX", "ROWS_MAX", "Int8Linear", "Linear", "QuantEmbedding", "QuantLinear", "matmul_weight_bytes",
+           "quantize_int8"]

@@ -75,3 +75,14 @@ def test_only_the_cli_imports_the_cli():
             continue
         bad = [m for m in imported(f) if m.startswith("harness.cli")]
         assert not bad, f"{f.relative_to(ROOT)} imports {bad}"
+
+
+def test_top_level_packages_are_ours():
+    """No installed distribution shadows our top-level names (transformers 5.25 requires PyPI's
+    `kernels`, whose module name is our kernels/ package's: pyproject keeps it below 5.25)."""
+    import harness
+    import kernels
+    import models
+
+    for pkg in (harness, kernels, models):
+        assert Path(pkg.__file__).resolve().parent.parent == ROOT, pkg.__file__

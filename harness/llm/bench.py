@@ -103,10 +103,10 @@ class LLMRequest:
         check_number("--seed", self.seed, 0, 2**32 - 1)
         if self.assume_watts is not None:
             check_number("--assume-watts", self.assume_watts, 0, above=True)
-        if self.precision not in (*TORCH_DTYPES, "int8"):
-            raise UserError(f"unknown precision {self.precision!r}: use {', '.join(TORCH_DTYPES)} or int8")
-        if self.precision == "int8" and "transformers" in self.engines:
-            raise UserError("--precision int8 (weight-only) is modelpower's own: run --engine transformers at bf16")
+        if self.precision not in (*TORCH_DTYPES, "int8", "native"):
+            raise UserError(f"unknown precision {self.precision!r}: use {', '.join(TORCH_DTYPES)}, int8 or native")
+        if self.precision in ("int8", "native") and "transformers" in self.engines:
+            raise UserError(f"--precision {self.precision} is modelpower's own: run --engine transformers at bf16")
         self.sampling.check(self.engines)
         if self.prompts is None and self.num_prompts is not None:
             raise UserError("--num-prompts samples a prompts file: add --prompts")
@@ -138,6 +138,7 @@ def prompt_batches(req: LLMRequest, prompts: list[Prompt], b: int, t: int | None
 
 
 INT8_WEIGHTS = "int8 weight-only (per-output-channel scales), bf16 activations"
+NATIVE_WEIGHTS = "GGUF blocks as stored (matmuls and embedding), bf16 activations and KV cache"
 
 
 def _prepare(req: LLMRequest, lm, grid, dev: torch.device) -> tuple[dict, object | None]:
@@ -148,7 +149,7 @@ def _prepare(req: LLMRequest, lm, grid, dev: torch.device) -> tuple[dict, object
     from models.llm_linear import quantize_int8
 
     lm.fuse()
-    extra = {}
+    extra = {"weights": NATIVE_WEIGHTS} if req.precision == "native" else {}
     if req.precision == "int8":
         extra = {"weights": INT8_WEIGHTS}
         # the agreement runs on the first point that fits (a point that does not is recorded as OOM later)
@@ -208,9 +209,15 @@ def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
     grid = _grid(req, cfg, prompts, dev)
     dtype = TORCH_DTYPES[compute_precision(req.precision)]
     check_precision(dev, compute_precision(req.precision), "fp32 or bf16")
+    if req.precision == "native":
+        if src.kind != "gguf":
+            raise UserError("--precision native keeps a GGUF file's quantized blocks: give a .gguf model")
+        if dev.type != "cpu":
+            raise UserError("--precision native runs on the CPU only (its kernels are Numba CPU code): add --device cpu")
     check_writable(req.out_dir)
-    check_fits(f"{cfg.name}'s weights at {req.precision}", 0, cfg.param_count() * torch.finfo(dtype).bits // 8, dev)
-    lm, source, load_s = load_model(src, dev, dtype, req.seed)  # a bad checkpoint is one line, before anything else
+    per_param = 9 / 8 if req.precision == "native" else torch.finfo(dtype).bits / 8  # Q8_0: 8.5 bits, the widest
+    check_fits(f"{cfg.name}'s weights at {req.precision}", 0, int(cfg.param_count() * per_param), dev)
+    lm, source, load_s = load_model(src, dev, dtype, req.seed, native=req.precision == "native")  # a bad checkpoint is one line, before anything else
     events.note(f"device: {why}")
     extra, peer = _prepare(req, lm, grid, dev)
     meter = select_meter(dev.type, dev.index or 0, req.assume_watts)

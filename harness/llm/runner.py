@@ -139,8 +139,9 @@ def generate(model: DecoderLM, prompts: torch.Tensor, w: Workload, decode, pad: 
 
 
 def compute_precision(precision: str) -> str:
-    """The dtype the matmuls and the KV cache run in: int8 weight-only computes in bf16."""
-    return "bf16" if precision == "int8" else precision
+    """The dtype the activations and the KV cache run in: int8 weight-only and GGUF blocks
+    (`native`) compute in bf16 around their weights."""
+    return "bf16" if precision in ("int8", "native") else precision
 
 
 def kv_cache_bytes(cfg, batch: int, length: int, dtype: torch.dtype) -> int:

@@ -65,9 +65,9 @@ def resolve_model(model: str) -> ModelSource:
     raise UserError(f"unknown LLM preset or checkpoint folder {model!r}{hint} (presets: {', '.join(LLM_CONFIGS)})")
 
 
-def load_model(src: ModelSource, device: torch.device, dtype: torch.dtype, seed: int):
+def load_model(src: ModelSource, device: torch.device, dtype: torch.dtype, seed: int, native: bool = False):
     """(model, a record of its source, load seconds): seeded random init for a preset, else the
-    file's or folder's weights, in `dtype` on `device`."""
+    file's or folder's weights, in `dtype` on `device` (`native`: a GGUF file's quantized blocks kept)."""
     from models.llm import build_llm
     from models.llm_checkpoint import load_checkpoint
     from models.llm_gguf import load_gguf
@@ -76,7 +76,7 @@ def load_model(src: ModelSource, device: torch.device, dtype: torch.dtype, seed:
     if src.kind == "preset":
         lm, record = build_llm(src.cfg, device, dtype, seed), {"kind": "random-init", "seed": seed}
     elif src.kind == "gguf":
-        lm, record = load_gguf(src.path, device, dtype, src.reader)
+        lm, record = load_gguf(src.path, device, dtype, src.reader, native=native)
     else:
         lm = load_checkpoint(src.path, device, dtype, src.cfg)
         record = {"kind": "checkpoint", "path": str(src.path.resolve())}
