@@ -128,9 +128,20 @@ def _mv_q8_0(x, p, out):
                 o[r] = tot[r]
 
 
+@njit(cache=True)
+def _sums32(x):
+    """Sums of x [M, K] over 32-wide blocks, [M, K / 32] (the offset and min terms)."""
+    xs = np.empty((x.shape[0], x.shape[1] // 32), np.float32)
+    for m in range(x.shape[0]):
+        for b in range(xs.shape[1]):
+            xs[m, b] = x[m, b * 32 : b * 32 + 32].sum()
+    return xs
+
+
 @njit(parallel=True, fastmath=FM, cache=True)
-def _mv_q4(x, xs, p, out, with_min):
+def _mv_q4(x, p, out, with_min):
     """Q4_0 (with_min False: value (q - 8) d) and Q4_1 (value q d + m)."""
+    xs = _sums32(x)
     G, nb, L = p.shape[0], p.shape[1], p.shape[3]
     q0 = 4 if with_min else 2
     for g in prange(G):
@@ -159,8 +170,9 @@ def _mv_q4(x, xs, p, out, with_min):
 
 
 @njit(parallel=True, fastmath=FM, cache=True)
-def _mv_qk(x, xs, p, out, five):
+def _mv_qk(x, p, out, five):
     """Q4_K (five False) and Q5_K (five True): 8 sub-blocks of 32 with 6-bit scales and mins."""
+    xs = _sums32(x)
     G, nb, L = p.shape[0], p.shape[1], p.shape[3]
     qs0 = 48 if five else 16
     for g in prange(G):
@@ -387,9 +399,17 @@ def _check_packed(p: np.ndarray, qtype: str, k: int) -> None:
         raise ValueError("packed weights must be C-contiguous")
 
 
-def _block_sums(x: np.ndarray, width: int) -> np.ndarray:
-    """Sums of x [M, K] over consecutive `width`-wide blocks: [M, K / width] (the min/offset terms)."""
-    return x.reshape(x.shape[0], -1, width).sum(-1, dtype=np.float32)
+def qlinear_into(x: np.ndarray, p: np.ndarray, qtype: str, out: np.ndarray) -> None:
+    """`qlinear_rows` without its checks, into out float32 [M, padded n]: the decode hot path, for
+    callers that checked the weight once (`models.llm_linear.QuantLinear`)."""
+    if qtype == "Q4_1" or qtype == "Q4_0":
+        _mv_q4(x, p, out, qtype == "Q4_1")
+    elif qtype == "Q8_0":
+        _mv_q8_0(x, p, out)
+    elif qtype == "Q6_K":
+        _mv_q6_k(x, p, out)
+    else:
+        _mv_qk(x, p, out, qtype == "Q5_K")
 
 
 def qlinear_rows(x: np.ndarray, p: np.ndarray, qtype: str, n: int) -> np.ndarray:
@@ -400,16 +420,8 @@ def qlinear_rows(x: np.ndarray, p: np.ndarray, qtype: str, n: int) -> np.ndarray
     _check_packed(p, qtype, x.shape[1])
     if not 0 < n <= p.shape[0] * LANES:
         raise ValueError(f"qlinear_rows: {n} rows do not fit {p.shape[0]} groups of {LANES}")
-    x = np.ascontiguousarray(x)
     out = np.empty((x.shape[0], p.shape[0] * LANES), np.float32)
-    if qtype == "Q8_0":
-        _mv_q8_0(x, p, out)
-    elif qtype == "Q6_K":
-        _mv_q6_k(x, p, out)
-    elif qtype in ("Q4_0", "Q4_1"):
-        _mv_q4(x, _block_sums(x, 32), p, out, qtype == "Q4_1")
-    else:
-        _mv_qk(x, _block_sums(x, 32), p, out, qtype == "Q5_K")
+    qlinear_into(np.ascontiguousarray(x), p, qtype, out)
     return out[:, :n]
 
 
@@ -456,5 +468,16 @@ def qlinear_rows_ref(x: np.ndarray, w: np.ndarray, qtype: str) -> np.ndarray:
         return (x.astype(np.float64) @ wf.T).astype(np.float32)
 
 
-__all__ = ["BLOCKS", "LANES", "check_blocks", "dequantize_ref", "dequantize_rows", "dequantize_t", "pack", "qlinear_rows",
-           "qlinear_rows_ref", "unpack"]
+__all__ = [
+    "BLOCKS",
+    "LANES",
+    "check_blocks",
+    "dequantize_ref",
+    "dequantize_rows",
+    "dequantize_t",
+    "pack",
+    "qlinear_into",
+    "qlinear_rows",
+    "qlinear_rows_ref",
+    "unpack",
+]

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kernels.attention import decode_attention
+from kernels.norm import rmsnorm_rows
 from models.llm_linear import Linear, QuantLinear
 
 
@@ -72,6 +75,11 @@ LLM_CONFIGS = {
 }
 
 
+def _bits(t: torch.Tensor) -> np.ndarray:
+    """A bf16 tensor's bit patterns as a uint16 array (no copy)."""
+    return t.view(torch.int16).numpy().view(np.uint16)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -79,6 +87,11 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.device.type == "cpu" and x.dtype == torch.bfloat16 == self.weight.dtype and x.numel() <= 8 * x.shape[-1]
+                and not torch.is_grad_enabled() and not torch.compiler.is_compiling()):  # fmt: skip
+            rows = _bits(x.reshape(-1, x.shape[-1]).contiguous())
+            y = rmsnorm_rows(rows, _bits(self.weight.detach()), self.eps)
+            return torch.from_numpy(y.view(np.int16)).view(torch.bfloat16).view(x.shape)
         x32 = x.float()
         return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
 
@@ -94,6 +107,18 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     """x [B, H, T, D]; cos/sin [T, D] (rotate-half convention)."""
     x1, x2 = x.chunk(2, -1)
     return x * cos + torch.cat([-x2, x1], -1) * sin
+
+
+@dataclass
+class DecodeSpan:
+    """A CPU decode step's attention inputs for `kernels.attention.decode_attention`, instead of a
+    mask: the slot written (`pos`), each row's first real slot (`lo`, after left padding), and the
+    RoPE rows at `pos` in float32."""
+
+    pos: int
+    lo: np.ndarray
+    cos: np.ndarray
+    sin: np.ndarray
 
 
 class Attention(nn.Module):
@@ -121,6 +146,15 @@ class Attention(nn.Module):
         padding) or decode (t = 1: `mask` [B or 1, 1, 1, cache] over the whole static cache)."""
         b, t, _ = x.shape
         c = self.cfg
+        if isinstance(mask, DecodeSpan):  # CPU decode: RoPE, cache write and attention in one Numba call
+            if self.qkv_proj is not None:
+                qkv = self.qkv_proj(x)
+            else:
+                qkv = torch.cat([self.q_proj(x), self.k_proj(x), self.v_proj(x)], -1)
+            qkv = qkv.reshape(b, -1).float().numpy()
+            out = decode_attention(qkv, mask.cos, mask.sin, _bits(self.k_cache), _bits(self.v_cache), mask.pos,
+                                   mask.lo, c.num_heads)  # fmt: skip
+            return self.o_proj(torch.from_numpy(out).to(x.dtype).view(b, 1, -1))
         if self.qkv_proj is not None:
             kv = c.num_kv_heads * c.head_dim
             q, k, v = self.qkv_proj(x).split([c.hidden_size, kv, kv], -1)
@@ -271,7 +305,14 @@ class DecoderLM(nn.Module):
         else:
             rows = (pos.view(1, -1) - pad.view(-1, 1)).clamp(min=0)  # [B, t]
             cos, sin = self.cos[rows].unsqueeze(1), self.sin[rows].unsqueeze(1)  # [B, 1, t, D]
-        if tokens.shape[1] == 1:  # decode: attend to cache positions <= pos (and not padding)
+        cache = self.model.layers[0].self_attn.k_cache
+        cpu_step = (tokens.shape[1] == 1 and tokens.device.type == "cpu" and cache.dtype == torch.bfloat16
+                    and not torch.is_grad_enabled() and not torch.compiler.is_compiling())  # fmt: skip
+        if cpu_step:  # one Numba call per layer (kernels.attention), no mask tensor
+            p = int(pos[0])
+            lo = np.zeros(tokens.shape[0], np.int64) if pad is None else pad.numpy().astype(np.int64)
+            mask = DecodeSpan(p, lo, self.cos[p].float().numpy(), self.sin[p].float().numpy())
+        elif tokens.shape[1] == 1:  # decode: attend to cache positions <= pos (and not padding)
             mask = (slots <= pos[0]).view(1, 1, 1, length)
             if pad is not None:
                 mask = mask & (slots.view(1, -1) >= pad.view(-1, 1)).view(-1, 1, 1, length)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels.gemv import linear_rows
-from kernels.qgemv import BLOCKS, LANES, dequantize_rows, dequantize_t, pack, qlinear_rows, unpack
+from kernels.qgemv import BLOCKS, LANES, dequantize_rows, dequantize_t, pack, qlinear_into, unpack
 
 ROWS_MAX = 4  # rows (sequences) a decode matmul sends to the CPU kernel; from 8 rows torch's GEMM is faster
 
@@ -127,14 +127,15 @@ class QuantLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu":
             raise ValueError("GGUF block weights (--precision native) run on the CPU only")
-        n = self.out_features
-        if x.numel() <= QROWS_MAX * x.shape[-1]:
-            x2 = x.reshape(-1, x.shape[-1]).float().contiguous()
-            y = torch.from_numpy(qlinear_rows(x2.numpy(), self.blocks, self.qtype, n))
+        n, k, n_padded = self.out_features, self.in_features, self.blocks.shape[0] * LANES
+        if x.numel() <= QROWS_MAX * k:
+            x2 = x.reshape(-1, k).float().contiguous()
+            y = torch.empty((x2.shape[0], n_padded), dtype=torch.float32)
+            qlinear_into(x2.numpy(), self.blocks, self.qtype, y.numpy())
+            y = y if n == n_padded else y[:, :n]
             if self.bias is not None:
-                y = y + self.bias.float()
+                y = y + self.bias
             return y.to(x.dtype).reshape(*x.shape[:-1], n)
-        k, n_padded = self.in_features, self.blocks.shape[0] * LANES
         wt = dequantize_t(self.blocks, self.qtype, k, n, out=_tile(k, n_padded))
         w = torch.from_numpy(wt).view(torch.bfloat16)[:, :n].t()  # [n, k] view of W^T
         return F.linear(x.to(torch.bfloat16), w, None if self.bias is None else self.bias.to(torch.bfloat16)).to(x.dtype)

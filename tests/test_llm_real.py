@@ -343,3 +343,59 @@ def test_a_hostile_chat_template_is_stopped(tmp_path, template, text):
     share = json.dumps([{"conversations": [{"from": "human", "value": "abc"}]}])
     r = _run(tmp_path, tmp_path / "m.gguf", share, suffix=".json")
     assert r.exit_code == 2 and "chat template" in r.stderr and text in r.stderr, r.output
+
+
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0", "Q4_1"])
+def test_native_blocks_give_the_dequantized_models_logits(tmp_path, qtype):
+    """--precision native on a GGUF written here: prefill (dequantized tiles) and decode (block
+    kernels) logits near the fp32-dequantized model's, the blocks kept and recorded."""
+    f = tmp_path / "m.gguf"
+    write_gguf(f, LLMConfig("tiny-blocks", 512, 128, 2, 4, 2, 256, max_position=64), qtype=qtype)
+    nat, record = load_gguf(f, CPU, torch.bfloat16, native=True)
+    ref = load_gguf(f, CPU, torch.float32)[0]
+    assert record["kept_as_blocks"] == {qtype: 2 * 7 + 2}  # every matmul, the embedding and the head
+    nat.fuse(), ref.fuse()
+    ids = torch.randint(0, 512, (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        for m in (nat, ref):
+            m.setup_cache(2, 16)
+        a, b = nat(ids, torch.arange(12)).float(), ref(ids, torch.arange(12))
+        assert (a - b).abs().max() < 0.05 * b.abs().max()
+        step = ids[:, :1]
+        a, b = nat(step, torch.tensor([12]), last_only=True).float(), ref(step, torch.tensor([12]), last_only=True)
+        assert (a - b).abs().max() < 0.05 * b.abs().max()
+
+
+def test_native_refuses_what_it_cannot_run(tmp_path):
+    f = tmp_path / "q5.gguf"
+    write_gguf(f, qtype="Q5_0")
+    r = runner.invoke(app, ["run-llm", str(f), "--precision", "native", "--prompt-len", "8", "--output-len", "4", *FAST[:2],
+                            "--out", tmp_path / "o"])  # fmt: skip
+    assert r.exit_code == 2 and "is Q5_0, which --precision native has no kernel for" in r.output
+    r = runner.invoke(app, ["run-llm", "llm-tiny", "--precision", "native", "--out", tmp_path / "o"])
+    assert r.exit_code == 2 and "give a .gguf model" in r.output
+
+
+@needs_smollm2
+def test_smollm2_native_follows_the_fp32_model_as_closely_as_bf16_does():
+    """Greedy, 32 tokens, 8 prompts: the blocks-as-stored model against the fp32-dequantized one. Its
+    activations are bf16, so tokens part where the bf16-dequantized model's do too (measured: the
+    first divergences summed over the prompts were 161 for native and 170 for bf16, of 256)."""
+    from harness.llm.runner import generate
+    from models.llm_gguf import open_gguf
+    from models.tokenizer import from_gguf
+
+    tok = from_gguf(open_gguf(SMOLLM2))
+    models = {k: load_gguf(SMOLLM2, CPU, dt, native=k == "native")[0].fuse()
+              for k, dt in (("native", torch.bfloat16), ("bf16", torch.bfloat16), ("fp32", torch.float32))}  # fmt: skip
+    prompts = ["The capital of France is", "Steel plates crack when", "A transformer in a substation",
+               "1, 2, 3, 4,", "The best way to inspect a weld is", "Once upon a time", "def fibonacci(n):"]  # fmt: skip
+    agree = {"native": 0, "bf16": 0}
+    with torch.inference_mode():
+        for p in prompts:
+            ids = torch.tensor([tok.encode(p)])
+            w = Workload(1, ids.shape[1], 32)
+            out = {k: generate(m, ids, w, m)[2][0].tolist() for k, m in models.items()}
+            for k in agree:
+                agree[k] += next((i for i, (u, v) in enumerate(zip(out[k], out["fp32"])) if u != v), 32)
+    assert agree["native"] >= 0.8 * agree["bf16"], agree

@@ -106,7 +106,8 @@ class LLMRequest:
         if self.precision not in (*TORCH_DTYPES, "int8", "native"):
             raise UserError(f"unknown precision {self.precision!r}: use {', '.join(TORCH_DTYPES)}, int8 or native")
         if self.precision in ("int8", "native") and "transformers" in self.engines:
-            raise UserError(f"--precision {self.precision} is modelpower's own: run --engine transformers at bf16")
+            what = "weight-only" if self.precision == "int8" else "GGUF blocks as stored"
+            raise UserError(f"--precision {self.precision} ({what}) is modelpower's own: run --engine transformers at bf16")
         self.sampling.check(self.engines)
         if self.prompts is None and self.num_prompts is not None:
             raise UserError("--num-prompts samples a prompts file: add --prompts")
