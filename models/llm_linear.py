@@ -84,7 +84,7 @@ class Int8Linear(nn.Module):
 
 
 QROWS_MAX = 4  # rows a GGUF-block matmul computes from the blocks; more dequantize to bf16 for torch's GEMM
-_TILE: dict[str, np.ndarray] = {}  # one reusable bf16 buffer for prefill's dequantized weights (no page faults per call)
+_TILE: dict[str, np.ndarray] = {}  # one reused bf16 buffer for prefill's dequantized weights (no page faults)
 
 
 def _tile(k: int, n_padded: int) -> np.ndarray:
@@ -138,7 +138,8 @@ class QuantLinear(nn.Module):
             return y.to(x.dtype).reshape(*x.shape[:-1], n)
         wt = dequantize_t(self.blocks, self.qtype, k, n, out=_tile(k, n_padded))
         w = torch.from_numpy(wt).view(torch.bfloat16)[:, :n].t()  # [n, k] view of W^T
-        return F.linear(x.to(torch.bfloat16), w, None if self.bias is None else self.bias.to(torch.bfloat16)).to(x.dtype)
+        bias = None if self.bias is None else self.bias.to(torch.bfloat16)
+        return F.linear(x.to(torch.bfloat16), w, bias).to(x.dtype)
 
     @staticmethod
     def cat(parts: list[QuantLinear]) -> QuantLinear | None:
@@ -199,5 +200,13 @@ def matmul_weight_bytes(model: nn.Module) -> int:
     return total
 
 
-__all__ = ["QROWS_MAX", "ROWS_MAX", "Int8Linear", "Linear", "QuantEmbedding", "QuantLinear", "matmul_weight_bytes",
-           "quantize_int8"]
+__all__ = [
+    "QROWS_MAX",
+    "ROWS_MAX",
+    "Int8Linear",
+    "Linear",
+    "QuantEmbedding",
+    "QuantLinear",
+    "matmul_weight_bytes",
+    "quantize_int8",
+]

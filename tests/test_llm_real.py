@@ -369,8 +369,8 @@ def test_native_blocks_give_the_dequantized_models_logits(tmp_path, qtype):
 def test_native_refuses_what_it_cannot_run(tmp_path):
     f = tmp_path / "q5.gguf"
     write_gguf(f, qtype="Q5_0")
-    r = runner.invoke(app, ["run-llm", str(f), "--precision", "native", "--prompt-len", "8", "--output-len", "4", *FAST[:2],
-                            "--out", tmp_path / "o"])  # fmt: skip
+    r = runner.invoke(app, ["run-llm", str(f), "--precision", "native", "--prompt-len", "8", "--output-len", "4",
+                            *FAST[:2], "--out", tmp_path / "o"])  # fmt: skip
     assert r.exit_code == 2 and "is Q5_0, which --precision native has no kernel for" in r.output
     r = runner.invoke(app, ["run-llm", "llm-tiny", "--precision", "native", "--out", tmp_path / "o"])
     assert r.exit_code == 2 and "give a .gguf model" in r.output
@@ -397,5 +397,5 @@ def test_smollm2_native_follows_the_fp32_model_as_closely_as_bf16_does():
             w = Workload(1, ids.shape[1], 32)
             out = {k: generate(m, ids, w, m)[2][0].tolist() for k, m in models.items()}
             for k in agree:
-                agree[k] += next((i for i, (u, v) in enumerate(zip(out[k], out["fp32"])) if u != v), 32)
+                agree[k] += next((i for i, (u, v) in enumerate(zip(out[k], out["fp32"], strict=True)) if u != v), 32)
     assert agree["native"] >= 0.8 * agree["bf16"], agree

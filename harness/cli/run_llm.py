@@ -34,7 +34,10 @@ def run_llm(
     device: DeviceOpt = "auto",
     precision: Annotated[
         str | None,
-        typer.Option(help="fp32, fp16, bf16, int8 (weight-only, per-channel scales, bf16 activations), or native (a GGUF's quantized blocks as stored, CPU) [bf16]."),
+        typer.Option(
+            help="fp32, fp16, bf16, int8 (weight-only, per-channel scales, bf16 activations), or native "
+            "(a GGUF's quantized blocks as stored, CPU) [bf16]."
+        ),
     ] = None,
     engine: Annotated[
         list[str] | None,

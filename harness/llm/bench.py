@@ -107,7 +107,9 @@ class LLMRequest:
             raise UserError(f"unknown precision {self.precision!r}: use {', '.join(TORCH_DTYPES)}, int8 or native")
         if self.precision in ("int8", "native") and "transformers" in self.engines:
             what = "weight-only" if self.precision == "int8" else "GGUF blocks as stored"
-            raise UserError(f"--precision {self.precision} ({what}) is modelpower's own: run --engine transformers at bf16")
+            raise UserError(
+                f"--precision {self.precision} ({what}) is modelpower's own: run --engine transformers at bf16"
+            )
         self.sampling.check(self.engines)
         if self.prompts is None and self.num_prompts is not None:
             raise UserError("--num-prompts samples a prompts file: add --prompts")
@@ -142,11 +144,12 @@ INT8_WEIGHTS = "int8 weight-only (per-output-channel scales), bf16 activations"
 NATIVE_WEIGHTS = "GGUF blocks as stored (matmuls and embedding), bf16 activations and KV cache"
 
 
-def _prepare(req: LLMRequest, lm, grid, dev: torch.device) -> tuple[dict, object | None]:
+def _prepare(req: LLMRequest, lm, grid, dev: torch.device) -> tuple[dict, dict]:
     """Lay the loaded model out for decode: fused projections; int8 weight-only if asked (with its
     agreement against the bf16 model on the first fitting point's prompts, greedy); the transformers peer
-    on the same tensors if asked. Returns (fields every point records, the peer engine or None)."""
-    from harness.llm.engines import TransformersEngine
+    on the same tensors, llama.cpp on the same file, if asked. Returns (fields every point records, the peer
+    engines by name)."""
+    from harness.llm.engines import LlamaCppEngine, TransformersEngine
     from models.llm_linear import quantize_int8
 
     lm.fuse()
@@ -167,8 +170,12 @@ def _prepare(req: LLMRequest, lm, grid, dev: torch.device) -> tuple[dict, object
             extra["agreement"] = agreement(ref, greedy_reference(lm, bt, max(bt.out_lens)), "bf16")
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-    peer = TransformersEngine(lm) if "transformers" in req.engines else None
-    return extra, peer
+    peers = {}
+    if "transformers" in req.engines:
+        peers["transformers"] = TransformersEngine(lm)
+    if "llama.cpp" in req.engines:
+        peers["llama.cpp"] = LlamaCppEngine(Path(req.model), torch.get_num_threads())
+    return extra, peers
 
 
 def _grid(req: LLMRequest, cfg: LLMConfig, prompts: list[Prompt] | None, dev: torch.device):
@@ -210,17 +217,22 @@ def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
     grid = _grid(req, cfg, prompts, dev)
     dtype = TORCH_DTYPES[compute_precision(req.precision)]
     check_precision(dev, compute_precision(req.precision), "fp32 or bf16")
+    as_stored = src.kind == "gguf" and req.precision == "native" and dev.type == "cpu" and req.batch_sizes == [1]
+    if "llama.cpp" in req.engines and not as_stored:
+        raise UserError("--engine llama.cpp runs a GGUF file as stored, one sequence, on the CPU: give a .gguf "
+                            "model with --precision native --device cpu -b 1")  # fmt: skip
     if req.precision == "native":
         if src.kind != "gguf":
             raise UserError("--precision native keeps a GGUF file's quantized blocks: give a .gguf model")
         if dev.type != "cpu":
-            raise UserError("--precision native runs on the CPU only (its kernels are Numba CPU code): add --device cpu")
+            raise UserError("--precision native runs on the CPU only (Numba CPU kernels): add --device cpu")
     check_writable(req.out_dir)
     per_param = 9 / 8 if req.precision == "native" else torch.finfo(dtype).bits / 8  # Q8_0: 8.5 bits, the widest
     check_fits(f"{cfg.name}'s weights at {req.precision}", 0, int(cfg.param_count() * per_param), dev)
-    lm, source, load_s = load_model(src, dev, dtype, req.seed, native=req.precision == "native")  # a bad checkpoint is one line, before anything else
+    # a bad checkpoint is one line, before anything else
+    lm, source, load_s = load_model(src, dev, dtype, req.seed, native=req.precision == "native")
     events.note(f"device: {why}")
-    extra, peer = _prepare(req, lm, grid, dev)
+    extra, peers = _prepare(req, lm, grid, dev)
     meter = select_meter(dev.type, dev.index or 0, req.assume_watts)
     meter.idle()
     compile_decode = dev.type == "cuda" if req.compile is None else req.compile
@@ -232,7 +244,7 @@ def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
             with events.track(label, 1, "generations") as tick:
                 point = measure_llm(lm, w, dev, req.precision, source, req.window.min_duration, req.window.min_iters,
                                     compile_decode, meter, batches, load_s, progress=tick,
-                                    keep_outputs=req.save_outputs, engine=peer if engine == "transformers" else None,
+                                    keep_outputs=req.save_outputs, engine=peers.get(engine),
                                     extra=extra)  # fmt: skip
             if point.outputs and src.tokenizer is not None:  # invalid ids (NaN weights give -1) are not decoded
                 for o in point.outputs:

@@ -1,4 +1,5 @@
-"""The peer engine for `run-llm --engine`: Hugging Face transformers' `generate()` on the same weights.
+"""The peer engines for `run-llm --engine`: Hugging Face transformers' `generate()` on the same weights,
+and llama.cpp (through llama-cpp-python) on the same GGUF file.
 
 `modelpower` (ours, `harness.llm.runner.generate`) and `transformers` run the same workload: the same
 prompts (left padded with an attention mask), the same output length with no stop at EOS
@@ -22,7 +23,7 @@ from harness.errors import UserError
 from harness.llm.runner import Workload
 from models.llm import DecoderLM
 
-ENGINES = ("modelpower", "transformers")
+ENGINES = ("modelpower", "transformers", "llama.cpp")
 ENGINE = "modelpower"  # ours: the default engine
 MAX_TEMPERATURE = 1e4  # transformers' sampling turns 1e-38 or 1e39 into NaN probabilities
 MIN_TEMPERATURE = 1e-4
@@ -96,6 +97,7 @@ class TransformersEngine:
 
     name = "transformers"
     timestamps = "host clock when transformers hands each token to the streamer (after a device sync)"
+    decode_step = "transformers generate()"
 
     def __init__(self, model: DecoderLM):
         self.hf = to_transformers(model)
@@ -143,4 +145,56 @@ class TransformersEngine:
         return self.caches[key]
 
 
-__all__ = ["ENGINES", "TransformersEngine", "parse_engines", "to_transformers"]
+class LlamaCppEngine:
+    """llama.cpp on the GGUF file as stored, through llama-cpp-python: the same prompt ids, greedy
+    (top-k 1), a fixed output length (no stop at EOS), one context of the point's cache length
+    (prompt + output), the same thread count as torch. Batch 1 only: llama-cpp-python's `generate`
+    runs one sequence. The prompt cache is cleared before each generation, so each prefill is whole."""
+
+    name = "llama.cpp"
+    timestamps = "host clock as llama-cpp-python's generate() yields each token"
+    decode_step = "llama.cpp (llama-cpp-python generate())"
+
+    def __init__(self, path, threads: int):
+        try:
+            import llama_cpp
+        except ImportError:
+            raise UserError("--engine llama.cpp needs llama-cpp-python: pip install 'modelpower[llamacpp]' (it "
+                            "builds from source, 15-25 min on 2 cores)") from None  # fmt: skip
+        self.llama_cpp, self.path, self.threads = llama_cpp, str(path), threads
+        self.contexts: dict[int, object] = {}
+        info = llama_cpp.llama_print_system_info()
+        self.build = {"llama_cpp_python": llama_cpp.__version__, "threads": threads,
+                      "system_info": (info.decode() if isinstance(info, bytes) else str(info)).strip()}  # fmt: skip
+
+    def _llama(self, n_ctx: int):
+        if n_ctx not in self.contexts:
+            self.contexts.clear()  # one context at a time (each holds its KV cache)
+            self.contexts[n_ctx] = self.llama_cpp.Llama(
+                model_path=self.path,
+                n_ctx=n_ctx,
+                n_threads=self.threads,
+                n_threads_batch=self.threads,
+                n_batch=512,
+                verbose=False,
+            )
+        return self.contexts[n_ctx]
+
+    def generate(self, prompts: torch.Tensor, w: Workload, pad: torch.Tensor | None,
+                 cache_len: int | None = None) -> tuple[float, list[float], torch.Tensor]:  # fmt: skip
+        if prompts.shape[0] != 1 or pad is not None:
+            raise UserError("--engine llama.cpp runs one sequence at a time: use -b 1")
+        llm = self._llama(cache_len or prompts.shape[1] + w.output_len)
+        llm.reset()  # no prompt-cache reuse: every generation prefills its whole prompt
+        out, stamps = [], []
+        t0 = time.perf_counter()
+        for tok in llm.generate(prompts[0].tolist(), top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0,
+                                reset=True):  # fmt: skip
+            out.append(tok)
+            stamps.append(time.perf_counter())
+            if len(out) == w.output_len:
+                break
+        return t0, stamps, torch.tensor([out], dtype=torch.long)
+
+
+__all__ = ["ENGINES", "LlamaCppEngine", "TransformersEngine", "parse_engines", "to_transformers"]

@@ -256,7 +256,7 @@ def measure_llm(
     point = _metrics(model, w, device, precision, base, compile_s, runs, window, reading)
     point.timestamps = engine.timestamps if engine else clock_for(device, 0).kind
     eager = "torch.compile" if decode is not model else "eager"
-    point.decode_step = "transformers generate()" if engine else (graphs.describe(eager) if graphs else eager)
+    point.decode_step = engine.decode_step if engine else (graphs.describe(eager) if graphs else eager)
     if graphs and graphs.off:
         point.flags.append("cuda_graph_off")
     if keep_outputs:  # every batch once: the window's runs, then (untimed) any batch it did not reach
@@ -280,7 +280,7 @@ def _point_fields(cfg, w: Workload, device, precision, source, compiled, load_s,
         params=cfg.param_count(), compiled=compiled, load_s=load_s,
         engine=engine.name if engine else "modelpower", compute_precision=compute_precision(precision),
         kv_cache_bytes=kv_cache_bytes(cfg, w.batch_size, w.prompt_len + w.output_len, dtype),
-    ) | (extra or {})  # fmt: skip
+    ) | (extra or {}) | ({"engine_build": engine.build} if hasattr(engine, "build") else {})  # fmt: skip
 
 
 def _timed_window(run, meter: Meter, min_duration: float, min_iters: int, progress) -> tuple[list, float, object]:

@@ -150,6 +150,7 @@ class LLMPoint:
     kv_cache_bytes: int | None = None  # the static KV cache allocated for the point
     decode_step: str | None = None  # eager, or one CUDA graph per shape (and why not, if capture failed)
     timestamps: str | None = None  # how per-token times were taken (host clock, or CUDA events)
+    engine_build: dict | None = None  # a peer engine's version and build (llama.cpp: its flags and threads)
     served: dict | None = None  # `serve-bench`: the load, failures by class, goodput, E2E/TPOT, the endpoint
     flags: list[str] = field(default_factory=list)
 
