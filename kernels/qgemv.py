@@ -11,8 +11,9 @@ Layout (`pack`): the blocks are the file's bytes, interleaved over 64 rows: byte
 row 64g + r sits at [g, b, t, r] (rows padded with zero bytes to a multiple of 64). The bytes and
 their count are the file's; only their order changes, as llama.cpp's own CPU repacking does
 (block_q4_0x8). Every loop then runs over 64 rows at once in SIMD lanes, with no horizontal sums
-and no gathers: the first version, one row at a time over 16- and 32-wide blocks, reached 4 G
-weights/s on the reference CPU, this one 30+ (`modelpower kernels`).
+and no gathers: on the reference CPU (a scratch benchmark, one row x a 32768 x 512 weight, not yet
+a `modelpower kernels` row) the first version, one row at a time over 16- and 32-wide blocks,
+reached 4 G weights/s for Q4_1, this one 30.
 
 - Activations are float32 [M, K]; accumulation is float32 with reassociation allowed (the order of
   the sum is the compiler's), but NaN and inf are not assumed away: a NaN or inf scale or input
