@@ -399,3 +399,15 @@ def test_smollm2_native_follows_the_fp32_model_as_closely_as_bf16_does():
             for k in agree:
                 agree[k] += next((i for i, (u, v) in enumerate(zip(out[k], out["fp32"], strict=True)) if u != v), 32)
     assert agree["native"] >= 0.8 * agree["bf16"], agree
+
+
+def test_llama_cpp_engine_refuses_what_it_cannot_compare(tmp_path):
+    """--engine llama.cpp runs the file as stored, one sequence: anything else is one line (before
+    llama-cpp-python is imported, so this holds where it is not installed)."""
+    f = tmp_path / "m.gguf"
+    write_gguf(f, LLMConfig("tiny-blocks", 512, 128, 2, 4, 2, 256, max_position=64), qtype="Q8_0")
+    base = ["run-llm", str(f), "--prompt-len", "8", "--output-len", "4", "--engine", "modelpower,llama.cpp",
+            "--device", "cpu", "--out", tmp_path / "o"]  # fmt: skip
+    for extra in (["--precision", "native", "-b", "2"], ["--precision", "bf16"]):
+        r = runner.invoke(app, [*base, *extra])
+        assert r.exit_code == 2 and "--engine llama.cpp runs a GGUF file as stored" in r.output, r.output
