@@ -16,8 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels.attention import decode_attention
+from kernels.llm_step import decode_step
 from kernels.norm import rmsnorm_rows
-from models.llm_linear import Linear, QuantLinear
+from kernels.qgemv import BLOCKS, dequantize_rows
+from models.llm_linear import QROWS_MAX, Linear, QuantEmbedding, QuantLinear
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,63 @@ LLM_CONFIGS = {
         LLMConfig("llama3-70b", 128256, 8192, 80, 64, 8, 28672, 8192, 500000.0, family="llama"),
     )
 }
+
+
+@dataclass
+class StepModel:
+    """A decoder whose matmuls are all GGUF blocks, as the flat lists `kernels.llm_step.decode_step`
+    reads (see its docstring); `cache` is the KV cache the lists view (rebuilt when it changes)."""
+
+    norms: object
+    ws: object
+    qids: np.ndarray
+    ns: np.ndarray
+    biases: object
+    spans: np.ndarray
+    k_caches: object
+    v_caches: object
+    n_heads: int
+    eps: float
+    cache: torch.Tensor | None = None
+
+
+def step_model(model: DecoderLM) -> StepModel | None:
+    """The model as `decode_step` reads it, or None when a matmul is not GGUF blocks."""
+    from numba.typed import List
+
+    ids = {name: i for i, name in enumerate(BLOCKS)}
+    ws, qids, ns, spans, norms, biases = List(), [], [], [], List(), List()
+
+    def f32(t: torch.Tensor) -> np.ndarray:
+        return np.ascontiguousarray(t.detach().float().numpy())
+
+    for layer in model.model.layers:
+        a, mlp = layer.self_attn, layer.mlp
+        qkv = [a.qkv_proj] if a.qkv_proj is not None else [a.q_proj, a.k_proj, a.v_proj]
+        gate_up = [mlp.gate_up_proj] if mlp.gate_up_proj is not None else [mlp.gate_proj, mlp.up_proj]
+        groups = [qkv, [a.o_proj], gate_up, [mlp.down_proj]]
+        if not all(isinstance(m, QuantLinear) for g in groups for m in g) or a.o_proj.bias is not None:
+            return None
+        span = [len(ns)]
+        for group in groups:
+            for m in group:
+                ws.append(m.blocks)
+                qids.append(ids[m.qtype])
+                ns.append(m.out_features)
+            span.append(len(ns))
+        spans.append(span)
+        bias = [f32(m.bias) for m in qkv if m.bias is not None]
+        biases.append(np.concatenate(bias) if bias else np.zeros(0, np.float32))
+        norms.append(f32(layer.input_layernorm.weight))
+        norms.append(f32(layer.post_attention_layernorm.weight))
+    if not isinstance(model.lm_head, QuantLinear) or model.lm_head.bias is not None:
+        return None
+    norms.append(f32(model.model.norm.weight))
+    ws.append(model.lm_head.blocks)
+    qids.append(ids[model.lm_head.qtype])
+    ns.append(model.lm_head.out_features)
+    return StepModel(norms, ws, np.array(qids, np.int64), np.array(ns, np.int64), biases, np.array(spans, np.int64),
+                     None, None, model.cfg.num_heads, model.cfg.norm_eps)  # fmt: skip
 
 
 def _bits(t: torch.Tensor) -> np.ndarray:
@@ -247,6 +306,7 @@ class DecoderLM(nn.Module):
             self.lm_head.weight = self.model.embed_tokens.weight
         self.cos: torch.Tensor | None = None
         self.sin: torch.Tensor | None = None
+        self.step: StepModel | None | bool = False  # False: not built yet; None: not all GGUF blocks
 
     def setup_cache(self, batch: int, length: int) -> None:
         """Preallocate the static KV cache and RoPE tables for `batch` sequences of `length`.
@@ -264,6 +324,33 @@ class DecoderLM(nn.Module):
             layer.self_attn.v_cache = torch.zeros(shape, device=p.device, dtype=p.dtype)
         self.cos, self.sin = rope_tables(c, length, p.device, p.dtype)
 
+    def _step_ready(self) -> bool:
+        """True when the whole decode step can run as one Numba call (every matmul GGUF blocks)."""
+        if self.step is False:
+            self.step = step_model(self)
+        if self.step is None:
+            return False
+        cache = self.model.layers[0].self_attn.k_cache
+        if self.step.cache is not cache:  # views of the current KV cache
+            from numba.typed import List
+
+            self.step.k_caches, self.step.v_caches = List(), List()
+            for layer in self.model.layers:
+                self.step.k_caches.append(_bits(layer.self_attn.k_cache))
+                self.step.v_caches.append(_bits(layer.self_attn.v_cache))
+            self.step.cache = cache
+        return True
+
+    def _whole_step(self, tokens: torch.Tensor, span: DecodeSpan) -> torch.Tensor:
+        """Logits [B, 1, vocab] in the model's dtype from `kernels.llm_step.decode_step`."""
+        emb = self.model.embed_tokens
+        if isinstance(emb, QuantEmbedding):
+            x = dequantize_rows(emb.blocks, emb.qtype, emb.embedding_dim, tokens.reshape(-1).numpy())
+        else:
+            x = emb(tokens).reshape(tokens.shape[0], -1).float().numpy().copy()
+        logits = decode_step(x, span.pos, span.lo, span.cos, span.sin, self.step)
+        return torch.from_numpy(logits).to(self.cos.dtype).view(tokens.shape[0], 1, -1)
+
     def fuse(self) -> DecoderLM:
         """Fused projections for decode (q/k/v in one matmul, gate/up in one): the same logits with
         fewer, larger matmuls. Checkpoints load before fusing, under their own names."""
@@ -272,6 +359,7 @@ class DecoderLM(nn.Module):
                 layer.self_attn.fuse()
             if layer.mlp.gate_up_proj is None:
                 layer.mlp.fuse()
+        self.step = False  # the step's lists are rebuilt from the fused weights
         return self
 
     def unfused_state_dict(self) -> dict[str, torch.Tensor]:
@@ -312,6 +400,8 @@ class DecoderLM(nn.Module):
             p = int(pos[0])
             lo = np.zeros(tokens.shape[0], np.int64) if pad is None else pad.numpy().astype(np.int64)
             mask = DecodeSpan(p, lo, self.cos[p].float().numpy(), self.sin[p].float().numpy())
+            if last_only and tokens.shape[0] <= QROWS_MAX and self._step_ready():
+                return self._whole_step(tokens, mask)
         elif tokens.shape[1] == 1:  # decode: attend to cache positions <= pos (and not padding)
             mask = (slots <= pos[0]).view(1, 1, 1, length)
             if pad is not None:
