@@ -64,7 +64,7 @@ def _rmsnorm(x, w, eps, out):
 
 @njit(cache=True)
 def _decode_step(x, pos, lo, cos, sin, norms, ws, qids, ns, biases, spans, k_caches, v_caches, n_heads, eps, logits):
-    b_n, hidden = x.shape
+    b_n = x.shape[0]
     kv_heads, d = k_caches[0].shape[1], k_caches[0].shape[3]
     h = np.empty_like(x)
     qkv = np.empty((b_n, (n_heads + 2 * kv_heads) * d), np.float32)

@@ -306,7 +306,7 @@ class DecoderLM(nn.Module):
             self.lm_head.weight = self.model.embed_tokens.weight
         self.cos: torch.Tensor | None = None
         self.sin: torch.Tensor | None = None
-        self.step: StepModel | None | bool = False  # False: not built yet; None: not all GGUF blocks
+        self.step: StepModel | bool | None = False  # False: not built yet; None: not all GGUF blocks
 
     def setup_cache(self, batch: int, length: int) -> None:
         """Preallocate the static KV cache and RoPE tables for `batch` sequences of `length`.
