@@ -412,3 +412,27 @@ def test_llama_cpp_engine_refuses_what_it_cannot_compare(tmp_path):
     for extra in (["--precision", "native", "-b", "2"], ["--precision", "bf16"]):
         r = runner.invoke(app, [*base, *extra])
         assert r.exit_code == 2 and "--engine llama.cpp runs a GGUF file as stored" in r.output, r.output
+
+
+def test_whole_step_runs_unfused_parts_of_odd_widths(tmp_path):
+    """The one-call decode step (kernels.llm_step) with q/k/v and gate/up as separate weights whose
+    row counts are not multiples of 64 (as in K-quant files, whose mixed types do not fuse): the same
+    logits as fused, near the fp32 model's."""
+    from models.llm import step_model
+
+    f = tmp_path / "odd.gguf"
+    write_gguf(f, LLMConfig("tiny-odd", 512, 64, 2, 4, 2, 96, max_position=64), qtype="Q8_0")
+    apart = load_gguf(f, CPU, torch.bfloat16, native=True)[0]
+    fused = load_gguf(f, CPU, torch.bfloat16, native=True)[0].fuse()
+    ref = load_gguf(f, CPU, torch.float32)[0]
+    assert step_model(apart) is not None and len(step_model(apart).ns) == 2 * 7 + 1
+    ids = torch.randint(0, 512, (3, 10), generator=torch.Generator().manual_seed(2))
+    out = []
+    with torch.inference_mode():
+        for m in (apart, fused, ref):
+            m.setup_cache(3, 12)
+            m(ids, torch.arange(10))
+            out.append(m(ids[:, :1], torch.tensor([10]), last_only=True).float())
+    assert apart.step is not None and apart.step is not False  # the whole-step path ran
+    torch.testing.assert_close(out[0], out[1], rtol=0, atol=1e-2 * out[1].abs().max().item())
+    assert (out[0] - out[2]).abs().max() < 0.05 * out[2].abs().max()
