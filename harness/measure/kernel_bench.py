@@ -36,6 +36,7 @@ from kernels import (
     softmax_topk,
 )
 from kernels.gemv import linear_rows
+from kernels.qgemv import BLOCKS, pack, qlinear_rows
 from models.detector import anchor_points
 
 MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
@@ -205,6 +206,23 @@ def cases(scale: float = 1.0) -> list[Case]:  # long: a table of workloads, one 
             {"torch linear (bf16)": 1.5},
         )
     )
+    # the same from GGUF blocks as stored (run-llm --precision native), against torch's bf16 linear on the
+    # same shape; K = 1024 (a whole number of 256-weight K-quant blocks), random bytes with small scales
+    wq = torch.randn(n_out, 1024, generator=torch.Generator().manual_seed(2)).to(torch.bfloat16)
+    xq = torch.randn(1, 1024, generator=torch.Generator().manual_seed(3)).to(torch.bfloat16)
+    xq32 = xq.float().numpy()
+    for qtype in ("Q4_1", "Q4_K", "Q8_0"):
+        blocks = _random_blocks(qtype, n_out, 1024, rng)
+        packed = pack(blocks, qtype, 1024)
+        out_list.append(
+            Case(
+                f"qlinear_rows {qtype} (decode matmul)",
+                f"1 x 1024 @ {n_out} x 1024 {qtype}",
+                lambda p=packed, q=qtype: qlinear_rows(xq32, p, q, n_out),
+                {"torch linear (bf16)": lambda: torch.nn.functional.linear(xq, wq)},
+                blocks.nbytes,
+            )
+        )
     seg = rng.normal(size=(max(1, int(2 * scale)), 19, 512, 1024)).astype(np.float32)
     tseg = torch.from_numpy(seg)
     out_list.append(
@@ -217,6 +235,16 @@ def cases(scale: float = 1.0) -> list[Case]:  # long: a table of workloads, one 
         )
     )
     return out_list
+
+
+def _random_blocks(qtype: str, n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Valid `qtype` blocks [n, row bytes]: random quant bytes, float16 scales of 0.01."""
+    size, nbytes = BLOCKS[qtype]
+    w = rng.integers(0, 256, (n, k // size, nbytes), dtype=np.uint8)
+    scale = np.full((n, k // size), 0.01, np.float16).view(np.uint8).reshape(n, k // size, 2)
+    for at in {"Q8_0": [0], "Q4_1": [0, 2], "Q4_K": [0, 2]}[qtype]:
+        w[:, :, at : at + 2] = scale
+    return w.reshape(n, -1)
 
 
 def _synced(fn: Callable[[], object]) -> Callable[[], object]:
