@@ -1,6 +1,6 @@
 """The `modelpower` command line: the app and its commands, one module per group.
 
-- inspect.py: devices, models, backends       - run.py: run, quick        - run_llm.py: run-llm
+- inspect.py: devices, models, backends       - run.py: run, quick        - run_llm.py: run-llm, make-gguf
 - measure.py: peak, kernels                    - verdicts.py: claim, report, compare
 - serve.py: serve-bench
 Every user mistake is one line on stderr and exit code 2 (`common.user_errors`).
@@ -78,6 +78,7 @@ for command in (inspect.devices, inspect.models, run.run, run.quick, measure.ker
                 inspect.backends):  # fmt: skip
     app.command()(command)
 app.command("run-llm")(run_llm.run_llm)
+app.command("make-gguf")(run_llm.make_gguf)
 app.command("serve-bench")(serve.serve_bench)
 app.command()(verdicts.report)
 app.command()(verdicts.compare)

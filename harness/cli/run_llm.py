@@ -95,3 +95,45 @@ def run_llm(
         if p.detail:
             out.print(f"{p.model} batch {p.batch_size}, prompt {p.prompt_len}, output {p.output_len}: {p.detail}")
     finish_run(session)
+
+
+@user_errors
+def make_gguf(
+    preset: Annotated[
+        str, typer.Argument(help="An LLM preset (llm-tiny, qwen2-0.5b, ...): its shape, random weights.")
+    ],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="The .gguf file to write.")],
+    qtype: Annotated[
+        str,
+        typer.Option(
+            "--type",
+            help="Matrix type: F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 or Q4_K [Q8_0]; matrices "
+            "whose width is not a whole number of blocks fall back (Q4_K to Q4_1, others to Q8_0).",
+        ),
+    ] = "Q8_0",
+    seed: SeedOpt = SEED,
+) -> None:
+    """Write a GGUF file of a preset's shape with seeded random weights, for `run-llm --precision native
+    --engine modelpower,llama.cpp` without downloading a model (llama.cpp runs its token ids)."""
+    import torch
+
+    from harness.errors import UserError
+    from harness.inputs import check_writable
+    from harness.measure.memory import check_fits
+    from models.llm import LLM_CONFIGS
+    from models.llm_gguf_write import TYPES
+    from models.llm_gguf_write import make_gguf as write
+
+    if preset not in LLM_CONFIGS:
+        raise UserError(f"unknown LLM preset {preset!r} (presets: {', '.join(LLM_CONFIGS)})")
+    if qtype not in TYPES:
+        raise UserError(f"--type {qtype!r} cannot be written: use {', '.join(TYPES)}")
+    if out_file.suffix.lower() != ".gguf" or out_file.is_dir():
+        raise UserError(f"--out {out_file} must name a .gguf file")
+    check_writable(out_file.parent, "the GGUF file")
+    cfg = LLM_CONFIGS[preset]
+    check_fits(f"{preset}'s float32 weights and their quantized copy", 0, cfg.param_count() * 6, torch.device("cpu"))
+    out.print(f"writing {preset} ({cfg.param_count() / 1e6:,.0f} M parameters, seed {seed}) as {qtype} to {out_file}")
+    counts = write(preset, out_file, qtype, seed)
+    kinds = ", ".join(f"{n} {k}" for k, n in counts.items())
+    out.print(f"written: {out_file} ({out_file.stat().st_size / 1e6:,.1f} MB; tensors: {kinds})")
