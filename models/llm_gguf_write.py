@@ -5,8 +5,9 @@ a real checkpoint: Hugging Face names mapped to GGUF's, Llama/Mistral q and k ro
 interleaved RoPE, matrices quantized. Types: F32 and F16, the `gguf` package's own quantizers
 (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) and our Q4_K (`quantize_q4_k`: the gguf package dequantizes K-quants
 but cannot write them). A matrix whose width is not a whole number of the type's blocks falls back
-(Q4_K to Q4_1, the others to Q8_0; llama.cpp's own quantizer falls back likewise, Q4_K to Q5_0,
-which `--precision native` has no kernel for), and the returned counts say so. A vocabulary of
+(Q4_K to Q4_1, the others to Q8_0, and to F16 where no 32-weight block fits; llama.cpp's own
+quantizer falls back likewise, Q4_K to Q5_0, which `--precision native` has no kernel for), and the
+returned counts say so. A vocabulary of
 type "none" lets llama.cpp load the file and run token ids; it holds no tokenizer for text.
 """
 
@@ -107,6 +108,7 @@ def write_gguf(path: Path, state: dict, cfg: LLMConfig, qtype: str = "F32", arch
         if kind not in ("F32", "F16"):
             block = 256 if kind == "Q4_K" else 32
             kind = kind if a.shape[1] % block == 0 else FALLBACK.get(kind, "Q8_0")
+            kind = kind if a.shape[1] % 32 == 0 else "F16"  # no block type fits, as llama.cpp does
         if kind == "F32":
             w.add_tensor(names[k], a)
         elif kind == "F16":

@@ -403,15 +403,31 @@ def test_smollm2_native_follows_the_fp32_model_as_closely_as_bf16_does():
 
 
 def test_llama_cpp_engine_refuses_what_it_cannot_compare(tmp_path):
-    """--engine llama.cpp runs the file as stored, one sequence: anything else is one line (before
+    """--engine llama.cpp runs the file as stored on the CPU: anything else is one line (before
     llama-cpp-python is imported, so this holds where it is not installed)."""
     f = tmp_path / "m.gguf"
     write_gguf(f, LLMConfig("tiny-blocks", 512, 128, 2, 4, 2, 256, max_position=64), qtype="Q8_0")
-    base = ["run-llm", str(f), "--prompt-len", "8", "--output-len", "4", "--engine", "modelpower,llama.cpp",
-            "--device", "cpu", "--out", tmp_path / "o"]  # fmt: skip
-    for extra in (["--precision", "native", "-b", "2"], ["--precision", "bf16"]):
-        r = runner.invoke(app, [*base, *extra])
+    for model, precision in ((str(f), "bf16"), ("llm-tiny", "native")):
+        args = ["--precision", precision, "--prompt-len", "8", "--output-len", "4", "--device", "cpu"]
+        r = runner.invoke(app, ["run-llm", model, *args, "--engine", "modelpower,llama.cpp", "--out", tmp_path / "o"])
         assert r.exit_code == 2 and "--engine llama.cpp runs a GGUF file as stored" in r.output, r.output
+
+
+def test_llama_cpp_engine_beside_ours(tmp_path):
+    """Where llama-cpp-python is installed (never in CI): a file from `make-gguf`, a batch of 2, both
+    engines in one run, the engine's build recorded, llama.cpp's greedy tokens close to ours."""
+    pytest.importorskip("llama_cpp")
+    f = tmp_path / "m.gguf"
+    r = runner.invoke(app, ["make-gguf", "llm-tiny", "--type", "Q8_0", "-o", f])
+    assert r.exit_code == 0 and f.is_file(), r.output
+    r = runner.invoke(app, ["run-llm", str(f), "--precision", "native", "-b", "2", "--prompt-len", "8", "--output-len",
+                            "6", "--engine", "modelpower,llama.cpp", "--save-outputs", *FAST[:2], "--min-duration", "0",
+                            "--min-iters", "1", "--out", tmp_path / "o"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    ours, peer = read_result(next((tmp_path / "o").glob("*.json"))).points
+    assert peer.engine == "llama.cpp" and "llama_cpp_python" in peer.engine_build and ours.engine_build is None
+    assert [len(o["output_ids"]) for o in peer.outputs] == [6, 6]
+    assert peer.outputs[0]["output_ids"][0] == ours.outputs[0]["output_ids"][0]  # the first greedy token agrees
 
 
 def test_whole_step_runs_unfused_parts_of_odd_widths(tmp_path):

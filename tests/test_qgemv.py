@@ -127,3 +127,32 @@ def test_rmsnorm_rows_matches_torch(m, k, seed):
     x, w = _bits(rng.standard_normal((m, k)).astype(np.float32) * 3), _bits(rng.standard_normal(k).astype(np.float32))
     got, ref = rmsnorm_rows(x, w, 1e-5), rmsnorm_rows_ref(x, w, 1e-5)
     assert np.abs(got.astype(np.int32) - ref.astype(np.int32)).max() <= 1  # at most one bf16 ulp (rsqrt's rounding)
+
+
+def test_q4_k_quantizer_round_trips_through_gguf():
+    """Our Q4_K writer (the gguf package has none): its blocks dequantize, by gguf's own code, to
+    within the 4-bit step of each sub-block."""
+    from models.llm_gguf_write import quantize_q4_k
+
+    a = np.random.default_rng(0).standard_normal((16, 512)).astype(np.float32) * 0.02
+    a[0, :32] = 0.0  # an all-zero sub-block
+    back = dequantize_ref(quantize_q4_k(a), "Q4_K", 512)
+    step = (a.reshape(16, 2, 8, 32).max(-1) - np.minimum(a.reshape(16, 2, 8, 32).min(-1), 0)) / 15
+    err = np.abs(back - a).reshape(16, 2, 8, 32).max(-1)
+    assert (err <= step * 0.75 + 1e-6).all() and (back[0, :32] == 0).all()
+
+
+def test_make_gguf_writes_a_file_native_loads(invoke, tmp_path):
+    from models.llm_gguf import load_gguf
+
+    f = tmp_path / "tiny.gguf"
+    r = invoke("make-gguf", "llm-tiny", "--type", "Q4_K", "-o", f)
+    assert r.exit_code == 0 and "written:" in r.output, r.output
+    _, record = load_gguf(f, torch.device("cpu"), torch.bfloat16, native=True)
+    # 256-wide matrices are Q4_K, the 688-wide down projection fits no 32-weight block: F16
+    assert record["tensor_types"]["Q4_K"] > 0 and record["tensor_types"]["F16"] == 4
+    for args, why in ((["nope", "-o", f], "unknown LLM preset"), (["llm-tiny", "--type", "Q3_K", "-o", f], "--type"),
+                      (["llm-tiny", "-o", tmp_path / "x.bin"], "must name a .gguf file")):  # fmt: skip
+        r = invoke("make-gguf", *args)
+        assert r.exit_code == 2 and why in r.output, r.output
+    assert not list(tmp_path.glob(".*partial"))

@@ -217,10 +217,10 @@ def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
     grid = _grid(req, cfg, prompts, dev)
     dtype = TORCH_DTYPES[compute_precision(req.precision)]
     check_precision(dev, compute_precision(req.precision), "fp32 or bf16")
-    as_stored = src.kind == "gguf" and req.precision == "native" and dev.type == "cpu" and req.batch_sizes == [1]
+    as_stored = src.kind == "gguf" and req.precision == "native" and dev.type == "cpu"
     if "llama.cpp" in req.engines and not as_stored:
-        raise UserError("--engine llama.cpp runs a GGUF file as stored, one sequence, on the CPU: give a .gguf "
-                            "model with --precision native --device cpu -b 1")  # fmt: skip
+        raise UserError("--engine llama.cpp runs a GGUF file as stored on the CPU: give a .gguf model with "
+                        "--precision native --device cpu")  # fmt: skip
     if req.precision == "native":
         if src.kind != "gguf":
             raise UserError("--precision native keeps a GGUF file's quantized blocks: give a .gguf model")

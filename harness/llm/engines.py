@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 
 from harness.errors import UserError
@@ -146,14 +147,16 @@ class TransformersEngine:
 
 
 class LlamaCppEngine:
-    """llama.cpp on the GGUF file as stored, through llama-cpp-python: the same prompt ids, greedy
-    (top-k 1), a fixed output length (no stop at EOS), one context of the point's cache length
-    (prompt + output), the same thread count as torch. Batch 1 only: llama-cpp-python's `generate`
-    runs one sequence. The prompt cache is cleared before each generation, so each prefill is whole."""
+    """llama.cpp on the GGUF file as stored, through llama-cpp-python's bindings of its C API: the
+    same prompt ids (each row's real tokens: llama.cpp keeps a position per sequence, so left padding
+    is dropped, not computed), greedy (argmax of each row's logits), a fixed output length (no stop
+    at EOS), one context per (batch, cache length) holding a sequence per row, the same thread count
+    as torch. Each generation clears the KV cache and prefills every prompt whole, in one batch,
+    then decodes one token per sequence per `llama_decode` call, as llama.cpp's batched example does."""
 
     name = "llama.cpp"
-    timestamps = "host clock as llama-cpp-python's generate() yields each token"
-    decode_step = "llama.cpp (llama-cpp-python generate())"
+    timestamps = "host clock after each llama_decode call returns the step's logits"
+    decode_step = "llama.cpp (llama_decode, one token per sequence)"
 
     def __init__(self, path, threads: int):
         try:
@@ -161,40 +164,88 @@ class LlamaCppEngine:
         except ImportError:
             raise UserError("--engine llama.cpp needs llama-cpp-python: pip install 'modelpower[llamacpp]' (it "
                             "builds from source, 15-25 min on 2 cores)") from None  # fmt: skip
-        self.llama_cpp, self.path, self.threads = llama_cpp, str(path), threads
-        self.contexts: dict[int, object] = {}
+        import logging
+
+        from llama_cpp import _logger  # routes llama.cpp's log lines to a Python logger: errors only
+
+        _logger.logger.setLevel(logging.ERROR)
+        llama_cpp.llama_log_set(_logger.llama_log_callback, None)
+        self.lc, self.threads = llama_cpp, threads
+        llama_cpp.llama_backend_init()
+        params = llama_cpp.llama_model_default_params()
+        self.model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+        if not self.model:
+            raise UserError(f"llama.cpp cannot load {path}")
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(self.model))
+        self.ctx, self.key, self.batch = None, None, None
         info = llama_cpp.llama_print_system_info()
         self.build = {"llama_cpp_python": llama_cpp.__version__, "threads": threads,
                       "system_info": (info.decode() if isinstance(info, bytes) else str(info)).strip()}  # fmt: skip
 
-    def _llama(self, n_ctx: int):
-        if n_ctx not in self.contexts:
-            self.contexts.clear()  # one context at a time (each holds its KV cache)
-            self.contexts[n_ctx] = self.llama_cpp.Llama(
-                model_path=self.path,
-                n_ctx=n_ctx,
-                n_threads=self.threads,
-                n_threads_batch=self.threads,
-                n_batch=512,
-                verbose=False,
-            )
-        return self.contexts[n_ctx]
+    def _context(self, rows: int, length: int, tokens: int):
+        """One context (and batch buffer) per (rows, cache length), kept while the point runs."""
+        lc = self.lc
+        if self.key != (rows, length):
+            self.close()
+            cp = lc.llama_context_default_params()
+            cp.n_ctx, cp.n_seq_max = rows * length, rows
+            cp.n_batch = cp.n_ubatch = max(tokens, rows, 512)
+            cp.n_threads = cp.n_threads_batch = self.threads
+            self.ctx = lc.llama_init_from_model(self.model, cp)
+            if not self.ctx:
+                raise RuntimeError(f"llama.cpp could not make a context of {rows} x {length} tokens")
+            self.batch, self.key = lc.llama_batch_init(max(tokens, rows), 0, rows), (rows, length)
+        return self.ctx, self.batch
+
+    def close(self) -> None:
+        if self.ctx is not None:
+            self.lc.llama_batch_free(self.batch)
+            self.lc.llama_free(self.ctx)
+            self.ctx = self.key = self.batch = None
+
+    def __del__(self):
+        try:
+            self.close()
+            self.lc.llama_model_free(self.model)
+        except Exception:
+            pass
+
+    def _decode(self, ctx, batch, entries: list[tuple[int, int, int, bool]]) -> None:
+        """Queue (token, position, sequence, wants logits) entries and run llama_decode on them."""
+        for k, (tok, pos, seq, out) in enumerate(entries):
+            batch.token[k], batch.pos[k], batch.n_seq_id[k], batch.logits[k] = tok, pos, 1, out
+            batch.seq_id[k][0] = seq
+        batch.n_tokens = len(entries)
+        if self.lc.llama_decode(ctx, batch) != 0:
+            raise RuntimeError("llama_decode failed")
+
+    def _argmax(self, ctx, index: int) -> int:
+        ptr = self.lc.llama_get_logits_ith(ctx, index)
+        return int(np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).argmax())
 
     def generate(self, prompts: torch.Tensor, w: Workload, pad: torch.Tensor | None,
                  cache_len: int | None = None) -> tuple[float, list[float], torch.Tensor]:  # fmt: skip
-        if prompts.shape[0] != 1 or pad is not None:
-            raise UserError("--engine llama.cpp runs one sequence at a time: use -b 1")
-        llm = self._llama(cache_len or prompts.shape[1] + w.output_len)
-        llm.reset()  # no prompt-cache reuse: every generation prefills its whole prompt
-        out, stamps = [], []
+        rows_n, t = prompts.shape
+        starts = [0] * rows_n if pad is None else [int(p) for p in pad]
+        rows = [prompts[r, starts[r] :].tolist() for r in range(rows_n)]
+        total = sum(len(r) for r in rows)
+        ctx, batch = self._context(rows_n, cache_len or t + w.output_len, total)
+        self.lc.llama_memory_clear(self.lc.llama_get_memory(ctx), True)
+        out = np.empty((rows_n, w.output_len), np.int64)
+        stamps = []
         t0 = time.perf_counter()
-        for tok in llm.generate(prompts[0].tolist(), top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0,
-                                reset=True):  # fmt: skip
-            out.append(tok)
+        entries, last = [], []
+        for s, ids in enumerate(rows):
+            entries += [(tok, i, s, i == len(ids) - 1) for i, tok in enumerate(ids)]
+            last.append(len(entries) - 1)
+        self._decode(ctx, batch, entries)
+        out[:, 0] = [self._argmax(ctx, k) for k in last]
+        stamps.append(time.perf_counter())
+        for step in range(1, w.output_len):
+            self._decode(ctx, batch, [(int(out[s, step - 1]), len(rows[s]) + step - 1, s, True) for s in range(rows_n)])
+            out[:, step] = [self._argmax(ctx, s) for s in range(rows_n)]
             stamps.append(time.perf_counter())
-            if len(out) == w.output_len:
-                break
-        return t0, stamps, torch.tensor([out], dtype=torch.long)
+        return t0, stamps, torch.from_numpy(out)
 
 
 __all__ = ["ENGINES", "LlamaCppEngine", "TransformersEngine", "parse_engines", "to_transformers"]
