@@ -21,15 +21,22 @@ import numpy as np
 from numba import njit
 
 from kernels.attention import _decode_attention
-from kernels.qgemv import _mv_q4, _mv_q6_k, _mv_q8_0, _mv_qk
+from kernels.qgemv import _mv_q4, _mv_q4_multi, _mv_q6_k, _mv_q8_0, _mv_q8_0_multi, _mv_qk
 
 
 @njit(cache=True)
 def _qmv(qid, x, p, out):
+    multi = 2 <= x.shape[0] <= 4
     if qid == 0:
-        _mv_q8_0(x, p, out)
+        if multi:
+            _mv_q8_0_multi(x, p, out)
+        else:
+            _mv_q8_0(x, p, out)
     elif qid == 1 or qid == 2:
-        _mv_q4(x, p, out, qid == 2)
+        if multi:
+            _mv_q4_multi(x, p, out, qid == 2)
+        else:
+            _mv_q4(x, p, out, qid == 2)
     elif qid == 3 or qid == 4:
         _mv_qk(x, p, out, qid == 4)
     else:

@@ -42,8 +42,8 @@ def run_llm(
     engine: Annotated[
         list[str] | None,
         typer.Option(
-            help="Generation engine(s): modelpower, transformers (generate() on the same weights); "
-            "a list runs each on every point [modelpower]."
+            help="Generation engine(s): modelpower, transformers (generate() on the same weights), llama.cpp "
+            "(the same GGUF, with --precision native); a list runs each on every point [modelpower]."
         ),
     ] = None,
     temperature: Annotated[float | None, typer.Option(help="0 = greedy [0].")] = None,
