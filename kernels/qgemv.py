@@ -359,7 +359,7 @@ def _deq_tile(qid, blk, tile, sc):
         d, mn = sc[0], sc[1]
         for r in range(L):
             d[r] = _half(blk[0, r], blk[1, r])
-            mn[r] = _half(blk[2, r], blk[3, r]) if qid == 2 else np.float32(-8.0) * d[r]
+            mn[r] = _half(blk[2, r], blk[3, r]) if qid == 2 else np.float32(0.0)
         if qid == 0:
             for j in range(32):
                 q, t = blk[2 + j], tile[j]
@@ -367,11 +367,12 @@ def _deq_tile(qid, blk, tile, sc):
                     t[r] = d[r] * _i8(q[r])
         else:
             q0 = 2 if qid == 1 else 4
+            shift = np.float32(8.0) if qid == 1 else np.float32(0.0)  # Q4_0: (q - 8) d, as ggml (an inf d stays inf)
             for j in range(16):
                 q, lo, hi = blk[q0 + j], tile[j], tile[16 + j]
                 for r in range(L):
-                    lo[r] = d[r] * _u(q[r] & 15) + mn[r]
-                    hi[r] = d[r] * _u(q[r] >> 4) + mn[r]
+                    lo[r] = d[r] * (_u(q[r] & 15) - shift) + mn[r]
+                    hi[r] = d[r] * (_u(q[r] >> 4) - shift) + mn[r]
     elif qid <= 4:  # Q4_K, Q5_K: d x scale and dmin x min of the 8 sub-blocks per lane
         for r in range(L):
             d, dmin = _half(blk[0, r], blk[1, r]), _half(blk[2, r], blk[3, r])
