@@ -15,6 +15,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from kernels.fastexp import _exp_chunk
 from kernels.gemv import _bf16_to_f32
 from kernels.qgemv import _bf16_bits
 
@@ -47,7 +48,7 @@ def _decode_attention(qkv, cos, sin, k_cache, v_cache, pos, lo, n_heads, out):
             q[i + half] = (src[i + half] * cos[i + half] + src[i] * sin[i + half]) * scale
         first = lo[b]
         n = pos + 1 - first
-        scores = np.empty(max(n, 1), np.float32)
+        scores, expd = np.empty(max(n, 1), np.float32), np.empty(max(n, 1), np.int32)
         top = np.float32(-np.inf)
         for s in range(n):
             kr = k_cache[b, kvh, first + s]
@@ -56,11 +57,10 @@ def _decode_attention(qkv, cos, sin, k_cache, v_cache, pos, lo, n_heads, out):
                 acc += q[i] * _bf16_to_f32(kr[i])
             scores[s] = acc
             top = max(top, acc)
+        _exp_chunk(scores[:n], top, scores[:n], expd[:n])  # in place: e^(s - top), vectorized
         total = np.float32(0.0)
         for s in range(n):
-            e = np.exp(scores[s] - top)
-            scores[s] = e
-            total += e
+            total += scores[s]
         o = out[b, h * d : (h + 1) * d]
         o[:] = 0.0
         for s in range(n):

@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 
 from kernels.attention import _decode_attention
+from kernels.fastexp import _exp_chunk
 from kernels.qgemv import _mv_q4, _mv_q4_multi, _mv_q6_k, _mv_q8_0, _mv_q8_0_multi, _mv_qk
 
 
@@ -95,11 +96,13 @@ def _decode_step(x, pos, lo, cos, sin, norms, ws, qids, ns, biases, spans, k_cac
         inter //= 2
         gu = np.empty((b_n, 2 * inter), np.float32)
         _parts(h, ws, qids, ns, s[2], s[3], gu)
-        act = np.empty((b_n, inter), np.float32)
-        for m in range(b_n):
+        act, e, n = np.empty((b_n, inter), np.float32), np.empty(inter, np.float32), np.empty(inter, np.int32)
+        for m in range(b_n):  # SiLU(gate) x up; e^-g vectorized (kernels.fastexp), clamped where it would overflow
             for i in range(inter):
-                g = gu[m, i]
-                act[m, i] = g / (np.float32(1.0) + np.exp(-g)) * gu[m, inter + i]
+                act[m, i] = min(-gu[m, i], np.float32(87.0))
+            _exp_chunk(act[m], np.float32(0.0), e, n)
+            for i in range(inter):
+                act[m, i] = gu[m, i] / (np.float32(1.0) + e[i]) * gu[m, inter + i]
         _parts(act, ws, qids, ns, s[3], s[4], delta)
         x += delta
     _rmsnorm(x, norms[len(norms) - 1], eps, h)
