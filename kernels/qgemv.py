@@ -270,39 +270,43 @@ def _mv_qk(x, p, out, five):
     qs0 = 48 if five else 16
     for g in prange(G):
         a1, a2 = np.empty(L, np.float32), np.empty(L, np.float32)
-        s_all, m_all, tot = np.empty(L, np.float32), np.empty(L, np.float32), np.empty(L, np.float32)
+        sc, mn = np.empty((8, L), np.float32), np.empty((8, L), np.float32)
+        tot = np.empty(L, np.float32)
         for m in range(x.shape[0]):
             xm = x[m]
             tot[:] = 0.0
             for b in range(nb):
                 blk = p[g, b]
-                s_all[:] = 0.0
-                m_all[:] = 0.0
+                # the block's head first, in order: d x scale and dmin x min of the 8 sub-blocks, per lane
+                for r in range(L):
+                    d, dmin = _half(blk[0, r], blk[1, r]), _half(blk[2, r], blk[3, r])
+                    for i in range(8):
+                        scale, low = _scale_min_k4(blk, i, r)
+                        sc[i, r] = d * scale
+                        mn[i, r] = dmin * low
                 for c in range(4):
                     a1[:] = 0.0
                     a2[:] = 0.0
                     k0 = b * 256 + 64 * c
-                    for j in range(32):
-                        x1, x2 = xm[k0 + j], xm[k0 + 32 + j]
-                        q = blk[qs0 + 32 * c + j]
-                        if five:
-                            h = blk[16 + j]
+                    if five:
+                        for j in range(32):
+                            x1, x2 = xm[k0 + j], xm[k0 + 32 + j]
+                            q, h = blk[qs0 + 32 * c + j], blk[16 + j]
                             for r in range(L):
                                 hb = h[r] >> (2 * c)
                                 a1[r] += _u((q[r] & 15) | ((hb & 1) << 4)) * x1
                                 a2[r] += _u((q[r] >> 4) | ((hb & 2) << 3)) * x2
-                        else:
+                    else:  # two bytes per pass: each accumulator updated once per byte, as in Q4_1
+                        for j in range(0, 32, 2):
+                            x1, x2, y1, y2 = xm[k0 + j], xm[k0 + 32 + j], xm[k0 + j + 1], xm[k0 + 33 + j]
+                            q, u = blk[qs0 + 32 * c + j], blk[qs0 + 32 * c + j + 1]
                             for r in range(L):
-                                a1[r] += _u(q[r] & 15) * x1
-                                a2[r] += _u(q[r] >> 4) * x2
+                                a1[r] += _u(q[r] & 15) * x1 + _u(u[r] & 15) * y1
+                                a2[r] += _u(q[r] >> 4) * x2 + _u(u[r] >> 4) * y2
                     xs1, xs2 = xs[m, k0 // 32], xs[m, k0 // 32 + 1]
+                    s1, s2, n1, n2 = sc[2 * c], sc[2 * c + 1], mn[2 * c], mn[2 * c + 1]
                     for r in range(L):
-                        sc1, m1 = _scale_min_k4(blk, 2 * c, r)
-                        sc2, m2 = _scale_min_k4(blk, 2 * c + 1, r)
-                        s_all[r] += sc1 * a1[r] + sc2 * a2[r]
-                        m_all[r] += m1 * xs1 + m2 * xs2
-                for r in range(L):
-                    tot[r] += _half(blk[0, r], blk[1, r]) * s_all[r] - _half(blk[2, r], blk[3, r]) * m_all[r]
+                        tot[r] += s1[r] * a1[r] + s2[r] * a2[r] - n1[r] * xs1 - n2[r] * xs2
             o = out[m, g * L : (g + 1) * L]
             for r in range(L):
                 o[r] = tot[r]
