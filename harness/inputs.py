@@ -75,12 +75,26 @@ def read_toml(path: Path, what: str = "file") -> dict:
 # -- flag values
 
 
+def split_list(values: list[str] | None, flag: str) -> list[str]:
+    """A list option's items: comma lists and repeated flags ('a,b' 'c' -> [a, b, c]), stripped. An
+    empty item ('torch,,', a trailing comma, '') is refused in one line, never skipped."""
+    items: list[str] = []
+    for v in values or []:
+        for part in str(v).split(","):
+            if not part.strip():
+                raise UserError(f"{flag} has an empty item in {str(v)!r}: give names or numbers separated by commas")
+            items.append(part.strip())
+    return items
+
+
 def parse_sizes(values: list[str], what: str = "batch size") -> list[int]:
     """'1,8,32' and repeated flags -> [1, 8, 32]; each must be a positive integer; repeats dropped."""
     sizes: list[int] = []
     for v in values:
         for part in str(v).split(","):
             part = part.strip()
+            if not part:
+                raise UserError(f"{what} has an empty item in {str(v)!r}: give positive integers separated by commas")
             try:
                 n = int(part)
             except ValueError:

@@ -215,7 +215,7 @@ def test_sampling_options_need_a_temperature(invoke, tmp_path):
 
 def test_when_no_point_fits_the_run_fails(invoke, tmp_path):
     r = invoke("run", PRESET, *FAST, "-b", "100000000", "--out", tmp_path)
-    assert r.exit_code == 1 and "no point could be measured" in r.stderr, r.output
+    assert r.exit_code == 3 and "no point could be measured" in r.stderr, r.output
 
 
 def test_nan_weights_give_invalid_tokens_not_a_crash(invoke, tmp_path):
@@ -258,3 +258,17 @@ def test_a_peak_file_whose_gemm_is_not_a_list_is_one_line(invoke, tmp_path):
                  '"nameplate_source": "x", "copy_gbs": 10.0, "copy_nameplate_gbs": null, "copy_ratio": null, '
                  '"gemm": NaN, "provenance": {}}')  # fmt: skip
     assert_one_line(invoke("claim", "claims/public-claims.toml", "--peak", f), "gemm")
+
+
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [
+        (["run", PRESET, "--backend", "torch,,"], "--backend"),
+        (["run-llm", "llm-tiny", "--engine", "modelpower,"], "--engine"),
+        (["run", PRESET, "-b", "1,,8"], "batch size"),
+        (["serve-bench", "http://127.0.0.1:9", "--model", "m", "--request-rate", "2,"], "--request-rate"),
+    ],
+)
+def test_empty_list_items_are_refused(invoke, tmp_path, command, flag):
+    r = invoke(*command, "--out", tmp_path)
+    assert r.exit_code == 2 and flag in r.stderr and "empty item" in r.stderr, r.output

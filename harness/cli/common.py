@@ -96,9 +96,12 @@ def cli_events(min_duration: float, min_iters: int) -> Events:
     return Events(note=say, track=track)
 
 
+NOTHING_MEASURED = 3  # exit codes (docs/errors.md): 0 done, 1 a gate failed, 2 a user mistake, 3 this
+
+
 def finish_run(session: ResultSession) -> None:
     """The last lines of a run: where the result is; exit 130 (Ctrl-C), 143 (SIGTERM) or 129
-    (SIGHUP) if a signal cut it short."""
+    (SIGHUP) if a signal cut it short; exit 3 (NOTHING_MEASURED) if no point could be measured."""
     from harness.results.session import exit_code
 
     out.print(f"result written to {session.path}")
@@ -106,9 +109,9 @@ def finish_run(session: ResultSession) -> None:
         raise typer.Exit(exit_code(session.interrupted))
     r = session.result
     measured = [p for p in r.points if getattr(p, "status", "ok") == "ok"]
-    if not measured and (r.failed or r.points):  # every point out of memory (or failed): say so, exit 1
+    if not measured and (r.failed or r.points):  # every point out of memory (or failed): say so
         err.print("modelpower: error: no point could be measured (see above)", soft_wrap=True)
-        raise typer.Exit(1)
+        raise typer.Exit(NOTHING_MEASURED)
 
 
 BatchOpt = Annotated[list[str] | None, typer.Option("--batch-size", "-b", help="Batch size; a list sweeps: -b 1,8,32.")]

@@ -11,23 +11,22 @@ import typer
 
 from harness.cli.common import OutOpt, cli_events, finish_run, given, out, user_errors
 from harness.errors import UserError
-from harness.inputs import SEED
+from harness.inputs import SEED, split_list
 from harness.results.session import RESULTS_DIR
 
 
 def _rates(values: list[str]) -> list[float]:
     """'2,8,inf' and repeated flags -> [2.0, 8.0, inf]; each > 0."""
     rates = []
-    for v in values:
-        for part in v.split(","):
-            part = part.strip().lower()
-            try:
-                r = float(part)
-            except ValueError:
-                raise UserError(f"--request-rate must be a number of requests/s or inf, got {part!r}") from None
-            if math.isnan(r) or r <= 0:
-                raise UserError(f"--request-rate must be > 0 (or inf), got {part!r}")
-            rates.append(r)
+    for part in split_list(values, "--request-rate"):
+        part = part.lower()
+        try:
+            r = float(part)
+        except ValueError:
+            raise UserError(f"--request-rate must be a number of requests/s or inf, got {part!r}") from None
+        if math.isnan(r) or r <= 0:
+            raise UserError(f"--request-rate must be > 0 (or inf), got {part!r}")
+        rates.append(r)
     return list(dict.fromkeys(rates))
 
 

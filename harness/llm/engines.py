@@ -32,7 +32,9 @@ MIN_TEMPERATURE = 1e-4
 
 def parse_engines(values: list[str] | None) -> list[str]:
     """`--engine modelpower,transformers` (comma lists or repeats) as a list, in order, each once."""
-    names = [v.strip() for item in values or [ENGINE] for v in item.split(",") if v.strip()]
+    from harness.inputs import split_list
+
+    names = split_list(values or [ENGINE], "--engine")
     if not names:
         raise UserError(f"--engine is empty: use {', '.join(ENGINES)} (a comma-separated list runs each)")
     for n in names:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from harness.errors import UserError
-from harness.inputs import SEED, check_number
+from harness.inputs import SEED, check_number, split_list
 from harness.measure.window import Window
 from harness.results.session import RESULTS_DIR
 from harness.vision.loadgen import LoadgenConfig
@@ -231,7 +231,7 @@ class BackendChoice:
             return list(self.combos)
         if self.prec not in PRECISIONS:
             raise UserError(f"unknown precision {self.prec!r}: use {', '.join(PRECISIONS)}")
-        names = [b.strip() for v in self.backends for b in v.split(",") if b.strip()] or [self.BACKEND]
+        names = split_list(self.backends, "--backend") or [self.BACKEND]
         for b in names:
             if b not in BACKENDS:
                 raise UserError(
@@ -249,7 +249,7 @@ class BackendChoice:
 
         onnx = kind != "presets"
         if onnx:
-            named = {b.strip() for v in self.backends for b in v.split(",")}
+            named = set(split_list(self.backends, "--backend"))
             if self.combos is None and named - {"onnxruntime"}:
                 raise UserError(
                     "ONNX files run through onnxruntime only: drop --backend (or use --backend onnxruntime)"
