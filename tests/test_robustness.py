@@ -272,3 +272,37 @@ def test_a_peak_file_whose_gemm_is_not_a_list_is_one_line(invoke, tmp_path):
 def test_empty_list_items_are_refused(invoke, tmp_path, command, flag):
     r = invoke(*command, "--out", tmp_path)
     assert r.exit_code == 2 and flag in r.stderr and "empty item" in r.stderr, r.output
+
+
+def test_onnx_graphs_without_a_feedable_input_are_refused(invoke, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    const = helper.make_node("Constant", [], ["y"], value=helper.make_tensor("c", TensorProto.FLOAT, [1], [1.0]))
+    none = helper.make_model(helper.make_graph([const], "g", [], [helper.make_tensor_value_info("y", 1, [1])]))
+    onnx.save(none, tmp_path / "none.onnx")
+    scalar_in = helper.make_tensor_value_info("x", TensorProto.FLOAT, [])
+    ident = helper.make_node("Identity", ["x"], ["y"])
+    out = helper.make_tensor_value_info("y", 1, [])
+    onnx.save(helper.make_model(helper.make_graph([ident], "g", [scalar_in], [out])), tmp_path / "scalar.onnx")
+    image = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 8, 8])
+    ident_out = helper.make_tensor_value_info("y", 1, ["n", 3, 8, 8])
+    onnx.save(helper.make_model(helper.make_graph([ident], "g", [image], [ident_out])), tmp_path / "id.onnx")
+    r = invoke("run", tmp_path / "id.onnx", "--input-shape", "0x3x8x8", "--out", tmp_path)
+    assert_one_line(r, "every axis must be at least 1")
+    assert_one_line(invoke("run", tmp_path / "none.onnx", "--out", tmp_path), "declares no inputs")
+    assert_one_line(invoke("run", tmp_path / "scalar.onnx", "--out", tmp_path), "is a scalar (rank 0)")
+
+
+def test_messages_say_what_is_wrong(invoke, tmp_path):
+    import json
+
+    r = invoke("run", PRESET, *FAST, "--out", tmp_path / "ok")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(next((tmp_path / "ok").glob("*.json")).read_text())
+    doc["schema_version"] = "1"
+    bad = tmp_path / "v.json"
+    bad.write_text(json.dumps(doc))
+    assert_one_line(invoke("compare", bad, bad), "schema_version must be a whole number")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    assert_one_line(invoke("run", PRESET, *FAST, "--out", tmp_path / "dangling"), "symbolic link")

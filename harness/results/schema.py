@@ -18,7 +18,7 @@ import uuid
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
-from harness.errors import UserError
+from harness.errors import UserError, strip_control
 from harness.inputs import read_json
 from harness.measure.stats import LatencyStats
 
@@ -374,10 +374,11 @@ def read_result(path: Path) -> RunResult:
     d = read_json(path, "result file")
     if not isinstance(d, dict) or "schema_version" not in d:
         raise UserError(f"{path} is not a modelpower result file (no schema_version)")
-    if d["schema_version"] != SCHEMA_VERSION:
-        raise UserError(
-            f"{path} has result schema version {d['schema_version']}; this modelpower reads version {SCHEMA_VERSION}"
-        )
+    version = d["schema_version"]
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise UserError(f"{path}: schema_version must be a whole number, got {strip_control(repr(version))[:40]}")
+    if version != SCHEMA_VERSION:
+        raise UserError(f"{path} has result schema version {version}; this modelpower reads version {SCHEMA_VERSION}")
     r = _build(RunResult, d, str(path))
     _check_provenance(r.provenance, str(path))
     r.points = [point_from_dict(p, f"{path}: points[{i}]") for i, p in enumerate(r.points)]

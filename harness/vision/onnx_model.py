@@ -60,6 +60,11 @@ def load_onnx(path: Path) -> OnnxModel:
         for i in model.graph.input
         if i.name not in init
     }
+    if not inputs:
+        raise UserError(f"{path} declares no inputs (every graph input is an initializer): nothing to feed a batch to")
+    for name, dims in inputs.items():
+        if not dims:
+            raise UserError(f"{path}: input {name!r} is a scalar (rank 0): batches need an axis to stack along")
     return OnnxModel(path, model, inputs)
 
 
@@ -95,8 +100,10 @@ def parse_input_shapes(om: OnnxModel, specs: list[str], batch: int | None = None
                 raise UserError(f"-b gives the batch: --input-shape {spec!r} should give the other axes of input "
                                 f"{name!r} ({'x'.join(map(str, shape[1:]))})")  # fmt: skip
             shape = (batch, *shape)
-        if any(d < 1 for d in shape) or len(shape) != rank:
+        if len(shape) != rank:
             raise UserError(f"input {name!r} has {rank} axes {om.inputs[name]}, got shape {shape}")
+        if any(d < 1 for d in shape):
+            raise UserError(f"--input-shape {spec!r}: every axis must be at least 1, got {'x'.join(map(str, shape))}")
         shapes[name] = shape
     for name, declared in om.inputs.items():
         if name not in shapes:
