@@ -47,6 +47,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"weights file {path} does not hold a state dict of tensors")
+    bad = next((k for k in state if not isinstance(k, str)), None)
+    if bad is not None:
+        raise UserError(f"weights file {path} has a key that is not a parameter name: {type(bad).__name__} {bad!r:.40}")
     if state and all(k.startswith("module.") for k in state):  # saved from DataParallel/DDP
         state = {k.removeprefix("module."): v for k, v in state.items()}
     return state

@@ -306,3 +306,17 @@ def test_messages_say_what_is_wrong(invoke, tmp_path):
     assert_one_line(invoke("compare", bad, bad), "schema_version must be a whole number")
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     assert_one_line(invoke("run", PRESET, *FAST, "--out", tmp_path / "dangling"), "symbolic link")
+
+
+def test_a_partial_worker_environment_is_one_line(invoke, tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELPOWER_WORKER", "1")
+    monkeypatch.setenv("RANK", "0")
+    assert_one_line(invoke("run", PRESET, *FAST, "--out", tmp_path), "WORLD_SIZE")
+
+
+def test_weights_with_keys_that_are_not_names_are_one_line(invoke, tmp_path):
+    import torch
+
+    f = tmp_path / "w.pt"
+    torch.save({0: torch.zeros(2), "b": torch.zeros(1)}, f)
+    assert_one_line(invoke("run", PRESET, *FAST, "--weights", f, "--out", tmp_path), "not a parameter name")

@@ -137,6 +137,25 @@ def launch(nproc: int, nnodes: int, node_rank: int, rdzv: str | None, argv: list
     return 0
 
 
+def _worker_env() -> dict[str, int]:
+    """RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE and the result path, as torchrun and the launcher
+    set them, checked together: a worker environment that is partial or inconsistent (MODELPOWER_WORKER=1
+    left in a shell, say) is one line naming what is missing, not a KeyError."""
+    names = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+    missing = [n for n in (*names, ENV_RESULT) if not os.environ.get(n)]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise UserError(f"{ENV_WORKER}=1 is set but {', '.join(missing)} {verb} not: unset {ENV_WORKER} (only "
+                        "`modelpower run --nproc-per-node` sets it, through torchrun)")  # fmt: skip
+    try:
+        v = {n.lower(): int(os.environ[n]) for n in names}
+    except ValueError:
+        raise UserError(f"{ENV_WORKER}=1 is set but torchrun's variables are not whole numbers") from None
+    if not (0 <= v["rank"] < v["world_size"] and 0 <= v["local_rank"] < v["local_world_size"] <= v["world_size"]):
+        raise UserError(f"{ENV_WORKER}=1 is set with an inconsistent torchrun environment: {v}")
+    return v
+
+
 @dataclass
 class DistContext:
     """This worker's place in the run (from torchrun's environment), and the session's sink
@@ -154,15 +173,10 @@ class DistContext:
 
     @classmethod
     def from_env(cls) -> DistContext:
+        """The worker's place from torchrun's variables, checked as a whole first (`_worker_env`)."""
         import torch.distributed as dist
 
-        ctx = cls(
-            rank=int(os.environ["RANK"]),
-            world_size=int(os.environ["WORLD_SIZE"]),
-            local_rank=int(os.environ["LOCAL_RANK"]),
-            local_world_size=int(os.environ["LOCAL_WORLD_SIZE"]),
-            path=Path(os.environ[ENV_RESULT]),
-        )
+        ctx = cls(**_worker_env(), path=Path(os.environ.get(ENV_RESULT, "")))
         if not dist.is_initialized():
             # gloo: the ranks exchange only barriers and small JSON points, on CPU and GPU machines alike
             dist.init_process_group("gloo", timeout=TIMEOUT)
