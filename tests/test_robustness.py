@@ -291,7 +291,7 @@ def test_onnx_graphs_without_a_feedable_input_are_refused(invoke, tmp_path):
     r = invoke("run", tmp_path / "id.onnx", "--input-shape", "0x3x8x8", "--out", tmp_path)
     assert_one_line(r, "every axis must be at least 1")
     assert_one_line(invoke("run", tmp_path / "none.onnx", "--out", tmp_path), "declares no inputs")
-    assert_one_line(invoke("run", tmp_path / "scalar.onnx", "--out", tmp_path), "is a scalar (rank 0)")
+    assert_one_line(invoke("run", tmp_path / "scalar.onnx", "--out", tmp_path), "every input is a scalar (rank 0)")
 
 
 def test_messages_say_what_is_wrong(invoke, tmp_path):
@@ -320,3 +320,17 @@ def test_weights_with_keys_that_are_not_names_are_one_line(invoke, tmp_path):
     f = tmp_path / "w.pt"
     torch.save({0: torch.zeros(2), "b": torch.zeros(1)}, f)
     assert_one_line(invoke("run", PRESET, *FAST, "--weights", f, "--out", tmp_path), "not a parameter name")
+
+
+def test_random_onnx_inputs_are_drawn_in_their_own_dtype():
+    """The memory check counts what is allocated: no float64 draw behind a float32 or int input."""
+    import numpy as np
+
+    from harness.vision.onnx_model import input_bytes, random_inputs
+
+    shapes = {"a": (2, 3), "b": (4,)}
+    for dtype, itemsize in (("float32", 4), ("int64", 8), ("uint8", 1)):
+        x = random_inputs(shapes, dtype, 0)
+        assert x["a"].dtype == np.dtype(dtype) and input_bytes(shapes, dtype) == 10 * itemsize
+    assert random_inputs(shapes, "float16", 0)["a"].dtype == np.float16
+    assert input_bytes(shapes, "float16") == 10 * 2 + 6 * 4  # the largest input's float32 draw

@@ -15,7 +15,6 @@ finished. What measures a point is chosen once, in this precedence:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -109,7 +108,6 @@ def onnx_batches(om: OnnxModel, req: VisionRequest) -> list[int | None]:
 def _check_onnx(req: VisionRequest, onnx: dict[Path, OnnxModel]) -> None:
     """Every ONNX file against the request: batch sizes, --task conventions or the random inputs'
     shapes and memory; every bad file is refused before anything runs."""
-    import numpy as np
 
     from harness.vision import onnx_model as ox
 
@@ -121,8 +119,7 @@ def _check_onnx(req: VisionRequest, onnx: dict[Path, OnnxModel]) -> None:
             continue
         for bs in batches:
             shapes = ox.parse_input_shapes(om, list(req.random_inputs.input_shape), bs)
-            itemsize = np.dtype(ox.DTYPES[req.random_inputs.dtype]).itemsize
-            nbytes = sum(math.prod(s) for s in shapes.values()) * itemsize
+            nbytes = ox.input_bytes(shapes, req.random_inputs.dtype)
             check_fits(f"the inputs of {f.name} ({shapes})", nbytes, 0, torch.device("cpu"))
 
 

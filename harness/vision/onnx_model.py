@@ -62,9 +62,8 @@ def load_onnx(path: Path) -> OnnxModel:
     }
     if not inputs:
         raise UserError(f"{path} declares no inputs (every graph input is an initializer): nothing to feed a batch to")
-    for name, dims in inputs.items():
-        if not dims:
-            raise UserError(f"{path}: input {name!r} is a scalar (rank 0): batches need an axis to stack along")
+    if all(not dims for dims in inputs.values()):  # a scalar beside a batched input is fine (a parameter)
+        raise UserError(f"{path}: every input is a scalar (rank 0): a batch needs an input with an axis to stack along")
     return OnnxModel(path, model, inputs)
 
 
@@ -216,16 +215,30 @@ def _probe_shapes(om: OnnxModel, shapes: dict[str, tuple[int, ...]], names: list
 
 
 def random_inputs(shapes: dict[str, tuple[int, ...]], dtype: str, seed: int) -> dict[str, np.ndarray]:
+    """Seeded random inputs, drawn in their own dtype (float16 through one float32 input at a time):
+    `input_bytes` is what this allocates at its peak."""
     if dtype not in DTYPES:
         raise UserError(f"--input-dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     rng = np.random.default_rng(seed)
     out = {}
     for name, shape in shapes.items():
-        if np.issubdtype(DTYPES[dtype], np.integer):
-            out[name] = rng.integers(0, 100, shape).astype(DTYPES[dtype])
+        want = np.dtype(DTYPES[dtype])
+        if np.issubdtype(want, np.integer):
+            out[name] = rng.integers(0, 100, shape, dtype=want)
+        elif want in (np.float32, np.float64):
+            out[name] = rng.standard_normal(shape, dtype=want)
         else:
-            out[name] = rng.standard_normal(shape).astype(DTYPES[dtype])
+            out[name] = rng.standard_normal(shape, dtype=np.float32).astype(want)
     return out
+
+
+def input_bytes(shapes: dict[str, tuple[int, ...]], dtype: str) -> int:
+    """The peak host bytes `random_inputs` allocates for `shapes`: every input, plus the float32 draw
+    of the largest one when the dtype is narrower than float32."""
+    itemsize = np.dtype(DTYPES[dtype]).itemsize
+    sizes = [math.prod(s) for s in shapes.values()]
+    narrow = np.issubdtype(DTYPES[dtype], np.floating) and itemsize < 4
+    return sum(sizes) * itemsize + (max(sizes, default=0) * 4 if narrow else 0)
 
 
 def session(om: OnnxModel, device_type: str):
