@@ -11,6 +11,7 @@ as in transformers' GGUF loader). The file is memory-mapped, never unpickled.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,81 @@ def is_gguf(path: str | Path) -> bool:
     return str(path).lower().endswith(".gguf")
 
 
+# GGUF value types: fixed sizes (8 is a string, 9 an array)
+_GGUF_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+
+def check_gguf_layout(path: Path) -> None:
+    """Walk the header and metadata of a GGUF file checking every declared count and length against
+    the bytes left in the file before anything reads that far: a file that declares a metadata array
+    of 10^9 items in a few bytes (on which the gguf package's reader walks item by item, for ever) is
+    one line. Array item counts are checked at their smallest size (8 bytes for a string), so the
+    walk is bounded by the file's size."""
+    import mmap
+    import struct
+
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size < 24:
+            raise UserError(f"{path} is not a readable GGUF file (truncated or not GGUF): {size} bytes")
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            if m[:4] != b"GGUF":
+                return  # not GGUF: the reader says so in its own words
+            order = "<" if struct.unpack_from("<I", m, 4)[0] < 65536 else ">"
+            pos = 8
+
+            def need(n: int, what: str) -> None:
+                if n < 0 or pos + n > size:
+                    raise UserError(f"{path}: {what} declares {n:,} bytes where {size - pos:,} are left (a damaged or "
+                                    "hostile GGUF file)")  # fmt: skip
+
+            def take(fmt: str, what: str):
+                nonlocal pos
+                need(struct.calcsize(fmt), what)
+                v = struct.unpack_from(order + fmt, m, pos)
+                pos += struct.calcsize(fmt)
+                return v[0]
+
+            def string(what: str) -> None:
+                nonlocal pos
+                n = take("Q", what)
+                need(n, what)
+                pos += n
+
+            def value(vtype: int, what: str, depth: int = 0) -> None:
+                nonlocal pos
+                if vtype in _GGUF_SIZES:
+                    need(_GGUF_SIZES[vtype], what)
+                    pos += _GGUF_SIZES[vtype]
+                elif vtype == 8:
+                    string(what)
+                elif vtype == 9 and depth < 4:
+                    item, count = take("I", what), take("Q", what)
+                    if item in _GGUF_SIZES:
+                        need(count * _GGUF_SIZES[item], f"{what} ({count:,} items)")
+                        pos += count * _GGUF_SIZES[item]
+                    else:
+                        need(count * 8, f"{what} ({count:,} items)")
+                        for _ in range(count):
+                            value(item, what, depth + 1)
+                else:
+                    raise UserError(f"{path}: {what} has an unknown value type {vtype}")
+
+            n_tensors, n_kv = take("Q", "the tensor count"), take("Q", "the metadata count")
+            need(n_kv * 13, f"the metadata count ({n_kv:,})")  # each key-value takes at least 13 bytes
+            need(n_tensors * 24, f"the tensor count ({n_tensors:,})")  # each tensor info at least 24 bytes
+            for i in range(n_kv):
+                string(f"metadata key {i}")
+                value(take("I", f"metadata value {i}"), f"metadata value {i}")
+            for i in range(n_tensors):
+                string(f"tensor {i}'s name")
+                dims = take("I", f"tensor {i}'s rank")
+                if dims > 8:
+                    raise UserError(f"{path}: tensor {i} declares {dims} dimensions")
+                need(dims * 8 + 12, f"tensor {i}'s info")
+                pos += dims * 8 + 12
+
+
 def open_gguf(path: Path):
     """The file's reader; a truncated or non-GGUF file is one line."""
     from gguf import GGUFReader
@@ -53,6 +129,7 @@ def open_gguf(path: Path):
         raise UserError(f"{path} is a folder, not a GGUF file")
     if not path.is_file():
         raise UserError(f"GGUF file not found: {path}")
+    check_gguf_layout(path)
     try:
         reader = GGUFReader(str(path))
     except Exception as e:  # bad magic, truncated tensor data, a header that points past the end

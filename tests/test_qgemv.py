@@ -156,3 +156,50 @@ def test_make_gguf_writes_a_file_native_loads(invoke, tmp_path):
         r = invoke("make-gguf", *args)
         assert r.exit_code == 2 and why in r.output, r.output
     assert not list(tmp_path.glob(".*partial"))
+
+
+def _hostile_gguf(count: int, item_type: int = 0) -> bytes:
+    """A GGUF header with one metadata array that declares `count` items and holds none."""
+    import struct
+
+    key = b"general.x"
+    return (b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", len(key)) + key
+            + struct.pack("<IIQ", 9, item_type, count) + bytes(16))  # fmt: skip
+
+
+@pytest.mark.parametrize(("count", "item_type"), [(10**9, 0), (10**9, 8), (2**63, 9), (10**12, 12)])
+def test_gguf_counts_beyond_the_file_are_one_line(tmp_path, count, item_type):
+    from models.errors import UserError
+    from models.llm_gguf import open_gguf
+
+    f = tmp_path / "bad.gguf"
+    f.write_bytes(_hostile_gguf(count, item_type))
+    with pytest.raises(UserError, match=r"bytes where .* are left"):
+        open_gguf(f)
+
+
+@settings(max_examples=60, deadline=5000, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_mutated_gguf_headers_open_or_fail_in_one_line(tmp_path_factory, data):
+    """Any byte of a small valid file's header and metadata changed, or the file cut short: the
+    reader opens it or refuses it with a UserError, in bounded time."""
+    from models.errors import UserError
+    from models.llm import LLMConfig, build_llm
+    from models.llm_gguf import open_gguf
+    from models.llm_gguf_write import write_gguf
+
+    folder = tmp_path_factory.mktemp("gguf")
+    src = folder / "ok.gguf"
+    cfg = LLMConfig("tiny-h", 64, 64, 1, 4, 2, 64, max_position=32)
+    write_gguf(src, build_llm(cfg, torch.device("cpu"), torch.float32, 0).state_dict(), cfg, "Q8_0")
+    raw = bytearray(src.read_bytes())
+    head = min(len(raw), 2048)
+    for _ in range(data.draw(st.integers(1, 4))):
+        raw[data.draw(st.integers(0, head - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.none() | st.integers(0, len(raw)))
+    f = folder / "m.gguf"
+    f.write_bytes(bytes(raw[:cut] if cut is not None else raw))
+    try:
+        open_gguf(f)
+    except UserError:
+        pass
