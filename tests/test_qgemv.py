@@ -2,6 +2,8 @@
 attention and RMSNorm kernels against their references; --precision native end to end on small
 GGUF files written here."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -199,7 +201,5 @@ def test_mutated_gguf_headers_open_or_fail_in_one_line(tmp_path_factory, data):
     cut = data.draw(st.none() | st.integers(0, len(raw)))
     f = folder / "m.gguf"
     f.write_bytes(bytes(raw[:cut] if cut is not None else raw))
-    try:
+    with contextlib.suppress(UserError):
         open_gguf(f)
-    except UserError:
-        pass
