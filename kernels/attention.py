@@ -34,8 +34,8 @@ def _decode_attention(qkv, cos, sin, k_cache, v_cache, pos, lo, n_heads, out):
         kc, vc = k_cache[b, h, pos], v_cache[b, h, pos]
         for i in range(half):
             x1, x2 = k[i], k[i + half]
-            kc[i] = _bf16_bits(x1 * cos[i] - x2 * sin[i])
-            kc[i + half] = _bf16_bits(x2 * cos[i + half] + x1 * sin[i + half])
+            kc[i] = _bf16_bits(x1 * cos[b, i] - x2 * sin[b, i])
+            kc[i + half] = _bf16_bits(x2 * cos[b, i + half] + x1 * sin[b, i + half])
         for i in range(d):
             vc[i] = _bf16_bits(v[i])
     for t in prange(b_n * n_heads):
@@ -44,8 +44,8 @@ def _decode_attention(qkv, cos, sin, k_cache, v_cache, pos, lo, n_heads, out):
         q = np.empty(d, np.float32)
         src = qkv[b, h * d : (h + 1) * d]
         for i in range(half):
-            q[i] = (src[i] * cos[i] - src[i + half] * sin[i]) * scale
-            q[i + half] = (src[i + half] * cos[i + half] + src[i] * sin[i + half]) * scale
+            q[i] = (src[i] * cos[b, i] - src[i + half] * sin[b, i]) * scale
+            q[i + half] = (src[i + half] * cos[b, i + half] + src[i] * sin[b, i + half]) * scale
         first = lo[b]
         n = pos + 1 - first
         scores, expd = np.empty(max(n, 1), np.float32), np.empty(max(n, 1), np.int32)
@@ -71,10 +71,13 @@ def _decode_attention(qkv, cos, sin, k_cache, v_cache, pos, lo, n_heads, out):
 
 def decode_attention(qkv: np.ndarray, cos: np.ndarray, sin: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray,
                      pos: int, lo: np.ndarray, n_heads: int) -> np.ndarray:  # fmt: skip
-    """qkv float32 [B, (H + 2 KVH) D] (q, k, v of one token per row); cos/sin float32 [D] at `pos`;
+    """qkv float32 [B, (H + 2 KVH) D] (q, k, v of one token per row); cos/sin float32 [B, D]: each row's
+    RoPE at its own position (slot `pos` less its left padding);
     caches uint16 bf16 bits [B, KVH, L, D], written at slot `pos`; `lo` int64 [B]: row b attends to
     slots lo[b]..pos. Returns the attention output float32 [B, H D] (before o_proj)."""
     b_n, kv_heads, length, d = k_cache.shape
+    if cos.shape != (b_n, d) or sin.shape != (b_n, d) or cos.dtype != np.float32 or sin.dtype != np.float32:
+        raise ValueError(f"decode_attention: cos and sin must be float32 [{b_n}, {d}]")
     if qkv.dtype != np.float32 or qkv.shape != (b_n, (n_heads + 2 * kv_heads) * d) or n_heads % kv_heads or d % 2:
         raise ValueError(f"decode_attention: qkv must be float32 [{b_n}, {(n_heads + 2 * kv_heads) * d}]")
     if not 0 <= pos < length or lo.shape != (b_n,) or (lo < 0).any() or (lo > pos).any():
@@ -95,7 +98,7 @@ def decode_attention_ref(qkv: np.ndarray, cos: np.ndarray, sin: np.ndarray, k_ca
 
     def rope(t):
         rot = np.concatenate([-t[..., d // 2 :], t[..., : d // 2]], -1)
-        return t * cos.astype(np.float64) + rot * sin.astype(np.float64)
+        return t * cos.astype(np.float64)[:, None] + rot * sin.astype(np.float64)[:, None]
 
     def bits(t):  # float -> bf16 bits, round to nearest even
         u = t.astype(np.float32).view(np.uint32).astype(np.uint64)

@@ -171,8 +171,8 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 @dataclass
 class DecodeSpan:
     """A CPU decode step's attention inputs for `kernels.attention.decode_attention`, instead of a
-    mask: the slot written (`pos`), each row's first real slot (`lo`, after left padding), and the
-    RoPE rows at `pos` in float32."""
+    mask: the slot written (`pos`), each row's first real slot (`lo`, after left padding), and each
+    row's RoPE table row [B, D] in float32, at position pos - lo (as the prefill placed its tokens)."""
 
     pos: int
     lo: np.ndarray
@@ -399,7 +399,8 @@ class DecoderLM(nn.Module):
         if cpu_step:  # one Numba call per layer (kernels.attention), no mask tensor
             p = int(pos[0])
             lo = np.zeros(tokens.shape[0], np.int64) if pad is None else pad.numpy().astype(np.int64)
-            mask = DecodeSpan(p, lo, self.cos[p].float().numpy(), self.sin[p].float().numpy())
+            rows = np.maximum(p - lo, 0)  # each row's RoPE position: its slot less its left padding
+            mask = DecodeSpan(p, lo, self.cos[rows].float().numpy(), self.sin[rows].float().numpy())
             if last_only and tokens.shape[0] <= QROWS_MAX and self._step_ready():
                 return self._whole_step(tokens, mask)
         elif tokens.shape[1] == 1:  # decode: attend to cache positions <= pos (and not padding)

@@ -452,3 +452,25 @@ def test_whole_step_runs_unfused_parts_of_odd_widths(tmp_path):
     assert apart.step is not None and apart.step is not False  # the whole-step path ran
     torch.testing.assert_close(out[0], out[1], rtol=0, atol=1e-2 * out[1].abs().max().item())
     assert (out[0] - out[2]).abs().max() < 0.05 * out[2].abs().max()
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_cpu_decode_of_a_left_padded_row_matches_the_row_alone(tmp_path, native):
+    """bf16 on the CPU (the one-call attention, and with GGUF blocks the whole-step call): a row left
+    padded in a batch decodes as it does alone, each row's RoPE at its own position."""
+    cfg = LLMConfig("tiny-pad", 512, 128, 2, 4, 2, 256, max_position=64)
+    src = build_llm(cfg, CPU, torch.float32, 0)
+    with torch.no_grad():  # larger weights than the seeded 0.02, so that a wrong position shows
+        for name, prm in src.named_parameters():
+            if prm.ndim == 2 and "embed" not in name:
+                prm.mul_(10)
+    f = tmp_path / "m.gguf"
+    write_gguf_from(f, src, cfg, qtype="Q8_0")
+    m = load_gguf(f, CPU, torch.bfloat16, native=native)[0].fuse()
+    g = torch.Generator().manual_seed(3)
+    rows = [torch.randint(0, 512, (n,), generator=g).tolist() for n in (9, 5)]
+    batch = PromptBatch.of(rows, [5, 5], CPU)
+    together = generate(m, batch.ids, Workload(2, 9, 5), m, batch.pad, 16)[2]
+    for r, row in enumerate(rows):
+        alone = generate(m, torch.tensor([row]), Workload(1, len(row), 5), m, None, 16)[2]
+        assert torch.equal(together[r], alone[0]), (r, together[r], alone[0])

@@ -105,7 +105,7 @@ def test_decode_attention_matches_reference(b, kv, group, length, seed, data):
     pos = data.draw(st.integers(0, length - 1))
     lo = np.array([data.draw(st.integers(0, pos)) for _ in range(b)], np.int64)
     qkv = rng.standard_normal((b, (heads + 2 * kv) * d)).astype(np.float32)
-    ang = rng.uniform(0, 6, d).astype(np.float32)
+    ang = rng.uniform(0, 6, (b, d)).astype(np.float32)  # each row at its own position
     cos, sin = np.cos(ang), np.sin(ang)
     k0, v0 = (_bits(rng.standard_normal((b, kv, length, d)).astype(np.float32)) for _ in range(2))
     k1, v1, k2, v2 = k0.copy(), v0.copy(), k0.copy(), v0.copy()
@@ -118,8 +118,8 @@ def test_decode_attention_matches_reference(b, kv, group, length, seed, data):
 def test_decode_attention_refuses_a_position_outside_the_cache():
     k = np.zeros((1, 1, 4, 8), np.uint16)
     with pytest.raises(ValueError, match="outside the cache"):
-        decode_attention(np.zeros((1, 24), np.float32), np.ones(8, np.float32), np.zeros(8, np.float32), k, k.copy(),
-                         4, np.zeros(1, np.int64), 1)  # fmt: skip
+        one, zero = np.ones((1, 8), np.float32), np.zeros((1, 8), np.float32)
+        decode_attention(np.zeros((1, 24), np.float32), one, zero, k, k.copy(), 4, np.zeros(1, np.int64), 1)
 
 
 @settings(max_examples=30, deadline=None)
