@@ -18,7 +18,7 @@ from torch import nn
 from kernels.attention import decode_attention
 from kernels.llm_step import decode_step
 from kernels.norm import rmsnorm_rows
-from kernels.qgemv import BLOCKS, dequantize_rows
+from kernels.qgemv import BLOCKS
 from models.llm_linear import QROWS_MAX, Linear, QuantEmbedding, QuantLinear
 
 
@@ -345,7 +345,7 @@ class DecoderLM(nn.Module):
         """Logits [B, 1, vocab] in the model's dtype from `kernels.llm_step.decode_step`."""
         emb = self.model.embed_tokens
         if isinstance(emb, QuantEmbedding):
-            x = dequantize_rows(emb.blocks, emb.qtype, emb.embedding_dim, tokens.reshape(-1).numpy())
+            x = emb.rows(tokens)
         else:
             x = emb(tokens).reshape(tokens.shape[0], -1).float().numpy().copy()
         logits = decode_step(x, span.pos, span.lo, span.cos, span.sin, self.step)
@@ -385,7 +385,6 @@ class DecoderLM(nn.Module):
         (row b's token at slot j sits at RoPE position j - pad[b], as with Hugging Face's
         attention mask and position ids). `last_only`: logits [B, 1, vocab] of the last position
         only, in the model's dtype (what sampling needs); else float32 logits of every position."""
-        x = self.model.embed_tokens(tokens)
         length = self.cos.shape[0]
         slots = torch.arange(length, device=tokens.device)
         if pad is None:
@@ -417,6 +416,7 @@ class DecoderLM(nn.Module):
                 real = k.view(1, 1, t) >= pad.view(-1, 1, 1)  # [B, 1 (query), t (key)]
                 # causal over real keys; a padding slot attends to itself only, so nothing is NaN
                 mask = ((k <= q) & real | (k == q)).unsqueeze(1)  # [B, 1, t, t]
+        x = self.model.embed_tokens(tokens)  # after the whole-step path, which looks its rows up itself
         for layer in self.model.layers:
             x = layer(x, cos, sin, pos, mask)
         if last_only:

@@ -203,6 +203,9 @@ def hf_name(gguf_name: str) -> str | None:
 def _unpermute(w: np.ndarray, heads: int) -> np.ndarray:
     """Undo llama.cpp's q/k row permutation (interleaved RoPE -> rotate-half)."""
     rows = w.shape[0]
+    if rows % (2 * heads):
+        raise UserError(f"q/k rows ({rows}) do not split into {heads} heads of an even size: the head counts in the "
+                        "metadata do not fit the tensors")  # fmt: skip
     return w.reshape(heads, rows // heads // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
@@ -242,7 +245,12 @@ def _native_modules(reader, cfg: LLMConfig, model: DecoderLM, path: Path, dtype:
             raise UserError(f"{path}: tensor {t.name} is {qtype}, which --precision native has no kernel for "
                             f"(kernels: {', '.join(BLOCKS)}); run it at bf16 or int8")  # fmt: skip
         owner = name.removesuffix(".weight")
-        old = model.get_submodule(owner)
+        try:
+            old = model.get_submodule(owner)
+        except AttributeError:
+            raise UserError(
+                f"{path}: tensor {t.name} ({name}) does not fit a {cfg.family} decoder of this config"
+            ) from None
         if isinstance(old, nn.Embedding):
             new = QuantEmbedding(old.num_embeddings, old.embedding_dim, qtype, dtype)
         elif isinstance(old, nn.Linear):
@@ -285,15 +293,15 @@ def load_gguf(path: Path, device: torch.device, dtype: torch.dtype, reader=None,
                 continue
             if name in blocks:
                 rows = np.asarray(t.data)
+                mod = blocks[name]
+                n_rows = mod.num_embeddings if hasattr(mod, "num_embeddings") else mod.out_features
+                if rows.ndim != 2 or rows.shape[0] != n_rows:  # checked before the rows are permuted
+                    raise UserError(f"{path}: tensor {t.name} has shape {[int(d) for d in t.shape[::-1]]}, the "
+                                    f"metadata implies {n_rows} rows")  # fmt: skip
                 if name.endswith("q_proj.weight") and cfg.family in PERMUTED_QK:
                     rows = _unpermute(rows, cfg.num_heads)
                 elif name.endswith("k_proj.weight") and cfg.family in PERMUTED_QK:
                     rows = _unpermute(rows, cfg.num_kv_heads)
-                mod = blocks[name]
-                n_rows = mod.num_embeddings if hasattr(mod, "num_embeddings") else mod.out_features
-                if rows.ndim != 2 or rows.shape[0] != n_rows:
-                    raise UserError(f"{path}: tensor {t.name} has shape {list(t.shape)[::-1]}, the metadata "
-                                    f"implies {n_rows} rows")  # fmt: skip
                 try:
                     if hasattr(mod, "set_blocks"):
                         mod.set_blocks(rows)

@@ -166,9 +166,16 @@ class QuantEmbedding(nn.Module):
         self.num_embeddings, self.embedding_dim, self.qtype, self.dtype = num_embeddings, embedding_dim, qtype, dtype
         self.blocks: np.ndarray | None = None
 
+    def rows(self, tokens: torch.Tensor) -> np.ndarray:
+        """float32 [tokens, dim] of the looked-up rows; an id outside the vocabulary is an IndexError,
+        as in nn.Embedding (the blocks hold padding rows up to a multiple of 64)."""
+        ids = tokens.reshape(-1).cpu().numpy()
+        if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
+            raise IndexError(f"token id out of range [0, {self.num_embeddings})")
+        return dequantize_rows(self.blocks, self.qtype, self.embedding_dim, ids)
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        rows = dequantize_rows(self.blocks, self.qtype, self.embedding_dim, tokens.reshape(-1).cpu().numpy())
-        return torch.from_numpy(rows).to(self.dtype).reshape(*tokens.shape, self.embedding_dim)
+        return torch.from_numpy(self.rows(tokens)).to(self.dtype).reshape(*tokens.shape, self.embedding_dim)
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:

@@ -474,3 +474,26 @@ def test_cpu_decode_of_a_left_padded_row_matches_the_row_alone(tmp_path, native)
     for r, row in enumerate(rows):
         alone = generate(m, torch.tensor([row]), Workload(1, len(row), 5), m, None, 16)[2]
         assert torch.equal(together[r], alone[0]), (r, together[r], alone[0])
+
+
+def test_native_refuses_files_that_do_not_fit_in_one_line(tmp_path):
+    """More blk.N tensors than block_count, and head counts that do not fit q/k: one line each."""
+    import gguf
+
+    from models.errors import UserError
+
+    cfg = LLMConfig("tiny-blocks", 512, 128, 2, 4, 2, 256, max_position=64)
+    f = tmp_path / "m.gguf"
+    write_gguf(f, cfg, qtype="Q8_0")
+    for key, value, why in (("llama.block_count", 1, "does not fit a llama decoder"),
+                            ("llama.attention.head_count", 64, "the metadata implies 4 rows")):  # fmt: skip
+        reader = gguf.GGUFReader(str(f))
+        raw = bytearray(f.read_bytes())
+        fld = reader.fields[key]
+        part = fld.parts[fld.data[0]]  # the value, a view into the memory-mapped file
+        off = part.ctypes.data - reader.data.ctypes.data
+        raw[off : off + part.nbytes] = np.array([value], part.dtype).tobytes()
+        g = tmp_path / f"bad-{value}.gguf"
+        g.write_bytes(bytes(raw))
+        with pytest.raises(UserError, match=why):
+            load_gguf(g, CPU, torch.bfloat16, native=True)

@@ -63,6 +63,8 @@ class Sampling:
         check_number("--top-p", top_p, 0, 1, above=True)
         if temperature == 0 and (self.top_k is not None or self.top_p is not None):
             raise UserError("--top-k and --top-p shape sampling; temperature 0 is greedy: add --temperature")
+        if "llama.cpp" in engines and temperature > 0:
+            raise UserError("--engine llama.cpp runs greedy here (the argmax of each row's logits): drop --temperature")
         if "transformers" in engines and temperature > 0 and not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:
             raise UserError(f"--engine transformers samples at --temperature 0 or {MIN_TEMPERATURE:g}.."
                             f"{MAX_TEMPERATURE:g} (its probabilities turn NaN beyond), "
@@ -222,6 +224,8 @@ def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
         raise UserError("--engine llama.cpp runs a GGUF file as stored on the CPU: give a .gguf model with "
                         "--precision native --device cpu")  # fmt: skip
     if req.precision == "native":
+        if req.compile:
+            raise UserError("--compile does not apply to --precision native: its decode step is one Numba call")
         if src.kind != "gguf":
             raise UserError("--precision native keeps a GGUF file's quantized blocks: give a .gguf model")
         if dev.type != "cpu":

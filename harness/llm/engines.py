@@ -179,7 +179,7 @@ class LlamaCppEngine:
         if not self.model:
             raise UserError(f"llama.cpp cannot load {path}")
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(self.model))
-        self.ctx, self.key, self.batch = None, None, None
+        self.ctx, self.key, self.batch, self.capacity = None, None, None, 0
         info = llama_cpp.llama_print_system_info()
         self.build = {"llama_cpp_python": llama_cpp.__version__, "threads": threads,
                       "system_info": (info.decode() if isinstance(info, bytes) else str(info)).strip()}  # fmt: skip
@@ -187,16 +187,17 @@ class LlamaCppEngine:
     def _context(self, rows: int, length: int, tokens: int):
         """One context (and batch buffer) per (rows, cache length), kept while the point runs."""
         lc = self.lc
-        if self.key != (rows, length):
+        if self.key != (rows, length) or tokens > self.capacity:  # a longer batch of prompts: a larger buffer
             self.close()
             cp = lc.llama_context_default_params()
             cp.n_ctx, cp.n_seq_max = rows * length, rows
-            cp.n_batch = cp.n_ubatch = max(tokens, rows, 512)
+            self.capacity = max(tokens, rows, 512)
+            cp.n_batch = cp.n_ubatch = self.capacity
             cp.n_threads = cp.n_threads_batch = self.threads
             self.ctx = lc.llama_init_from_model(self.model, cp)
             if not self.ctx:
-                raise RuntimeError(f"llama.cpp could not make a context of {rows} x {length} tokens")
-            self.batch, self.key = lc.llama_batch_init(max(tokens, rows), 0, rows), (rows, length)
+                raise UserError(f"llama.cpp could not make a context of {rows} sequences x {length} tokens")
+            self.batch, self.key = lc.llama_batch_init(self.capacity, 0, rows), (rows, length)
         return self.ctx, self.batch
 
     def close(self) -> None:
@@ -204,6 +205,7 @@ class LlamaCppEngine:
             self.lc.llama_batch_free(self.batch)
             self.lc.llama_free(self.ctx)
             self.ctx = self.key = self.batch = None
+            self.capacity = 0
 
     def __del__(self):
         try:
@@ -218,8 +220,9 @@ class LlamaCppEngine:
             batch.token[k], batch.pos[k], batch.n_seq_id[k], batch.logits[k] = tok, pos, 1, out
             batch.seq_id[k][0] = seq
         batch.n_tokens = len(entries)
-        if self.lc.llama_decode(ctx, batch) != 0:
-            raise RuntimeError("llama_decode failed")
+        code = self.lc.llama_decode(ctx, batch)
+        if code != 0:
+            raise UserError(f"llama.cpp's llama_decode failed (code {code}) on {len(entries)} tokens")
 
     def _argmax(self, ctx, index: int) -> int:
         ptr = self.lc.llama_get_logits_ith(ctx, index)
