@@ -334,3 +334,26 @@ def test_random_onnx_inputs_are_drawn_in_their_own_dtype():
         assert x["a"].dtype == np.dtype(dtype) and input_bytes(shapes, dtype) == 10 * itemsize
     assert random_inputs(shapes, "float16", 0)["a"].dtype == np.float16
     assert input_bytes(shapes, "float16") == 10 * 2 + 6 * 4  # the largest input's float32 draw
+
+
+def test_a_run_whose_last_write_fails_is_not_left_running(tmp_path, monkeypatch):
+    """A full disk after the first write: the file keeps what it had and says "incomplete", in place."""
+    import errno
+
+    from harness.results import schema
+    from harness.results.session import LocalSink, ResultSession
+
+    real, calls = schema.write_atomic, []
+
+    def fill_up(path, text):
+        calls.append(path)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, text)
+
+    monkeypatch.setattr(schema, "write_atomic", fill_up)
+    sink = LocalSink(tmp_path)
+    with pytest.raises(OSError), ResultSession({"model": "x"}, sink):
+        pass
+    result = schema.read_result(sink.path)
+    assert result.status == "incomplete" and len(calls) == 2

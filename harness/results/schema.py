@@ -225,9 +225,37 @@ def strict_json(doc: dict) -> str:
     return json.dumps(clean, indent=2, allow_nan=False) + "\n"
 
 
+RUNNING = '"status": "running"'
+RUNNING_PADDED = '"status":    "running"'  # JSON whitespace: as many bytes as '"status": "incomplete"'
+STOPPED = '"status": "incomplete"'
+
+
 def write_result(result: RunResult, path: Path) -> None:
-    """The result file, written atomically, as standard JSON."""
-    write_atomic(path, strict_json(result.to_dict()))
+    """The result file, written atomically, as standard JSON. A running result's status is written
+    with room to turn "incomplete" in place (`mark_incomplete_in_place`), so that a run whose last
+    write fails (a full disk) never leaves a file that says it is still running."""
+    text = strict_json(result.to_dict())
+    if result.status == "running":
+        text = text.replace(RUNNING, RUNNING_PADDED, 1)
+    write_atomic(path, text)
+
+
+def mark_incomplete_in_place(path: Path) -> bool:
+    """Turn a written result's status from running to incomplete by overwriting its own bytes (the
+    same length: nothing is allocated, so it works on a full disk). True if the file now says so."""
+    try:
+        with open(path, "r+b") as f:
+            head = f.read(4096)
+            at = head.find(RUNNING_PADDED.encode())
+            if at < 0:
+                return False
+            f.seek(at)
+            f.write(STOPPED.encode())
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+    except OSError:
+        return False
 
 
 def write_record(out_dir: Path, prefix: str, kind: str, started: str, body: dict) -> Path:

@@ -21,7 +21,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from harness.errors import first_line
-from harness.results.schema import SCHEMA_VERSION, LLMPoint, Point, RunResult, new_run_id, read_result, write_result
+from harness.results.schema import (
+    SCHEMA_VERSION,
+    LLMPoint,
+    Point,
+    RunResult,
+    mark_incomplete_in_place,
+    new_run_id,
+    read_result,
+    write_result,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -146,7 +155,11 @@ class LocalSink:
         write_result(result, self.path)
 
     def finish(self, result: RunResult) -> None:
-        write_result(result, self.path)
+        try:
+            write_result(result, self.path)
+        except OSError:  # a full disk: the file keeps its last points and says it is incomplete
+            mark_incomplete_in_place(self.path)
+            raise
 
 
 class ResultSession:

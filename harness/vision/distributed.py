@@ -24,7 +24,7 @@ import torch
 from harness.errors import UserError
 from harness.machine.devices import device_name, use_cuda_device
 from harness.measure.metrics import energy_per_work, pflops_per_kw
-from harness.results.schema import Point, RunResult, point_from_dict, write_result
+from harness.results.schema import Point, RunResult, mark_incomplete_in_place, point_from_dict, write_result
 from harness.results.session import mark_incomplete
 
 ENV_WORKER = "MODELPOWER_WORKER"  # "1" in the workers the launcher starts
@@ -237,9 +237,14 @@ class DistContext:
         """The last write (rank 0) and the process group's end."""
         import torch.distributed as dist
 
-        if self.writes:
-            write_result(result, self.path)
-        dist.destroy_process_group()
+        try:
+            if self.writes:
+                write_result(result, self.path)
+        except OSError:  # a full disk: the file keeps its last points and says it is incomplete
+            mark_incomplete_in_place(self.path)
+            raise
+        finally:
+            dist.destroy_process_group()
 
 
 def _fleet_name(rows: list[Point]) -> str:
