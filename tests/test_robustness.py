@@ -357,3 +357,35 @@ def test_a_run_whose_last_write_fails_is_not_left_running(tmp_path, monkeypatch)
         pass
     result = schema.read_result(sink.path)
     assert result.status == "incomplete" and len(calls) == 2
+
+
+def test_memory_checks_take_the_process_limit_into_account(monkeypatch):
+    import resource
+
+    from harness.measure import memory
+
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (2**30 + 4096 * 10**6, resource.RLIM_INFINITY))
+    monkeypatch.setattr(resource, "getpagesize", lambda: 4096)
+    monkeypatch.setattr(memory, "_meminfo_available", lambda: 2**40)
+    monkeypatch.setattr(memory, "_cgroup_left", lambda: None)
+    real_open = open
+
+    def statm(path, *a, **k):  # a process of 10^6 pages (4.1 GB) under a limit 1 GiB above that
+        if str(path) == "/proc/self/statm":
+            import io
+
+            return io.StringIO("1000000 0 0 0 0 0 0")
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr("builtins.open", statm)
+    assert memory.host_free_bytes() == 2**30
+
+
+@pytest.mark.slow
+def test_a_memory_limit_too_low_for_torch_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    code = "ulimit -v 1000000; exec " + f"{sys.executable} -m harness run-llm llm-tiny --device cpu --out {tmp_path}"
+    r = subprocess.run(["bash", "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "not enough memory" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

@@ -84,14 +84,41 @@ app.command()(verdicts.report)
 app.command()(verdicts.compare)
 
 
+def _memory_limit_hint() -> str:
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        return "" if soft == resource.RLIM_INFINITY else f" (this process may use {soft / 2**30:.1f} GiB: ulimit -v)"
+    except (ImportError, OSError, ValueError):
+        return ""
+
+
+def _out_of_memory_loading(e: BaseException) -> bool:
+    """A library (torch's shared objects, say) that could not be loaded for want of memory."""
+    text = str(e).lower()
+    return isinstance(e, MemoryError) or "failed to map segment" in text or "cannot allocate memory" in text
+
+
 def main() -> None:
     """Console-script entry point: SIGTERM and SIGHUP end a run as Ctrl-C does; once the command
-    has finished, a further Ctrl-C no longer interrupts the interpreter's shutdown."""
-    from harness.results.session import handle_stop_signals, ignore_stop_signals
-
+    has finished, a further Ctrl-C no longer interrupts the interpreter's shutdown. A library that
+    cannot be loaded for want of memory (a low `ulimit -v`) is one line, exit 2."""
+    try:
+        from harness.results.session import handle_stop_signals, ignore_stop_signals
+    except (ImportError, OSError, MemoryError) as e:
+        if not _out_of_memory_loading(e):
+            raise
+        err.print(f"modelpower: error: not enough memory to load torch{_memory_limit_hint()}: {e}", soft_wrap=True)
+        sys.exit(2)
     os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")
     handle_stop_signals()
     try:
         app()
+    except (ImportError, OSError, MemoryError) as e:
+        if not _out_of_memory_loading(e):
+            raise
+        err.print(f"modelpower: error: not enough memory to load a library{_memory_limit_hint()}: {e}", soft_wrap=True)
+        sys.exit(2)
     finally:  # the command is over: a late signal must not raise into the interpreter's shutdown
         ignore_stop_signals()

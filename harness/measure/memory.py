@@ -19,8 +19,7 @@ from harness.errors import UserError
 HEADROOM = 0.9  # leave a tenth of what is free to everything else (the OS, allocator slack)
 
 
-def host_free_bytes() -> int | None:
-    """MemAvailable from /proc/meminfo (what can be allocated without swapping), or None."""
+def _meminfo_available() -> int | None:
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -29,6 +28,42 @@ def host_free_bytes() -> int | None:
     except (OSError, ValueError):
         pass
     return None
+
+
+def _address_space_left() -> int | None:
+    """What the process's RLIMIT_AS (`ulimit -v`) leaves above its current virtual size, or None."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/statm") as f:
+            size = int(f.read().split()[0]) * resource.getpagesize()
+        return max(soft - size, 0)
+    except (OSError, ValueError, ImportError):
+        return None
+
+
+def _cgroup_left() -> int | None:
+    """What the cgroup v2 memory limit (a container's) leaves above its current use, or None."""
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit == "max":
+            return None
+        with open("/sys/fs/cgroup/memory.current") as f:
+            return max(int(limit) - int(f.read().strip()), 0)
+    except (OSError, ValueError):
+        return None
+
+
+def host_free_bytes() -> int | None:
+    """What this process can still allocate on the host: the least of MemAvailable (/proc/meminfo,
+    without swapping), its address-space limit (`ulimit -v`) and its cgroup's memory limit; None if
+    none is known."""
+    known = [v for v in (_meminfo_available(), _address_space_left(), _cgroup_left()) if v is not None]
+    return min(known) if known else None
 
 
 def device_free_bytes(device: torch.device) -> int | None:
