@@ -185,3 +185,26 @@ def test_mutated_checkpoint_configs(invoke, tmp_path_factory, data):
     r = invoke("run-llm", folder, "--device", "cpu", "--prompt-len", "4", "--output-len", "2",
                "--min-duration", "0", "--min-iters", "1", "--out", folder / "out")  # fmt: skip
     assert_clean(r)
+
+
+def test_escape_bytes_in_names_reach_no_plot_and_no_terminal(invoke, tmp_path, valid, capsys):
+    """A model name with ESC and BEL bytes: the report's plots and every line printed are clean, and
+    a library warning goes through our console cleaned, on one line."""
+    import warnings
+
+    from harness.cli import _show_warning
+
+    doc = json.loads(json.dumps(valid["result"]))
+    for p in doc["points"]:
+        p["model"] = "evil\x1b[31mred\x07name"
+    f = tmp_path / "r.json"
+    f.write_text(json.dumps(doc))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = invoke("report", f, "-o", tmp_path / "rep")
+    assert r.exit_code == 0, r.output
+    assert "\x1b" not in r.output and "\x1b" not in r.stderr
+    assert not [w for w in caught if "Glyph" in str(w.message)]  # the labels reached matplotlib clean
+    _show_warning("Glyph 27 (\x1b) missing\nfrom font", UserWarning, "x.py", 1)
+    line = capsys.readouterr().err
+    assert "\x1b" not in line and line.count("\n") == 1 and "modelpower: warning: Glyph 27" in line

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Annotated
 
 import typer
@@ -24,6 +25,7 @@ from typer.core import TyperGroup
 
 from harness.cli import inspect, measure, run, run_llm, serve, verdicts
 from harness.cli.common import err, out
+from harness.errors import strip_control
 
 
 class OneLineErrors(TyperGroup):
@@ -84,6 +86,12 @@ app.command()(verdicts.report)
 app.command()(verdicts.compare)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Library warnings through our console: one line, control characters removed (a model name
+    with an escape byte must not reach the terminal through matplotlib's "Glyph missing" warning)."""
+    err.print(f"modelpower: warning: {strip_control(' '.join(str(message).split()))[:300]}", soft_wrap=True)
+
+
 def _memory_limit_hint() -> str:
     try:
         import resource
@@ -112,6 +120,7 @@ def main() -> None:
         err.print(f"modelpower: error: not enough memory to load torch{_memory_limit_hint()}: {e}", soft_wrap=True)
         sys.exit(2)
     os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning")
+    warnings.showwarning = _show_warning
     handle_stop_signals()
     try:
         app()

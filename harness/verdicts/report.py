@@ -249,13 +249,16 @@ def _png(fig) -> str:
 
 
 def plots(rows: list[dict], inp: Inputs) -> dict[str, str]:
-    """Base64 PNGs: throughput vs batch, latency percentiles, MFU/MBU, energy, roofline."""
+    """Base64 PNGs: throughput vs batch, latency percentiles, MFU/MBU, energy, roofline. Every string
+    from the input files is cleaned of control characters first, so none reaches a label, a title or
+    a library's warning about a glyph."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     plt.rcParams.update({"font.size": 9, "axes.grid": True, "grid.alpha": 0.3})
+    rows = [{k: strip_control(v) if isinstance(v, str) else v for k, v in r.items()} for r in rows]
     return {
         "throughput": _png(_throughput_plot(plt, rows)),
         "latency": _png(_latency_plot(plt, rows)),
