@@ -34,7 +34,10 @@ def parse_engines(values: list[str] | None) -> list[str]:
     """`--engine modelpower,transformers` (comma lists or repeats) as a list, in order, each once."""
     from harness.inputs import split_list
 
-    names = split_list(values or [ENGINE], "--engine")
+    if values is not None and not "".join(values).replace(",", "").strip():
+        names = []  # nothing but commas: said as such below
+    else:
+        names = split_list(values or [ENGINE], "--engine")
     if not names:
         raise UserError(f"--engine is empty: use {', '.join(ENGINES)} (a comma-separated list runs each)")
     for n in names:
