@@ -232,7 +232,10 @@ def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
             raise UserError("--precision native runs on the CPU only (Numba CPU kernels): add --device cpu")
     check_writable(req.out_dir)
     per_param = 9 / 8 if req.precision == "native" else torch.finfo(dtype).bits / 8  # Q8_0: 8.5 bits, the widest
-    check_fits(f"{cfg.name}'s weights at {req.precision}", 0, int(cfg.param_count() * per_param), dev)
+    weights = int(cfg.param_count() * per_param)
+    if req.precision == "native":  # + prefill's bf16 buffer for the largest matrix (the LM head or the MLP's)
+        weights += 2 * cfg.hidden_size * max(cfg.vocab_size, 2 * cfg.intermediate_size)
+    check_fits(f"{cfg.name}'s weights at {req.precision}", 0, weights, dev)
     # a bad checkpoint is one line, before anything else
     lm, source, load_s = load_model(src, dev, dtype, req.seed, native=req.precision == "native")
     events.note(f"device: {why}")
