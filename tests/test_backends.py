@@ -23,9 +23,17 @@ def images():
     [("torch", "fp32"), ("torch", "bf16"),
      pytest.param("torch-compile", "fp32", marks=pytest.mark.slow),  # inductor compiles the model
      ("onnxruntime", "fp32"),
-     pytest.param("onnxruntime", "int8", marks=pytest.mark.slow)],  # quantizes, then runs the int8 model
+     pytest.param("onnxruntime", "int8", marks=pytest.mark.slow),  # quantizes, then runs the int8 model
+     ("openvino", "fp32"), ("openvino", "bf16"),
+     pytest.param("openvino", "int8", marks=pytest.mark.slow)],
 )  # fmt: skip
 def test_backend_runs_and_agrees(backend, precision, images, fast_settings, tmp_path):
+    if backend == "openvino":
+        pytest.importorskip("openvino")  # CI installs it (the test extra)
+        try:
+            BACKENDS["openvino"].check(torch.device("cpu"), precision)
+        except Exception as e:  # bf16 on a CPU without AVX-512 BF16 or AMX
+            pytest.skip(str(e))
     s = fast_settings
     s.backend, s.precision, s.cache_dir = backend, precision, tmp_path
     # int8 on ResNet-50: static int8 of MobileNetV3 (hard-swish, squeeze-excite) measured 20% of its
@@ -38,6 +46,9 @@ def test_backend_runs_and_agrees(backend, precision, images, fast_settings, tmp_
     assert a["passed"], a
     assert a["max_rel_err"] <= a["tolerance_rel"] and a["top1_agreement"] >= 0.5
     assert pt.compile_s is not None and pt.backend_info is not None
+    if backend == "openvino":
+        want = "bf16" if precision == "bf16" else "f32"
+        assert pt.backend_info["inference_precision"] == want and list(tmp_path.glob("openvino/*"))  # model cache
     if backend == "onnxruntime":
         assert pt.backend_info["providers"] == ["CPUExecutionProvider"]
         assert list(tmp_path.glob("onnx/*.onnx"))  # exported into the cache

@@ -10,6 +10,7 @@ import torch
 
 from harness.backends.base import Backend, BackendUnavailable, Prepared
 from harness.backends.onnxruntime import OnnxRuntime
+from harness.backends.openvino import OpenVino
 from harness.backends.torch_compile import TorchCompile
 from harness.backends.torch_eager import TorchEager
 from harness.errors import UserError
@@ -19,6 +20,7 @@ BACKENDS: dict[str, Backend] = {
     "torch-compile": TorchCompile(),
     "onnxruntime": OnnxRuntime(tensorrt=False),
     "onnxruntime-trt": OnnxRuntime(tensorrt=True),
+    "openvino": OpenVino(),
 }
 
 __all__ = ["BACKENDS", "Backend", "BackendUnavailable", "Prepared", "check_backend"]
@@ -33,6 +35,6 @@ def check_backend(name: str, device: torch.device, precision: str) -> None:
     except BackendUnavailable as e:
         raise UserError(str(e)) from None
     try:
-        check_precision(device, precision, "fp32, bf16 (torch) or int8 (onnxruntime)")
+        check_precision(device, precision, "fp32, bf16 (torch, openvino) or int8 (onnxruntime, openvino)")
     except UserError as e:
         raise UserError(f"{name}: {e}") from None
