@@ -55,69 +55,83 @@ def check_gguf_layout(path: Path) -> None:
     of 10^9 items in a few bytes (on which the gguf package's reader walks item by item, for ever) is
     one line. Array item counts are checked at their smallest size (8 bytes for a string), so the
     walk is bounded by the file's size."""
-    import mmap
     import struct
 
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         if size < 24:
             raise UserError(f"{path} is not a readable GGUF file (truncated or not GGUF): {size} bytes")
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            if m[:4] != b"GGUF":
-                return  # not GGUF: the reader says so in its own words
-            order = "<" if struct.unpack_from("<I", m, 4)[0] < 65536 else ">"
-            pos = 8
+        window = {"start": 0, "data": b""}
 
-            def need(n: int, what: str) -> None:
-                if n < 0 or pos + n > size:
-                    raise UserError(f"{path}: {what} declares {n:,} bytes where {size - pos:,} are left (a damaged or "
-                                    "hostile GGUF file)")  # fmt: skip
+        def read(at: int, n: int) -> bytes:  # through a 4 MB window: the file is never mapped whole
+            start, data = window["start"], window["data"]
+            if not (start <= at and at + n <= start + len(data)):
+                fh.seek(at)
+                window["start"], window["data"] = at, fh.read(max(n, 4 << 20))
+                start, data = at, window["data"]
+            return data[at - start : at - start + n]
 
-            def take(fmt: str, what: str):
-                nonlocal pos
-                need(struct.calcsize(fmt), what)
-                v = struct.unpack_from(order + fmt, m, pos)
-                pos += struct.calcsize(fmt)
-                return v[0]
+        if read(0, 4) != b"GGUF":
+            return  # not GGUF: the reader says so in its own words
+        version = struct.unpack("<I", read(4, 4))[0]
+        order = "<" if version < 65536 else ">"
+        if struct.unpack(order + "I", read(4, 4))[0] not in (2, 3):
+            return  # GGUF v1 or an unknown version: the reader says which
+        pos = 8
 
-            def string(what: str) -> None:
-                nonlocal pos
-                n = take("Q", what)
-                need(n, what)
-                pos += n
+        def need(n: int, what: str) -> None:
+            if n < 0 or pos + n > size:
+                raise UserError(f"{path}: {what} declares {n:,} bytes where {size - pos:,} are left (a damaged or "
+                                "hostile GGUF file)")  # fmt: skip
 
-            def value(vtype: int, what: str, depth: int = 0) -> None:
-                nonlocal pos
-                if vtype in _GGUF_SIZES:
-                    need(_GGUF_SIZES[vtype], what)
-                    pos += _GGUF_SIZES[vtype]
-                elif vtype == 8:
-                    string(what)
-                elif vtype == 9 and depth < 4:
-                    item, count = take("I", what), take("Q", what)
-                    if item in _GGUF_SIZES:
-                        need(count * _GGUF_SIZES[item], f"{what} ({count:,} items)")
-                        pos += count * _GGUF_SIZES[item]
-                    else:
-                        need(count * 8, f"{what} ({count:,} items)")
-                        for _ in range(count):
-                            value(item, what, depth + 1)
+        def take(fmt: str, what: str):
+            nonlocal pos
+            n = struct.calcsize(fmt)
+            need(n, what)
+            v = struct.unpack(order + fmt, read(pos, n))
+            pos += n
+            return v[0]
+
+        def string(what: str) -> None:
+            nonlocal pos
+            n = take("Q", what)
+            need(n, what)
+            pos += n
+
+        def value(vtype: int, what: str, depth: int = 0) -> None:
+            nonlocal pos
+            if vtype in _GGUF_SIZES:
+                need(_GGUF_SIZES[vtype], what)
+                pos += _GGUF_SIZES[vtype]
+            elif vtype == 8:
+                string(what)
+            elif vtype == 9:
+                if depth >= 64:
+                    raise UserError(f"{path}: {what} nests arrays more than 64 deep")
+                item, count = take("I", what), take("Q", what)
+                if item in _GGUF_SIZES:
+                    need(count * _GGUF_SIZES[item], f"{what} ({count:,} items)")
+                    pos += count * _GGUF_SIZES[item]
                 else:
-                    raise UserError(f"{path}: {what} has an unknown value type {vtype}")
+                    need(count * 8, f"{what} ({count:,} items)")
+                    for _ in range(count):
+                        value(item, what, depth + 1)
+            else:
+                raise UserError(f"{path}: {what} has an unknown value type {vtype}")
 
-            n_tensors, n_kv = take("Q", "the tensor count"), take("Q", "the metadata count")
-            need(n_kv * 13, f"the metadata count ({n_kv:,})")  # each key-value takes at least 13 bytes
-            need(n_tensors * 24, f"the tensor count ({n_tensors:,})")  # each tensor info at least 24 bytes
-            for i in range(n_kv):
-                string(f"metadata key {i}")
-                value(take("I", f"metadata value {i}"), f"metadata value {i}")
-            for i in range(n_tensors):
-                string(f"tensor {i}'s name")
-                dims = take("I", f"tensor {i}'s rank")
-                if dims > 8:
-                    raise UserError(f"{path}: tensor {i} declares {dims} dimensions")
-                need(dims * 8 + 12, f"tensor {i}'s info")
-                pos += dims * 8 + 12
+        n_tensors, n_kv = take("Q", "the tensor count"), take("Q", "the metadata count")
+        need(n_kv * 13, f"the metadata count ({n_kv:,})")  # each key-value takes at least 13 bytes
+        need(n_tensors * 24, f"the tensor count ({n_tensors:,})")  # each tensor info at least 24 bytes
+        for i in range(n_kv):
+            string(f"metadata key {i}")
+            value(take("I", f"metadata value {i}"), f"metadata value {i}")
+        for i in range(n_tensors):
+            string(f"tensor {i}'s name")
+            dims = take("I", f"tensor {i}'s rank")
+            if dims > 8:
+                raise UserError(f"{path}: tensor {i} declares {dims} dimensions")
+            need(dims * 8 + 12, f"tensor {i}'s info")
+            pos += dims * 8 + 12
 
 
 def open_gguf(path: Path):
@@ -129,7 +143,10 @@ def open_gguf(path: Path):
         raise UserError(f"{path} is a folder, not a GGUF file")
     if not path.is_file():
         raise UserError(f"GGUF file not found: {path}")
-    check_gguf_layout(path)
+    try:
+        check_gguf_layout(path)
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
     try:
         reader = GGUFReader(str(path))
     except Exception as e:  # bad magic, truncated tensor data, a header that points past the end

@@ -337,24 +337,28 @@ def test_random_onnx_inputs_are_drawn_in_their_own_dtype():
 
 
 def test_a_run_whose_last_write_fails_is_not_left_running(tmp_path, monkeypatch):
-    """A full disk after the first write: the file keeps what it had and says "incomplete", in place."""
+    """A full disk after the first write (the real write_atomic, whose os.replace fails): the file
+    keeps what it had and says "incomplete", in place; the run stops with one line."""
     import errno
+    import os
 
+    from harness.errors import UserError
     from harness.results import schema
     from harness.results.session import LocalSink, ResultSession
 
-    real, calls = schema.write_atomic, []
+    real, calls = os.replace, []
 
-    def fill_up(path, text):
-        calls.append(path)
+    def fill_up(src, dst):
+        calls.append(dst)
         if len(calls) > 1:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(path, text)
+        real(src, dst)
 
-    monkeypatch.setattr(schema, "write_atomic", fill_up)
+    monkeypatch.setattr(os, "replace", fill_up)
     sink = LocalSink(tmp_path)
-    with pytest.raises(OSError), ResultSession({"model": "x"}, sink):
+    with pytest.raises(UserError, match="No space left"), ResultSession({"model": "x"}, sink):
         pass
+    monkeypatch.setattr(os, "replace", real)
     result = schema.read_result(sink.path)
     assert result.status == "incomplete" and len(calls) == 2
 

@@ -196,7 +196,7 @@ def test_escape_bytes_in_names_reach_no_plot_and_no_terminal(invoke, tmp_path, v
 
     doc = json.loads(json.dumps(valid["result"]))
     for p in doc["points"]:
-        p["model"] = "evil\x1b[31mred\x07name"
+        p["model"] = "evil\x1b[31mred\x07name $\\frac$"  # an escape, a bell and a broken math formula
     f = tmp_path / "r.json"
     f.write_text(json.dumps(doc))
     with warnings.catch_warnings(record=True) as caught:

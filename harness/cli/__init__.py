@@ -104,8 +104,7 @@ def _memory_limit_hint() -> str:
 
 def _out_of_memory_loading(e: BaseException) -> bool:
     """A library (torch's shared objects, say) that could not be loaded for want of memory."""
-    text = str(e).lower()
-    return isinstance(e, MemoryError) or "failed to map segment" in text or "cannot allocate memory" in text
+    return isinstance(e, ImportError) and "failed to map segment" in str(e).lower()
 
 
 def main() -> None:

@@ -46,24 +46,42 @@ def _address_space_left() -> int | None:
 
 
 def _cgroup_left() -> int | None:
-    """What the cgroup v2 memory limit (a container's) leaves above its current use, or None."""
+    """What the cgroup v2 memory limit (a container's: memory.max, or memory.high if lower) leaves
+    above its working set (memory.current less the inactive page cache the kernel reclaims, as
+    `docker stats` counts it), or None."""
     try:
-        with open("/sys/fs/cgroup/memory.max") as f:
-            limit = f.read().strip()
-        if limit == "max":
+        limits = []
+        for name in ("memory.max", "memory.high"):
+            with open(f"/sys/fs/cgroup/{name}") as f:
+                value = f.read().strip()
+            if value != "max":
+                limits.append(int(value))
+        if not limits:
             return None
         with open("/sys/fs/cgroup/memory.current") as f:
-            return max(int(limit) - int(f.read().strip()), 0)
+            used = int(f.read().strip())
+        with open("/sys/fs/cgroup/memory.stat") as f:
+            stat = dict(line.split() for line in f if line.count(" ") == 1)
+        used -= int(stat.get("inactive_file", 0))
+        return max(min(limits) - max(used, 0), 0)
     except (OSError, ValueError):
         return None
 
 
-def host_free_bytes() -> int | None:
-    """What this process can still allocate on the host: the least of MemAvailable (/proc/meminfo,
-    without swapping), its address-space limit (`ulimit -v`) and its cgroup's memory limit; None if
-    none is known."""
-    known = [v for v in (_meminfo_available(), _address_space_left(), _cgroup_left()) if v is not None]
+def host_limit() -> tuple[int, str] | None:
+    """What this process can still allocate on the host, and whose limit that is: the least of
+    MemAvailable (/proc/meminfo, without swapping: "free"), its address-space limit ("left under
+    ulimit -v") and its cgroup's memory limit ("left under the cgroup limit"); None if none is known."""
+    limits = ((_meminfo_available(), "is free"), (_address_space_left(), "is left under ulimit -v"),
+              (_cgroup_left(), "is left under the cgroup's memory limit"))  # fmt: skip
+    known = [(v, why) for v, why in limits if v is not None]
     return min(known) if known else None
+
+
+def host_free_bytes() -> int | None:
+    """The bytes of `host_limit`, or None."""
+    limit = host_limit()
+    return limit[0] if limit else None
 
 
 def device_free_bytes(device: torch.device) -> int | None:
@@ -82,12 +100,13 @@ def gib(n: float) -> str:
 def fits(host_bytes: float, device_bytes: float, device: torch.device) -> str | None:
     """None if both fit in what is free; else a line saying what does not."""
     on_device = device.type == "cuda"
-    checks = [("host", host_bytes + (0 if on_device else device_bytes), host_free_bytes())]
+    host = host_limit() or (None, "is free")
+    checks = [("host", host_bytes + (0 if on_device else device_bytes), *host)]
     if on_device:
-        checks.append((f"{device} ", device_bytes, device_free_bytes(device)))
-    for where, need, free in checks:
+        checks.append((f"{device} ", device_bytes, device_free_bytes(device), "is free"))
+    for where, need, free, whose in checks:
         if free is not None and need > HEADROOM * free:
-            return f"needs about {gib(need)} of {where.strip()} memory, {gib(free)} is free"
+            return f"needs about {gib(need)} of {where.strip()} memory, {gib(free)} {whose}"
     return None
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from harness.errors import first_line
+from harness.errors import UserError, first_line
 from harness.results.schema import (
     SCHEMA_VERSION,
     LLMPoint,
@@ -157,8 +157,8 @@ class LocalSink:
     def finish(self, result: RunResult) -> None:
         try:
             write_result(result, self.path)
-        except OSError:  # a full disk: the file keeps its last points and says it is incomplete
-            mark_incomplete_in_place(self.path)
+        except (OSError, UserError):  # a full disk (write_atomic says so in a UserError): the file keeps
+            mark_incomplete_in_place(self.path)  # its last points and says it is incomplete
             raise
 
 

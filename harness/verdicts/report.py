@@ -257,7 +257,8 @@ def plots(rows: list[dict], inp: Inputs) -> dict[str, str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 9, "axes.grid": True, "grid.alpha": 0.3})
+    # text.parse_math off: a '$' in a model name is a character, not a formula matplotlib may fail to parse
+    plt.rcParams.update({"font.size": 9, "axes.grid": True, "grid.alpha": 0.3, "text.parse_math": False})
     rows = [{k: strip_control(v) if isinstance(v, str) else v for k, v in r.items()} for r in rows]
     return {
         "throughput": _png(_throughput_plot(plt, rows)),
@@ -372,7 +373,7 @@ def _roofline_plot(plt, rows: list[dict], inp: Inputs):
             if g["measured_tflops"] and g["precision"] in ("fp32", "bf16", "fp16"):
                 xs_ = [0.1, 10000]
                 ax.plot(xs_, [min(g["measured_tflops"], bw * x) for x in xs_], lw=1, ls="--",
-                        label=f"measured ceiling {g['precision']} ({doc['device_name']})")  # fmt: skip
+                        label=strip_control(f"measured ceiling {g['precision']} ({doc['device_name']})"))  # fmt: skip
     ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOPs / byte; vision: weights + input bytes)",
            ylabel="delivered TFLOPS", title="Roofline against the measured peaks")  # fmt: skip
     ax.legend(fontsize=5, loc="center left", bbox_to_anchor=(1.01, 0.5))

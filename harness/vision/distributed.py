@@ -240,7 +240,7 @@ class DistContext:
         try:
             if self.writes:
                 write_result(result, self.path)
-        except OSError:  # a full disk: the file keeps its last points and says it is incomplete
+        except (OSError, UserError):  # a full disk: the file keeps its last points and says it is incomplete
             mark_incomplete_in_place(self.path)
             raise
         finally:
