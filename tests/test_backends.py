@@ -29,7 +29,7 @@ def images():
 )  # fmt: skip
 def test_backend_runs_and_agrees(backend, precision, images, fast_settings, tmp_path):
     if backend == "openvino":
-        pytest.importorskip("openvino")  # CI installs it (the test extra)
+        pytest.importorskip("openvino")  # the openvino extra; not in the test install (see pyproject.toml)
         try:
             BACKENDS["openvino"].check(torch.device("cpu"), precision)
         except Exception as e:  # bf16 on a CPU without AVX-512 BF16 or AMX

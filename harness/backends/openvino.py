@@ -7,6 +7,8 @@
 - The compiled-model cache (`CACHE_DIR`) lives beside the ONNX cache, so a second run skips the
   compile; `compile_s` is the export, the read and the compile, measured apart.
 - An Intel GPU, where OpenVINO sees one, is not used here: modelpower's devices are `cpu` and `cuda`.
+- Known problem: with OpenVINO loaded in a pytest process, a later LLM test (Numba and torch threads)
+  crashed with a segmentation fault in CI; the test install leaves it out until that is understood.
 """
 
 from __future__ import annotations
