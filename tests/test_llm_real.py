@@ -15,7 +15,7 @@ from harness.cli import app
 from harness.llm.runner import PromptBatch, Workload, generate
 from harness.results.schema import read_result
 from models.llm import LLM_CONFIGS, LLMConfig, build_llm
-from models.llm_gguf import LAYER_NAMES, load_gguf
+from models.llm_gguf import load_gguf
 
 # SmolLM2-135M against transformers, GGUF files written and read, real tokenizers: minutes on a CPU
 pytestmark = pytest.mark.slow
@@ -45,63 +45,12 @@ def write_gguf(path: Path, cfg: LLMConfig = SMALL, arch: str = "llama", qtype: s
 
 def write_gguf_from(path: Path, model, cfg: LLMConfig, arch: str | None = None, qtype: str = "F32",
                     tokenizer: dict | None = None):  # fmt: skip
-    """`tokenizer`: GGUF tokenizer metadata to embed (key -> value, written as given)."""
-    import gguf
-    from gguf.quants import quantize
+    """`model` written as llama.cpp's converter writes it (models.llm_gguf_write); `tokenizer`: GGUF
+    tokenizer metadata to embed (key -> value, written as given). Returns the model."""
+    from models.llm_gguf_write import write_gguf as write
 
-    arch = arch or cfg.family
-    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-             "lm_head.weight": "output.weight"}  # fmt: skip
-    for k, v in LAYER_NAMES.items():
-        for i in range(cfg.num_layers):
-            names[f"model.layers.{i}.{v}"] = f"blk.{i}.{k}"
-
-    def permute(w, heads):
-        return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-    w = gguf.GGUFWriter(str(path), arch)
-    w.add_block_count(cfg.num_layers)
-    w.add_context_length(cfg.max_position)
-    w.add_embedding_length(cfg.hidden_size)
-    w.add_feed_forward_length(cfg.intermediate_size)
-    w.add_head_count(cfg.num_heads)
-    w.add_head_count_kv(cfg.num_kv_heads)
-    w.add_layer_norm_rms_eps(cfg.norm_eps)
-    w.add_rope_freq_base(cfg.rope_theta)
-    w.add_vocab_size(cfg.vocab_size)
-    for key, value in (tokenizer or {}).items():
-        w.add_key_value(key, value, _vtype(value))
-    q = gguf.GGMLQuantizationType[qtype]
-    for k, t in model.state_dict().items():
-        if cfg.tie_embeddings and k == "lm_head.weight":
-            continue
-        a = t.numpy()
-        if "q_proj" in k and arch != "qwen2":  # llama.cpp permutes Llama/Mistral q and k, not Qwen2's
-            a = permute(a, cfg.num_heads)
-        elif "k_proj" in k and arch != "qwen2":
-            a = permute(a, cfg.num_kv_heads)
-        if a.ndim == 2 and qtype != "F32":
-            data = quantize(a, q)
-            w.add_tensor(names[k], data, raw_shape=data.shape, raw_dtype=q)
-        else:
-            w.add_tensor(names[k], a)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    write(path, model.state_dict(), cfg, qtype, arch, tokenizer)
     return model
-
-
-def _vtype(value):
-    import gguf
-
-    if isinstance(value, list):
-        return gguf.GGUFValueType.ARRAY
-    if isinstance(value, bool):
-        return gguf.GGUFValueType.BOOL
-    if isinstance(value, int):
-        return gguf.GGUFValueType.UINT32
-    return gguf.GGUFValueType.STRING
 
 
 def logits(model, ids):
