@@ -154,7 +154,7 @@ def _mv_q4(x, p, out, with_min):
             for b in range(nb):
                 blk = p[g, b]
                 acc[:] = 0.0
-                for j in range(0, 16, 2):  # two bytes per pass: half the accumulator traffic (~5% faster)
+                for j in range(0, 16, 2):  # two bytes per pass: half the accumulator traffic
                     k = b * 32 + j
                     xl, xh, yl, yh = xm[k], xm[k + 16], xm[k + 1], xm[k + 17]
                     q, u = blk[q0 + j], blk[q0 + j + 1]
@@ -182,7 +182,7 @@ def _four_rows(x):
 @njit(parallel=True, fastmath=FM, cache=True)
 def _mv_q8_0_multi(x, p, out):
     """`_mv_q8_0` for 2 to 4 rows of x in one pass: each weight is widened once for every row
-    (1.4x the row-by-row kernel's speed at 2 and 4 rows on the reference CPU)."""
+    (measured on the reference CPU, 9,728 x 896: 1.3x (Q4_1) and 1.4x (Q8_0) the row-by-row kernel at 4 rows)."""
     G, nb, L, M = p.shape[0], p.shape[1], p.shape[3], x.shape[0]
     signed = p.view(np.int8)
     x0, x1, x2, x3 = _four_rows(x)
