@@ -37,6 +37,9 @@ class LLMConfig:
     qkv_bias: bool = False  # Qwen2 has biases on q, k, v
     tie_embeddings: bool = False
     family: str = "llama"
+    # RoPE frequency scaling: each rotary frequency divided by its factor (head_dim / 2 of them), as
+    # Llama 3.1's "llama3" rope_scaling does (`llama3_rope_factors`) and llama.cpp's rope_freqs tensor stores
+    rope_factors: tuple[float, ...] | None = None
 
     @property
     def head_dim(self) -> int:
@@ -59,6 +62,25 @@ class LLMConfig:
         return self.matmul_params() - self.vocab_size * h + head + embed + bias + norms
 
 
+def llama3_rope_factors(head_dim: int, theta: float, factor: float, low_freq_factor: float,
+                        high_freq_factor: float, original_max_position: int) -> tuple[float, ...]:  # fmt: skip
+    """Llama 3.1's "llama3" RoPE scaling as one divisor per frequency (Hugging Face's
+    `_compute_llama3_parameters`): long wavelengths divided by `factor`, short ones kept, a smooth
+    blend between."""
+    inv = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
+    wavelen = 2 * np.pi / inv
+    low_wavelen, high_wavelen = original_max_position / low_freq_factor, original_max_position / high_freq_factor
+    smooth = (original_max_position / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    scaled = np.where(wavelen > low_wavelen, inv / factor, inv)
+    medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+    scaled = np.where(medium, (1 - smooth) * scaled / factor + smooth * scaled, scaled)
+    return tuple(float(x) for x in inv / scaled)
+
+
+# Llama 3.1 (8B, 70B): rope_scaling {"rope_type": "llama3", "factor": 8, "low_freq_factor": 1,
+# "high_freq_factor": 4, "original_max_position_embeddings": 8192}, rope_theta 500000
+LLAMA31_ROPE = llama3_rope_factors(128, 500000.0, 8.0, 1.0, 4.0, 8192)
+
 LLM_CONFIGS = {
     c.name: c
     for c in (
@@ -73,6 +95,36 @@ LLM_CONFIGS = {
         LLMConfig("qwen2.5-14b", 152064, 5120, 48, 40, 8, 13824, 32768, 1e6, qkv_bias=True, family="qwen2"),
         LLMConfig("qwen2.5-32b", 152064, 5120, 64, 40, 8, 27648, 32768, 1e6, qkv_bias=True, family="qwen2"),
         LLMConfig("llama3-70b", 128256, 8192, 80, 64, 8, 28672, 8192, 500000.0, family="llama"),
+        # The MLPerf Inference LLM workloads (llama2-70b-99, llama3.1-8b) and Llama 3.1 70B, as published
+        LLMConfig("llama2-70b", 32000, 8192, 80, 64, 8, 28672, 4096, norm_eps=1e-5, family="llama"),
+        LLMConfig(
+            "llama3.1-8b",
+            128256,
+            4096,
+            32,
+            32,
+            8,
+            14336,
+            131072,
+            500000.0,
+            norm_eps=1e-5,
+            rope_factors=LLAMA31_ROPE,
+            family="llama",
+        ),
+        LLMConfig(
+            "llama3.1-70b",
+            128256,
+            8192,
+            80,
+            64,
+            8,
+            28672,
+            131072,
+            500000.0,
+            norm_eps=1e-5,
+            rope_factors=LLAMA31_ROPE,
+            family="llama",
+        ),
     )
 }
 
@@ -157,6 +209,8 @@ class RMSNorm(nn.Module):
 
 def rope_tables(cfg: LLMConfig, length: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
     inv = 1.0 / (cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2, device=device).float() / cfg.head_dim))
+    if cfg.rope_factors is not None:
+        inv = inv / torch.tensor(cfg.rope_factors, device=device, dtype=torch.float32)
     freqs = torch.outer(torch.arange(length, device=device).float(), inv)
     emb = torch.cat([freqs, freqs], -1)
     return emb.cos().to(dtype), emb.sin().to(dtype)

@@ -40,9 +40,9 @@ def read_config(folder: Path) -> LLMConfig:
             raise UserError(f"{f}: {key} must be a positive finite number, got {v!r}")
         return float(v)
 
-    if c.get("rope_scaling") or c.get("use_sliding_window") or c.get("hidden_act", "silu") != "silu":
-        # the decoder here is plain RoPE + SiLU with full attention: anything else would be a different model
-        raise UserError(f"{f}: rope_scaling, sliding-window attention and hidden_act other than silu are not supported")
+    if c.get("use_sliding_window") or c.get("hidden_act", "silu") != "silu":
+        # the decoder here is RoPE + SiLU with full attention: anything else would be a different model
+        raise UserError(f"{f}: sliding-window attention and hidden_act other than silu are not supported")
     if c.get("attention_bias") or c.get("mlp_bias"):  # Llama's option: biases on q/k/v *and* o_proj (or the MLP)
         raise UserError(
             f"{f}: attention_bias / mlp_bias are not supported (the decoder has q/k/v biases for Qwen2 only)"
@@ -53,14 +53,43 @@ def read_config(folder: Path) -> LLMConfig:
     kv_heads, hidden = whole("num_key_value_heads", heads), whole("hidden_size")
     if hidden % heads or heads % kv_heads:
         raise UserError(f"{f}: hidden_size {hidden} / heads {heads} / kv heads {kv_heads} do not divide evenly")
+    theta, rope_factors = _rope(c, f, real, hidden // heads)
     return LLMConfig(
         name=Path(folder).name, vocab_size=whole("vocab_size"), hidden_size=hidden,
         num_layers=whole("num_hidden_layers"), num_heads=heads, num_kv_heads=kv_heads,
         intermediate_size=whole("intermediate_size"), max_position=whole("max_position_embeddings", 4096),
-        rope_theta=real("rope_theta", 10000.0), norm_eps=real("rms_norm_eps", 1e-6),
+        rope_theta=theta, rope_factors=rope_factors, norm_eps=real("rms_norm_eps", 1e-6),
         qkv_bias=FAMILIES[arch] == "qwen2", tie_embeddings=c.get("tie_word_embeddings", False) is True,
         family=FAMILIES[arch],
     )  # fmt: skip
+
+
+def _rope(c: dict, f: Path, real, head_dim: int) -> tuple[float, tuple[float, ...] | None]:
+    """(rope_theta, per-frequency divisors or None) from `rope_scaling` (or transformers 5's
+    `rope_parameters`): plain RoPE, or Llama 3.1's "llama3" scaling; any other scaling is refused."""
+    from models.llm import llama3_rope_factors
+
+    scaling = c.get("rope_scaling") or c.get("rope_parameters")
+    if scaling is not None and not isinstance(scaling, dict):
+        raise UserError(f"{f}: rope_scaling must be an object")
+    scaling = scaling or {}
+    theta = _positive(scaling["rope_theta"], "rope_theta", f) if "rope_theta" in scaling else real("rope_theta", 1e4)
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if kind in (None, "default"):
+        return theta, None
+    if kind != "llama3":
+        raise UserError(f"{f}: RoPE scaling {kind!r} is not supported (plain RoPE and Llama 3.1's 'llama3' are)")
+    factor, low, high = (_positive(scaling.get(k), k, f) for k in ("factor", "low_freq_factor", "high_freq_factor"))
+    old = _positive(scaling.get("original_max_position_embeddings"), "original_max_position_embeddings", f)
+    if high <= low:
+        raise UserError(f"{f}: rope_scaling high_freq_factor must be above low_freq_factor")
+    return theta, llama3_rope_factors(head_dim, theta, factor, low, high, int(old))
+
+
+def _positive(v, key: str, f: Path) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not (math.isfinite(v) and v > 0):
+        raise UserError(f"{f}: rope_scaling {key} must be a positive finite number, got {v!r}")
+    return float(v)
 
 
 def _read_json(f: Path, missing: str):

@@ -200,6 +200,7 @@ def read_gguf_config(reader, name: str) -> LLMConfig:
         raise UserError(f"{reader.path}: the vocabulary size is missing from the metadata")
     return LLMConfig(
         name=name, vocab_size=int(vocab), hidden_size=hidden, num_layers=whole("block_count"), num_heads=heads,
+        rope_factors=_rope_factors(reader, hidden // heads),
         num_kv_heads=kv_heads, intermediate_size=whole("feed_forward_length"),
         max_position=whole("context_length", 4096), rope_theta=real("rope.freq_base", 10000.0),
         norm_eps=real("attention.layer_norm_rms_epsilon", 1e-6), qkv_bias="blk.0.attn_q.bias" in tensors,
@@ -207,8 +208,22 @@ def read_gguf_config(reader, name: str) -> LLMConfig:
     )  # fmt: skip
 
 
+def _rope_factors(reader, head_dim: int) -> tuple[float, ...] | None:
+    """The `rope_freqs` tensor (Llama 3.1's RoPE scaling as llama.cpp stores it: one divisor per
+    rotary frequency), or None; one line if it is not head_dim / 2 positive float32 factors."""
+    import gguf
+
+    t = next((t for t in reader.tensors if t.name == "rope_freqs.weight"), None)
+    if t is None:
+        return None
+    a = np.asarray(t.data, dtype=np.float64).ravel() if t.tensor_type == gguf.GGMLQuantizationType.F32 else None
+    if a is None or a.size != head_dim // 2 or not np.all(np.isfinite(a) & (a > 0)):
+        raise UserError(f"{reader.path}: rope_freqs must be {head_dim // 2} positive float32 factors")
+    return tuple(float(x) for x in a)
+
+
 def hf_name(gguf_name: str) -> str | None:
-    """Hugging Face's name of a GGUF tensor, or None for one the decoder has no use for (rope_freqs)."""
+    """Hugging Face's name of a GGUF tensor, or None for one that is not a weight (rope_freqs: read into the config)."""
     if gguf_name in TOP_NAMES:
         return TOP_NAMES[gguf_name]
     parts = gguf_name.split(".", 2)

@@ -118,6 +118,8 @@ def write_gguf(path: Path, state: dict, cfg: LLMConfig, qtype: str = "F32", arch
             data = quantize_q4_k(a) if kind == "Q4_K" else quantize(a, q)
             w.add_tensor(names[k], data, raw_shape=data.shape, raw_dtype=q)
         counts[kind] = counts.get(kind, 0) + 1
+    if cfg.rope_factors is not None:  # Llama 3.1's RoPE scaling, as llama.cpp's converter writes it
+        w.add_tensor("rope_freqs.weight", np.asarray(cfg.rope_factors, dtype=np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

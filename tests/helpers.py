@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from harness.measure.stats import latency_stats
-from harness.results.schema import SCHEMA_VERSION, Point, RunResult
+from harness.results.schema import SCHEMA_VERSION, LLMPoint, Point, RunResult
 from models.llm import LLM_CONFIGS, LLMConfig, build_llm
 
 TINY = LLM_CONFIGS["llm-tiny"]
@@ -35,6 +35,21 @@ def make_point(**over) -> Point:
     )  # fmt: skip
     d.update(over)
     return Point(**d)
+
+
+def make_llm_point(**over) -> LLMPoint:
+    """An LLM point as run-llm records one (figures made up for the test, never for a result)."""
+    st = latency_stats([0.01, 0.012, 0.011])
+    d = dict(
+        kind="llm", model="llm-tiny", source={"kind": "random-init", "seed": 0}, device="cuda:0",
+        device_name="NVIDIA H100 80GB HBM3", precision="bf16", batch_size=8, prompt_len=128, output_len=128,
+        sampling={"greedy": True}, status="ok", params=10, compiled=False, runs=3, window_s=1.0, ttft=st, itl=st,
+        decode_tokens_per_s=1000.0, output_tokens_per_s=900.0, total_tokens_per_s=1800.0, requests_per_s=7.0,
+        prefill_tflops=100.0, prefill_mfu=0.1, mfu_peak_tflops=989.4,
+        energy={"measured": True, "method": "nvml", "scope": "GPU board (NVML energy counter)", "estimate": False},
+    )  # fmt: skip
+    d.update(over)
+    return LLMPoint(**d)
 
 
 def make_result(points) -> RunResult:

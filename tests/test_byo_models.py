@@ -101,6 +101,24 @@ def test_yolov8_layout_onnx_runs_end_to_end_with_our_kernels(invoke, tmp_path):
     assert res.config["task"] == "detect"
 
 
+def test_onnx_files_run_on_openvino_with_and_without_task(invoke, tmp_path):
+    pytest.importorskip("openvino")
+    f = export(TinyYolo(), tmp_path / "yolo.onnx", (1, 3, 64, 96))
+    r = invoke("run", f, "--task", "detect", "--backend", "openvino", *FAST, *FRAMES, "--out", tmp_path / "t")
+    assert r.exit_code == 0, r.output
+    res = result(tmp_path / "t")
+    ((p,),) = [res.points]
+    assert p.backend == "openvino" and res.config["backends"] == ["openvino"]
+    assert p.backend_info["engine"] == "openvino" and "openvino" in p.backend_info["providers"][0]
+    assert "onnxruntime's CPU provider" in p.agreement["reference"]  # another engine: a real comparison
+    assert p.agreement["passed"] and p.agreement["box_set_agreement"] == 1.0
+    r = invoke("run", f, "--backend", "openvino", "-b", "1,2", *FAST, "--out", tmp_path / "r")  # random inputs
+    assert r.exit_code == 0, r.output
+    points = result(tmp_path / "r").points
+    assert [(p.backend, p.batch_size) for p in points] == [("openvino", 1), ("openvino", 2)]
+    assert all(p.throughput_sps > 0 and not p.output_check["nan_or_inf"] for p in points)
+
+
 def test_yolov8_layout_through_the_torch_peer_path(invoke, tmp_path):
     f = export(TinyYolo(), tmp_path / "yolo.onnx", (1, 3, 64, 96))
     r = invoke("run", f, "--task", "detect", "--preprocess", "torchvision", *FAST, *FRAMES, "--out", tmp_path / "r")
@@ -374,7 +392,7 @@ def test_a_file_onnxruntime_cannot_load_leaves_no_result_file(invoke, tmp_path, 
 
     f = export(TinyClassifier(), tmp_path / "cls.onnx", (1, 3, 32, 48))
 
-    def refuse(om, device_type):
+    def refuse(om, device_type, engine="onnxruntime"):
         raise UserError(f"onnxruntime cannot load {om.path}: unsupported (simulated)")
 
     monkeypatch.setattr(ox, "session", refuse)

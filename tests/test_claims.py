@@ -35,7 +35,7 @@ def test_capacity_delivered_and_power_from_a_measurement():
 def test_precision_mismatch_is_flagged_not_compared():
     fp64 = make_point(precision="fp64", mfu=0.5, mfu_precision="fp64", mfu_peak_tflops=34)
     v = check_capacity(cap(), [fp64])
-    assert v.not_comparable and "measured at fp64, the claim is in fp16 P" in v.not_comparable[0]
+    assert v.not_comparable and "measured at fp64, the claim is in fp16 P" in v.not_comparable[0][2]
     assert not any("P-equivalent" in s for s in v.steps if not s.startswith("not comparable"))
     assert "not measured" in v.verdict
 
@@ -130,9 +130,12 @@ def test_claim_and_peak_commands_end_to_end(tmp_path):
     result = next(tmp_path.glob("2*.json"))
     r = runner.invoke(app, ["claim", "claims/public-claims.toml", "-r", str(result), "--peak", str(peak)])
     assert r.exit_code == 0, r.output
-    assert "verdict:" in r.stdout  # its fp32 result against the supercomputing claim, read at fp64 by convention:
-    assert "no measurement at fp64_tensor/fp64 (the conventional reading)" in " ".join(r.stdout.split())
-    assert "measured by modelpower peak" in r.stdout
+    out = " ".join(r.stdout.split())  # its fp32 result against the supercomputing claim, read at fp64 by convention:
+    assert "50 P claimed → at most" in out and "read at fp32" in out
+    assert "no measurement at fp64_tensor/fp64 (the conventional reading)" in out
+    assert "measured by modelpower peak" not in out  # the arithmetic: --steps
+    r = runner.invoke(app, ["claim", "claims/public-claims.toml", "-r", str(result), "--peak", str(peak), "--steps"])
+    assert r.exit_code == 0 and "measured by modelpower peak" in r.stdout
     bad = tmp_path / "bad.toml"
     bad.write_text("version = 2")
     r = runner.invoke(app, ["claim", str(bad)])
@@ -142,7 +145,7 @@ def test_claim_and_peak_commands_end_to_end(tmp_path):
 def test_mfu_above_100_percent_cannot_bound_a_claim():
     pt = make_point(precision="fp16", mfu=1.2, mfu_precision="fp16", mfu_peak_tflops=100.0)
     v = check_capacity(cap(), [pt])
-    assert "120% > 100%" in v.not_comparable[0] and "not measured" in v.verdict
+    assert "120% > 100%" in v.not_comparable[0][2] and "not measured" in v.verdict
 
 
 def test_claim_takes_files_in_any_order(tmp_path):
@@ -153,7 +156,9 @@ def test_claim_takes_files_in_any_order(tmp_path):
     write_result(make_result([make_point(precision="fp16", mfu=0.3, mfu_precision="fp16", mfu_peak_tflops=989.4)]), res)
     r = CliRunner().invoke(app, ["claim", str(res), "claims/public-claims.toml"])
     assert r.exit_code == 0, r.output
-    assert "deliver 3,300 P-equivalent" in r.stdout
+    out = " ".join(r.stdout.split())
+    assert "11,000 P claimed → at most 3,300 P-equivalent on this work (30.0% of nameplate" in out
+    assert "P-equiv." in out and "3,300" in out  # the table
 
 
 def test_costs_by_hand():
@@ -286,3 +291,58 @@ def test_speedup_device_counts_go_together_and_aggregates_name_their_devices(tmp
         f.write_text(f'version=1\n[[claim]]\nid="a"\nkind="speedup"\nbefore_s=2\nafter_s=1\n{body}')
         with pytest.raises(ClaimError, match=error):
             load_claims(f)
+
+
+def test_every_published_row_parses_names_a_spec_device_and_its_source():
+    """Each row of harness/data/published.toml: a spec-table device, a positive figure, where it was read;
+    MLPerf rows: round, submitter, system, division, and the per-accelerator value = system / accelerators;
+    energy rows: their measurement scope."""
+    import re
+
+    from harness.machine.published import published_rows
+    from harness.machine.specs import find_spec
+    from models.llm import LLM_CONFIGS
+
+    rows = published_rows()
+    assert len(rows) >= 25
+    for r in rows:
+        assert find_spec(r.device) is not None, r.device
+        assert r.value > 0 and r.metric in ("samples/s", "tokens/s", "decode tokens/s", "J/token"), r
+        assert re.search(r"github\.com/[\w.-]+/[\w.-]+ \S", r.source), r.source  # a repository and a file in it
+        if r.round.startswith("MLPerf"):
+            assert r.submitter and r.system and r.division == "closed" and r.scenario == "offline", r
+            assert r.system_value and r.accelerators >= 1
+            per = r.system_value if r.metric == "J/token" else r.system_value / r.accelerators
+            assert r.value == pytest.approx(per, rel=1e-3), r
+        if r.metric == "J/token":
+            assert r.scope in ("whole-system wall power (MLPerf Power)", "GPU board energy counter (Zeus)"), r
+        for m in r.models:  # a model a row names is one modelpower runs
+            assert m in LLM_CONFIGS or ":" in m or m == "resnet50-imagenet", m
+    rounds = {r.round for r in rows}
+    assert {"MLPerf Inference v5.0", "MLPerf Inference v5.1", "MLPerf Inference v6.0", "MLPerf Inference v6.1",
+            "ML.ENERGY Benchmark v3.0"} <= rounds  # fmt: skip
+
+
+def test_mlperf_llm_offline_rows_meet_batch_points_at_the_same_precision(tmp_path):
+    """An LLM point of the MLPerf workload on the same device and precision meets the Offline figure (ours: all
+    output tokens/s at our batch); the ML.ENERGY J/token sits beside our measured J/token."""
+    from harness.machine.published import best_published, published_energy
+    from harness.results.schema import write_result
+    from tests.helpers import make_result
+
+    h200 = "NVIDIA H200"
+    pub = best_published("llama3.1-8b", h200, 64, "fp8")
+    assert pub is not None and pub.batch is None and pub.metric == "tokens/s"
+    assert best_published("llama3.1-8b", h200, 64, "bf16") is None  # no bf16 Offline figure: not compared
+    energy = published_energy("llama3.1-8b", "NVIDIA H100 80GB HBM3")
+    assert energy and all(e.metric == "J/token" and e.scope for e in energy)
+    from tests.helpers import make_llm_point
+
+    pt = make_llm_point(model="llama3.1-8b", device_name="NVIDIA H100 80GB HBM3", precision="bf16", batch_size=64,
+                        joules_per_token=0.5)  # fmt: skip
+    write_result(make_result([pt]), tmp_path / "r.json")
+    r = CliRunner().invoke(app, ["report", str(tmp_path / "r.json"), "-o", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "Energy per output token beside published figures" in md and "ML.ENERGY Benchmark v3.0" in md
+    assert "GPU board energy counter (Zeus)" in md and "0.5 (" in md

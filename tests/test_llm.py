@@ -189,3 +189,54 @@ def test_compiled_decode_matches_eager_and_compiles_once():
         got = generate(m, pr, w, compiled)[2]
     assert torch.equal(got, eager)
     assert counters["stats"]["unique_graphs"] == 1
+
+
+def test_llama31_rope_scaling_matches_transformers(tmp_path):
+    """A Llama 3.1 checkpoint ("llama3" rope_scaling) loads with transformers' logits, at positions
+    past the scaling's original context; without the scaling the logits differ (the test can fail)."""
+    import dataclasses
+
+    from transformers import LlamaConfig as HFConfig
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    rope = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 32, "rope_theta": 500000.0}  # fmt: skip
+    hf_cfg = HFConfig(vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5, rope_theta=500000.0,
+                      rope_scaling=rope, tie_word_embeddings=False)  # fmt: skip
+    hf = LlamaForCausalLM(hf_cfg).eval()
+    hf.save_pretrained(tmp_path / "ck")
+    ours = load_checkpoint(tmp_path / "ck", CPU, torch.float32)
+    assert ours.cfg.rope_factors is not None and max(ours.cfg.rope_factors) == pytest.approx(8.0)
+    tokens = torch.randint(0, 64, (1, 120))
+
+    def logits(m):  # prefill of 116 tokens, then 4 cached decode steps
+        with torch.inference_mode():
+            m.setup_cache(1, 128)
+            pre = m(tokens[:, :116], torch.arange(116))
+            return torch.cat([pre, *(m(tokens[:, i : i + 1], torch.tensor([i])) for i in range(116, 120))], 1)
+
+    with torch.no_grad():
+        want = hf(tokens).logits
+    got = logits(ours)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    plain = build_llm(dataclasses.replace(ours.cfg, rope_factors=None), CPU, torch.float32)
+    plain.load_state_dict(ours.state_dict(), strict=False)
+    off, unscaled = (got - want).abs().max(), (logits(plain) - want).abs().max()
+    assert unscaled > 30 * off, (unscaled, off)
+
+
+def test_rope_factors_round_trip_through_gguf(tmp_path):
+    import dataclasses
+
+    from models.llm import LLAMA31_ROPE, llama3_rope_factors
+    from models.llm_gguf import load_gguf
+    from models.llm_gguf_write import write_gguf
+
+    assert len(LLAMA31_ROPE) == 64 and min(LLAMA31_ROPE) == pytest.approx(1.0) and max(LLAMA31_ROPE) == 8.0
+    cfg = dataclasses.replace(TINY, rope_factors=llama3_rope_factors(TINY.head_dim, 1e4, 4.0, 1.0, 4.0, 64))
+    m = build_llm(cfg, CPU, torch.float32)
+    write_gguf(tmp_path / "m.gguf", m.state_dict(), cfg)
+    loaded, _ = load_gguf(tmp_path / "m.gguf", CPU, torch.float32)
+    assert loaded.cfg.rope_factors == pytest.approx(cfg.rope_factors, rel=1e-6)

@@ -99,3 +99,66 @@ def test_many_series_stay_readable():
         looks = [(tuple(line.get_color()), line.get_marker()) for line in ax.get_lines()]
         assert len(looks) == len(set(looks)) == 10
     plt.close(fig)
+
+
+H100 = sorted(str(p) for p in __import__("pathlib").Path("results/reference/h100-sxm").glob("2026*.json"))
+
+
+def _claim_sections(md: str) -> dict[str, list[str]]:
+    body = md.split("## Claim verdicts", 1)[1].split("\n## ", 1)[0]
+    sections = {}
+    for part in body.split("\n### ")[1:]:
+        lines = part.rstrip("\n").split("\n")
+        sections[lines[0].split(" ", 1)[0]] = lines
+    return sections
+
+
+def test_each_claim_section_reads_in_25_lines_with_its_arithmetic_in_the_appendix(tmp_path):
+    """The public claims over the H100 reference results: the answer first, one table, the rest counted."""
+    r = runner.invoke(app, ["report", *H100, "-o", str(tmp_path / "rep"), "--claims", "claims/public-claims.toml"])
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    sections = _claim_sections(md)
+    assert set(sections) == {"cq-general", "cq-capacity", "cq-supercomputing", "xj-to-cq", "west-dispatch"}
+    for claim_id, lines in sections.items():
+        assert len(lines) <= 25, (claim_id, len(lines))
+    cap = "\n".join(sections["cq-capacity"])
+    assert "**11,000 P claimed → at most 2,205 P-equivalent on this work (20.0% of nameplate" in cap
+    assert "| driving-seg-deeplabv3 | NVIDIA H100 80GB HBM3 | fp16 | 8 |" in cap  # the best row first
+    assert "more points" in cap and "Not comparable: 9 measured at bf16, tf32" in cap
+    glance = md.split("## The claims in one line each", 1)[1].split("\n## ", 1)[0]
+    assert glance.count("\n- **") == 5
+    appendix = md.split("## Appendix: claim arithmetic", 1)[1]
+    assert "11,000 P = 11,000,000 TFLOPS" in appendix and "not comparable: llama2-7b prefill" in appendix
+
+
+@pytest.mark.slow  # starts a browser
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_html_first_screen_shows_every_claims_answer(tmp_path):
+    """At 1366x768 in Chromium every claim's one-line answer lies within the first screen: a copy of the
+    report measures each line's box (the report itself has no script)."""
+    r = runner.invoke(app, ["report", *H100, "-o", str(tmp_path / "rep"), "--claims", "claims/public-claims.toml"])
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "<script" not in html.lower()
+    probe = ("<script>window.addEventListener('load', () => { const b = [...document.querySelectorAll('.headline')]"
+             ".map(e => Math.round(e.getBoundingClientRect().bottom)); document.body.setAttribute('data-fit', "
+             "JSON.stringify({bottoms: b, width: document.documentElement.scrollWidth})); });</script>")  # fmt: skip
+    page = tmp_path / "probe.html"
+    page.write_text(html.replace("</body>", probe + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+             "--window-size=1366,768", "--hide-scrollbars"]  # fmt: skip
+    dom = subprocess.run(["chromium", *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    import html as html_lib
+    import json
+    import re
+
+    fit = json.loads(html_lib.unescape(re.search(r'data-fit="([^"]*)"', dom.stdout).group(1)))
+    assert len(fit["bottoms"]) == 5 and max(fit["bottoms"]) <= 768, fit
+    assert fit["width"] <= 1366, fit
+    shot = tmp_path / "first-screen.png"
+    subprocess.run(["chromium", *flags, f"--screenshot={shot}", (tmp_path / "rep" / "report.html").as_uri()],
+                   capture_output=True, timeout=120)  # fmt: skip
+    assert shot.exists() and shot.stat().st_size > 10_000

@@ -71,7 +71,8 @@ def test_onnx_options_that_do_not_apply(invoke, tmp_path):
     torch.onnx.export(torch.nn.Linear(4, 2), (torch.zeros(1, 4),), str(f), input_names=["x"],
                       dynamic_axes={"x": {0: "batch"}}, dynamo=False)  # fmt: skip
     for args, text in [
-        (["--backend", "torch-compile"], "ONNX files run through onnxruntime only"),
+        (["--backend", "torch-compile"], "ONNX files run through one engine, onnxruntime (the default) or openvino"),
+        (["--backend", "onnxruntime,openvino"], "ONNX files run through one engine"),
         (["-b", "1,4", "--input-shape", "2x4"], "-b gives the batch: --input-shape '2x4' should give the other axes"),
         (["--images", tmp_path], "--images applies to presets and to ONNX files run with --task"),
         (["--mean", "0"], "--mean applies to ONNX files run with --task"),

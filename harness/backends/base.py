@@ -37,6 +37,7 @@ class PrepareContext:
 class Backend:
     name = "base"
     precisions: tuple[str, ...] = ()
+    fp32_input = False  # True: takes fp32 batches at every precision (it converts inside, as OpenVINO does)
 
     def available(self, device: torch.device) -> tuple[bool, str]:
         """(usable here?, why or why not)."""

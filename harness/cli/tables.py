@@ -29,20 +29,26 @@ def _joules(p) -> str:
     return f"{p.joules_per_sample:.3g}" + (" (estimate)" if p.energy and p.energy.get("estimate") else "")
 
 
-def results_table(points) -> Table:
-    """Vision points: throughput, latency per stage, FLOPs, MFU, energy, flags."""
-    t = _table("results (latency per batch, ms)",
-               ("model", "backend", "device", "prec", "batch", "samples/s", "e2e p50", "e2e p99", "pre", "infer",
-                "post", "GFLOP/sample", "TFLOPS", "MFU", "J/sample", "flags"),
-               ("model", "backend", "device", "prec", "flags"))  # fmt: skip
+def results_table(points, width: int | None = None) -> Table:
+    """Vision points: throughput, latency per stage, FLOPs, MFU, energy, flags. Below 170 columns
+    (`width`, default the terminal's) the per-stage pre/post, the e2e p50 and GFLOP/sample are left
+    out so that model names stay whole down to 120 columns; the result file has every figure."""
+    wide = (width or out.width) >= 170
+    cols = ("model", "backend", "device", "prec", "batch", "samples/s", *(("e2e p50",) if wide else ()), "e2e p99",
+            *(("pre",) if wide else ()), "infer", *(("post", "GFLOP/sample") if wide else ()), "TFLOPS", "MFU",
+            "J/sample", "flags")  # fmt: skip
+    t = _table("results (latency per batch, ms)" + ("" if wide else "; a wider terminal shows pre, post, p50, GFLOP"),
+               cols, ("model", "backend", "device", "prec", "flags"))  # fmt: skip
+    t.columns[0].no_wrap = True
+    t.columns[0].min_width = max((len(p.model) for p in points), default=5)
+    t.columns[-1].overflow = "fold"
     for p in points:
         t.add_row(
             p.model, p.backend, p.device + (f" r{p.rank}" if getattr(p, "rank", None) is not None else ""),
             p.precision, str(p.batch_size), f"{p.throughput_sps:.1f}",
-            f"{p.e2e.p50_ms:.1f}", f"{p.e2e.p99_ms:.1f}", _stage(p, "pre"),
-            _stage(p, "infer"), _stage(p, "post"),
-            f"{p.flops_per_sample / 1e9:.2f}", f"{p.delivered_tflops:.3f}",
-            f"{100 * p.mfu:.1f}%" if p.mfu is not None else "unknown",
+            *((f"{p.e2e.p50_ms:.1f}",) if wide else ()), f"{p.e2e.p99_ms:.1f}", *((_stage(p, "pre"),) if wide else ()),
+            _stage(p, "infer"), *((_stage(p, "post"), f"{p.flops_per_sample / 1e9:.2f}") if wide else ()),
+            f"{p.delivered_tflops:.3f}", f"{100 * p.mfu:.1f}%" if p.mfu is not None else "unknown",
             _joules(p), " ".join(p.flags),
         )  # fmt: skip
     return t
@@ -126,10 +132,13 @@ def peak_table(res: dict) -> Table:
 
 
 def backends_comparison(model: str, device, points) -> Table:
-    """Every backend x precision of one preset, relative to torch eager fp32, with agreement verdicts."""
+    """Every backend x precision of one preset, relative to torch eager fp32, with agreement verdicts;
+    "of infer-only": end-to-end samples/s over batch / mean staged inference time (what pre- and
+    post-processing leave of the engine's own throughput)."""
     base = {p.batch_size: p.throughput_sps for p in points if p.backend == "torch" and p.precision == "fp32"}
     t = _table(f"{model}: every backend x precision on {device} (end-to-end samples/s)",
-               ("backend", "prec", "batch", "samples/s", "vs torch fp32", "infer ms", "compile s", "agreement"),
+               ("backend", "prec", "batch", "samples/s", "vs torch fp32", "infer ms", "of infer-only", "compile s",
+                "agreement"),
                ("backend", "prec", "agreement"))  # fmt: skip
     for p in points:
         a = p.agreement or {}
@@ -137,8 +146,10 @@ def backends_comparison(model: str, device, points) -> Table:
         verdict = ("pass" if a.get("passed") else "FAIL") + f" (rel err {a.get('max_rel_err', float('nan')):.1e}"
         verdict += f", {task_key.split('_')[0]} {100 * a[task_key]:.0f}%)" if task_key else ")"
         ratio = p.throughput_sps / base[p.batch_size] if p.batch_size in base else None
+        infer_ms = p.staged["infer"].mean_ms
         t.add_row(p.backend, p.precision, str(p.batch_size), f"{p.throughput_sps:.1f}",
-                  f"{ratio:.2f}x" if ratio else "-", f"{p.staged['infer'].mean_ms:.1f}",
+                  f"{ratio:.2f}x" if ratio else "-", f"{infer_ms:.1f}",
+                  f"{100 * p.throughput_sps * infer_ms / 1e3 / p.batch_size:.0f}%" if infer_ms > 0 else "-",
                   f"{p.compile_s:.1f}" if p.compile_s is not None else "-", verdict)  # fmt: skip
     return t
 
@@ -190,5 +201,26 @@ def served_table(points) -> Table:
             f(e2e.get("p50_ms"), ".1f"), f(e2e.get("p99_ms"), ".1f"), f(s.get("goodput_rps"), ".2f"), failed,
             f(p.joules_per_token, ".3g") if ok and p.joules_per_token is not None else ("not measured" if ok else "-"),
             f(s.get("delivered_tflops"), ".4f"),
+        )  # fmt: skip
+    return t
+
+
+def claim_table(v, limit: int, prices: bool) -> Table:
+    """A capacity claim's comparable measured points, best first (at most `limit`)."""
+    cols = ("workload", "device", "prec", "batch", "TFLOPS", "MFU", "P-equiv.", "J/PFLOP",
+            *(("cost/PFLOP-h",) if prices else ()), "of best pub.", "P-eq. at pub.")  # fmt: skip
+    t = _table("", cols, ("workload", "device", "prec"))
+    t.columns[0].min_width = max((len(r["workload"]) for r in v.rows), default=8)
+
+    def big(x):
+        return "-" if x is None else (f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.3g}")
+
+    for r in v.shown_rows(limit):
+        t.add_row(
+            r["workload"], r["device"], r["precision"], str(r["batch"]), f"{r['tflops']:.3g}" if r["tflops"] else "-",
+            f"{100 * r['mfu']:.1f}%", big(r["p_equivalent"]),
+            "not measured" if r["joules_per_pflop"] is None else big(r["joules_per_pflop"]),
+            *((big(r["cost_per_pflop_hour"]),) if prices else ()),
+            f"{100 * r['of_published']:.1f}%" if r["of_published"] else "-", big(r["p_equivalent_at_published"]),
         )  # fmt: skip
     return t

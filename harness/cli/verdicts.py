@@ -35,8 +35,13 @@ def claim(
     spec: SpecOpt = None,
     electricity_price: PriceKwhOpt = None,
     device_hour_price: PriceHourOpt = None,
+    rows: Annotated[int, typer.Option("--rows", min=1, help="Measured points shown per claim, best first.")] = 8,
+    steps: Annotated[bool, typer.Option("--steps", help="Print the arithmetic step by step under each verdict.")] = (
+        False
+    ),
 ) -> None:
-    """Check compute claims: the arithmetic step by step, and a verdict, from nameplate data and measurements."""
+    """Check compute claims: per claim a verdict and a table of the measured points (--steps: the arithmetic)."""
+    from harness.cli.tables import claim_table
     from harness.machine.devices import detect_cpu
     from harness.machine.specs import use_spec_file
     from harness.results.schema import json_kind, read_result
@@ -68,10 +73,19 @@ def claim(
         v = check_claim(c, points, computer, prices)
         out.rule(Text.assemble((clean(c.id), "bold"), f" ({c.kind})"))
         if c.text:
-            out.print(f"claim: {c.text}")
-        for i, step in enumerate(v.steps, 1):
-            out.print(f"  {i}. {step}")
-        out.print(Text.assemble(("verdict:", "bold"), " ", clean(v.verdict)))
+            out.print(Text(f"claim: {clean(c.text)}"))
+        out.print(Text.assemble((clean(v.headline) + ".", "bold"), " ", clean(v.rest())))
+        if v.rows:
+            out.print(claim_table(v, rows, prices.given()))
+        more = len(v.rows) - len(v.shown_rows(rows))
+        tail = (
+            f"{more} more points (--rows N shows more, --steps every one). " if more > 0 else ""
+        ) + v.not_comparable_summary()
+        if tail:
+            out.print(Text(tail.strip(), style="dim"))
+        if steps:
+            for i, step in enumerate(v.steps, 1):
+                out.print(Text(f"  {i}. {clean(step)}"))
     if not points:
         out.print("(no --results given: delivered compute is not measured in these verdicts)")
 

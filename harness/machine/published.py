@@ -4,6 +4,10 @@ A published row matches a point when the point's model is one of the row's `mode
 point's device is the row's spec-table device. Beside the match, `claim` and `report` show our
 fraction of the published figure: how far our software path is from the best known one on the
 same device and workload, so that a verdict is not blamed on the device.
+
+Rows: MLPerf Inference (per accelerator: the system's result / accelerators x nodes), MLPerf Power
+(J/token from the system's wall power), ML.ENERGY (J/token from the GPUs' energy counters), gpt-fast.
+Energy rows (`metric = "J/token"`) carry their measurement `scope`.
 """
 
 from __future__ import annotations
@@ -30,6 +34,18 @@ class Published:
     software: str
     source: str
     batch: int | None = None  # the batch the figure is for (LLM decode); None: any (a throughput figure)
+    round: str = ""  # "MLPerf Inference v5.1", "ML.ENERGY Benchmark v3.0"
+    submitter: str = ""
+    system: str = ""  # the submitted system's name
+    division: str = ""  # MLPerf: closed or open
+    accelerators: int = 1  # the system's accelerators x nodes the system value was divided by
+    system_value: float | None = None  # the system's own figure, before that division
+    scope: str = ""  # energy rows: what the joules cover ("whole-system wall power", "GPU energy counter")
+
+    def short(self) -> str:
+        """'95,089 samples/s, MLPerf Inference v5.0, NVIDIA': the figure, the round and who submitted it."""
+        who = ", ".join(x for x in (self.round or self.source.split(" (", 1)[0], self.submitter) if x)
+        return f"{self.value:,.6g} {self.metric}, {who}"
 
     def describe(self) -> str:
         """The figure and where it is from, short: the full source path stays in the data file."""
@@ -51,6 +67,15 @@ def best_published(
     row = match_spec(device_name)
     if row is None:
         return None
-    found = [p for p in published_rows() if p.device == row.name and model in p.models
+    found = [p for p in published_rows() if p.device == row.name and model in p.models and p.metric != "J/token"
              and (p.batch is None or p.batch == batch) and (precision is None or p.precision == precision)]  # fmt: skip
     return max(found, key=lambda p: p.value, default=None)
+
+
+def published_energy(model: str, device_name: str) -> list[Published]:
+    """The published J/token rows for this model's workload on this device, lowest first."""
+    row = match_spec(device_name)
+    if row is None:
+        return []
+    found = [p for p in published_rows() if p.device == row.name and model in p.models and p.metric == "J/token"]
+    return sorted(found, key=lambda p: p.value)

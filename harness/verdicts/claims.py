@@ -65,10 +65,47 @@ class Claim:
 
 @dataclass
 class Verdict:
+    """A claim checked: `headline` (the buyer's question answered in one line), `verdict` (a few
+    sentences), `rows` (one per comparable measured point, best first: the table), `not_comparable`
+    ((point, reason group, why) for the points that cannot bound the claim) and `steps` (the
+    arithmetic, step by step: the appendix)."""
+
     claim: Claim
     steps: list[str] = field(default_factory=list)
     verdict: str = ""
-    not_comparable: list[str] = field(default_factory=list)
+    not_comparable: list[tuple[str, str, str]] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
+    headline: str = ""
+
+    def rest(self) -> str:
+        """The verdict without the sentence the headline already says."""
+        v, h = self.verdict, self.headline
+        return v[len(h) :].lstrip(". ") if h and v.startswith(h) else v
+
+    def shown_rows(self, limit: int = 8) -> list[dict]:
+        """The most informative rows: the best point of each (workload, device, precision) first, best
+        first, then the rest; at most `limit`."""
+        seen, first, rest = set(), [], []
+        for r in self.rows:
+            key = (r["workload"], r["device"], r["precision"])
+            (rest if key in seen else first).append(r)
+            seen.add(key)
+        return (first + rest)[:limit]
+
+    def not_comparable_summary(self) -> str:
+        """The points that cannot bound the claim, counted by reason, in one sentence ('' if none)."""
+        groups: dict[str, list[str]] = {}
+        for _, group, why in self.not_comparable:
+            groups.setdefault(group, []).append(why)
+        parts = []
+        for group, whys in groups.items():
+            if group == "precision":
+                precs = sorted({w.split()[2].rstrip(",") for w in whys})
+                claim_in = whys[0].split("the claim is in ", 1)[1]
+                parts.append(f"{len(whys)} measured at {', '.join(precs)} (the claim is in {claim_in})")
+            else:
+                parts.append(f"{len(whys)} with {group}")
+        return ("Not comparable: " + "; ".join(parts) + ".") if parts else ""
 
 
 class ClaimError(UserError, ValueError):
@@ -180,6 +217,11 @@ def _precisions(value) -> tuple[str, ...] | None:
     return vals if vals and all(v in PRECISIONS for v in vals) else None
 
 
+def _x(r: float) -> str:
+    """A ratio: one decimal from 1 up, two significant digits below (0.03x, not 0.0x)."""
+    return f"{r:.1f}" if r >= 1 else f"{r:.2g}"
+
+
 def _n(x: float) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:,.3g}"
 
@@ -264,18 +306,26 @@ def check_capacity(claim: Claim, points: list[Point | LLMPoint], prices=None) ->
         prec = pt.mfu_precision or pt.precision
         label = f"{pt.model} on {pt.device_name} ({pt.precision}, batch {pt.batch_size})"
         if prec not in precisions:
-            v.not_comparable.append(f"{label}: measured at {prec}, the claim is in {'/'.join(precisions)} P")
-            continue
-        if pt.mfu is None:
-            v.not_comparable.append(f"{label}: MFU unknown (no nameplate {prec} peak for its device)")
-            continue
-        if pt.mfu > 1:
             v.not_comparable.append(
-                f"{label}: MFU {100 * pt.mfu:.0f}% > 100%, so its denominator ({pt.mfu_peak_tflops:g} TFLOPS) is below "
-                "the device's real peak; it cannot bound a claim"
+                (label, "precision", f"measured at {prec}, the claim is in {'/'.join(precisions)} P")
             )
             continue
+        if pt.mfu is None:
+            v.not_comparable.append(
+                (label, "MFU unknown (no nameplate peak)", f"MFU unknown (no nameplate {prec} peak for its device)")
+            )
+            continue
+        if pt.mfu > 1:
+            v.not_comparable.append((label, "MFU above 100% (its denominator is below the real peak)",
+                                     f"MFU {100 * pt.mfu:.0f}% > 100%, so its denominator ({pt.mfu_peak_tflops:g} "
+                                     "TFLOPS) is below the device's real peak; it cannot bound a claim"))  # fmt: skip
+            continue
         p_eq = p * pt.mfu
+        row = {"workload": pt.model, "device": pt.device_name, "precision": prec, "run_precision": pt.precision,
+               "batch": pt.batch_size, "tflops": pt.delivered_tflops, "mfu": pt.mfu, "p_equivalent": p_eq,
+               "joules_per_pflop": pt.joules_per_pflop, "megawatts": None, "energy_estimated": False,
+               "cost_per_pflop_hour": None, "of_published": None, "p_equivalent_at_published": None,
+               "published": None}  # fmt: skip
         line = (
             f"{label}: measured MFU {100 * pt.mfu:.1f}% (of {pt.mfu_peak_tflops:g} TFLOPS {prec}) -> {_n(p)} P of "
             f"such devices deliver {_n(p_eq)} P-equivalent on this workload"
@@ -284,21 +334,27 @@ def check_capacity(claim: Claim, points: list[Point | LLMPoint], prices=None) ->
             est = " (energy ESTIMATED)" if pt.energy and pt.energy.get("estimate") else ""
             mw = p_eq * pt.joules_per_pflop / 1e6
             line += f", drawing {_n(mw)} MW at the measured {_n(pt.joules_per_pflop)} J/PFLOP{est}"
+            row["megawatts"], row["energy_estimated"] = mw, bool(est)
         else:
             line += "; power on this workload not measured (no energy counter for that run)"
         if prices is not None and prices.given() and not pt.llm:
             line += _cost(pt, prices)
+            row["cost_per_pflop_hour"] = _cost_value(pt, prices)
         pub = _published(pt)
         if pub is not None:
             frac = pt.throughput / pub.value
+            row |= {"of_published": frac, "p_equivalent_at_published": p_eq / frac, "published": pub.short(),
+                    "published_precision": pub.precision}  # fmt: skip
             cross = f" ({pub.precision} run counted against the {prec} peak)" if pub.precision != prec else ""
             line += (f"; the best published figure on this device and workload is {pub.describe()}: ours is "
                      f"{100 * frac:.1f}% of it, and at that figure the claim's devices would deliver "
                      f"{_n(p_eq / frac)} P-equivalent{cross}")  # fmt: skip
         v.steps.append(line + ".")
         delivered.append((p_eq, pt))
-    for reason in v.not_comparable:
-        v.steps.append(f"not comparable: {reason}.")
+        v.rows.append(row)
+    v.rows.sort(key=lambda r: -r["p_equivalent"])
+    for label, _, why in v.not_comparable:
+        v.steps.append(f"not comparable: {label}: {why}.")
     if "utilisation" in claim.values:
         _utilisation(v, claim, delivered)
     lead = [d for d in delivered if (d[1].mfu_precision or d[1].precision) in conventional] or delivered
@@ -333,6 +389,7 @@ def check_capacity(claim: Claim, points: list[Point | LLMPoint], prices=None) ->
             f"{_n(p)} P can be true only as a nameplate sum at the precisions above; no measurement at "
             f"{'/'.join(precisions)} was given, so what it delivers on real work is not measured."
         )
+    v.headline = _capacity_headline(p, v.rows, conventional or precisions)
     if category:
         v.verdict = f"Read as {category} compute ({'/'.join(conventional)} by convention): " + v.verdict
     if not stated:
@@ -340,6 +397,25 @@ def check_capacity(claim: Claim, points: list[Point | LLMPoint], prices=None) ->
             f"{max(s[2] for s in sizes) / min(s[2] for s in sizes):.0f}x between the readings above." if sizes else "?"
         )
     return v
+
+
+def _capacity_headline(p: float, rows: list[dict], read_at: tuple[str, ...]) -> str:
+    """ "N P claimed → at most M P-equivalent on this work (X% of nameplate); best published: Y"."""
+    lead = [r for r in rows if r["precision"] in read_at] or rows
+    if not lead:
+        return f"{_n(p)} P claimed → what it delivers on real work is not measured (no comparable measurement)"
+    best = max(lead, key=lambda r: r["p_equivalent"])
+    at = "" if best["precision"] in read_at else f", read at {best['precision']}"
+    line = (f"{_n(p)} P claimed → at most {_n(best['p_equivalent'])} P-equivalent on this work "
+            f"({100 * best['mfu']:.1f}% of nameplate, {best['workload']} on {best['device']}{at})")  # fmt: skip
+    pubs = [r for r in lead if r["p_equivalent_at_published"]]
+    if pubs:
+        top = max(pubs, key=lambda r: r["p_equivalent_at_published"])
+        line += (f"; best published: {_n(top['p_equivalent_at_published'])} P-equivalent "
+                 f"({top['workload']}, {top['published']})")  # fmt: skip
+    else:
+        line += "; best published: none for these workloads and devices"
+    return line
 
 
 def _utilisation(v: Verdict, claim: Claim, delivered: list) -> None:
@@ -374,14 +450,14 @@ def check_equivalence(claim: Claim, computer: dict) -> Verdict:
             ratios.append((prec, per / have))
             v.steps.append(
                 f"{computer['name']} ({computer['how']}): {have:.3g} TFLOPS {prec} -> one 'computer' = "
-                f"{per / have:.1f} of this machine at {prec}."
+                f"{_x(per / have)} of this machine at {prec}."
             )
     if not ratios:
         v.verdict = "No measured computer to compare with (run `modelpower peak` and pass --peak)."
         return v
     v.verdict = (
         f"The equivalence needs {per:.3g} TFLOPS per computer: "
-        + ", ".join(f"{r:.1f}x this machine at {prec}" for prec, r in ratios)
+        + ", ".join(f"{_x(r)}x this machine at {prec}" for prec, r in ratios)
         + ". It holds only for a computer that large, at a precision the text does not give; "
         "other published equivalences use 0.2 and 0.5 TFLOPS per computer, so the conversion is not fixed."
     )
@@ -480,9 +556,18 @@ def _cost(pt: _Measured, prices) -> str:
     return f"; a PFLOP-hour of this work costs {c['per_pflop_hour']:,.4g} at {prices.label()}"
 
 
+def _cost_value(pt: _Measured, prices) -> float | None:
+    from harness.verdicts.cost import row_costs
+
+    c = row_costs({"kind": "vision", "delivered_tflops": pt.delivered_tflops, "joules_per_pflop": pt.joules_per_pflop},
+                  prices, pt.devices)  # fmt: skip
+    return c["per_pflop_hour"]
+
+
 def check_claim(claim: Claim, points: list[Point], computer: dict, prices=None) -> Verdict:
     if claim.kind == "capacity":
         return check_capacity(claim, points, prices)
-    if claim.kind == "equivalence":
-        return check_equivalence(claim, computer)
-    return check_speedup(claim, points, prices)
+    equivalence = claim.kind == "equivalence"
+    v = check_equivalence(claim, computer) if equivalence else check_speedup(claim, points, prices)
+    v.headline = v.verdict.split(". ", 1)[0].rstrip(".") if v.verdict else ""
+    return v

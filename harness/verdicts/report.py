@@ -106,15 +106,19 @@ def flat_rows(inp: Inputs, prices=None) -> list[dict]:
                            _flops=p.flops_per_sample, _input=3 * p.input_hw[0] * p.input_hw[1],
                            _peak_src=p.mfu_peak_source, rank=p.rank, world_size=p.world_size,
                            mode=_mode(p), _cov=p.e2e.cov, _n=p.e2e.count, _stdev_ms=p.e2e.stdev_ms)  # fmt: skip
-            if isinstance(p, LLMPoint):  # decode tokens/s, same batch and precision
+            offline = ""
+            if isinstance(p, LLMPoint):  # same precision; a batch-1 figure is decode tokens/s at batch 1,
+                # an Offline one (MLPerf) all output tokens/s against ours at this batch
                 pub = best_published(p.model, p.device_name, p.batch_size, p.precision) if p.status == "ok" else None
-                ours = p.decode_tokens_per_s
+                offline = pub is not None and pub.batch is None
+                ours = p.output_tokens_per_s if offline else p.decode_tokens_per_s
+                offline = f"ours: batch {p.batch_size}, published: Offline; " if offline else ""
             else:
                 pub = None if p.aggregate else best_published(p.model, p.device_name)
                 ours = p.throughput_sps
             if pub is not None and ours:
                 row.update(best_published=pub.value, fraction_of_published=ours / pub.value,
-                           published_source=pub.describe())  # fmt: skip
+                           published_source=offline + pub.describe())  # fmt: skip
             if prices.given():
                 devices = p.world_size if not isinstance(p, LLMPoint) and p.aggregate and p.world_size else 1
                 costs = row_costs(row, prices, devices)
@@ -125,6 +129,23 @@ def flat_rows(inp: Inputs, prices=None) -> list[dict]:
                            prices=prices.label(), _costs=costs)  # fmt: skip
             rows.append(row)
     return rows
+
+
+def energy_rows(rows: list[dict]) -> list[dict]:
+    """LLM points with measured joules per output token beside the published J/token for the same model
+    and device (MLPerf Power: whole-system wall power; ML.ENERGY: GPU energy counters), each with its scope."""
+    from harness.machine.published import published_energy
+
+    out = []
+    for r in rows:
+        if r["kind"] != "llm" or r["joules_per_item"] is None:
+            continue
+        for pub in published_energy(r["model"], r["device_name"]):
+            out.append({"model": r["model"], "device_name": r["device_name"], "precision": r["precision"],
+                        "batch_size": r["batch_size"], "ours": r["joules_per_item"], "our_scope": r["energy_scope"],
+                        "published": pub.value, "published_precision": pub.precision, "published_scope": pub.scope,
+                        "published_source": pub.short() + f" ({pub.system})"})  # fmt: skip
+    return out
 
 
 def _served_mode(served: dict) -> str:
@@ -423,6 +444,16 @@ def _fmt(v, f: str) -> str:
     return "not measured" if v is None else f % v
 
 
+CLAIM_ROWS = 8  # measured points shown per claim; the rest are counted (the appendix lists every one)
+
+
+def _big(v) -> str:
+    """A large figure for a table: thousands separated, three significant digits below 100."""
+    if v is None:
+        return "not measured"
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.3g}"
+
+
 def _pct(v) -> str:
     return "unknown" if v is None else f"{100 * v:.1f}%"
 
@@ -438,7 +469,8 @@ def render(inp: Inputs, rows: list[dict], verdicts: list, title: str, prices=Non
     ctx = dict(
         title=title, version=__version__, generated=now_iso(), results=inp.results, peaks=inp.peaks, rows=rows,
         summary=summary(rows), peak_rows=peak_rows(inp), plots=plots(rows, inp), plot_captions=PLOT_CAPTIONS,
-        verdicts=verdicts, caveats=caveats(inp, rows), fmt=_fmt, pct=_pct, label=label,
+        verdicts=verdicts, caveats=caveats(inp, rows), fmt=_fmt, pct=_pct, label=label, big=_big,
+        claim_rows=CLAIM_ROWS, energy=energy_rows(rows),
         prices=prices.label() if prices is not None and prices.given() else None,
     )  # fmt: skip
     html_env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=True,

@@ -137,7 +137,7 @@ def validate(req: VisionRequest) -> tuple[Sources, list[tuple[str, str]]]:
     use_spec_file(req.spec)
     check_writable(req.out_dir)
     combos = req.backend.pairs
-    if any(b.startswith("onnxruntime") for b, _ in combos):
+    if any(b.startswith("onnxruntime") or b == "openvino" for b, _ in combos):
         check_writable(req.cache_dir or runner.RunSettings.cache_dir, "the ONNX cache")
     onnx = {Path(n): ox.load_onnx(Path(n)) for n in req.models if n.endswith(".onnx")}
     _check_onnx(req, onnx)
@@ -187,7 +187,7 @@ def _config(req: VisionRequest, p: VisionPlan) -> dict:
         "models": req.models, "batch_sizes": req.batch_sizes or ([1] if presets else None), "device": str(p.device),
         "device_choice": p.device_choice,
         "precision": bc.prec, "compile_mode": bc.mode, "memory_format": bc.layout, "ort_options": bc.ort,
-        "backends": [f"{b}:{q}" for b, q in p.combos] if presets else ["onnxruntime"], "task": req.task.task,
+        "backends": [f"{b}:{q}" for b, q in p.combos] if presets else [req.backend.file_engine], "task": req.task.task,
         "warmup": w.warmup, "min_duration_s": w.min_duration, "min_iters": w.min_iters, "seed": req.seed,
         "input": p.source.description if p.source else None, "cudnn_benchmark": p.device.type == "cuda",
         "weights": str(req.weights) if req.weights else None, "preprocess": req.frames.pre if p.source else "none",
@@ -230,9 +230,10 @@ def _jobs(req: VisionRequest, p: VisionPlan, sink: Sink, events: Events) -> Iter
             yield from _onnx_task_jobs(p.task_models[f], req, p, sink)
             continue
         for bs in onnx_batches(om, req):
-            s = replace(p.settings, backend="onnxruntime")
-            label = f"{f.name} onnxruntime" + (f" batch {bs}" if bs is not None else "")
-            fields = {"model": f.name, "backend": "onnxruntime", "precision": "fp32", "batch_size": bs}
+            engine = req.backend.file_engine
+            s = replace(p.settings, backend=engine)
+            label = f"{f.name} {engine}" + (f" batch {bs}" if bs is not None else "")
+            fields = {"model": f.name, "backend": engine, "precision": "fp32", "batch_size": bs}
             yield PointJob(label, fields, 1, (0, 0), lambda tick, om=om, s=s, bs=bs: runner.measure_onnx(
                 om, list(inputs.input_shape), inputs.dtype, s, tick, p.meter, bs))  # fmt: skip
     for preset in p.sources.presets:
@@ -266,9 +267,10 @@ def _onnx_task_jobs(lm: runner.LoadedModel, req: VisionRequest, p: VisionPlan, s
     batches = [bs or ox.fixed_batch(lm.onnx) or 1 for bs in onnx_batches(lm.onnx, req)]
     (precision,) = {key[1] for key in lm.prepared}
     for bs in batches:
-        s = replace(p.settings, backend="onnxruntime", precision=precision)
-        label = f"{f.name} {req.task.task} onnxruntime {precision} batch {bs}"
-        fields = {"model": f.name, "backend": "onnxruntime", "precision": precision, "batch_size": bs}
+        engine = req.backend.file_engine
+        s = replace(p.settings, backend=engine, precision=precision)
+        label = f"{f.name} {req.task.task} {engine} {precision} batch {bs}"
+        fields = {"model": f.name, "backend": engine, "precision": precision, "batch_size": bs}
         need = _batch_bytes(lm.preset, 0, bs, p)
         yield PointJob(label, fields, 2, need, lambda tick, bs=bs, s=s: runner.measure_point(
             lm, bs, p.source, s, tick, req.frames.pre, p.meter, sink.barrier))  # fmt: skip
@@ -290,7 +292,7 @@ def run_vision(req: VisionRequest, events: Events | None = None, sink: Sink | No
     p = plan(req, sink)
     if req.kind == "onnx-task":  # a file ONNX Runtime cannot load is one line, with no result file left behind
         for f, om in p.sources.onnx.items():
-            p.task_models[f] = runner.load_onnx_model(om, req.task.options(), p.settings)
+            p.task_models[f] = runner.load_onnx_model(om, req.task.options(), p.settings, req.backend.file_engine)
     events.note(f"device: {p.device_choice}")
     if p.device.type == "cuda":
         torch.backends.cudnn.benchmark = True

@@ -241,7 +241,16 @@ def input_bytes(shapes: dict[str, tuple[int, ...]], dtype: str) -> int:
     return sum(sizes) * itemsize + (max(sizes, default=0) * 4 if narrow else 0)
 
 
-def session(om: OnnxModel, device_type: str):
+def session(om: OnnxModel, device_type: str, engine: str = "onnxruntime"):
+    """(session, seconds to create it): the file on onnxruntime (CPU or CUDA provider) or on OpenVINO's
+    CPU plugin (`harness.backends.openvino.FileSession`, which answers like an onnxruntime session)."""
+    if engine == "openvino":
+        from harness.backends.openvino import FileSession
+
+        if device_type != "cpu":
+            raise UserError(f"modelpower runs OpenVINO on the CPU only (this run is on {device_type})")
+        t = time.perf_counter()
+        return FileSession(om.path), time.perf_counter() - t
     import onnxruntime as ort
 
     provider = "CUDAExecutionProvider" if device_type == "cuda" else "CPUExecutionProvider"

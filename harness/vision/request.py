@@ -239,6 +239,11 @@ class BackendChoice:
                 )
         return [(b, self.prec) for b in dict.fromkeys(names)]
 
+    @property
+    def file_engine(self) -> str:
+        """The engine an ONNX file runs on: onnxruntime unless --backend openvino."""
+        return "openvino" if split_list(self.backends, "--backend") == ["openvino"] else "onnxruntime"
+
     @cached_property
     def ort(self) -> dict[str, str]:
         """The ONNX Runtime provider options, parsed once."""
@@ -250,10 +255,9 @@ class BackendChoice:
         onnx = kind != "presets"
         if onnx:
             named = set(split_list(self.backends, "--backend"))
-            if self.combos is None and named - {"onnxruntime"}:
-                raise UserError(
-                    "ONNX files run through onnxruntime only: drop --backend (or use --backend onnxruntime)"
-                )
+            if self.combos is None and named not in (set(), {"onnxruntime"}, {"openvino"}):
+                raise UserError("ONNX files run through one engine, onnxruntime (the default) or openvino: "
+                                "--backend onnxruntime or --backend openvino")  # fmt: skip
             if self.precision is not None:
                 raise UserError("--precision applies to presets; an ONNX file runs at its own input type")
         used = {b for b, _ in self.pairs}

@@ -112,11 +112,11 @@ def load_model(preset: Preset, settings: RunSettings, weights=None) -> LoadedMod
     return LoadedModel(preset, model, source, load_s, params, flops)
 
 
-def load_onnx_model(om: OnnxModel | Path, opts, settings: RunSettings) -> LoadedModel:
-    """A user's ONNX file in our pipeline (`--task`): its session on the device, prepared once as
-    the onnxruntime backend at the file's own precision; the reference is the file on ORT's CPU
-    provider (on a CPU run, the same session: agreement then checks only that runs repeat). `om`:
-    the file as `onnx_model.load_onnx` parsed it (or its path)."""
+def load_onnx_model(om: OnnxModel | Path, opts, settings: RunSettings, engine: str = "onnxruntime") -> LoadedModel:
+    """A user's ONNX file in our pipeline (`--task`): its session on the device, prepared once on
+    `engine` (onnxruntime or openvino) at the file's own precision; the reference is the file on ORT's
+    CPU provider (on a CPU run with onnxruntime, the same session: agreement then checks only that
+    runs repeat). `om`: the file as `onnx_model.load_onnx` parsed it (or its path)."""
     from harness.backends.onnxruntime import file_runner
     from harness.vision import onnx_model as ox
     from models.weights import sha256_file
@@ -125,9 +125,10 @@ def load_onnx_model(om: OnnxModel | Path, opts, settings: RunSettings) -> Loaded
     om = om if isinstance(om, ox.OnnxModel) else ox.load_onnx(om)
     path = om.path
     preset, inp, precision = ox.task_preset(om, opts)
-    sess, session_s = ox.session(om, settings.device.type)
+    sess, session_s = ox.session(om, settings.device.type, engine)
     out = sess.get_outputs()[0].name
-    ref_sess = sess if settings.device.type == "cpu" else ox.session(om, "cpu")[0]
+    same = settings.device.type == "cpu" and engine == "onnxruntime"
+    ref_sess = sess if same else ox.session(om, "cpu")[0]
     in_type = TORCH_DTYPES[precision]
     host_run = file_runner(ref_sess, torch.device("cpu"), inp, out)
     run = file_runner(sess, settings.device, inp, out)
@@ -143,7 +144,8 @@ def load_onnx_model(om: OnnxModel | Path, opts, settings: RunSettings) -> Loaded
         reference="the ONNX file on onnxruntime's CPU provider, same input batch",
         onnx=om,
     )
-    info = {"onnx": str(Path(path).resolve()), "providers": sess.get_providers(), "input": inp, "output": out,
+    info = {"onnx": str(Path(path).resolve()), "engine": engine, "providers": sess.get_providers(),
+            "input": inp, "output": out,
             "det_format": preset.det_format if preset.task == "detect" else None}  # fmt: skip
     lm.prepared[(ONNX_FILE, precision)] = Prepared(lambda x: run(x.to(in_type).contiguous()), session_s, info)
     return lm
@@ -169,7 +171,8 @@ class VisionPipeline:
         self.lm, self.bs, self.source, self.s, self.path = lm, batch_size, source, s, preprocess
         p = lm.preset
         self.cuda = s.device.type == "cuda"
-        self.dtype = TORCH_DTYPES.get(s.precision, torch.float32)  # int8 backends take fp32 input
+        fp32_input = s.backend in BACKENDS and BACKENDS[s.backend].fp32_input  # int8 backends take fp32 too
+        self.dtype = torch.float32 if fp32_input else TORCH_DTYPES.get(s.precision, torch.float32)
         self.run_model = None  # set by measure_point once the backend has prepared the model
         self.memory_format = memory_format(lm, s)  # the device kernel writes the model's layout directly
         self.head = DetectHead(p.det_format, p.input_hw) if p.task == "detect" else None
@@ -548,8 +551,8 @@ def point_fields(
 def measure_onnx(om: OnnxModel, input_shapes: list[str], input_dtype: str, s: RunSettings,
                  progress: Progress | None = None, meter: Meter | None = None,
                  batch: int | None = None) -> Point:  # fmt: skip
-    """A user's ONNX model through ONNX Runtime on seeded random inputs: inference only, timed
-    with the same window rules and energy meter as the presets; FLOPs from the graph. `batch` (a
+    """A user's ONNX model through ONNX Runtime (or OpenVINO: `s.backend`) on seeded random inputs:
+    inference only, timed with the same window rules and energy meter as the presets; FLOPs from the graph. `batch` (a
     -b value) sets axis 0 of every input; None: the shapes of `input_shapes` or the model."""
     from harness.vision import onnx_model as ox
     from models.weights import sha256_file
@@ -558,7 +561,8 @@ def measure_onnx(om: OnnxModel, input_shapes: list[str], input_dtype: str, s: Ru
     path = om.path
     shapes = ox.parse_input_shapes(om, input_shapes, batch)
     feeds = ox.random_inputs(shapes, input_dtype, s.seed)
-    sess, _ = ox.session(om, s.device.type)
+    engine = "openvino" if s.backend == "openvino" else "onnxruntime"
+    sess, _ = ox.session(om, s.device.type, engine)
     load_s = time.perf_counter() - t0
     flops = ox.count_flops(om, shapes)
     batch = next(iter(shapes.values()))[0]
@@ -569,7 +573,7 @@ def measure_onnx(om: OnnxModel, input_shapes: list[str], input_dtype: str, s: Ru
         if is_oom(e):
             raise
         msg = first_line(e, 200)
-        raise UserError(f"{Path(path).name} fails in onnxruntime on {input_dtype} inputs {shapes}: {msg}") from None
+        raise UserError(f"{Path(path).name} fails in {engine} on {input_dtype} inputs {shapes}: {msg}") from None
     first_call_s = time.perf_counter() - t0
     for _ in range(s.warmup):
         sess.run(None, feeds)
@@ -598,7 +602,7 @@ def measure_onnx(om: OnnxModel, input_shapes: list[str], input_dtype: str, s: Ru
         model=Path(path).name, task="custom", industry="-", arch="ONNX file",
         input_hw=list(next(iter(shapes.values()))), num_classes=0,
         weights={"kind": "file", "path": str(Path(path).resolve()), "sha256": sha256_file(Path(path))},
-        device=str(s.device), device_name=device_name(s.device), backend="onnxruntime", preprocess="none",
+        device=str(s.device), device_name=device_name(s.device), backend=engine, preprocess="none",
         precision=precision, batch_size=batch, params=ox.weights_of(om), flops_per_sample=flops / batch,
         load_s=load_s, first_call_s=first_call_s, warmup_iters=s.warmup,
         staged={"infer": stats}, staged_window_s=window, e2e=stats, window_s=window,
@@ -606,5 +610,6 @@ def measure_onnx(om: OnnxModel, input_shapes: list[str], input_dtype: str, s: Ru
         infer_tflops=m["delivered_tflops"], **m,
         input_source=f"seeded random {input_dtype} {shapes}, seed {s.seed}", pre_threads_overlapped=0,
         output_check={"checked_batches": 2, "nan_or_inf": nan_or_inf}, flags=flags, compile_s=0.0,
-        backend_info={"providers": sess.get_providers(), "inputs": {k: list(v) for k, v in shapes.items()}},
+        backend_info={"engine": engine, "providers": sess.get_providers(),
+                      "inputs": {k: list(v) for k, v in shapes.items()}},
     )  # fmt: skip
