@@ -161,3 +161,17 @@ def test_compile_mode_auto_picks_the_fastest_mode_that_agrees():
               "max-autotune": {"ms": 2.0, "agrees": True}}  # fmt: skip
     assert pick_mode(trials) == "max-autotune"
     assert pick_mode({"default": {"ms": 1.0, "agrees": False}}) is None
+
+
+@pytest.mark.slow  # LoadGen runs a scenario for a second
+def test_openvino_under_loadgen_server_with_concurrent_calls(tmp_path):
+    """LoadGen's Server workers call the model at once: each thread gets its own infer request."""
+    pytest.importorskip("openvino")
+    from harness.results.schema import read_result
+
+    r = runner.invoke(app, ["run", "steel-defect-mobilenetv3", "--backend", "openvino", "--scenario", "server", "-b",
+                            "2", "--device", "cpu", "--min-duration", "1", "--loadgen-samples", "8", "--image-size",
+                            "160x96", "--num-images", "2", "--out", str(tmp_path)])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    (p,) = read_result(next(tmp_path.glob("*.json"))).points
+    assert p.backend == "openvino" and p.loadgen["scenario"] == "server" and p.samples > 0

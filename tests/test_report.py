@@ -162,3 +162,21 @@ def test_html_first_screen_shows_every_claims_answer(tmp_path):
     subprocess.run(["chromium", *flags, f"--screenshot={shot}", (tmp_path / "rep" / "report.html").as_uri()],
                    capture_output=True, timeout=120)  # fmt: skip
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("width", [120, 160, 200])
+def test_terminal_results_table_shows_model_names_whole(width):
+    """`quick`'s presets at 120 columns and wider: every model name whole, the flags folded, not cut."""
+    from rich.console import Console
+
+    from harness.cli.tables import results_table
+
+    names = ["steel-defect-mobilenetv3", "pcb-defect-yolo", "grid-insulator-efficientnet"]
+    pts = [make_point(model=n, flags=["high_cov_e2e", "accuracy_check_failed"]) for n in names]
+    console = Console(width=width, record=True)
+    console.print(results_table(pts, width))
+    text = console.export_text()
+    assert all(n in text for n in names), text
+    assert "accuracy_check_failed" in text.replace("│", "").replace(" ", "").replace("\n", "") or width < 200
+    assert ("GFLOP/sample" in text) == (width >= 170) and "…" not in text  # nothing cut
+    assert max(len(line) for line in text.splitlines()) <= width

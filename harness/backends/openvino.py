@@ -72,12 +72,13 @@ class OpenVino(Backend):
             compiled = core.compile_model(core.read_model(str(source)), "CPU", config)
         except Exception as e:
             raise BackendUnavailable(f"openvino could not compile {source.name}: {first_line(e, 200)}") from None
-        request = compiled.create_infer_request()
+        local = threading.local()  # one infer request per calling thread: LoadGen's workers call at once
 
         def run(x: torch.Tensor) -> torch.Tensor:
-            request.infer(
-                {0: x.numpy() if x.dtype == torch.float32 and x.is_contiguous() else x.float().contiguous().numpy()}
-            )
+            request = getattr(local, "request", None)
+            if request is None:
+                request = local.request = compiled.create_infer_request()
+            request.infer({0: x.float().contiguous().numpy()})  # no copy when already fp32 and contiguous
             return torch.from_numpy(request.get_output_tensor(0).data.copy())
 
         run(example)  # first inference (memory allocation) outside the window

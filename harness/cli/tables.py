@@ -31,27 +31,51 @@ def _joules(p) -> str:
 
 def results_table(points, width: int | None = None) -> Table:
     """Vision points: throughput, latency per stage, FLOPs, MFU, energy, flags. Below 170 columns
-    (`width`, default the terminal's) the per-stage pre/post, the e2e p50 and GFLOP/sample are left
-    out so that model names stay whole down to 120 columns; the result file has every figure."""
+    (`width`, default the terminal's) the table is compact so that model names stay whole down to 120
+    columns: backend and precision share a column, the device goes in the title when there is one,
+    J/sample is left out when no point measured energy (the title says so), and the per-stage pre/post,
+    e2e p50 and GFLOP/sample are left to the result file. Cells fold rather than being cut."""
     wide = (width or out.width) >= 170
-    cols = ("model", "backend", "device", "prec", "batch", "samples/s", *(("e2e p50",) if wide else ()), "e2e p99",
-            *(("pre",) if wide else ()), "infer", *(("post", "GFLOP/sample") if wide else ()), "TFLOPS", "MFU",
-            "J/sample", "flags")  # fmt: skip
-    t = _table("results (latency per batch, ms)" + ("" if wide else "; a wider terminal shows pre, post, p50, GFLOP"),
-               cols, ("model", "backend", "device", "prec", "flags"))  # fmt: skip
-    t.columns[0].no_wrap = True
-    t.columns[0].min_width = max((len(p.model) for p in points), default=5)
-    t.columns[-1].overflow = "fold"
+    devices = {_device(p) for p in points}
+    one_device = not wide and len(devices) == 1
+    energy = wide or any(p.joules_per_sample is not None for p in points)
+    title = "results (latency per batch, ms)" + (f" on {next(iter(devices))}" if one_device else "")
+    title += "" if energy else "; energy not measured"
+    if wide:
+        cols = ("model", "backend", "device", "prec", "batch", "samples/s", "e2e p50", "e2e p99", "pre", "infer",
+                "post", "GFLOP/sample", "TFLOPS", "MFU", "J/sample", "flags")  # fmt: skip
+    else:
+        cols = ("model", "backend prec", *(() if one_device else ("device",)), "batch", "samples/s", "e2e p99",
+                "infer", "TFLOPS", "MFU", *(("J/sample",) if energy else ()), "flags")  # fmt: skip
+    t = _table(title, cols, ("model", "backend", "backend prec", "device", "prec", "flags"))
+    _names_whole(t, [p.model for p in points])
     for p in points:
+        mfu = f"{100 * p.mfu:.1f}%" if p.mfu is not None else "unknown"
+        if wide:
+            t.add_row(
+                p.model, p.backend, _device(p), p.precision, str(p.batch_size), f"{p.throughput_sps:.1f}",
+                f"{p.e2e.p50_ms:.1f}", f"{p.e2e.p99_ms:.1f}", _stage(p, "pre"), _stage(p, "infer"), _stage(p, "post"),
+                f"{p.flops_per_sample / 1e9:.2f}", f"{p.delivered_tflops:.3f}", mfu, _joules(p), " ".join(p.flags),
+            )  # fmt: skip
+            continue
         t.add_row(
-            p.model, p.backend, p.device + (f" r{p.rank}" if getattr(p, "rank", None) is not None else ""),
-            p.precision, str(p.batch_size), f"{p.throughput_sps:.1f}",
-            *((f"{p.e2e.p50_ms:.1f}",) if wide else ()), f"{p.e2e.p99_ms:.1f}", *((_stage(p, "pre"),) if wide else ()),
-            _stage(p, "infer"), *((_stage(p, "post"), f"{p.flops_per_sample / 1e9:.2f}") if wide else ()),
-            f"{p.delivered_tflops:.3f}", f"{100 * p.mfu:.1f}%" if p.mfu is not None else "unknown",
-            _joules(p), " ".join(p.flags),
+            p.model, f"{p.backend} {p.precision}", *(() if one_device else (_device(p),)), str(p.batch_size),
+            f"{p.throughput_sps:.1f}", f"{p.e2e.p99_ms:.1f}", _stage(p, "infer"), f"{p.delivered_tflops:.3f}", mfu,
+            *((_joules(p),) if energy else ()), " ".join(p.flags),
         )  # fmt: skip
     return t
+
+
+def _names_whole(t: Table, names: list[str]) -> None:
+    """The first column (model names) is never cut or wrapped; other cells fold instead of being cut."""
+    for c in t.columns:
+        c.overflow = "fold"
+    t.columns[0].no_wrap = True
+    t.columns[0].min_width = max(map(len, names), default=5)
+
+
+def _device(p) -> str:
+    return p.device + (f" r{p.rank}" if getattr(p, "rank", None) is not None else "")
 
 
 def print_footnotes(points) -> None:
@@ -73,6 +97,7 @@ def llm_table(points) -> Table:
     def f(v, fmt):
         return "-" if v is None else format(v, fmt)
 
+    _names_whole(t, [p.model for p in points])
     for p in points:
         ok = p.status == "ok"
         t.add_row(
