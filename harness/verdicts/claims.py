@@ -325,7 +325,7 @@ def check_capacity(claim: Claim, points: list[Point | LLMPoint], prices=None) ->
                "batch": pt.batch_size, "tflops": pt.delivered_tflops, "mfu": pt.mfu, "p_equivalent": p_eq,
                "joules_per_pflop": pt.joules_per_pflop, "megawatts": None, "energy_estimated": False,
                "cost_per_pflop_hour": None, "of_published": None, "p_equivalent_at_published": None,
-               "published": None}  # fmt: skip
+               "published": None, "peak_lower_bound": "lower bound" in (pt.mfu_peak_source or "")}  # fmt: skip
         line = (
             f"{label}: measured MFU {100 * pt.mfu:.1f}% (of {pt.mfu_peak_tflops:g} TFLOPS {prec}) -> {_n(p)} P of "
             f"such devices deliver {_n(p_eq)} P-equivalent on this workload"
@@ -406,8 +406,9 @@ def _capacity_headline(p: float, rows: list[dict], read_at: tuple[str, ...]) -> 
         return f"{_n(p)} P claimed → what it delivers on real work is not measured (no comparable measurement)"
     best = max(lead, key=lambda r: r["p_equivalent"])
     at = "" if best["precision"] in read_at else f", read at {best['precision']}"
+    high = ", against a lower-bound peak: reads high" if best["peak_lower_bound"] else ""
     line = (f"{_n(p)} P claimed → at most {_n(best['p_equivalent'])} P-equivalent on this work "
-            f"({100 * best['mfu']:.1f}% of nameplate, {best['workload']} on {best['device']}{at})")  # fmt: skip
+            f"({100 * best['mfu']:.1f}% of nameplate{high}, {best['workload']} on {best['device']}{at})")  # fmt: skip
     pubs = [r for r in lead if r["p_equivalent_at_published"]]
     if pubs:
         top = max(pubs, key=lambda r: r["p_equivalent_at_published"])
