@@ -7,7 +7,7 @@ rendered in a sandboxed Jinja environment (a template from a file is untrusted c
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from models.errors import UserError, first_line
@@ -25,6 +25,7 @@ class TextTokenizer:
     bos_token: str | None = None
     eos_token: str | None = None
     add_bos_id: int | None = None  # prepended to every encoded prompt (GGUF add_bos_token)
+    _template: object = field(default=None, repr=False, compare=False)  # the chat template, compiled once
 
     def encode(self, text: str) -> list[int]:
         ids = self.tok.encode(text, add_special_tokens=self.add_bos_id is None).ids
@@ -42,8 +43,10 @@ class TextTokenizer:
         if not self.chat_template:
             raise UserError(f"the tokenizer from {self.source} has no chat template for conversation prompts")
         try:
+            template = self._template or _sandbox().from_string(self.chat_template)  # compiled once, untimed
+            self._template = template
             with _time_limit(TEMPLATE_SECONDS):
-                text = _sandbox().from_string(self.chat_template).render(
+                text = template.render(
                     messages=messages, add_generation_prompt=True, bos_token=self.bos_token or "",
                     eos_token=self.eos_token or "",
                 )  # fmt: skip
@@ -93,9 +96,12 @@ def _sandbox():
 
 
 class _time_limit:
-    """Raise TemplateLimit once `seconds` of wall time have passed, checked at every line the template's
-    compiled code runs (a trace function, in any thread). Not a SIGALRM timer: with OpenVINO's TBB
-    threads in the process, the alarm's exception crashed the interpreter (a segfault in CI)."""
+    """Raise TemplateLimit once `seconds` of wall time have passed: checked at every line the template's
+    own compiled code runs (a trace function on frames of "<template>" only, so library code that
+    catches exceptions cannot swallow it and switch the check off), and again on leaving, so a late
+    render is never accepted. Not a SIGALRM timer: with OpenVINO's TBB threads in the process, the
+    alarm's exception crashed the interpreter (a segfault in CI). An existing tracer (a debugger,
+    coverage) is set aside during the render and restored after it."""
 
     def __init__(self, seconds: float):
         self.seconds = seconds
@@ -104,21 +110,28 @@ class _time_limit:
         import sys
         import time
 
-        deadline = time.monotonic() + self.seconds
+        self.deadline = deadline = time.monotonic() + self.seconds
+        message = f"rendering took over {self.seconds:g} s"
 
-        def trace(frame, event, arg):
+        def line(frame, event, arg):
             if time.monotonic() > deadline:
-                raise TemplateLimit(f"rendering took over {self.seconds:g} s")
-            return trace
+                raise TemplateLimit(message)
+            return line
+
+        def call(frame, event, arg):  # global tracer: local tracing for the template's frames only
+            return line if frame.f_code.co_filename == "<template>" else None
 
         self.old = sys.gettrace()
-        sys.settrace(trace)
+        sys.settrace(call)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         import sys
+        import time
 
         sys.settrace(self.old)
+        if exc_type is None and time.monotonic() > self.deadline:
+            raise TemplateLimit(f"rendering took over {self.seconds:g} s")
         return False
 
 

@@ -1,5 +1,7 @@
 """The backend registry on CPU: each backend runs a preset with its agreement verdict; refusals."""
 
+import re
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -46,14 +48,17 @@ def test_backend_runs_and_agrees(backend, precision, images, fast_settings, tmp_
     # NNCF calibrated on 8 samples of 4 tiny frames here measured 0.13-0.17 of the largest logit off
     # (tolerance 0.15) on these random weights; at batch 8 on 1080p frames, 0.09 (the CPU reference README)
     slack = 2.0 if (backend, precision) == ("openvino", "int8") else 1.0
-    assert a["passed"] or slack > 1, a
+    if slack == 1.0:
+        assert a["passed"], a
     assert a["max_rel_err"] <= slack * a["tolerance_rel"] and a["top1_agreement"] >= 0.5, a
     assert pt.compile_s is not None and pt.backend_info is not None
     if backend == "openvino":
         want = "bf16" if precision == "bf16" else "f32"
         assert pt.backend_info["inference_precision"] == want and list(tmp_path.glob("openvino/*"))  # model cache
         if precision == "int8":  # NNCF's model, saved as IR in the cache
-            assert pt.backend_info["int8"].startswith("NNCF") and pt.backend_info["ir"].endswith("-nncf-int8.xml")
+            assert pt.backend_info["int8"].startswith("NNCF") and re.search(
+                r"-nncf-int8-[0-9a-f]{12}\.xml$", pt.backend_info["ir"]
+            )
     if backend == "onnxruntime":
         assert pt.backend_info["providers"] == ["CPUExecutionProvider"]
         assert list(tmp_path.glob("onnx/*.onnx"))  # exported into the cache

@@ -240,3 +240,25 @@ def test_rope_factors_round_trip_through_gguf(tmp_path):
     write_gguf(tmp_path / "m.gguf", m.state_dict(), cfg)
     loaded, _ = load_gguf(tmp_path / "m.gguf", CPU, torch.float32)
     assert loaded.cfg.rope_factors == pytest.approx(cfg.rope_factors, rel=1e-6)
+
+
+def test_transformers_peer_gets_the_same_rope_scaling():
+    """--engine transformers on a Llama 3.1-style model runs the same network: the same logits past the
+    scaling's original context, and not those of plain RoPE."""
+    import dataclasses
+
+    from harness.llm.engines import to_transformers
+    from models.llm import llama3_rope_factors
+
+    cfg = dataclasses.replace(TINY, rope_factors=llama3_rope_factors(TINY.head_dim, 1e4, 8.0, 1.0, 4.0, 32))
+    m = build_llm(cfg, CPU, torch.float32)
+    tokens = torch.randint(0, cfg.vocab_size, (1, 100), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        m.setup_cache(1, 128)
+        ours = m(tokens, torch.arange(100))
+        theirs = to_transformers(m)(tokens).logits
+        plain = build_llm(dataclasses.replace(cfg, rope_factors=None), CPU, torch.float32)
+        plain.load_state_dict(m.state_dict(), strict=False)
+        unscaled = to_transformers(plain)(tokens).logits
+    torch.testing.assert_close(theirs, ours, rtol=1e-4, atol=1e-4)
+    assert (unscaled - ours).abs().max() > 30 * (theirs - ours).abs().max().clamp_min(1e-6)

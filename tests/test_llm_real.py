@@ -281,6 +281,13 @@ def test_gguf_tokenizer_text_prompts_and_other_tokenizer_models(tmp_path):
     ("template", "text"),
     [
         ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "took over 5 s"),
+        # a test whose library code catches exceptions must not swallow the limit (a trace function that
+        # raised there was switched off, and the loop ran on without one)
+        (
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% if i is sequence %}x{% endif %}{% endfor %}"
+            "{% endfor %}",
+            "took over 5 s",
+        ),
         ("{{ 'a' * 3000000000 }}", "a repetition of 3,000,000,000 items"),
         ("{{ ''.__class__.__mro__ }}", "fails"),
         ("{{ raise_exception('no system role') }}", "no system role"),

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import os
@@ -64,7 +65,9 @@ class OpenVino(Backend):
         quantize_s, ir = 0.0, None
         if precision == "int8":
             calib = [b.cpu().float().numpy() for b in ctx.calibration]
-            ir, quantize_s = _nncf_int8(core, path, calib, cache / f"{path.stem}-nncf-int8.xml")
+            digest = hashlib.sha256(b"".join(np.ascontiguousarray(b).tobytes() for b in calib)).hexdigest()[:12]
+            # keyed by the calibration data too: other inputs (frames, sizes, batch) quantize anew
+            ir, quantize_s = _nncf_int8(core, path, calib, cache / f"{path.stem}-nncf-int8-{digest}.xml")
         config = {"PERFORMANCE_HINT": HINT, "CACHE_DIR": str(cache),
                   "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}  # fmt: skip
         source = ir or path

@@ -52,8 +52,9 @@ def to_transformers(model: DecoderLM):
     Qwen2 with q/k/v biases is transformers' Qwen2; every other case (Llama, Mistral without a
     sliding window, biases or not) is the same network as transformers' Llama, with
     `attention_bias` (and a zero o_proj bias, which Llama's option adds) where the checkpoint has
-    q/k/v biases. No end-of-sequence token: generation runs the fixed length, and an EOS id that
-    transformers' config would otherwise assume (2 for Llama) stays an ordinary token, as in ours."""
+    q/k/v biases; RoPE scaling (Llama 3.1) as the same per-frequency divisors. No end-of-sequence
+    token: generation runs the fixed length, and an EOS id that transformers' config would otherwise
+    assume (2 for Llama) stays an ordinary token, as in ours."""
     try:
         import transformers
     except ImportError:
@@ -78,6 +79,12 @@ def to_transformers(model: DecoderLM):
     hf = hf.to(p.dtype)
     with torch.device(p.device):  # RoPE tables: buffers outside the state dict, kept in float32 as
         hf.model.rotary_emb = type(hf.model.rotary_emb)(config=config)  # from_pretrained keeps them
+    if c.rope_factors is not None:  # Llama 3.1's scaling: our frequencies, each divided by its factor
+        rope = hf.model.rotary_emb
+        factors = torch.tensor(c.rope_factors, device=rope.inv_freq.device, dtype=torch.float32)
+        rope.inv_freq = rope.inv_freq.float() / factors
+        if hasattr(rope, "original_inv_freq"):
+            rope.original_inv_freq = rope.inv_freq
     hf.generation_config.eos_token_id = None
     return hf.eval()
 

@@ -42,6 +42,10 @@ class Published:
     system_value: float | None = None  # the system's own figure, before that division
     scope: str = ""  # energy rows: what the joules cover ("whole-system wall power", "GPU energy counter")
 
+    @property
+    def precision_said(self) -> str:
+        return self.precision or "precision not recorded"
+
     def short(self) -> str:
         """'95,089 samples/s, MLPerf Inference v5.0, NVIDIA': the figure, the round and who submitted it."""
         who = ", ".join(x for x in (self.round or self.source.split(" (", 1)[0], self.submitter) if x)
@@ -50,7 +54,7 @@ class Published:
     def describe(self) -> str:
         """The figure and where it is from, short: the full source path stays in the data file."""
         where = self.source.split(" (", 1)[0]
-        return f"{self.value:,.6g} {self.metric} ({where}; {self.precision}, {self.software})"
+        return f"{self.value:,.6g} {self.metric} ({where}; {self.precision_said}, {self.software})"
 
 
 @functools.cache
@@ -60,15 +64,17 @@ def published_rows() -> tuple[Published, ...]:
 
 
 def best_published(
-    model: str, device_name: str, batch: int | None = None, precision: str | None = None
-) -> Published | None:
+    model: str, device_name: str, batch: int | None = None, precision: str | None = None,
+    scenario: str | None = None,
+) -> Published | None:  # fmt: skip
     """The highest published figure for this model's workload on this device (and, where the
-    figure is for one batch size or one precision, at the same), or None."""
+    figure is for one batch size, at the same; `precision`, `scenario`: only those), or None."""
     row = match_spec(device_name)
     if row is None:
         return None
     found = [p for p in published_rows() if p.device == row.name and model in p.models and p.metric != "J/token"
-             and (p.batch is None or p.batch == batch) and (precision is None or p.precision == precision)]  # fmt: skip
+             and (p.batch is None or p.batch == batch) and (precision is None or p.precision == precision)
+             and (scenario is None or p.scenario == scenario)]  # fmt: skip
     return max(found, key=lambda p: p.value, default=None)
 
 

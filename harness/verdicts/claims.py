@@ -98,13 +98,16 @@ class Verdict:
         for _, group, why in self.not_comparable:
             groups.setdefault(group, []).append(why)
         parts = []
+        precision: dict[str, list[str]] = {}  # claim precisions -> the precisions measured instead
         for group, whys in groups.items():
-            if group == "precision":
-                precs = sorted({w.split()[2].rstrip(",") for w in whys})
-                claim_in = whys[0].split("the claim is in ", 1)[1]
-                parts.append(f"{len(whys)} measured at {', '.join(precs)} (the claim is in {claim_in})")
+            if group.startswith("precision:"):
+                _, measured, claim_in = group.split(":", 2)
+                precision.setdefault(claim_in, []).extend([measured] * len(whys))
             else:
                 parts.append(f"{len(whys)} with {group}")
+        for claim_in, measured in precision.items():
+            parts.insert(0, f"{len(measured)} measured at {', '.join(sorted(set(measured)))} (the claim is in "
+                            f"{claim_in} P)")  # fmt: skip
         return ("Not comparable: " + "; ".join(parts) + ".") if parts else ""
 
 
@@ -307,8 +310,9 @@ def check_capacity(claim: Claim, points: list[Point | LLMPoint], prices=None) ->
         label = f"{pt.model} on {pt.device_name} ({pt.precision}, batch {pt.batch_size})"
         if prec not in precisions:
             v.not_comparable.append(
-                (label, "precision", f"measured at {prec}, the claim is in {'/'.join(precisions)} P")
-            )
+                (label, f"precision:{prec}:{'/'.join(precisions)}", f"measured at {prec}, the claim is in "
+                 f"{'/'.join(precisions)} P")
+            )  # fmt: skip
             continue
         if pt.mfu is None:
             v.not_comparable.append(
@@ -345,7 +349,7 @@ def check_capacity(claim: Claim, points: list[Point | LLMPoint], prices=None) ->
             frac = pt.throughput / pub.value
             row |= {"of_published": frac, "p_equivalent_at_published": p_eq / frac, "published": pub.short(),
                     "published_precision": pub.precision}  # fmt: skip
-            cross = f" ({pub.precision} run counted against the {prec} peak)" if pub.precision != prec else ""
+            cross = f" ({pub.precision_said} run counted against the {prec} peak)" if pub.precision != prec else ""
             line += (f"; the best published figure on this device and workload is {pub.describe()}: ours is "
                      f"{100 * frac:.1f}% of it, and at that figure the claim's devices would deliver "
                      f"{_n(p_eq / frac)} P-equivalent{cross}")  # fmt: skip
@@ -378,7 +382,7 @@ def check_capacity(claim: Claim, points: list[Point | LLMPoint], prices=None) ->
         if pubs:
             e, q, pub = max(pubs, key=lambda d: d[0])  # our best point on a workload with a published figure
             prec = q.mfu_precision or q.precision
-            cross = f"; {pub.precision} run counted against the {prec} peak" if pub.precision != prec else ""
+            cross = f"; {pub.precision_said} run counted against the {prec} peak" if pub.precision != prec else ""
             v.verdict += (f" On {q.model}, our best measured point gives {_n(e)} P-equivalent; at the best published "
                           f"figure for the same device and workload ({pub.value:,.6g} {pub.metric}, {pub.software}"
                           f"{cross}) the claim's devices would deliver {_n(e * pub.value / q.throughput)} "
@@ -412,10 +416,13 @@ def _capacity_headline(p: float, rows: list[dict], read_at: tuple[str, ...]) -> 
     pubs = [r for r in lead if r["p_equivalent_at_published"]]
     if pubs:
         top = max(pubs, key=lambda r: r["p_equivalent_at_published"])
-        line += (f"; best published: {_n(top['p_equivalent_at_published'])} P-equivalent "
+        line += (f"; at the best published figure: {_n(top['p_equivalent_at_published'])} P-equivalent "
                  f"({top['workload']}, {top['published']})")  # fmt: skip
+        if top["p_equivalent_at_published"] > p:  # an implied MFU above 100%: another precision's run
+            run = top["published_precision"] or "at an unrecorded precision"
+            line += f", above the claim itself: that run is {run}, counted against the {top['precision']} peak"
     else:
-        line += "; best published: none for these workloads and devices"
+        line += "; no published figure for these workloads and devices"
     return line
 
 

@@ -242,7 +242,7 @@ class BackendChoice:
     @property
     def file_engine(self) -> str:
         """The engine an ONNX file runs on: onnxruntime unless --backend openvino."""
-        return "openvino" if split_list(self.backends, "--backend") == ["openvino"] else "onnxruntime"
+        return "openvino" if set(split_list(self.backends, "--backend")) == {"openvino"} else "onnxruntime"
 
     @cached_property
     def ort(self) -> dict[str, str]:
