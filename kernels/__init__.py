@@ -2,7 +2,19 @@
 
 Public functions pick the implementation; `*_ref` functions are the NumPy references the tests
 compare against.
+
+Numba's threading layer is OpenMP first (then TBB, then its workqueue) unless NUMBA_THREADING_LAYER or
+NUMBA_THREADING_LAYER_PRIORITY says otherwise: Numba's own default tries TBB first, and OpenVINO brings
+libtbb into the process, so importing openvino before the first parallel kernel silently switched every
+kernel to TBB (not what the kernels were measured with; TBB warns on each fork from a worker thread).
 """
+
+import os
+
+import numba
+
+if not {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.environ):
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
 from kernels.classify import softmax_topk, softmax_topk_ref
 from kernels.detect import (

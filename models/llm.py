@@ -77,6 +77,17 @@ def llama3_rope_factors(head_dim: int, theta: float, factor: float, low_freq_fac
     return tuple(float(x) for x in inv / scaled)
 
 
+def check_rope_factors(factors: tuple[float, ...], where: str) -> tuple[float, ...]:
+    """`factors` if every divisor is finite and in [0.001, 10000] (Llama 3.1's lie in [1, 8]); a UserError
+    naming `where` otherwise: outside that, the rotary frequencies overflow or vanish."""
+    from models.errors import UserError
+
+    if not all(np.isfinite(f) and 1e-3 <= f <= 1e4 for f in factors):
+        raise UserError(f"{where}: RoPE scaling divides a frequency by {min(factors):.3g}..{max(factors):.3g}; "
+                        "each divisor must lie in [0.001, 10000]")  # fmt: skip
+    return factors
+
+
 # Llama 3.1 (8B, 70B): rope_scaling {"rope_type": "llama3", "factor": 8, "low_freq_factor": 1,
 # "high_freq_factor": 4, "original_max_position_embeddings": 8192}, rope_theta 500000
 LLAMA31_ROPE = llama3_rope_factors(128, 500000.0, 8.0, 1.0, 4.0, 8192)

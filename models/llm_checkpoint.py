@@ -67,7 +67,7 @@ def read_config(folder: Path) -> LLMConfig:
 def _rope(c: dict, f: Path, real, head_dim: int) -> tuple[float, tuple[float, ...] | None]:
     """(rope_theta, per-frequency divisors or None) from `rope_scaling` (or transformers 5's
     `rope_parameters`): plain RoPE, or Llama 3.1's "llama3" scaling; any other scaling is refused."""
-    from models.llm import llama3_rope_factors
+    from models.llm import check_rope_factors, llama3_rope_factors
 
     scaling = c.get("rope_scaling") or c.get("rope_parameters")
     if scaling is not None and not isinstance(scaling, dict):
@@ -83,7 +83,7 @@ def _rope(c: dict, f: Path, real, head_dim: int) -> tuple[float, tuple[float, ..
     old = _positive(scaling.get("original_max_position_embeddings"), "original_max_position_embeddings", f)
     if high <= low:
         raise UserError(f"{f}: rope_scaling high_freq_factor must be above low_freq_factor")
-    return theta, llama3_rope_factors(head_dim, theta, factor, low, high, int(old))
+    return theta, check_rope_factors(llama3_rope_factors(head_dim, theta, factor, low, high, int(old)), str(f))
 
 
 def _positive(v, key: str, f: Path) -> float:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from models.errors import UserError, first_line
-from models.llm import DecoderLM, LLMConfig
+from models.llm import DecoderLM, LLMConfig, check_rope_factors
 
 ARCHS = {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2"}
 PERMUTED_QK = {"llama", "mistral"}
@@ -216,10 +216,11 @@ def _rope_factors(reader, head_dim: int) -> tuple[float, ...] | None:
     t = next((t for t in reader.tensors if t.name == "rope_freqs.weight"), None)
     if t is None:
         return None
+    flat = sum(d > 1 for d in t.shape) <= 1  # a vector, not a matrix of the same size
     a = np.asarray(t.data, dtype=np.float64).ravel() if t.tensor_type == gguf.GGMLQuantizationType.F32 else None
-    if a is None or a.size != head_dim // 2 or not np.all(np.isfinite(a) & (a > 0)):
+    if a is None or not flat or a.size != head_dim // 2 or not np.all(np.isfinite(a) & (a > 0)):
         raise UserError(f"{reader.path}: rope_freqs must be {head_dim // 2} positive float32 factors")
-    return tuple(float(x) for x in a)
+    return check_rope_factors(tuple(float(x) for x in a), f"{reader.path}: rope_freqs")
 
 
 def hf_name(gguf_name: str) -> str | None:

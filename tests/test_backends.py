@@ -180,3 +180,30 @@ def test_openvino_under_loadgen_server_with_concurrent_calls(tmp_path):
     assert r.exit_code == 0, r.output
     (p,) = read_result(next(tmp_path.glob("*.json"))).points
     assert p.backend == "openvino" and p.loadgen["scenario"] == "server" and p.samples > 0
+
+
+def test_openvino_cache_and_input_problems_are_one_line(invoke, tmp_path):
+    """A file where the OpenVINO cache folder goes; an ONNX file fed another dtype than its input's
+    (OpenVINO would convert silently); OpenVINO's error reason, not where it was raised."""
+    pytest.importorskip("openvino")
+    from harness.backends.openvino import ov_reason
+
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "openvino").write_text("x")
+    fast = ["--device", "cpu", "--min-duration", "0", "--min-iters", "2", "--warmup", "1", "--image-size", "160x96",
+            "--num-images", "2"]  # fmt: skip
+    r = invoke("run", "steel-defect-mobilenetv3", "--backend", "openvino", "--cache-dir", tmp_path / "cache", *fast,
+               "--out", tmp_path / "r")  # fmt: skip
+    last = r.stderr.strip().splitlines()[-1]  # after the device and loading lines, as every backend refusal
+    assert (
+        r.exit_code == 2 and "Traceback" not in r.stderr and last.startswith("modelpower: error: openvino cannot use")
+    )
+    f = tmp_path / "emb.onnx"
+    torch.onnx.export(torch.nn.Embedding(10, 4), (torch.zeros(1, 3, dtype=torch.long),), str(f), input_names=["ids"],
+                      dynamic_axes={"ids": {0: "batch"}}, dynamo=False)  # fmt: skip
+    r = invoke("run", f, "--backend", "openvino", "--input-shape", "1x3", "--device", "cpu", "--out", tmp_path / "r2")
+    last = r.stderr.strip().splitlines()[-1]  # after the device line, as with onnxruntime
+    assert r.exit_code == 2 and last.startswith("modelpower: error: emb.onnx fails in openvino on float32 inputs")
+    assert last.endswith("input 'ids' is int64, given float32")
+    msg = "Exception from src/inference/src/cpp/core.cpp:84:\nCheck 'x' failed\nop Foo of domain bar is not supported"
+    assert ov_reason(RuntimeError(msg)) == "op Foo of domain bar is not supported"

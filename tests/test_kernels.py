@@ -536,3 +536,19 @@ def test_kernels_table_shows_device_and_call_time():
     console.print(kernels_table(rows, 2900.0))
     text = console.export_text()
     assert "device / call ms" in text and "0.050 / 0.250" in text and "0.160 / 0.400" in text and "2x ok" in text
+
+
+def test_openvino_in_the_process_leaves_the_kernels_on_openmp():
+    """Numba tries TBB first, and openvino brings libtbb: importing it first must not switch our kernels'
+    threading layer (a subprocess: the layer is chosen once per process)."""
+    pytest.importorskip("openvino")
+    import subprocess
+    import sys
+
+    code = ("import openvino, numpy as np, numba; from kernels import letterbox_normalize; "
+            "letterbox_normalize([np.zeros((32, 48, 3), np.uint8)], (16, 16), (0, 0, 0), (1, 1, 1)); "
+            "print(numba.threading_layer())")  # fmt: skip
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("NUMBA_THREADING_LAYER")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "omp"

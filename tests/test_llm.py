@@ -262,3 +262,17 @@ def test_transformers_peer_gets_the_same_rope_scaling():
         unscaled = to_transformers(plain)(tokens).logits
     torch.testing.assert_close(theirs, ours, rtol=1e-4, atol=1e-4)
     assert (unscaled - ours).abs().max() > 30 * (theirs - ours).abs().max().clamp_min(1e-6)
+
+
+@pytest.mark.parametrize("factor", [1e-40, 1e9])
+def test_rope_scaling_that_would_overflow_is_refused(tmp_path, factor):
+    from models.errors import UserError
+    from models.llm_checkpoint import load_checkpoint as load
+
+    write_checkpoint(tmp_path / "ck", TINY, "LlamaForCausalLM", shards=1)
+    cfg = json.loads((tmp_path / "ck" / "config.json").read_text())
+    cfg["rope_scaling"] = {"rope_type": "llama3", "factor": factor, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                           "original_max_position_embeddings": 64}  # fmt: skip
+    (tmp_path / "ck" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserError, match="each divisor must lie in"):
+        load(tmp_path / "ck", CPU, torch.float32)

@@ -180,3 +180,14 @@ def test_terminal_results_table_shows_model_names_whole(width):
     assert "accuracy_check_failed" in text.replace("│", "").replace(" ", "").replace("\n", "")  # folded, whole
     assert ("GFLOP/sample" in text) == (width >= 170) and "…" not in text  # nothing cut
     assert max(len(line) for line in text.splitlines()) <= width
+
+
+def test_markdown_report_has_no_live_links_from_input_files(tmp_path):
+    pts = [make_point(model="[click](javascript:alert(1)) ![img](http://evil.example/x.png)")]
+    write_result(make_result(pts), tmp_path / "r.json")
+    r = runner.invoke(app, ["report", str(tmp_path / "r.json"), "-o", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    import re
+
+    assert not re.search(r"(?<!\\)\]\(", md) and "\\[click\\]" in md  # every link bracket escaped

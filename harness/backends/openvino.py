@@ -29,7 +29,7 @@ import torch
 
 from harness.backends.base import Backend, BackendUnavailable, PrepareContext, Prepared
 from harness.backends.onnx_export import cached_onnx
-from harness.errors import UserError, first_line
+from harness.errors import UserError
 
 HINT = "LATENCY"
 
@@ -61,7 +61,10 @@ class OpenVino(Backend):
         path, export_s, cached = cached_onnx(model, example, "fp32", ctx.model_key, ctx.cache_dir, [])
         core = ov.Core()
         cache = ctx.cache_dir / "openvino"
-        cache.mkdir(parents=True, exist_ok=True)
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BackendUnavailable(f"openvino cannot use its model cache {cache}: {e.strerror or e}") from None
         quantize_s, ir = 0.0, None
         if precision == "int8":
             calib = [b.cpu().float().numpy() for b in ctx.calibration]
@@ -74,7 +77,7 @@ class OpenVino(Backend):
         try:
             compiled = core.compile_model(core.read_model(str(source)), "CPU", config)
         except Exception as e:
-            raise BackendUnavailable(f"openvino could not compile {source.name}: {first_line(e, 200)}") from None
+            raise BackendUnavailable(f"openvino could not compile {source.name}: {ov_reason(e)}") from None
         local = threading.local()  # one infer request per calling thread: LoadGen's workers call at once
 
         def run(x: torch.Tensor) -> torch.Tensor:
@@ -117,13 +120,26 @@ def _nncf_int8(core, onnx_path: Path, calibration: list[np.ndarray], xml: Path) 
                 subset_size=sum(len(b) for b in calibration),
             )  # fmt: skip
     except Exception as e:
-        raise BackendUnavailable(f"nncf could not quantize {onnx_path.name}: {first_line(e, 200)}") from None
+        raise BackendUnavailable(f"nncf could not quantize {onnx_path.name}: {ov_reason(e)}") from None
     # Saved under temporary names and renamed, .bin first: an interrupted save leaves no IR that loads.
     tmp = xml.with_name(f".{xml.stem}.{os.getpid()}.xml")
-    ov.save_model(quantized, str(tmp), compress_to_fp16=False)
-    os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))
-    os.replace(tmp, xml)
+    try:
+        ov.save_model(quantized, str(tmp), compress_to_fp16=False)
+        os.replace(tmp.with_suffix(".bin"), xml.with_suffix(".bin"))
+        os.replace(tmp, xml)
+    except (OSError, RuntimeError) as e:  # a cache folder that cannot be written
+        for f in (tmp, tmp.with_suffix(".bin")):
+            f.unlink(missing_ok=True)
+        raise BackendUnavailable(f"openvino cannot save the int8 model in {xml.parent}: {ov_reason(e)}") from None
     return xml, time.perf_counter() - t
+
+
+def ov_reason(e: BaseException, limit: int = 200) -> str:
+    """OpenVINO's exception as one line that says why: its first line is only where it was raised
+    ("Exception from src/inference/src/cpp/core.cpp:84:"), so the first line that is not that."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("Exception from ", "Check '"))]
+    return (useful or lines or [type(e).__name__])[0][:limit]
 
 
 def _capabilities() -> list[str]:
@@ -151,7 +167,7 @@ class FileSession:
         try:
             self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
         except Exception as e:
-            raise UserError(f"openvino cannot load {path}: {first_line(e, 200)}") from None
+            raise UserError(f"openvino cannot load {path}: {ov_reason(e)}") from None
         self.request = self.compiled.create_infer_request()
         self.version = ov.__version__.split("-")[0]
         self._outputs = [SimpleNamespace(name=o.get_any_name()) for o in self.compiled.outputs]
@@ -164,6 +180,11 @@ class FileSession:
         return [f"openvino {self.version} CPU ({HINT} hint, f32)"]
 
     def run(self, names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        for port in self.compiled.inputs:  # OpenVINO would convert silently; onnxruntime refuses
+            name = port.get_any_name()
+            want = port.get_element_type().to_dtype()
+            if name in feeds and feeds[name].dtype != want:
+                raise ValueError(f"input {name!r} is {want}, given {feeds[name].dtype}")
         with self._lock:
             self.request.infer(feeds)
             return [self.request.get_tensor(n).data.copy() for n in names or [o.name for o in self._outputs]]

@@ -117,7 +117,7 @@ def finish_run(session: ResultSession) -> None:
 BatchOpt = Annotated[list[str] | None, typer.Option("--batch-size", "-b", help="Batch size; a list sweeps: -b 1,8,32.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 PrecisionOpt = Annotated[
-    str | None, typer.Option(help="fp32, fp16, bf16 (torch backends) or int8 (onnxruntime) [fp32].")
+    str | None, typer.Option(help="fp32, fp16, bf16 (torch backends, openvino) or int8 (onnxruntime, openvino) [fp32].")
 ]
 CacheOpt = Annotated[
     Path | None, typer.Option(help="Folder for exported ONNX files and TensorRT engines [~/.cache/modelpower].")

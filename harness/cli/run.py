@@ -87,7 +87,10 @@ def run(  # long: its signature is the command's ~30 flags; the body only builds
     spec: SpecOpt = None,
     backend: Annotated[
         list[str] | None,
-        typer.Option(help="Backend(s), a list runs each: torch, torch-compile, onnxruntime, onnxruntime-trt [torch]."),
+        typer.Option(
+            help="Backend(s), a list runs each: torch, torch-compile, onnxruntime, onnxruntime-trt, openvino "
+            "[torch]; an ONNX file: onnxruntime or openvino."
+        ),
     ] = None,
     compile_mode: Annotated[
         str | None,

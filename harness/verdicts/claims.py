@@ -390,7 +390,7 @@ def check_capacity(claim: Claim, points: list[Point | LLMPoint], prices=None) ->
                           "device.")  # fmt: skip
     else:
         v.verdict = (
-            f"{_n(p)} P can be true only as a nameplate sum at the precisions above; no measurement at "
+            f"{_n(p)} P can be true only as a nameplate sum at the precisions in the arithmetic; no measurement at "
             f"{'/'.join(precisions)} was given, so what it delivers on real work is not measured."
         )
     v.headline = _capacity_headline(p, v.rows, conventional or precisions)

@@ -198,11 +198,12 @@ def csv_text(rows: list[dict]) -> str:
 
 def md_safe(value):
     """What a Markdown report shows of a value: text with HTML escaped (Markdown viewers render raw
-    HTML), table pipes escaped, control characters and line breaks removed; other values as they are."""
+    HTML), table pipes and link/image brackets escaped (no live link or remote image from an input
+    file), control characters and line breaks removed; other values as they are."""
     if not isinstance(value, str):
         return value
     text = html.escape(strip_control(value.replace("\n", " ")), quote=False)
-    return text.replace("|", "\\|")
+    return text.replace("|", "\\|").replace("[", "\\[").replace("]", "\\]")
 
 
 def label(r: dict) -> str:
