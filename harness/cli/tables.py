@@ -9,6 +9,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from harness.cli.common import out
+from harness.verdicts.report import big_figure as _big
 
 
 def _table(title: str, columns: tuple[str, ...], left: tuple[str, ...]) -> Table:
@@ -238,7 +239,7 @@ def claim_table(v, limit: int, prices: bool) -> Table:
     t.columns[0].min_width = max((len(r["workload"]) for r in v.rows), default=8)
 
     def big(x):
-        return "-" if x is None else (f"{x:,.0f}" if abs(x) >= 100 else f"{x:,.3g}")
+        return "-" if x is None else _big(x)
 
     for r in v.shown_rows(limit):
         t.add_row(

@@ -555,16 +555,14 @@ def _published(pt: _Measured):
 
 def _cost(pt: _Measured, prices) -> str:
     """'; a PFLOP-hour of this work costs X (prices)' for a measured point, or why not."""
-    from harness.verdicts.cost import row_costs
-
-    c = row_costs({"kind": "vision", "delivered_tflops": pt.delivered_tflops, "joules_per_pflop": pt.joules_per_pflop},
-                  prices, pt.devices)  # fmt: skip
-    if c["per_pflop_hour"] is None:
+    c = _cost_value(pt, prices)
+    if c is None:
         return f"; its cost per PFLOP-hour is not measured at {prices.label()} (energy not measured)"
-    return f"; a PFLOP-hour of this work costs {c['per_pflop_hour']:,.4g} at {prices.label()}"
+    return f"; a PFLOP-hour of this work costs {c:,.4g} at {prices.label()}"
 
 
 def _cost_value(pt: _Measured, prices) -> float | None:
+    """What a PFLOP-hour of this point's work costs at `prices`, or None (energy not measured)."""
     from harness.verdicts.cost import row_costs
 
     c = row_costs({"kind": "vision", "delivered_tflops": pt.delivered_tflops, "joules_per_pflop": pt.joules_per_pflop},

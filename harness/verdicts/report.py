@@ -457,11 +457,13 @@ def _fmt(v, f: str) -> str:
 CLAIM_ROWS = 8  # measured points shown per claim; the rest are counted (the appendix lists every one)
 
 
-def _big(v) -> str:
+def big_figure(v: float) -> str:
     """A large figure for a table: thousands separated, three significant digits below 100."""
-    if v is None:
-        return "not measured"
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.3g}"
+
+
+def _big(v) -> str:
+    return "not measured" if v is None else big_figure(v)
 
 
 def _pct(v) -> str:
