@@ -9,7 +9,8 @@ from safetensors.torch import save_file
 
 from harness.measure.stats import latency_stats
 from harness.results.schema import SCHEMA_VERSION, LLMPoint, Point, RunResult
-from models.llm import LLM_CONFIGS, LLMConfig, build_llm
+from models.llm.config import LLM_CONFIGS, LLMConfig
+from models.llm.model import build_llm
 
 TINY = LLM_CONFIGS["llm-tiny"]
 

@@ -283,7 +283,7 @@ def test_yolov8_layout_of_our_detector_decodes_to_the_same_detections():
     the graph, gives the same kept boxes through yolo_postprocess as the raw head through
     detect_postprocess."""
     from harness.vision.detection import DetectHead
-    from models.detector import YoloDetector, anchor_points
+    from models.vision.detector import YoloDetector, anchor_points
 
     torch.manual_seed(0)
     model = YoloDetector(num_classes=3, width=0.25).eval()
@@ -345,7 +345,7 @@ def test_output_that_drops_the_batch_and_a_scalar_second_input(invoke, tmp_path)
 
 def test_our_raw_head_exported_with_dynamic_axes_runs_end_to_end(invoke, tmp_path):
     """Shape inference cannot follow the raw head through a dynamic batch: the graph is probed."""
-    from models.detector import YoloDetector
+    from models.vision.detector import YoloDetector
 
     model = YoloDetector(num_classes=3, width=0.25)
     f = tmp_path / "raw.onnx"
@@ -363,7 +363,7 @@ def test_our_raw_head_exported_with_dynamic_axes_runs_end_to_end(invoke, tmp_pat
 
 def test_batchnorm_calibration_falls_back_to_the_models_own_size():
     """Some architectures run only at their own input size (Inception's pooling, MaxViT's windows)."""
-    from models.weights import calibrate_batchnorm
+    from models.vision.weights import calibrate_batchnorm
 
     class OnlyAt224(torch.nn.Module):
         def __init__(self):

@@ -301,7 +301,7 @@ def test_every_published_row_parses_names_a_spec_device_and_its_source():
 
     from harness.machine.published import published_rows
     from harness.machine.specs import find_spec
-    from models.llm import LLM_CONFIGS
+    from models.llm.config import LLM_CONFIGS
 
     rows = published_rows()
     assert len(rows) >= 25

@@ -25,7 +25,7 @@ from kernels import (
     yolo_postprocess,
     yolo_postprocess_ref,
 )
-from models.detector import anchor_points
+from models.vision.detector import anchor_points
 
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
@@ -123,7 +123,7 @@ def test_softmax_topk_matches_reference(logits, k):
     np.testing.assert_allclose(p, rp, rtol=1e-5, atol=1e-7, equal_nan=True)
 
 
-# rows wider than the scan's chunks (kernels.classify.SCAN_CHUNK = 512): whole chunks are skipped when
+# rows wider than the scan's chunks (kernels.common.rowtopk.SCAN_CHUNK = 512): whole chunks are skipped when
 # their max cannot rank; ties, NaN and infinities across chunk borders must still rank as the reference
 @st.composite
 def wide_rows(draw):
@@ -352,7 +352,15 @@ def test_letterbox_float16_output(imgs, out_hw, letterbox):
 
 
 def test_float16_bits_match_numpy(rng):
-    from kernels.half import to_f16_bits
+    from numba import njit
+
+    from kernels.common.bits import f32_bits_to_f16_bits
+
+    @njit
+    def to_f16_bits(src, dst):
+        u = src.view(np.uint32)
+        for i in range(src.size):
+            dst[i] = f32_bits_to_f16_bits(u[i])
 
     v = np.concatenate(
         [
@@ -391,7 +399,7 @@ def test_seg_argmax_resized_agrees_with_torch_interpolate(rng):
 
 # ---------------------------------------------------------------- batched_nms, radix argsort
 def test_argsort_desc_is_stable_with_nan_last(rng):
-    from kernels.detect import argsort_desc
+    from kernels.common.sort import argsort_desc
 
     x = rng.normal(size=5001).astype(np.float32)
     x[::7] = x[3]
@@ -474,8 +482,10 @@ def test_cuda_kernels_index_with_ints_after_floor():
     import re
 
     import kernels
+    from kernels.common import rowtopk_cuda
+    from kernels.vision import detect_cuda, letterbox_cuda, segment_cuda
 
-    for mod in (kernels.letterbox, kernels.segment, kernels.detect, kernels.classify, kernels.sample):
+    for mod in (letterbox_cuda, segment_cuda, detect_cuda, rowtopk_cuda, kernels.vision.classify, kernels.llm.sample):
         for line in inspect.getsource(mod).splitlines():
             for m in re.finditer(r"math\.(floor|ceil)\(", line):
                 assert line[max(0, m.start() - 4) : m.start()] == "int(", f"{mod.__name__}: {line.strip()}"
@@ -486,7 +496,7 @@ def test_device_outputs_follow_the_input_library():
     with a CPU tensor: the dtype mapping and the host copy), else from Numba."""
     import torch
 
-    from kernels.device import device_empty, to_host
+    from kernels.common.device import device_empty, to_host
 
     for np_dtype, t_dtype in ((np.float32, torch.float32), (np.float16, torch.float16), (np.int64, torch.int64),
                               (np.uint8, torch.uint8)):  # fmt: skip
@@ -498,7 +508,7 @@ def test_device_outputs_follow_the_input_library():
 def test_device_time_is_event_time_around_each_call_queued_behind_a_sleep(monkeypatch):
     """device_time_ms arithmetic with fake CUDA events: the median of (end - start) per call, the
     calls queued after one sleep kernel and read after one synchronize."""
-    import harness.measure.kernel_bench as kb
+    import harness.kernelbench.bench as kb
 
     clock, log = [0.0], []
 
@@ -526,7 +536,7 @@ def test_device_time_is_event_time_around_each_call_queued_behind_a_sleep(monkey
 
 def test_kernels_table_shows_device_and_call_time():
     from harness.cli.tables import kernels_table
-    from harness.measure.kernel_bench import Row
+    from harness.kernelbench.bench import Row
 
     rows = [Row("softmax_topk (cuda)", "64 x 152064, k=5", 900.0, 0.25, "torch softmax+topk (cuda)", 0.4, 3.2, 2.0,
                 2000.0, 0.7, ours_device_ms=0.05, peer_device_ms=0.16)]  # fmt: skip

@@ -32,7 +32,7 @@ def subpackages() -> list[str]:
 def may_import(package: str) -> set[str] | None:
     """The subpackage's 'May import:' line as harness subpackage/module names (None: anything)."""
     doc = ast.get_docstring(ast.parse((HARNESS / package / "__init__.py").read_text())) or ""
-    m = re.search(r"^May import: (.+)$", doc, re.M)
+    m = re.search(r"^May import: (.+?)(?:\n\n|\Z)", doc, re.M | re.S)  # the line and its continuation lines
     assert m, f"harness/{package}/__init__.py says nothing of what it may import"
     if m.group(1).startswith("anything"):
         return None
@@ -86,3 +86,89 @@ def test_top_level_packages_are_ours():
 
     for pkg in (harness, kernels, models):
         assert Path(pkg.__file__).resolve().parent.parent == ROOT, pkg.__file__
+
+
+# ---- models/ and kernels/: one home per family, each subpackage's "May import:" line enforced
+
+FAMILIES = {"kernels": ("common", "vision", "llm"), "models": ("vision", "llm")}
+SHARED_MODULES = {"kernels": {"__init__.py"}, "models": {"__init__.py", "errors.py"}}
+
+
+def declared(package_dir: Path) -> set[str]:
+    """The kernels./models. names a family's 'May import:' line lists (empty for 'nothing')."""
+    doc = ast.get_docstring(ast.parse((package_dir / "__init__.py").read_text())) or ""
+    m = re.search(r"^May import: (.+?)(?:\n\n|\Z)", doc, re.M | re.S)
+    assert m, f"{package_dir.relative_to(ROOT)}/__init__.py says nothing of what it may import"
+    return {n.strip().rstrip(".") for n in m.group(1).split(",") if n.strip().startswith(("kernels.", "models."))}
+
+
+@pytest.mark.parametrize("top", sorted(FAMILIES))
+def test_family_folders_hold_every_module(top):
+    loose = {p.name for p in (ROOT / top).glob("*.py")} - SHARED_MODULES[top]
+    assert not loose, f"{top}/ root modules {sorted(loose)} belong in {'/, '.join(FAMILIES[top])}/"
+    subs = sorted(p.name for p in (ROOT / top).iterdir() if (p / "__init__.py").exists())
+    assert subs == sorted(FAMILIES[top])
+
+
+@pytest.mark.parametrize("top,family", [(t, f) for t, fams in sorted(FAMILIES.items()) for f in fams])
+def test_family_imports_only_what_it_declares(top, family):
+    here = f"{top}.{family}"
+    allowed = declared(ROOT / top / family) | {here, "models.errors"}
+    for f in (ROOT / top / family).rglob("*.py"):
+        for m in imported(f):
+            if m.split(".")[0] not in ("kernels", "models"):
+                continue
+            assert any(m == a or m.startswith(a + ".") for a in allowed), (
+                f"{f.relative_to(ROOT)} imports {m}, not in its package's 'May import:' line"
+            )
+
+
+def test_no_module_imports_another_modules_private_names():
+    for top in ("kernels", "models", "harness"):
+        for f in (ROOT / top).rglob("*.py"):
+            for node in ast.walk(ast.parse(f.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in FAMILIES:
+                    private = [a.name for a in node.names if a.name.startswith("_")]
+                    assert not private, f"{f.relative_to(ROOT)} imports {private} from {node.module}"
+
+
+def test_measurement_primitives_import_no_model():
+    for f in (HARNESS / "measure").rglob("*.py"):
+        bad = [m for m in imported(f) if m.split(".")[0] == "models"]
+        assert not bad, f"{f.relative_to(ROOT)} imports {bad}"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_import_cycles():
+    """Every import counts (at module top, inside functions, under TYPE_CHECKING): a module graph
+    over harness/, models/ and kernels/ without cycles. `from pkg import name` is an edge to the
+    submodule pkg.name when there is one, else to pkg."""
+    files = [f for top in ("harness", "models", "kernels") for f in (ROOT / top).rglob("*.py")]
+    names = {module_name(f) for f in files}
+    graph: dict[str, set[str]] = {}
+    for f in files:
+        edges = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Import):
+                edges |= {a.name for a in node.names if a.name in names}
+            elif isinstance(node, ast.ImportFrom) and node.module in names and node.level == 0:
+                subs = {f"{node.module}.{a.name}" for a in node.names} & names
+                edges |= subs if subs else {node.module}
+        graph[module_name(f)] = edges - {module_name(f)}
+    state: dict[str, int] = {}
+
+    def visit(n: str, path: list[str]) -> None:
+        state[n] = 1
+        for m in sorted(graph.get(n, ())):
+            assert state.get(m) != 1, "import cycle: " + " -> ".join([*path[path.index(m) :], m])
+            if m not in state:
+                visit(m, [*path, m])
+        state[n] = 2
+
+    for n in sorted(graph):
+        if n not in state:
+            visit(n, [n])

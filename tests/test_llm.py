@@ -12,8 +12,10 @@ import harness.llm.runner as lr
 from harness.cli import app
 from harness.llm.runner import Workload, generate, measure_llm
 from harness.results.schema import read_result
-from models.llm import LLMConfig, build_llm, decode_flops, prefill_flops
-from models.llm_checkpoint import load_checkpoint
+from models.llm.checkpoint import load_checkpoint
+from models.llm.config import LLMConfig
+from models.llm.flops import decode_flops, prefill_flops
+from models.llm.model import build_llm
 from tests.helpers import TINY, write_checkpoint
 
 CPU = torch.device("cpu")
@@ -230,9 +232,9 @@ def test_llama31_rope_scaling_matches_transformers(tmp_path):
 def test_rope_factors_round_trip_through_gguf(tmp_path):
     import dataclasses
 
-    from models.llm import LLAMA31_ROPE, llama3_rope_factors
-    from models.llm_gguf import load_gguf
-    from models.llm_gguf_write import write_gguf
+    from models.llm.config import LLAMA31_ROPE, llama3_rope_factors
+    from models.llm.gguf import load_gguf
+    from models.llm.gguf_write import write_gguf
 
     assert len(LLAMA31_ROPE) == 64 and min(LLAMA31_ROPE) == pytest.approx(1.0) and max(LLAMA31_ROPE) == 8.0
     cfg = dataclasses.replace(TINY, rope_factors=llama3_rope_factors(TINY.head_dim, 1e4, 4.0, 1.0, 4.0, 64))
@@ -248,7 +250,7 @@ def test_transformers_peer_gets_the_same_rope_scaling():
     import dataclasses
 
     from harness.llm.engines import to_transformers
-    from models.llm import llama3_rope_factors
+    from models.llm.config import llama3_rope_factors
 
     cfg = dataclasses.replace(TINY, rope_factors=llama3_rope_factors(TINY.head_dim, 1e4, 8.0, 1.0, 4.0, 32))
     m = build_llm(cfg, CPU, torch.float32)
@@ -267,7 +269,7 @@ def test_transformers_peer_gets_the_same_rope_scaling():
 @pytest.mark.parametrize("factor", [1e-40, 1e9])
 def test_rope_scaling_that_would_overflow_is_refused(tmp_path, factor):
     from models.errors import UserError
-    from models.llm_checkpoint import load_checkpoint as load
+    from models.llm.checkpoint import load_checkpoint as load
 
     write_checkpoint(tmp_path / "ck", TINY, "LlamaForCausalLM", shards=1)
     cfg = json.loads((tmp_path / "ck" / "config.json").read_text())

@@ -16,9 +16,11 @@ from harness.cli import app
 from harness.llm.engines import TransformersEngine, parse_engines
 from harness.llm.runner import PromptBatch, Workload, agreement, generate, greedy_reference
 from harness.results.schema import read_result
-from kernels.gemv import bf16_bits_to_f32_ref, linear_rows, linear_rows_ref
-from models.llm import LLMConfig, build_llm, init_random
-from models.llm_linear import ROWS_MAX, Int8Linear, Linear, matmul_weight_bytes, quantize_int8
+from kernels.common.bits import bf16_bits_to_f32_ref
+from kernels.llm.gemv import linear_rows, linear_rows_ref
+from models.llm.config import LLMConfig
+from models.llm.linear import ROWS_MAX, Int8Linear, Linear, matmul_weight_bytes, quantize_int8
+from models.llm.model import build_llm, init_random
 from tests.helpers import TINY
 
 CPU = torch.device("cpu")
@@ -80,7 +82,7 @@ def test_linear_module_takes_the_kernel_for_decode_rows_only(monkeypatch):
     torch.manual_seed(0)
     lin = Linear(96, 40, bias=True).to(torch.bfloat16)
     calls = []
-    import models.llm_linear as ll
+    import models.llm.linear as ll
 
     monkeypatch.setattr(ll, "linear_rows", lambda *a: calls.append(1) or linear_rows(*a))
     x = torch.randn(2, 1, 96, dtype=torch.bfloat16)
@@ -266,7 +268,7 @@ def test_decode_step_labels():
 
 
 def test_a_llama_checkpoint_with_attention_bias_is_refused(tmp_path):
-    from models.llm_checkpoint import read_config
+    from models.llm.checkpoint import read_config
 
     (tmp_path / "config.json").write_text(json.dumps({
         "architectures": ["LlamaForCausalLM"], "vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 1,

@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 from harness.cli import app
 from harness.llm.runner import PromptBatch, Workload, generate
 from harness.results.schema import read_result
-from models.llm import LLM_CONFIGS, LLMConfig, build_llm
-from models.llm_gguf import load_gguf
+from models.llm.config import LLM_CONFIGS, LLMConfig
+from models.llm.gguf import load_gguf
+from models.llm.model import build_llm
 
 # SmolLM2-135M against transformers, GGUF files written and read, real tokenizers: minutes on a CPU
 pytestmark = pytest.mark.slow
@@ -47,7 +48,7 @@ def write_gguf_from(path: Path, model, cfg: LLMConfig, arch: str | None = None, 
                     tokenizer: dict | None = None):  # fmt: skip
     """`model` written as llama.cpp's converter writes it (models.llm_gguf_write); `tokenizer`: GGUF
     tokenizer metadata to embed (key -> value, written as given). Returns the model."""
-    from models.llm_gguf_write import write_gguf as write
+    from models.llm.gguf_write import write_gguf as write
 
     write(path, model.state_dict(), cfg, qtype, arch, tokenizer)
     return model
@@ -236,7 +237,7 @@ def test_gguf_run_with_token_id_prompts_of_different_lengths(tmp_path):
     assert p.prompt_tokens_mean == 4.5 and p.prompt_len == 6 and p.padding
     assert [o["prompt_tokens"] for o in p.outputs] == [6, 3] and "text" not in p.outputs[0]
     # only real tokens count: the prefill FLOPs are those of 6 + 3 tokens, not 2 x 6
-    from models.llm import prefill_flops
+    from models.llm.flops import prefill_flops
 
     cfg = load_gguf(tmp_path / "m.gguf", CPU, torch.float32)[0].cfg
     assert p.prefill_flops_per_token == pytest.approx((prefill_flops(cfg, 6) + prefill_flops(cfg, 3)) / 9)
@@ -339,8 +340,8 @@ def test_smollm2_native_follows_the_fp32_model_as_closely_as_bf16_does():
     model's do too (measured: the first divergences summed over these prompts were 173 for native and
     174 for bf16, of 224)."""
     from harness.llm.runner import generate
-    from models.llm_gguf import open_gguf
-    from models.tokenizer import from_gguf
+    from models.llm.gguf import open_gguf
+    from models.llm.tokenizer import from_gguf
 
     tok = from_gguf(open_gguf(SMOLLM2))
     models = {k: load_gguf(SMOLLM2, CPU, dt, native=k == "native")[0].fuse()
@@ -390,7 +391,7 @@ def test_whole_step_runs_unfused_parts_of_odd_widths(tmp_path):
     """The one-call decode step (kernels.llm_step) with q/k/v and gate/up as separate weights whose
     row counts are not multiples of 64 (as in K-quant files, whose mixed types do not fuse): the same
     logits as fused, near the fp32 model's."""
-    from models.llm import step_model
+    from models.llm.cpu_step import step_model
 
     f = tmp_path / "odd.gguf"
     write_gguf(f, LLMConfig("tiny-odd", 512, 64, 2, 4, 2, 96, max_position=64), qtype="Q8_0")

@@ -76,7 +76,7 @@ def test_flops_after_a_split_that_shape_inference_loses(tmp_path):
     see: every Conv after it has unknown dims. The count must still match torch's (it read 1.3 of
     27 GFLOPs before the graph was probed)."""
     from models import get_preset
-    from models.detector import C2f
+    from models.vision.detector import C2f
 
     m = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, 2, 1), C2f(16, 32, 2))
     path = export(m, torch.randn(1, 3, 64, 64), tmp_path / "c2f.onnx", {"x": {0: "n"}})

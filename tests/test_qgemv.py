@@ -10,10 +10,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kernels.attention import decode_attention, decode_attention_ref
-from kernels.gemv import bf16_bits_to_f32_ref
-from kernels.norm import rmsnorm_rows, rmsnorm_rows_ref
-from kernels.qgemv import (
+from kernels.common.bits import bf16_bits_to_f32_ref
+from kernels.llm.attention import decode_attention, decode_attention_ref
+from kernels.llm.norm import rmsnorm_rows, rmsnorm_rows_ref
+from kernels.llm.qgemv import (
     BLOCKS,
     LANES,
     dequantize_ref,
@@ -134,7 +134,7 @@ def test_rmsnorm_rows_matches_torch(m, k, seed):
 def test_q4_k_quantizer_round_trips_through_gguf():
     """Our Q4_K writer (the gguf package has none): its blocks dequantize, by gguf's own code, to
     within the 4-bit step of each sub-block."""
-    from models.llm_gguf_write import quantize_q4_k
+    from models.llm.gguf_write import quantize_q4_k
 
     a = np.random.default_rng(0).standard_normal((16, 512)).astype(np.float32) * 0.02
     a[0, :32] = 0.0  # an all-zero sub-block
@@ -145,7 +145,7 @@ def test_q4_k_quantizer_round_trips_through_gguf():
 
 
 def test_make_gguf_writes_a_file_native_loads(invoke, tmp_path):
-    from models.llm_gguf import load_gguf
+    from models.llm.gguf import load_gguf
 
     f = tmp_path / "tiny.gguf"
     r = invoke("make-gguf", "llm-tiny", "--type", "Q4_K", "-o", f)
@@ -172,7 +172,7 @@ def _hostile_gguf(count: int, item_type: int = 0) -> bytes:
 @pytest.mark.parametrize(("count", "item_type"), [(10**9, 0), (10**9, 8), (2**63, 9), (10**12, 12)])
 def test_gguf_counts_beyond_the_file_are_one_line(tmp_path, count, item_type):
     from models.errors import UserError
-    from models.llm_gguf import open_gguf
+    from models.llm.gguf import open_gguf
 
     f = tmp_path / "bad.gguf"
     f.write_bytes(_hostile_gguf(count, item_type))
@@ -186,9 +186,10 @@ def test_mutated_gguf_headers_open_or_fail_in_one_line(tmp_path_factory, data):
     """Any byte of a small valid file's header and metadata changed, or the file cut short: the
     reader opens it or refuses it with a UserError, in bounded time."""
     from models.errors import UserError
-    from models.llm import LLMConfig, build_llm
-    from models.llm_gguf import open_gguf
-    from models.llm_gguf_write import write_gguf
+    from models.llm.config import LLMConfig
+    from models.llm.gguf import open_gguf
+    from models.llm.gguf_write import write_gguf
+    from models.llm.model import build_llm
 
     folder = tmp_path_factory.mktemp("gguf")
     src = folder / "ok.gguf"

@@ -7,7 +7,7 @@ import torch
 from harness.errors import UserError
 from harness.measure.flops import count_flops, preset_flops_per_sample
 from models import build_model, get_preset, list_presets
-from models.detector import anchor_points
+from models.vision.detector import anchor_points
 
 
 @pytest.mark.parametrize("preset", list_presets(), ids=lambda p: p.name)

@@ -222,7 +222,7 @@ def test_when_no_point_fits_the_run_fails(invoke, tmp_path):
 def test_nan_weights_give_invalid_tokens_not_a_crash(invoke, tmp_path):
     import torch
 
-    from models.llm import LLMConfig
+    from models.llm.config import LLMConfig
     from tests.helpers import write_checkpoint
 
     cfg = LLMConfig("t", 256, 32, 1, 4, 2, 64, 64)

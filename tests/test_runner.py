@@ -93,7 +93,7 @@ def test_every_data_path_runs_every_task(name, preprocess, images, fast_settings
 
 
 def test_peer_path_uses_the_peers(images, fast_settings, monkeypatch):
-    from harness.measure import peers
+    from harness.kernelbench import peers
 
     calls = []
     real = peers.opencv_letterbox

@@ -319,7 +319,8 @@ def test_served_points_go_through_report_compare_and_claim(invoke, fake_server, 
 
 @pytest.mark.parametrize(("prompt", "out"), [(1, 0), (1, 1), (5, 2), (17, 9), (128, 64)])
 def test_generation_flops_closed_form_equals_the_per_token_sums(prompt, out):
-    from models.llm import LLM_CONFIGS, decode_flops, generation_flops, prefill_flops
+    from models.llm.config import LLM_CONFIGS
+    from models.llm.flops import decode_flops, generation_flops, prefill_flops
 
     cfg = LLM_CONFIGS["qwen2-0.5b"]
     want = prefill_flops(cfg, prompt) + sum(decode_flops(cfg, prompt + i + 1) for i in range(1, out))

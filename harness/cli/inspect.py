@@ -80,8 +80,9 @@ def models(
     the timm and torchvision classifiers `modelpower run` builds by name)."""
     from harness.measure.flops import param_count, preset_flops_per_sample
     from models import list_presets
-    from models.llm import LLM_CONFIGS, decode_flops
-    from models.zoo import is_zoo_name
+    from models.llm.config import LLM_CONFIGS
+    from models.llm.flops import decode_flops
+    from models.vision.zoo import is_zoo_name
 
     if is_zoo_name(pattern):
         _zoo_models(pattern)
@@ -127,7 +128,7 @@ def _zoo_models(pattern: str) -> None:
     parameters and GFLOPs too."""
     from harness.measure.flops import param_count, preset_flops_per_sample
     from models import get_preset
-    from models.zoo import list_names
+    from models.vision.zoo import list_names
 
     source, _, glob = pattern.partition(":")
     glob = glob or "*"

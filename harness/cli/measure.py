@@ -25,9 +25,9 @@ def kernels(
 
     from harness.cli.tables import kernels_table
     from harness.inputs import check_writable
+    from harness.kernelbench import bench as kernel_bench
     from harness.machine.devices import resolve_device
     from harness.machine.provenance import now_iso
-    from harness.measure import kernel_bench
     from harness.results.schema import write_record
 
     if out_dir is not None:

@@ -120,9 +120,9 @@ def make_gguf(
     from harness.errors import UserError
     from harness.inputs import check_writable
     from harness.measure.memory import check_fits
-    from models.llm import LLM_CONFIGS
-    from models.llm_gguf_write import TYPES
-    from models.llm_gguf_write import make_gguf as write
+    from models.llm.config import LLM_CONFIGS
+    from models.llm.gguf_write import TYPES
+    from models.llm.gguf_write import make_gguf as write
 
     if preset not in LLM_CONFIGS:
         raise UserError(f"unknown LLM preset {preset!r} (presets: {', '.join(LLM_CONFIGS)})")

@@ -36,7 +36,7 @@ from harness.machine.devices import TORCH_DTYPES, check_precision
 from harness.measure.memory import check_fits, fits
 from harness.measure.window import Window
 from harness.results.session import RESULTS_DIR, Events, LocalSink, ResultSession
-from models.llm import LLMConfig
+from models.llm.config import LLMConfig
 
 LLM_WINDOW = Window(warmup=1, min_duration=5.0, min_iters=3)  # one warm-up generation (compile, capture)
 
@@ -152,7 +152,7 @@ def _prepare(req: LLMRequest, lm, grid, dev: torch.device) -> tuple[dict, dict]:
     on the same tensors, llama.cpp on the same file, if asked. Returns (fields every point records, the peer
     engines by name)."""
     from harness.llm.engines import LlamaCppEngine, TransformersEngine
-    from models.llm_linear import quantize_int8
+    from models.llm.linear import quantize_int8
 
     lm.fuse()
     extra = {"weights": NATIVE_WEIGHTS} if req.precision == "native" else {}

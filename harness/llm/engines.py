@@ -22,7 +22,7 @@ import torch
 
 from harness.errors import UserError
 from harness.llm.runner import Workload
-from models.llm import DecoderLM
+from models.llm.model import DecoderLM
 
 ENGINES = ("modelpower", "transformers", "llama.cpp")
 ENGINE = "modelpower"  # ours: the default engine

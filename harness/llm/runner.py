@@ -29,8 +29,9 @@ from harness.measure.stats import latency_stats
 from harness.measure.timing import window_closed
 from harness.results.schema import LLMPoint
 from kernels import sample_tokens
-from models.llm import DecoderLM, decode_flops, prefill_flops
-from models.llm_linear import matmul_weight_bytes
+from models.llm.flops import decode_flops, prefill_flops
+from models.llm.linear import matmul_weight_bytes
+from models.llm.model import DecoderLM
 
 
 @dataclass

@@ -257,7 +257,7 @@ def _device(req: ServeRequest):
 
 def _flops(cfg, records: list[RequestRecord]) -> float | None:
     """FLOPs of the window's work with the model's config: each request's prefill and decode."""
-    from models.llm import generation_flops
+    from models.llm.flops import generation_flops
 
     if cfg is None:
         return None

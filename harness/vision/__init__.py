@@ -1,5 +1,6 @@
 """The vision benchmark: requests (bench.py), points (runner.py), LoadGen, torchrun, images,
 ONNX files run as they are or in our pipeline, detection outputs.
 
-May import: harness.errors, harness.inputs, harness.machine, harness.measure, harness.results, harness.backends.
+May import: harness.errors, harness.inputs, harness.machine, harness.measure, harness.results, harness.backends,
+harness.kernelbench.
 """

@@ -128,7 +128,7 @@ def validate(req: VisionRequest) -> tuple[Sources, list[tuple[str, str]]]:
     The torchrun launcher runs it before starting any worker."""
     from harness.vision import onnx_model as ox
     from models import get_preset
-    from models.weights import check_weights
+    from models.vision.weights import check_weights
 
     presets = [get_preset(n) for n in req.models if not n.endswith(".onnx")]
     req.check()

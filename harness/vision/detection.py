@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from kernels import detect_postprocess, yolo_postprocess
-from models.detector import anchor_points
+from models.vision.detector import anchor_points
 
 FORMATS = ("raw", "yolov8")
 
@@ -41,7 +41,7 @@ class DetectHead:
     def decode_torch(self, y: torch.Tensor, conf: float, iou: float, max_det: int) -> tuple[list, list[int]]:
         """The torch peer (decode, threshold, torchvision batched_nms per image): (kept boxes per
         image, candidates per image)."""
-        from harness.measure import peers
+        from harness.kernelbench import peers
 
         if self.format == "raw":
             return peers.torch_detect_postprocess(y, torch.from_numpy(self.anchors), conf, iou, max_det)

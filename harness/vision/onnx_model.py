@@ -318,7 +318,7 @@ def task_preset(om: OnnxModel, opts: TaskOptions):
     and a first output that fits the task. Returns (preset, input name, precision); a UserError
     saying what was expected and what was found otherwise."""
     from harness.vision.detection import FORMATS, recognise
-    from models.registry import IMAGENET_MEAN, IMAGENET_STD, TASKS, Preset
+    from models.vision.preset import IMAGENET_MEAN, IMAGENET_STD, TASKS, Preset
 
     name = om.path.name
     if opts.task not in TASKS:
@@ -371,7 +371,7 @@ def task_preset(om: OnnxModel, opts: TaskOptions):
         else:
             fits = det_format == "yolov8" and len(shape) == 3 and shape[1] >= 5
         if not fits:
-            from models.detector import anchor_points
+            from models.vision.detector import anchor_points
 
             n = len(anchor_points(*hw))
             raise UserError(f"--task detect expects a first output [N, 4 + classes, anchors] (yolov8) or "

@@ -26,8 +26,8 @@ from harness.backends import BACKENDS, BackendUnavailable, Prepared
 from harness.backends.base import PrepareContext
 from harness.errors import UserError, first_line
 from harness.inputs import SEED
+from harness.kernelbench import peers
 from harness.machine.devices import TORCH_DTYPES, device_name
-from harness.measure import peers
 from harness.measure.agreement import agreement
 from harness.measure.energy import Meter
 from harness.measure.flops import preset_flops_per_sample
@@ -41,7 +41,7 @@ from harness.vision.detection import DetectHead
 from harness.vision.images import ImageSource
 from harness.vision.uploads import Uploads
 from kernels import letterbox_normalize, seg_argmax, softmax_topk
-from kernels.device import to_host
+from kernels.common.device import to_host
 from models import Preset, build_model
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def load_onnx_model(om: OnnxModel | Path, opts, settings: RunSettings, engine: s
     runs repeat). `om`: the file as `onnx_model.load_onnx` parsed it (or its path)."""
     from harness.backends.onnxruntime import file_runner
     from harness.vision import onnx_model as ox
-    from models.weights import sha256_file
+    from models.vision.weights import sha256_file
 
     t0 = time.perf_counter()
     om = om if isinstance(om, ox.OnnxModel) else ox.load_onnx(om)
@@ -555,7 +555,7 @@ def measure_onnx(om: OnnxModel, input_shapes: list[str], input_dtype: str, s: Ru
     inference only, timed with the same window rules and energy meter as the presets; FLOPs from the graph. `batch` (a
     -b value) sets axis 0 of every input; None: the shapes of `input_shapes` or the model."""
     from harness.vision import onnx_model as ox
-    from models.weights import sha256_file
+    from models.vision.weights import sha256_file
 
     t0 = time.perf_counter()
     path = om.path

@@ -7,7 +7,7 @@ Disabled by default (a plain `pytest` runs each once, as a smoke test); to measu
 
 import pytest
 
-from harness.measure import kernel_bench
+from harness.kernelbench import bench as kernel_bench
 
 
 @pytest.fixture(scope="module")

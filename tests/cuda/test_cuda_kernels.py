@@ -172,7 +172,7 @@ def test_row_topk_across_partitions_and_warps(monkeypatch, threads, shuffles):
     """Several pass-1 blocks per row (partitions of 40 columns) and, with 64 threads and the
     simulator running the shuffle code itself, the cross-warp reduction: ties, NaN, +inf and -inf
     spread over partitions; softmax_topk, greedy and top-k/top-p sampling all equal the references."""
-    import kernels.rowtopk as rt
+    import kernels.common.rowtopk_cuda as rt
 
     monkeypatch.setattr(rt, "MIN_COLS_PER_BLOCK", 40)
     monkeypatch.setattr(rt, "PASS1_THREADS", threads)
