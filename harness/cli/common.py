@@ -133,3 +133,14 @@ SeedOpt = Annotated[int, typer.Option(help="Seed for random weights and generate
 SpecOpt = Annotated[
     Path | None, typer.Option(help="A spec TOML ([[device]] rows) adding or overriding nameplate peaks.")
 ]
+AssumeWattsOpt = Annotated[
+    float | None,
+    typer.Option(help="No energy counter? Estimate energy as these watts x time; labelled an estimate, not measured."),
+]
+PromptsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help='Prompts file: text (a prompt per line), .jsonl ({"prompt": ..., "output_len": ...}), ShareGPT .json, '
+        "or lines of token ids."
+    ),
+]

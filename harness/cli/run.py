@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from harness.cli.common import (
+    AssumeWattsOpt,
     BatchOpt,
     CacheOpt,
     DeviceOpt,
@@ -80,10 +81,7 @@ def run(  # long: its signature is the command's ~30 flags; the body only builds
             "torchvision (the libraries people use, pre- and post-processing) [numba]."
         ),
     ] = None,
-    assume_watts: Annotated[
-        float | None,
-        typer.Option(help="No energy counter? Estimate energy as these watts x time; labelled an estimate."),
-    ] = None,
+    assume_watts: AssumeWattsOpt = None,
     spec: SpecOpt = None,
     backend: Annotated[
         list[str] | None,

@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.common import DeviceOpt, OutOpt, SeedOpt, cli_events, finish_run, given, out, user_errors
+from harness.cli.common import (
+    AssumeWattsOpt,
+    DeviceOpt,
+    OutOpt,
+    PromptsOpt,
+    SeedOpt,
+    cli_events,
+    finish_run,
+    given,
+    out,
+    user_errors,
+)
 from harness.inputs import SEED
 from harness.results.session import RESULTS_DIR
 
@@ -52,13 +63,7 @@ def run_llm(
     compile: Annotated[
         bool | None, typer.Option(help="torch.compile the decode step [default: on a GPU only].")
     ] = None,
-    prompts: Annotated[
-        Path | None,
-        typer.Option(
-            help='Prompts file: text (a prompt per line), .jsonl ({"prompt": ...}), ShareGPT .json, '
-            "or lines of token ids."
-        ),
-    ] = None,
+    prompts: PromptsOpt = None,
     num_prompts: Annotated[int | None, typer.Option(help="Sample this many prompts of the file (with --seed).")] = None,
     save_outputs: Annotated[
         bool, typer.Option(help="Keep each prompt's generated token ids (and text) in the result.")
@@ -67,7 +72,7 @@ def run_llm(
     min_iters: Annotated[int | None, typer.Option(help="Minimum generations per point [3].")] = None,
     out_dir: OutOpt = RESULTS_DIR,
     seed: SeedOpt = SEED,
-    assume_watts: Annotated[float | None, typer.Option(help="Estimate energy as W x time (labelled).")] = None,
+    assume_watts: AssumeWattsOpt = None,
 ) -> None:
     """Benchmark LLM generation: TTFT, inter-token latency, tokens/s, prefill MFU, decode MBU, energy."""
     from dataclasses import replace

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from harness.cli.common import OutOpt, cli_events, finish_run, given, out, user_errors
+from harness.cli.common import AssumeWattsOpt, OutOpt, PromptsOpt, cli_events, finish_run, given, out, user_errors
 from harness.errors import UserError
 from harness.inputs import SEED, split_list
 from harness.results.session import RESULTS_DIR
@@ -54,10 +53,7 @@ def serve_bench(
         float | None, typer.Option(help="Open loop: gamma shape of the arrival gaps (1: Poisson) [1].")
     ] = None,
     max_concurrency: Annotated[int | None, typer.Option(help="Open loop: at most this many in flight.")] = None,
-    prompts: Annotated[
-        Path | None,
-        typer.Option(help="Prompts file (as run-llm's: text, .jsonl with output_len, ShareGPT .json, token ids)."),
-    ] = None,
+    prompts: PromptsOpt = None,
     num_prompts: Annotated[int | None, typer.Option(help="Distinct prompts drawn (sampled with --seed) [200].")] = None,
     prompt_len: Annotated[int | None, typer.Option(help="Synthetic prompts: tokens each [128].")] = None,
     output_len: Annotated[
@@ -93,7 +89,7 @@ def serve_bench(
     precision: Annotated[
         str | None, typer.Option(help="The served model's precision: MFU's denominator [bf16].")
     ] = None,
-    assume_watts: Annotated[float | None, typer.Option(help="Estimate energy as W x time (labelled).")] = None,
+    assume_watts: AssumeWattsOpt = None,
     api_key_env: Annotated[
         str | None, typer.Option(help="Environment variable holding the API key [OPENAI_API_KEY]; never recorded.")
     ] = None,

@@ -349,8 +349,7 @@ def _pass2(cand_v, cand_i, part_m, part_s, part_n, k, mode, temperature, top_p, 
 
 
 @cuda.jit
-def _pass2_steps(cand_v, cand_i, part_m, part_s, part_n, k, mode, temperature, top_p, seed, steps, probs, idx,
-                 out):  # fmt: skip
+def _pass2_steps(cand_v, cand_i, part_m, part_s, part_n, k, mode, temperature, top_p, seed, steps, probs, idx, out):
     """As _pass2 with the sampling step read from device memory (a CUDA graph replays one launch)."""
     step = np.uint64(steps[0])
     _pass2_body(cand_v, cand_i, part_m, part_s, part_n, k, mode, temperature, top_p, seed, step, probs, idx, out)
@@ -369,8 +368,18 @@ def partitions(rows: int, cols: int) -> int:
     return max(1, min(want, most, PASS2_THREADS_MAX))
 
 
-def row_topk_device(logits, k: int, mode: int, temperature: float = 0.0, top_p: float = 1.0, seed=0, step=0,
-                    probs=None, idx=None, out=None) -> None:  # fmt: skip
+def row_topk_device(
+    logits,
+    k: int,
+    mode: int,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed=0,
+    step=0,
+    probs=None,
+    idx=None,
+    out=None,
+) -> None:
     """Launch both passes on `logits` [B, V] (a CUDA array) on its stream. MODE_SOFTMAX fills
     probs [B, k] / idx [B, k]; MODE_GREEDY and MODE_SAMPLE fill out [B]. `step`: an int or a
     one-element int64 device array."""

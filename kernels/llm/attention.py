@@ -68,8 +68,16 @@ def decode_attention_into(qkv, cos, sin, k_cache, v_cache, pos, lo, n_heads, out
                 o[i] += p * bf16_to_f32(vr[i])
 
 
-def decode_attention(qkv: np.ndarray, cos: np.ndarray, sin: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray,
-                     pos: int, lo: np.ndarray, n_heads: int) -> np.ndarray:  # fmt: skip
+def decode_attention(
+    qkv: np.ndarray,
+    cos: np.ndarray,
+    sin: np.ndarray,
+    k_cache: np.ndarray,
+    v_cache: np.ndarray,
+    pos: int,
+    lo: np.ndarray,
+    n_heads: int,
+) -> np.ndarray:
     """qkv float32 [B, (H + 2 KVH) D] (q, k, v of one token per row); cos/sin float32 [B, D]: each row's
     RoPE at its own position (slot `pos` less its left padding);
     caches uint16 bf16 bits [B, KVH, L, D], written at slot `pos`; `lo` int64 [B]: row b attends to
@@ -86,8 +94,16 @@ def decode_attention(qkv: np.ndarray, cos: np.ndarray, sin: np.ndarray, k_cache:
     return out
 
 
-def decode_attention_ref(qkv: np.ndarray, cos: np.ndarray, sin: np.ndarray, k_cache: np.ndarray,
-                         v_cache: np.ndarray, pos: int, lo: np.ndarray, n_heads: int) -> np.ndarray:  # fmt: skip
+def decode_attention_ref(
+    qkv: np.ndarray,
+    cos: np.ndarray,
+    sin: np.ndarray,
+    k_cache: np.ndarray,
+    v_cache: np.ndarray,
+    pos: int,
+    lo: np.ndarray,
+    n_heads: int,
+) -> np.ndarray:
     """NumPy reference (float64), writing the caches the same way."""
     b_n, kv_heads, _, d = k_cache.shape
     x = qkv.astype(np.float64).reshape(b_n, n_heads + 2 * kv_heads, d)

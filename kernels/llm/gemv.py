@@ -67,8 +67,9 @@ def _check(x: np.ndarray, w: np.ndarray, scales: np.ndarray | None, out: np.ndar
             raise ValueError("linear_rows: out must be writable and must not overlap x or w")
 
 
-def linear_rows(x: np.ndarray, w: np.ndarray, scales: np.ndarray | None = None,
-                out: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+def linear_rows(
+    x: np.ndarray, w: np.ndarray, scales: np.ndarray | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
     """x [M, K] float32 times w [N, K] (uint16 bf16 bits, or int8 with float32 `scales` [N]) transposed:
     [M, N] float32, into `out` if given."""
     _check(x, w, scales, out)

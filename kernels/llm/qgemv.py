@@ -34,8 +34,14 @@ from numba import njit, prange
 from kernels.common.bits import bits_to_f32, f32_to_bf16_bits
 
 # type name -> (weights per block, bytes per block), as ggml's GGML_QUANT_SIZES
-BLOCKS = {"Q8_0": (32, 34), "Q4_0": (32, 18), "Q4_1": (32, 20), "Q4_K": (256, 144), "Q5_K": (256, 176),
-          "Q6_K": (256, 210)}  # fmt: skip
+BLOCKS = {
+    "Q8_0": (32, 34),
+    "Q4_0": (32, 18),
+    "Q4_1": (32, 20),
+    "Q4_K": (256, 144),
+    "Q5_K": (256, 176),
+    "Q6_K": (256, 210),
+}
 LANES = 64  # rows interleaved: a 16-wide AVX-512 loop runs 4 times per byte, with no remainder
 FM = {"contract", "reassoc", "nsz", "arcp", "afn"}  # fastmath without nnan/ninf: NaN and inf propagate
 
@@ -294,8 +300,12 @@ def mv_qk(x, p, out, five):
 def mv_q6_k(x, p, out):
     G, nb, L = p.shape[0], p.shape[1], p.shape[3]
     for g in prange(G):
-        a1, a2, a3, a4 = (np.empty(L, np.float32), np.empty(L, np.float32), np.empty(L, np.float32),
-                          np.empty(L, np.float32))  # fmt: skip
+        a1, a2, a3, a4 = (
+            np.empty(L, np.float32),
+            np.empty(L, np.float32),
+            np.empty(L, np.float32),
+            np.empty(L, np.float32),
+        )
         s_all, tot = np.empty(L, np.float32), np.empty(L, np.float32)
         for m in range(x.shape[0]):
             xm = x[m]
@@ -320,8 +330,12 @@ def mv_q6_k(x, p, out):
                                 a4[r] += _q6(qc[r] >> 4, qe[r], 6) * x4
                         s = sc + gg
                         for r in range(L):
-                            s_all[r] += (_i8(blk[s, r]) * a1[r] + _i8(blk[s + 2, r]) * a2[r]
-                                         + _i8(blk[s + 4, r]) * a3[r] + _i8(blk[s + 6, r]) * a4[r])  # fmt: skip
+                            s_all[r] += (
+                                _i8(blk[s, r]) * a1[r]
+                                + _i8(blk[s + 2, r]) * a2[r]
+                                + _i8(blk[s + 4, r]) * a3[r]
+                                + _i8(blk[s + 6, r]) * a4[r]
+                            )
                 for r in range(L):
                     tot[r] += _half(blk[208, r], blk[209, r]) * s_all[r]
             o = out[m, g * L : (g + 1) * L]
@@ -434,8 +448,9 @@ def check_blocks(qtype: str, w: np.ndarray, k: int) -> None:
     if k % size:
         raise ValueError(f"{qtype}: {k} columns are not a whole number of {size}-weight blocks")
     if w.dtype != np.uint8 or w.ndim != 2 or w.shape[1] != k // size * nbytes:
-        raise ValueError(f"{qtype}: weights must be uint8 [N, {k // size * nbytes}] for {k} columns, got "
-                         f"{w.dtype} {list(w.shape)}")  # fmt: skip
+        raise ValueError(
+            f"{qtype}: weights must be uint8 [N, {k // size * nbytes}] for {k} columns, got {w.dtype} {list(w.shape)}"
+        )
 
 
 def pack(w: np.ndarray, qtype: str, k: int) -> np.ndarray:
@@ -460,8 +475,10 @@ def _check_packed(p: np.ndarray, qtype: str, k: int) -> None:
         raise ValueError(f"no kernel for GGUF type {qtype} (kernels: {', '.join(BLOCKS)})")
     size, nbytes = BLOCKS[qtype]
     if p.dtype != np.uint8 or p.ndim != 4 or p.shape[1:] != (k // size, nbytes, LANES) or k % size:
-        raise ValueError(f"{qtype}: packed weights must be uint8 [G, {k // size}, {nbytes}, {LANES}] for {k} "
-                         f"columns, got {p.dtype} {list(p.shape)}")  # fmt: skip
+        raise ValueError(
+            f"{qtype}: packed weights must be uint8 [G, {k // size}, {nbytes}, {LANES}] for {k} "
+            f"columns, got {p.dtype} {list(p.shape)}"
+        )
     if not p.flags.c_contiguous:
         raise ValueError("packed weights must be C-contiguous")
 

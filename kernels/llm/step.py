@@ -114,8 +114,24 @@ def decode_step(x, pos: int, lo: np.ndarray, cos: np.ndarray, sin: np.ndarray, m
     """Logits float32 [B, vocab] of one token per row. `x` float32 [B, hidden]: the embedding rows
     (the residual stream, updated in place); `model`: a `StepModel` (the flat lists)."""
     logits = np.empty((x.shape[0], model.ns[-1]), np.float32)
-    _decode_step(x, pos, lo, cos, sin, model.norms, model.ws, model.qids, model.ns, model.biases, model.spans,
-                 model.k_caches, model.v_caches, model.n_heads, model.eps, logits)  # fmt: skip
+    _decode_step(
+        x,
+        pos,
+        lo,
+        cos,
+        sin,
+        model.norms,
+        model.ws,
+        model.qids,
+        model.ns,
+        model.biases,
+        model.spans,
+        model.k_caches,
+        model.v_caches,
+        model.n_heads,
+        model.eps,
+        logits,
+    )
     return logits
 
 

@@ -382,8 +382,9 @@ def _check_meta(fn: str, b: int, scales, pads, orig_hw) -> None:
             raise ValueError(f"{fn}: {name} must be [{b}, 2], got {np.shape(a)}")
 
 
-def _run(kernel, out: np.ndarray, lead: tuple, scales, pads, orig_hw, conf, iou_thres, max_det, max_candidates,
-         stats) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def _run(
+    kernel, out: np.ndarray, lead: tuple, scales, pads, orig_hw, conf, iou_thres, max_det, max_candidates, stats
+) -> tuple[np.ndarray, np.ndarray]:
     """Allocate the outputs, run a decoder kernel on the batch, report candidates if asked."""
     n_b = out.shape[0]
     dets = np.zeros((n_b, max_det, 6), np.float32)
@@ -419,8 +420,9 @@ def detect_postprocess(
         raise ValueError("detect_postprocess: max_det must be >= 1")
     head = np.ascontiguousarray(head, dtype=np.float32)
     lead = (np.ascontiguousarray(anchors, np.float32),)
-    return _run(_detect, head, lead, scales, pads, orig_hw, _logit(conf_thres), iou_thres, max_det, max_candidates,
-                stats)  # fmt: skip
+    return _run(
+        _detect, head, lead, scales, pads, orig_hw, _logit(conf_thres), iou_thres, max_det, max_candidates, stats
+    )
 
 
 def _check_yolo(out: np.ndarray, scales, pads, orig_hw) -> None:
@@ -446,5 +448,6 @@ def yolo_postprocess(
     if max_det < 1:
         raise ValueError("yolo_postprocess: max_det must be >= 1")
     out = np.ascontiguousarray(out, dtype=np.float32)
-    return _run(_detect_yolo, out, (), scales, pads, orig_hw, np.float32(conf_thres), iou_thres, max_det,
-                max_candidates, stats)  # fmt: skip
+    return _run(
+        _detect_yolo, out, (), scales, pads, orig_hw, np.float32(conf_thres), iou_thres, max_det, max_candidates, stats
+    )

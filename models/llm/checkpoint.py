@@ -56,13 +56,21 @@ def read_config(folder: Path) -> LLMConfig:
         raise UserError(f"{f}: hidden_size {hidden} / heads {heads} / kv heads {kv_heads} do not divide evenly")
     theta, rope_factors = _rope(c, f, real, hidden // heads)
     return LLMConfig(
-        name=Path(folder).name, vocab_size=whole("vocab_size"), hidden_size=hidden,
-        num_layers=whole("num_hidden_layers"), num_heads=heads, num_kv_heads=kv_heads,
-        intermediate_size=whole("intermediate_size"), max_position=whole("max_position_embeddings", 4096),
-        rope_theta=theta, rope_factors=rope_factors, norm_eps=real("rms_norm_eps", 1e-6),
-        qkv_bias=FAMILIES[arch] == "qwen2", tie_embeddings=c.get("tie_word_embeddings", False) is True,
+        name=Path(folder).name,
+        vocab_size=whole("vocab_size"),
+        hidden_size=hidden,
+        num_layers=whole("num_hidden_layers"),
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        intermediate_size=whole("intermediate_size"),
+        max_position=whole("max_position_embeddings", 4096),
+        rope_theta=theta,
+        rope_factors=rope_factors,
+        norm_eps=real("rms_norm_eps", 1e-6),
+        qkv_bias=FAMILIES[arch] == "qwen2",
+        tie_embeddings=c.get("tie_word_embeddings", False) is True,
         family=FAMILIES[arch],
-    )  # fmt: skip
+    )
 
 
 def _rope(c: dict, f: Path, real, head_dim: int) -> tuple[float, tuple[float, ...] | None]:

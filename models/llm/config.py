@@ -52,8 +52,14 @@ class LLMConfig:
         return self.matmul_params() - self.vocab_size * h + head + embed + bias + norms
 
 
-def llama3_rope_factors(head_dim: int, theta: float, factor: float, low_freq_factor: float,
-                        high_freq_factor: float, original_max_position: int) -> tuple[float, ...]:  # fmt: skip
+def llama3_rope_factors(
+    head_dim: int,
+    theta: float,
+    factor: float,
+    low_freq_factor: float,
+    high_freq_factor: float,
+    original_max_position: int,
+) -> tuple[float, ...]:
     """Llama 3.1's "llama3" RoPE scaling as one divisor per frequency (Hugging Face's
     `_compute_llama3_parameters`): long wavelengths divided by `factor`, short ones kept, a smooth
     blend between."""
@@ -71,8 +77,10 @@ def check_rope_factors(factors: tuple[float, ...], where: str) -> tuple[float, .
     """`factors` if every divisor is finite and in [0.001, 10000] (Llama 3.1's lie in [1, 8]); a UserError
     naming `where` otherwise: outside that, the rotary frequencies overflow or vanish."""
     if not all(np.isfinite(f) and 1e-3 <= f <= 1e4 for f in factors):
-        raise UserError(f"{where}: RoPE scaling divides a frequency by {min(factors):.3g}..{max(factors):.3g}; "
-                        "each divisor must lie in [0.001, 10000]")  # fmt: skip
+        raise UserError(
+            f"{where}: RoPE scaling divides a frequency by {min(factors):.3g}..{max(factors):.3g}; "
+            "each divisor must lie in [0.001, 10000]"
+        )
     return factors
 
 

@@ -88,8 +88,18 @@ def step_model(model: nn.Module) -> StepModel | None:
     ws.append(model.lm_head.blocks)
     qids.append(ids[model.lm_head.qtype])
     ns.append(model.lm_head.out_features)
-    return StepModel(norms, ws, np.array(qids, np.int64), np.array(ns, np.int64), biases, np.array(spans, np.int64),
-                     None, None, model.cfg.num_heads, model.cfg.norm_eps)  # fmt: skip
+    return StepModel(
+        norms,
+        ws,
+        np.array(qids, np.int64),
+        np.array(ns, np.int64),
+        biases,
+        np.array(spans, np.int64),
+        None,
+        None,
+        model.cfg.num_heads,
+        model.cfg.norm_eps,
+    )
 
 
 def _bits(t: torch.Tensor) -> np.ndarray:

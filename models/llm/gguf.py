@@ -40,8 +40,11 @@ LAYER_NAMES = {
     "ffn_up.weight": "mlp.up_proj.weight",
     "ffn_down.weight": "mlp.down_proj.weight",
 }
-TOP_NAMES = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
-             "output.weight": "lm_head.weight"}  # fmt: skip
+TOP_NAMES = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
 
 
 def is_gguf(path: str | Path) -> bool:
@@ -84,8 +87,10 @@ def check_gguf_layout(path: Path) -> None:
 
         def need(n: int, what: str) -> None:
             if n < 0 or pos + n > size:
-                raise UserError(f"{path}: {what} declares {n:,} bytes where {size - pos:,} are left (a damaged or "
-                                "hostile GGUF file)")  # fmt: skip
+                raise UserError(
+                    f"{path}: {what} declares {n:,} bytes where {size - pos:,} are left (a damaged or "
+                    "hostile GGUF file)"
+                )
 
         def take(fmt: str, what: str):
             nonlocal pos
@@ -202,13 +207,21 @@ def read_gguf_config(reader, name: str) -> LLMConfig:
     if not isinstance(vocab, int | np.integer) or vocab < 1:
         raise UserError(f"{reader.path}: the vocabulary size is missing from the metadata")
     return LLMConfig(
-        name=name, vocab_size=int(vocab), hidden_size=hidden, num_layers=whole("block_count"), num_heads=heads,
+        name=name,
+        vocab_size=int(vocab),
+        hidden_size=hidden,
+        num_layers=whole("block_count"),
+        num_heads=heads,
         rope_factors=_rope_factors(reader, hidden // heads),
-        num_kv_heads=kv_heads, intermediate_size=whole("feed_forward_length"),
-        max_position=whole("context_length", 4096), rope_theta=real("rope.freq_base", 10000.0),
-        norm_eps=real("attention.layer_norm_rms_epsilon", 1e-6), qkv_bias="blk.0.attn_q.bias" in tensors,
-        tie_embeddings="output.weight" not in tensors, family=ARCHS[arch],
-    )  # fmt: skip
+        num_kv_heads=kv_heads,
+        intermediate_size=whole("feed_forward_length"),
+        max_position=whole("context_length", 4096),
+        rope_theta=real("rope.freq_base", 10000.0),
+        norm_eps=real("attention.layer_norm_rms_epsilon", 1e-6),
+        qkv_bias="blk.0.attn_q.bias" in tensors,
+        tie_embeddings="output.weight" not in tensors,
+        family=ARCHS[arch],
+    )
 
 
 def _rope_factors(reader, head_dim: int) -> tuple[float, ...] | None:
@@ -240,8 +253,10 @@ def _unpermute(w: np.ndarray, heads: int) -> np.ndarray:
     """Undo llama.cpp's q/k row permutation (interleaved RoPE -> rotate-half)."""
     rows = w.shape[0]
     if rows % (2 * heads):
-        raise UserError(f"q/k rows ({rows}) do not split into {heads} heads of an even size: the head counts in the "
-                        "metadata do not fit the tensors")  # fmt: skip
+        raise UserError(
+            f"q/k rows ({rows}) do not split into {heads} heads of an even size: the head counts in the "
+            "metadata do not fit the tensors"
+        )
     return w.reshape(heads, rows // heads // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
@@ -254,8 +269,9 @@ def dequantized(reader, t) -> np.ndarray:
     try:
         return np.array(dequantize(t.data, qtype), dtype=np.float32).reshape(tuple(int(d) for d in t.shape[::-1]))
     except NotImplementedError:
-        raise UserError(f"{reader.path}: tensor {t.name} is {qtype.name}, which the gguf package cannot "
-                        "dequantize") from None  # fmt: skip
+        raise UserError(
+            f"{reader.path}: tensor {t.name} is {qtype.name}, which the gguf package cannot dequantize"
+        ) from None
 
 
 FLOAT_TYPES = {"F32", "F16", "BF16"}
@@ -276,8 +292,10 @@ def _native_modules(reader, cfg: LLMConfig, model: DecoderLM, path: Path, dtype:
         if name is None or qtype in FLOAT_TYPES or not name.endswith(".weight"):
             continue
         if qtype not in BLOCKS:
-            raise UserError(f"{path}: tensor {t.name} is {qtype}, which --precision native has no kernel for "
-                            f"(kernels: {', '.join(BLOCKS)}); run it at bf16 or int8")  # fmt: skip
+            raise UserError(
+                f"{path}: tensor {t.name} is {qtype}, which --precision native has no kernel for "
+                f"(kernels: {', '.join(BLOCKS)}); run it at bf16 or int8"
+            )
         owner = name.removesuffix(".weight")
         try:
             old = model.get_submodule(owner)
@@ -303,8 +321,9 @@ def _native_modules(reader, cfg: LLMConfig, model: DecoderLM, path: Path, dtype:
     return modules
 
 
-def load_gguf(path: Path, device: torch.device, dtype: torch.dtype, reader=None,
-              native: bool = False) -> tuple[DecoderLM, dict]:  # fmt: skip
+def load_gguf(
+    path: Path, device: torch.device, dtype: torch.dtype, reader=None, native: bool = False
+) -> tuple[DecoderLM, dict]:
     """The file's model on `device` in `dtype`, and a record of what was read (quantization types,
     parameter count checked against the architecture). `reader`: the file as `open_gguf` opened
     it, or None to open it. `native`: quantized weights stay in their blocks (CPU only)."""
@@ -330,8 +349,10 @@ def load_gguf(path: Path, device: torch.device, dtype: torch.dtype, reader=None,
                 mod = blocks[name]
                 n_rows = mod.num_embeddings if hasattr(mod, "num_embeddings") else mod.out_features
                 if rows.ndim != 2 or rows.shape[0] != n_rows:  # checked before the rows are permuted
-                    raise UserError(f"{path}: tensor {t.name} has shape {[int(d) for d in t.shape[::-1]]}, the "
-                                    f"metadata implies {n_rows} rows")  # fmt: skip
+                    raise UserError(
+                        f"{path}: tensor {t.name} has shape {[int(d) for d in t.shape[::-1]]}, the "
+                        f"metadata implies {n_rows} rows"
+                    )
                 if name.endswith("q_proj.weight") and cfg.family in PERMUTED_QK:
                     rows = _unpermute(rows, cfg.num_heads)
                 elif name.endswith("k_proj.weight") and cfg.family in PERMUTED_QK:
@@ -355,8 +376,10 @@ def load_gguf(path: Path, device: torch.device, dtype: torch.dtype, reader=None,
             elif name.endswith(("k_proj.weight", "k_proj.bias")) and cfg.family in PERMUTED_QK:
                 w = _unpermute(w, cfg.num_kv_heads)
             if tuple(w.shape) != tuple(expected[name].shape):
-                raise UserError(f"{path}: tensor {t.name} has shape {list(w.shape)}, the metadata implies "
-                                f"{list(expected[name].shape)}")  # fmt: skip
+                raise UserError(
+                    f"{path}: tensor {t.name} has shape {list(w.shape)}, the metadata implies "
+                    f"{list(expected[name].shape)}"
+                )
             expected[name].copy_(torch.from_numpy(w))
             loaded.add(name)
             n_params += w.size
@@ -370,8 +393,13 @@ def load_gguf(path: Path, device: torch.device, dtype: torch.dtype, reader=None,
         raise UserError(f"{path}: tensor {missing[0]!r} is missing from the file")
     if n_params != cfg.param_count():
         raise UserError(f"{path}: the file holds {n_params:,} parameters, its metadata implies {cfg.param_count():,}")
-    record = {"kind": "gguf", "path": str(Path(path).resolve()), "tensor_types": types, "params_in_file": n_params,
-              "dequantized_to": str(dtype).removeprefix("torch.")}  # fmt: skip
+    record = {
+        "kind": "gguf",
+        "path": str(Path(path).resolve()),
+        "tensor_types": types,
+        "params_in_file": n_params,
+        "dequantized_to": str(dtype).removeprefix("torch."),
+    }
     if native:
         record["dequantized_to"] = f"{record['dequantized_to']} (float tensors only; quantized blocks kept)"
         kept: dict[str, int] = {}

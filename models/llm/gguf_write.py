@@ -67,8 +67,15 @@ def _vtype(value):
     return gguf.GGUFValueType.STRING
 
 
-def write_gguf(path: Path, state: dict, cfg: LLMConfig, qtype: str = "F32", arch: str | None = None,
-               tokenizer: dict | None = None, placeholder_vocab: bool = False) -> dict:  # fmt: skip
+def write_gguf(
+    path: Path,
+    state: dict,
+    cfg: LLMConfig,
+    qtype: str = "F32",
+    arch: str | None = None,
+    tokenizer: dict | None = None,
+    placeholder_vocab: bool = False,
+) -> dict:
     """Write `state` (Hugging Face names -> float tensors of a `cfg` decoder) as a GGUF file; matrices
     in `qtype`. `tokenizer`: GGUF tokenizer metadata to embed as given; `placeholder_vocab`: the
     vocabulary type "none", so that llama.cpp loads the file. Returns {tensor types: count}."""
@@ -78,8 +85,11 @@ def write_gguf(path: Path, state: dict, cfg: LLMConfig, qtype: str = "F32", arch
     if qtype not in TYPES:
         raise ValueError(f"GGUF type {qtype} cannot be written (types: {', '.join(TYPES)})")
     arch = arch or cfg.family
-    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-             "lm_head.weight": "output.weight"}  # fmt: skip
+    names = {
+        "model.embed_tokens.weight": "token_embd.weight",
+        "model.norm.weight": "output_norm.weight",
+        "lm_head.weight": "output.weight",
+    }
     for k, v in LAYER_NAMES.items():
         for i in range(cfg.num_layers):
             names[f"model.layers.{i}.{v}"] = f"blk.{i}.{k}"

@@ -27,8 +27,13 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type == "cpu" and x.dtype == torch.bfloat16 == self.weight.dtype and x.numel() <= 8 * x.shape[-1]
-                and not torch.is_grad_enabled() and not torch.compiler.is_compiling()):  # fmt: skip
+        if (
+            x.device.type == "cpu"
+            and x.dtype == torch.bfloat16 == self.weight.dtype
+            and x.numel() <= 8 * x.shape[-1]
+            and not torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()
+        ):
             rows = bf16_bits(x.reshape(-1, x.shape[-1]).contiguous())
             y = rmsnorm_rows(rows, bf16_bits(self.weight.detach()), self.eps)
             return torch.from_numpy(y.view(np.int16)).view(torch.bfloat16).view(x.shape)
@@ -203,8 +208,10 @@ class DecoderLM(nn.Module):
         (no copy): what a transformers model of the same architecture loads."""
         sd, c = {}, self.cfg
         kv = c.num_kv_heads * c.head_dim
-        split = {"qkv_proj": (["q_proj", "k_proj", "v_proj"], [c.hidden_size, kv, kv]),
-                 "gate_up_proj": (["gate_proj", "up_proj"], [c.intermediate_size] * 2)}  # fmt: skip
+        split = {
+            "qkv_proj": (["q_proj", "k_proj", "v_proj"], [c.hidden_size, kv, kv]),
+            "gate_up_proj": (["gate_proj", "up_proj"], [c.intermediate_size] * 2),
+        }
         for name, t in self.state_dict().items():
             parent, proj, kind = name.rsplit(".", 2) if name.count(".") >= 2 else ("", "", name)
             if proj in split:
@@ -214,8 +221,9 @@ class DecoderLM(nn.Module):
                 sd[name] = t
         return sd
 
-    def forward(self, tokens: torch.Tensor, pos: torch.Tensor, pad: torch.Tensor | None = None,
-                last_only: bool = False) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self, tokens: torch.Tensor, pos: torch.Tensor, pad: torch.Tensor | None = None, last_only: bool = False
+    ) -> torch.Tensor:
         """`pos`: the cache slots of `tokens` (shared by the batch). `pad` [B], if given: row b is left
         padded with pad[b] slots, which no query attends to and which do not count as positions
         (row b's token at slot j sits at RoPE position j - pad[b], as with Hugging Face's
@@ -229,8 +237,13 @@ class DecoderLM(nn.Module):
             rows = (pos.view(1, -1) - pad.view(-1, 1)).clamp(min=0)  # [B, t]
             cos, sin = self.cos[rows].unsqueeze(1), self.sin[rows].unsqueeze(1)  # [B, 1, t, D]
         cache = self.model.layers[0].self_attn.k_cache
-        on_cpu = (tokens.shape[1] == 1 and tokens.device.type == "cpu" and cache.dtype == torch.bfloat16
-                    and not torch.is_grad_enabled() and not torch.compiler.is_compiling())  # fmt: skip
+        on_cpu = (
+            tokens.shape[1] == 1
+            and tokens.device.type == "cpu"
+            and cache.dtype == torch.bfloat16
+            and not torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()
+        )
         span, mask = None, None
         if on_cpu:  # models.llm.cpu_step: one Numba call per layer's attention, or one for the whole step
             span = cpu_step.decode_span(int(pos[0]), pad, tokens.shape[0], self.cos, self.sin)
@@ -279,8 +292,6 @@ def build_llm(cfg: LLMConfig, device: torch.device, dtype: torch.dtype, seed: in
     if cfg.tie_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
     return init_random(model, seed).eval()
-
-
 
 
 __all__ = ["DecoderLM", "build_llm", "init_random"]

@@ -47,15 +47,18 @@ class TextTokenizer:
             self._template = template
             with _time_limit(TEMPLATE_SECONDS):
                 text = template.render(
-                    messages=messages, add_generation_prompt=True, bos_token=self.bos_token or "",
+                    messages=messages,
+                    add_generation_prompt=True,
+                    bos_token=self.bos_token or "",
                     eos_token=self.eos_token or "",
-                )  # fmt: skip
+                )
         except Exception as e:  # a template error, a sandbox violation, a limit
             why = first_line(e, 160)
             raise UserError(f"the chat template of {self.source} fails: {why}") from None
         if len(text) > TEMPLATE_CHARS:
-            raise UserError(f"the chat template of {self.source} renders {len(text):,} characters (limit "
-                            f"{TEMPLATE_CHARS:,})")  # fmt: skip
+            raise UserError(
+                f"the chat template of {self.source} renders {len(text):,} characters (limit {TEMPLATE_CHARS:,})"
+            )
         if not text.strip():
             raise UserError(f"the chat template of {self.source} renders nothing")
         return self.tok.encode(text, add_special_tokens=False).ids
@@ -143,8 +146,10 @@ def from_gguf(reader) -> TextTokenizer:
 
     kind = field(reader, "tokenizer.ggml.model")
     if kind != "gpt2":
-        raise UserError(f"{reader.path}: its tokenizer model {kind!r} is not supported for text prompts (byte-level "
-                        "BPE, 'gpt2', is); give token-id prompts instead")  # fmt: skip
+        raise UserError(
+            f"{reader.path}: its tokenizer model {kind!r} is not supported for text prompts (byte-level "
+            "BPE, 'gpt2', is); give token-id prompts instead"
+        )
     tokens = field(reader, "tokenizer.ggml.tokens")
     merges = field(reader, "tokenizer.ggml.merges") or []
     types = field(reader, "tokenizer.ggml.token_type") or []
@@ -171,9 +176,13 @@ def from_gguf(reader) -> TextTokenizer:
         why = first_line(e, 160)
         raise UserError(f"{reader.path}: its embedded tokenizer is malformed: {why}") from None
     return TextTokenizer(
-        tok, f"{Path(reader.path).name} (embedded vocabulary)", field(reader, "tokenizer.chat_template"),
-        bos_token, eos_token, bos_id,
-    )  # fmt: skip
+        tok,
+        f"{Path(reader.path).name} (embedded vocabulary)",
+        field(reader, "tokenizer.chat_template"),
+        bos_token,
+        eos_token,
+        bos_id,
+    )
 
 
 def from_folder(folder: Path) -> TextTokenizer | None:

@@ -127,8 +127,10 @@ class YoloDetector(nn.Module):
         `x` (a calibration batch, BatchNorm already calibrated); cells are counted at `input_hw`, the
         size the model runs at. Returns what was set."""
         feats: list[torch.Tensor] = []
-        hooks = [h.cls[-1].register_forward_hook(lambda m, i, o: feats.append(o - m.bias.view(1, -1, 1, 1)))
-                 for h in self.heads]  # fmt: skip
+        hooks = [
+            h.cls[-1].register_forward_hook(lambda m, i, o: feats.append(o - m.bias.view(1, -1, 1, 1)))
+            for h in self.heads
+        ]
         try:
             self(x)
         finally:

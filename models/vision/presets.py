@@ -61,51 +61,55 @@ def _lraspp_mobilenet_v3(n: int) -> torch.nn.Module:
     return m
 
 
+# The preset table: one preset per block, its fields grouped as a reader compares them (the
+# formatter would put each field on its own line).
+# fmt: off
 register(Preset(
     name="resnet50-imagenet", industry="reference", task="classify", arch="ResNet-50",
     input_hw=(224, 224), num_classes=1000, builder=_resnet50,
     description="ImageNet ResNet-50 at 224: the MLPerf anchor (4.09 GMACs per image)",
-))  # fmt: skip
+))
 register(Preset(
     name="steel-defect-resnet50", industry="steel", task="classify", arch="ResNet-50",
     input_hw=(224, 224), num_classes=6, builder=_resnet50,
     description="steel-surface defect classes (NEU-CLS style: 6 classes at 224x224)",
-))  # fmt: skip
+))
 register(Preset(
     name="steel-defect-mobilenetv3", industry="steel", task="classify", arch="MobileNetV3-Large",
     input_hw=(224, 224), num_classes=6, builder=_mobilenet_v3_large,
     description="steel-surface defect classes on an edge-class network (6 classes at 224x224)",
-))  # fmt: skip
+))
 register(Preset(
     name="grid-insulator-efficientnet", industry="power grid", task="classify",
     arch="EfficientNet-B0", input_hw=(224, 224), num_classes=4, builder=_efficientnet_b0,
     description="insulator condition from line-inspection crops (4 classes at 224x224)",
-))  # fmt: skip
+))
 register(Preset(
     name="pcb-defect-yolo", industry="electronics", task="detect", arch="YOLO-style-s",
     input_hw=(640, 640), num_classes=6, builder=_yolo_s, letterbox=True,
     mean=(0.0, 0.0, 0.0), std=(255.0, 255.0, 255.0),
     description="PCB defects (missing hole, mouse bite, open, short, spur, spurious copper) at 640",
-))  # fmt: skip
+))
 register(Preset(
     name="grid-inspection-yolo", industry="power grid", task="detect", arch="YOLO-style-s",
     input_hw=(1024, 1024), num_classes=4, builder=_yolo_s, letterbox=True,
     mean=(0.0, 0.0, 0.0), std=(255.0, 255.0, 255.0),
     description="drone line inspection (insulator, damper, nest, broken strand) at 1024",
-))  # fmt: skip
+))
 register(Preset(
     name="driving-detect-yolo", industry="driving", task="detect", arch="YOLO-style-s",
     input_hw=(736, 1280), num_classes=10, builder=_yolo_s, letterbox=True,
     mean=(0.0, 0.0, 0.0), std=(255.0, 255.0, 255.0),
     description="road objects (BDD100K style: 10 classes) at 1280x736",
-))  # fmt: skip
+))
 register(Preset(
     name="driving-seg-deeplabv3", industry="driving", task="segment", arch="DeepLabV3-ResNet50",
     input_hw=(512, 1024), num_classes=19, builder=_deeplabv3_resnet50,
     description="driving-scene semantic segmentation (Cityscapes style: 19 classes at 1024x512)",
-))  # fmt: skip
+))
 register(Preset(
     name="steel-seg-lraspp", industry="steel", task="segment", arch="LRASPP-MobileNetV3",
     input_hw=(256, 1600), num_classes=5, builder=_lraspp_mobilenet_v3,
     description="steel-strip defect masks (Severstal style: 4 defects + background at 1600x256)",
-))  # fmt: skip
+))
+# fmt: on

@@ -35,8 +35,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         text = str(e)
         if "weights only load failed" in text.lower():  # never pass on torch's advice: weights_only=False
             if "allowed global" in text or "Unsupported global" in text:
-                raise UserError(f"weights file {path} holds Python objects or code, not only tensors; modelpower "
-                                "loads tensors only (a plain state dict, or .safetensors)") from None  # fmt: skip
+                raise UserError(
+                    f"weights file {path} holds Python objects or code, not only tensors; modelpower "
+                    "loads tensors only (a plain state dict, or .safetensors)"
+                ) from None
             why = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
             reason = why.group(1)[:200] if why else "not a plain state dict"
             raise UserError(f"cannot read weights file {path}: the tensors-only loader refused it ({reason})") from None
@@ -105,9 +107,10 @@ def calibrate_batchnorm(model: torch.nn.Module, input_hw: tuple[int, int], seed:
         try:
             _calibrate(model, bns, input_hw, seed)
         except Exception as e:
-            raise UserError(f"cannot run a random-init {type(model).__name__} at {h}x{w} to calibrate "
-                            f"BatchNorm: {first_line(e, 160)}"
-                            ) from None  # fmt: skip
+            raise UserError(
+                f"cannot run a random-init {type(model).__name__} at {h}x{w} to calibrate "
+                f"BatchNorm: {first_line(e, 160)}"
+            ) from None
     for bn, m in zip(bns, momenta, strict=True):
         bn.momentum = m
     model.eval()

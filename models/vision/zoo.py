@@ -63,8 +63,9 @@ def zoo_preset(name: str) -> Preset:
         close = difflib.get_close_matches(base[:100], names, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(f'{source}:{c}' for c in close)}?" if close else ""
         shown = arch if len(arch) <= 80 else arch[:77] + "..."
-        raise UserError(f"{source} has no classification architecture {shown!r}{hint} "
-                        f"(`modelpower models '{source}:*'` lists them)")  # fmt: skip
+        raise UserError(
+            f"{source} has no classification architecture {shown!r}{hint} (`modelpower models '{source}:*'` lists them)"
+        )
     if source == "timm":
         import timm
 
@@ -90,7 +91,14 @@ def zoo_preset(name: str) -> Preset:
             size = (crop, crop)
         builder = functools.partial(_torchvision_builder, arch)
     return Preset(
-        name=name, industry="-", task="classify", arch=f"{source} {arch}", input_hw=size, num_classes=1000,
-        builder=builder, description=f"{source} {arch}, ImageNet classes, random init unless --weights",
-        mean=mean, std=std,
-    )  # fmt: skip
+        name=name,
+        industry="-",
+        task="classify",
+        arch=f"{source} {arch}",
+        input_hw=size,
+        num_classes=1000,
+        builder=builder,
+        description=f"{source} {arch}, ImageNet classes, random init unless --weights",
+        mean=mean,
+        std=std,
+    )
