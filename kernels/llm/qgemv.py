@@ -539,7 +539,7 @@ def dequantize_t(p: np.ndarray, qtype: str, k: int, n: int, out: np.ndarray | No
 
 def dequantize_ref(w: np.ndarray, qtype: str, k: int) -> np.ndarray:
     """The `gguf` package's dequantization of the blocks `w` [N, row bytes]: float32 [N, K]."""
-    from gguf import GGMLQuantizationType
+    from gguf import GGMLQuantizationType  # the reference only: the kernels do not need the gguf package
     from gguf.quants import dequantize
 
     check_blocks(qtype, w, k)

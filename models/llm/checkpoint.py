@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from models.errors import UserError, first_line
 from models.llm.config import LLMConfig, check_rope_factors, llama3_rope_factors
@@ -138,9 +140,6 @@ def shard_files(folder: Path) -> list[Path]:
 def load_checkpoint(folder: Path, device: torch.device, dtype: torch.dtype, cfg: LLMConfig | None = None) -> DecoderLM:
     """The checkpoint's model on `device` in `dtype` (`cfg`: its config.json as `read_config` read
     it, or None to read it); the first missing or mismatched tensor is named."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     cfg = cfg or read_config(folder)
     with torch.device("meta"):
         model = DecoderLM(cfg)

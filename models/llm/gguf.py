@@ -12,10 +12,14 @@ as in transformers' GGUF loader). The file is memory-mapped, never unpickled.
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
+import gguf
 import numpy as np
 import torch
+from gguf import GGMLQuantizationType, GGUFReader
+from gguf.quants import dequantize
 from torch import nn
 
 from kernels.llm.qgemv import BLOCKS, pack
@@ -61,8 +65,6 @@ def check_gguf_layout(path: Path) -> None:
     of 10^9 items in a few bytes (on which the gguf package's reader walks item by item, for ever) is
     one line. Array item counts are checked at their smallest size (8 bytes for a string), so the
     walk is bounded by the file's size."""
-    import struct
-
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         if size < 24:
@@ -144,8 +146,6 @@ def check_gguf_layout(path: Path) -> None:
 
 def open_gguf(path: Path):
     """The file's reader; a truncated or non-GGUF file is one line."""
-    from gguf import GGUFReader
-
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path} is a folder, not a GGUF file")
@@ -227,8 +227,6 @@ def read_gguf_config(reader, name: str) -> LLMConfig:
 def _rope_factors(reader, head_dim: int) -> tuple[float, ...] | None:
     """The `rope_freqs` tensor (Llama 3.1's RoPE scaling as llama.cpp stores it: one divisor per
     rotary frequency), or None; one line if it is not head_dim / 2 positive float32 factors."""
-    import gguf
-
     t = next((t for t in reader.tensors if t.name == "rope_freqs.weight"), None)
     if t is None:
         return None
@@ -262,9 +260,6 @@ def _unpermute(w: np.ndarray, heads: int) -> np.ndarray:
 
 def dequantized(reader, t) -> np.ndarray:
     """One tensor as float32 in numpy order ([out, in] for a matrix); unsupported types are one line."""
-    from gguf import GGMLQuantizationType
-    from gguf.quants import dequantize
-
     qtype = GGMLQuantizationType(t.tensor_type)
     try:
         return np.array(dequantize(t.data, qtype), dtype=np.float32).reshape(tuple(int(d) for d in t.shape[::-1]))

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gguf
 import numpy as np
 import torch
+from gguf.quants import quantize
 
 from models.llm.config import LLM_CONFIGS, LLMConfig
 from models.llm.gguf import LAYER_NAMES
@@ -56,8 +58,6 @@ def _permute(w: np.ndarray, heads: int) -> np.ndarray:
 
 
 def _vtype(value):
-    import gguf
-
     if isinstance(value, list):
         return gguf.GGUFValueType.ARRAY
     if isinstance(value, bool):
@@ -79,9 +79,6 @@ def write_gguf(
     """Write `state` (Hugging Face names -> float tensors of a `cfg` decoder) as a GGUF file; matrices
     in `qtype`. `tokenizer`: GGUF tokenizer metadata to embed as given; `placeholder_vocab`: the
     vocabulary type "none", so that llama.cpp loads the file. Returns {tensor types: count}."""
-    import gguf
-    from gguf.quants import quantize
-
     if qtype not in TYPES:
         raise ValueError(f"GGUF type {qtype} cannot be written (types: {', '.join(TYPES)})")
     arch = arch or cfg.family

@@ -7,6 +7,8 @@ rendered in a sandboxed Jinja environment (a template from a file is untrusted c
 from __future__ import annotations
 
 import json
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,8 +77,8 @@ class TemplateLimit(Exception):
 def _sandbox():
     """Jinja's immutable sandbox (no Python internals), with `*` and `**` capped so that a template
     cannot build a huge string or number, and `raise_exception` as Hugging Face templates use it."""
-    from jinja2 import TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from jinja2 import TemplateError  # only for chat templates: text prompts need no jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment  # (as above)
 
     class Sandbox(ImmutableSandboxedEnvironment):
         intercepted_binops = frozenset({"*", "**"})
@@ -110,9 +112,6 @@ class _time_limit:
         self.seconds = seconds
 
     def __enter__(self):
-        import sys
-        import time
-
         self.deadline = deadline = time.monotonic() + self.seconds
         message = f"rendering took over {self.seconds:g} s"
 
@@ -129,9 +128,6 @@ class _time_limit:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        import sys
-        import time
-
         sys.settrace(self.old)
         if exc_type is None and time.monotonic() > self.deadline:
             raise TemplateLimit(f"rendering took over {self.seconds:g} s")
@@ -140,7 +136,7 @@ class _time_limit:
 
 def from_gguf(reader) -> TextTokenizer:
     """The vocabulary embedded in a GGUF file; one line if its tokenizer model is not byte-level BPE."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers  # only text prompts need it
 
     from models.llm.gguf import field  # gguf.py imports torch: only for GGUF tokenizers
 
@@ -187,7 +183,7 @@ def from_gguf(reader) -> TextTokenizer:
 
 def from_folder(folder: Path) -> TextTokenizer | None:
     """`tokenizer.json` (+ `tokenizer_config.json`'s chat template) of a Hugging Face folder, or None."""
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer  # only text prompts need it
 
     folder = Path(folder)
     f = folder / "tokenizer.json"

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from models.errors import UserError, first_line
 from models.vision.preset import Preset
@@ -26,8 +27,6 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"weights file not found: {path}")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             state = load_file(str(path), device="cpu")
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)

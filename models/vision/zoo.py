@@ -12,6 +12,8 @@ import difflib
 import fnmatch
 import functools
 
+import torchvision
+
 from models.errors import UserError
 from models.vision.preset import IMAGENET_MEAN, IMAGENET_STD, Preset
 
@@ -24,14 +26,12 @@ def is_zoo_name(name: str) -> bool:
 
 @functools.cache
 def _torchvision_names() -> tuple[str, ...]:
-    import torchvision
-
     return tuple(torchvision.models.list_models(module=torchvision.models))
 
 
 @functools.cache
 def _timm_names() -> tuple[str, ...]:
-    import timm
+    import timm  # only for timm: names (its import costs seconds more than torchvision's)
 
     return tuple(timm.list_models())
 
@@ -43,14 +43,12 @@ def list_names(source: str, pattern: str = "*") -> list[str]:
 
 
 def _timm_builder(arch: str, n: int):
-    import timm
+    import timm  # only for timm: models (its import costs seconds more than torchvision's)
 
     return timm.create_model(arch, pretrained=False, num_classes=n)
 
 
 def _torchvision_builder(arch: str, n: int):
-    import torchvision
-
     return torchvision.models.get_model(arch, weights=None, num_classes=n)
 
 
@@ -67,7 +65,7 @@ def zoo_preset(name: str) -> Preset:
             f"{source} has no classification architecture {shown!r}{hint} (`modelpower models '{source}:*'` lists them)"
         )
     if source == "timm":
-        import timm
+        import timm  # only for timm: models
 
         try:
             cfg = timm.get_pretrained_cfg(arch)
@@ -80,8 +78,6 @@ def zoo_preset(name: str) -> Preset:
         std = tuple(255 * v for v in cfg.std) if cfg and cfg.std else IMAGENET_STD
         builder = functools.partial(_timm_builder, arch)
     else:
-        import torchvision
-
         size, mean, std = (224, 224), IMAGENET_MEAN, IMAGENET_STD
         try:
             crop = torchvision.models.get_model_weights(arch).DEFAULT.transforms.keywords.get("crop_size")
