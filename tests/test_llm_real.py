@@ -388,7 +388,7 @@ def test_llama_cpp_engine_beside_ours(tmp_path):
 
 
 def test_whole_step_runs_unfused_parts_of_odd_widths(tmp_path):
-    """The one-call decode step (kernels.llm_step) with q/k/v and gate/up as separate weights whose
+    """The one-call decode step (kernels.llm.step) with q/k/v and gate/up as separate weights whose
     row counts are not multiples of 64 (as in K-quant files, whose mixed types do not fuse): the same
     logits as fused, near the fp32 model's."""
     from models.llm.cpu_step import step_model

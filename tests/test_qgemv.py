@@ -1,4 +1,4 @@
-"""GGUF block kernels (kernels.qgemv) against the gguf package's dequantization; the CPU decode
+"""GGUF block kernels (kernels.llm.qgemv) against the gguf package's dequantization; the CPU decode
 attention and RMSNorm kernels against their references; --precision native end to end on small
 GGUF files written here."""
 

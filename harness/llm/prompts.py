@@ -7,7 +7,7 @@
   checkpoint's chat template; the first answer's token length is the record's output length;
 - anything else: text, one prompt per line.
 
-Text needs the checkpoint's tokenizer (models/tokenizer.py). `--num-prompts N` samples N records
+Text needs the checkpoint's tokenizer (models/llm/tokenizer.py). `--num-prompts N` samples N records
 with the seed; records with nothing usable are skipped, and a file with none is one line.
 """
 

@@ -27,7 +27,7 @@ class ModelSource:
     name: str  # as given: a preset name, a .gguf file or a checkpoint folder
     kind: Literal["preset", "gguf", "checkpoint"]
     cfg: LLMConfig
-    tokenizer: object | None  # models.tokenizer.TextTokenizer, for text prompts
+    tokenizer: object | None  # models.llm.tokenizer.TextTokenizer, for text prompts
     why_no_tokenizer: str | None  # why there is none (said when a text prompt needs one)
     reader: object | None = None  # the GGUF file, opened once
 

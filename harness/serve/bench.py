@@ -157,7 +157,7 @@ class ServedWorkload:
 
     prompts: list[Prompt]
     tokenizer: object | None
-    cfg: object | None  # models.llm.LLMConfig: FLOPs per token
+    cfg: object | None  # models.llm.config.LLMConfig: FLOPs per token
     describe: str
 
 

@@ -1,6 +1,6 @@
 """How a detector's output is decoded: our raw head, or the YOLOv8/YOLO11 export layout.
 
-- "raw" (models/detector.py): [B, N, 4 + C], ltrb distances in strides from anchor points at
+- "raw" (models/vision/detector.py): [B, N, 4 + C], ltrb distances in strides from anchor points at
   strides 8/16/32, class logits; decoded by `kernels.detect_postprocess`.
 - "yolov8": [B, 4 + C, A], (cx, cy, w, h) in input pixels, sigmoid class scores; decoded by
   `kernels.yolo_postprocess`. Ultralytics' YOLOv8 and YOLO11 ONNX exports have this layout.

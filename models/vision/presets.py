@@ -1,6 +1,6 @@
 """Vision presets: defect classification, detection and segmentation for industry inspection.
 
-Architectures come from torchvision (classifiers, DeepLabV3, LR-ASPP) and `models/detector.py`
+Architectures come from torchvision (classifiers, DeepLabV3, LR-ASPP) and `models/vision/detector.py`
 (our YOLO-style detector). Each preset mirrors a public data set's resolution and class count, so
 the benchmark does the work that industry would: it does not ship or download any weights.
 """

@@ -148,7 +148,7 @@ def build_model(preset: Preset, seed: int = 0, weights: Path | None = None) -> t
         record = {"kind": "random-init", "seed": seed}
         if calibrate_batchnorm(model, preset.input_hw, seed):
             record["batchnorm"] = "running statistics from 2 x 4 seeded noise inputs"
-        if hasattr(model, "init_prior"):  # detectors: a trained detector's candidate counts (models/detector.py)
+        if hasattr(model, "init_prior"):  # detectors: a trained detector's candidate counts (models/vision/detector.py)
             record["prior"] = model.init_prior(pixel_noise(preset, seed), preset.input_hw)
         return model, record
     path = Path(weights)
