@@ -74,6 +74,28 @@ def test_onnx_export_is_cached(images, fast_settings, tmp_path):
     assert pt1.backend_info["cached_export"] is False and pt2.backend_info["cached_export"] is True
 
 
+def test_int8_calibration_reader_rewinds_for_a_second_pass():
+    import numpy as np
+
+    from harness.backends.onnx_export import _Calibration
+
+    batches = [np.full((2, 3, 4, 4), i, np.float32) for i in range(3)]
+    reader = _Calibration(batches)
+
+    def calibration_pass() -> list[np.ndarray]:  # as onnxruntime's calibrators read: until None, then rewind
+        seen = []
+        while (feed := reader.get_next()) is not None:
+            seen.append(feed["input"])
+        reader.rewind()
+        return seen
+
+    first, second = calibration_pass(), calibration_pass()
+    assert [id(b) for b in first] == [id(b) for b in second] == [id(b) for b in batches]  # every batch, in order
+    reader.get_next()
+    reader.rewind()  # mid-pass too: the next batch is the first again
+    assert reader.get_next()["input"] is batches[0]
+
+
 def test_every_backend_reports_availability():
     for name, b in BACKENDS.items():
         ok, why = b.available(torch.device("cpu"))

@@ -1,6 +1,8 @@
 """The CLI as a user meets it: commands, result files, and one clear line + exit 2 on bad input."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -174,3 +176,11 @@ def test_image_folder(invoke, tmp_path):
     assert "1 files from" in read_result(next((tmp_path / "o").glob("*.json"))).points[0].input_source
     assert_user_error(invoke("run", "pcb-defect-yolo", "--images", tmp_path / "none",
                              "--out", tmp_path / "o"), "image folder not found")  # fmt: skip
+
+
+def test_command_line_loads_without_torch_or_numba():
+    """`modelpower --help` and every command's parsing load neither torch nor numba (seconds each):
+    the commands import what they run inside themselves (harness/cli/__init__.py)."""
+    code = "import sys, harness.cli; print(sorted({'torch', 'numba', 'onnx'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -17,7 +17,7 @@ from harness.measure.energy import (
     rapl_packages,
     select_meter,
 )
-from harness.measure.metrics import run_metrics
+from harness.measure.metrics import energy_per_token, energy_per_work, run_metrics
 
 
 def make_rapl(root, zones):
@@ -141,3 +141,12 @@ def test_run_metrics_by_hand():
     assert m["joules_per_pflop"] == pytest.approx(200 / 0.1)  # 0.1 PFLOP done
     assert m["pflops_per_kw"] == pytest.approx(0.05 / 0.1)
     assert run_metrics(1e12, 50.0, None, r)["mfu"] is None
+
+
+def test_energy_per_token_is_energy_per_work_per_token():
+    e = energy_per_token(30.0, 600, 3e15)  # 30 J for 600 output tokens and 3 PFLOP
+    assert e == {"joules_per_token": pytest.approx(0.05), "joules_per_pflop": pytest.approx(10.0)}
+    work = energy_per_work(30.0, 600, 3e15)
+    assert (e["joules_per_token"], e["joules_per_pflop"]) == (work["joules_per_sample"], work["joules_per_pflop"])
+    assert energy_per_token(None, 600, 3e15) == {"joules_per_token": None, "joules_per_pflop": None}
+    assert energy_per_token(30.0, 0, 0) == {"joules_per_token": None, "joules_per_pflop": None}  # nothing generated

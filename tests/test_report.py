@@ -3,6 +3,7 @@
 import csv
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -191,3 +192,27 @@ def test_markdown_report_has_no_live_links_from_input_files(tmp_path):
     import re
 
     assert not re.search(r"(?<!\\)\]\(", md) and "\\[click\\]" in md  # every link bracket escaped
+
+
+def test_claims_and_report_read_a_point_through_one_adapter():
+    """harness/verdicts/figures.py: the figures a claim table and a report row show are the same."""
+    from harness.verdicts.claims import Claim, check_capacity
+    from harness.verdicts.figures import point_figures
+    from harness.verdicts.report import Inputs, flat_rows
+    from tests.helpers import make_llm_point
+
+    served = {"api": "openai", "mfu": 0.05, "delivered_tflops": 50.0, "load": {"shape": "closed loop"}}
+    vision = make_point(mfu=0.4, mfu_precision="fp32", mfu_peak_tflops=1.0, aggregate=True, world_size=2)
+    pts = [vision, make_llm_point(joules_per_token=0.5, compute_precision="bf16"), make_llm_point(served=served)]
+    figs = [point_figures(p) for p in pts]
+    assert [f.workload for f in figs] == ["m", "llm-tiny prefill", "llm-tiny served"]
+    assert [(f.mfu, f.delivered_tflops, f.devices) for f in figs] == [(0.4, 0.012, 2), (0.1, 100.0, 1), (0.05, 50.0, 1)]
+    assert [f.throughput for f in figs] == [12.0, 900.0, 900.0] and figs[1].joules_per_item == 0.5
+    rows = flat_rows(Inputs(results=[(Path("r.json"), make_result(pts))]))
+    assert [(r["mfu"], r["delivered_tflops"], r["joules_per_item"]) for r in rows] == [
+        (f.mfu, f.delivered_tflops, f.joules_per_item) for f in figs
+    ]
+    v = check_capacity(Claim("c", "capacity", "", "", {"p": 100, "precision": ["fp32", "bf16"]}), pts)
+    assert sorted((r["workload"], r["mfu"], r["tflops"]) for r in v.rows) == sorted(
+        (f.workload, f.mfu, f.delivered_tflops) for f in figs
+    )

@@ -367,6 +367,8 @@ def test_a_run_whose_last_write_fails_is_not_left_running(tmp_path, monkeypatch)
 def test_memory_checks_take_the_process_limit_into_account(monkeypatch):
     import resource
 
+    import torch
+
     from harness.measure import memory
 
     monkeypatch.setattr(resource, "getrlimit", lambda which: (2**30 + 4096 * 10**6, resource.RLIM_INFINITY))
@@ -383,7 +385,8 @@ def test_memory_checks_take_the_process_limit_into_account(monkeypatch):
         return real_open(path, *a, **k)
 
     monkeypatch.setattr("builtins.open", statm)
-    assert memory.host_free_bytes() == 2**30
+    assert memory.host_limit() == (2**30, "is left under ulimit -v")
+    assert "1.0 GiB is left under ulimit -v" in memory.fits(2**30, 0, torch.device("cpu"))
 
 
 @pytest.mark.slow

@@ -57,6 +57,34 @@ def test_warmup_is_excluded(images, fast_settings, monkeypatch):
     assert len(calls) == 2 + 1 + 5 + 5
 
 
+def test_timed_window_excludes_warmup_and_meters_exactly_the_window():
+    """The one window loop (vision ONNX files, LLM generations): warm-up calls untimed and before the
+    meter starts, progress after every timed call, the meter stopped as the window closes."""
+    from harness.measure.energy import Meter
+    from harness.measure.window import Window, timed_window
+
+    events = []
+
+    class Spy(Meter):
+        def start(self):
+            events.append("start")
+            super().start()
+
+    def step(i):
+        events.append(("step", i))
+        return i * 10
+
+    progress = lambda phase, elapsed, n: events.append((phase, n))  # noqa: E731
+    run = timed_window(step, Window(2, 0.0, 3), Spy(), progress, "p")
+    warmup = [("step", 0), ("step", 1)]
+    timed = [("step", 0), ("p", 1), ("step", 1), ("p", 2), ("step", 2), ("p", 3)]
+    assert events == [*warmup, "start", *timed]
+    assert run.results == [0, 10, 20] and len(run.times) == 3 and run.seconds >= sum(run.times)
+    assert run.reading.window_s == pytest.approx(run.seconds, abs=0.05)
+    last = timed_window(step, Window(0, 0.0, 4), Meter(), keep=False)
+    assert last.results == [30] and len(last.times) == 4
+
+
 def test_nan_outputs_are_flagged(images, fast_settings):
     lm = load_model(get_preset("steel-defect-mobilenetv3"), fast_settings)
     with torch.no_grad():

@@ -14,6 +14,7 @@ from harness.backends.openvino import OpenVino
 from harness.backends.torch_compile import TorchCompile
 from harness.backends.torch_eager import TorchEager
 from harness.errors import UserError
+from harness.machine.devices import check_precision
 
 BACKENDS: dict[str, Backend] = {
     "torch": TorchEager(),
@@ -28,8 +29,6 @@ __all__ = ["BACKENDS", "Backend", "BackendUnavailable", "Prepared", "check_backe
 
 def check_backend(name: str, device: torch.device, precision: str) -> None:
     """One clear line if a backend cannot run here or not at this precision."""
-    from harness.machine.devices import check_precision
-
     try:
         BACKENDS[name].check(device, precision)
     except BackendUnavailable as e:

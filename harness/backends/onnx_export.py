@@ -48,17 +48,21 @@ def _cached(path: Path) -> bool:
 
 
 class _Calibration:
-    """onnxruntime.quantization's data-reader protocol over a list of host batches."""
+    """onnxruntime.quantization's data-reader protocol over a list of host batches: `get_next` gives
+    them in order, then None; `rewind` starts them over, so that a second calibration pass sees them all."""
 
     def __init__(self, batches: list[np.ndarray]):
-        self.batches = iter(batches)
+        self.batches = list(batches)
+        self._left = iter(self.batches)
 
-    def get_next(self):
-        b = next(self.batches, None)
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        """The next batch as the model's feed, or None once every batch has been given."""
+        b = next(self._left, None)
         return None if b is None else {"input": b}
 
-    def rewind(self):  # pragma: no cover - protocol completeness
-        pass
+    def rewind(self) -> None:
+        """Start over from the first batch."""
+        self._left = iter(self.batches)
 
 
 def quantize_int8(fp32_path: Path, out_path: Path, calibration: list[np.ndarray]) -> float:

@@ -29,7 +29,7 @@ class OnnxRuntime(Backend):
 
     def available(self, device: torch.device) -> tuple[bool, str]:
         try:
-            import onnxruntime as ort
+            import onnxruntime as ort  # optional at run time: the backend says it is unavailable without it
         except ImportError:
             return False, "onnxruntime is not installed"
         provider = self._provider(device)
@@ -40,7 +40,7 @@ class OnnxRuntime(Backend):
         return True, f"onnxruntime {ort.__version__}, {provider}"
 
     def prepare(self, model, example, precision, ctx: PrepareContext) -> Prepared:
-        import onnxruntime as ort
+        import onnxruntime as ort  # loaded by the runs that use this backend only
 
         self.check(example.device, precision)
         device = example.device

@@ -5,6 +5,11 @@
 - serve.py: serve-bench
 Every user mistake is one line on stderr and exit code 2 (`common.user_errors`).
 
+Commands import the benchmark they run inside the command function, the one place in the code where
+imports do not sit at module top: `modelpower --help` took 0.8 s that way and 15-19 s with every
+benchmark module loaded (torch, numba.cuda, onnx; measured on the 2-core machine under load,
+2026-12-08). `tests/test_cli.py` checks that the command line loads without torch.
+
 May import: anything in harness; nothing else imports it.
 """
 

@@ -21,10 +21,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 import torch
+from torchvision.ops import batched_nms as tv_batched_nms
+from torchvision.transforms.v2 import functional as F
 
 from harness.kernelbench import peers
+from harness.machine.devices import detect_cpu, device_name
 from harness.measure.timing import repeat_timed
 from kernels import (
     batched_nms,
@@ -133,7 +137,6 @@ def cases(scale: float = 1.0) -> list[Case]:  # long: a table of workloads, one 
     )
     boxes = boxes.astype(np.float32)
     tb, ts, tc = torch.from_numpy(boxes), torch.from_numpy(score), torch.from_numpy(cls)
-    from torchvision.ops import batched_nms as tv_batched_nms
 
     out_list.append(
         Case(
@@ -285,9 +288,6 @@ def cuda_cases(device: torch.device, scale: float = 1.0) -> list[Case]:  # long:
     """The same workloads with data on the GPU: our numba-cuda kernels vs torch/torchvision CUDA ops
     (the calls themselves; `run` times each for call time and device time). Targets: the kernel
     issue's, on device time."""
-    from torchvision.ops import batched_nms as tv_batched_nms
-    from torchvision.transforms.v2 import functional as F
-
     gen = torch.Generator(device=device).manual_seed(0)
     out_list = []
     n_img = max(1, int(16 * scale))
@@ -354,10 +354,6 @@ def machine(device: torch.device | None = None) -> dict:
     """What a kernel table was measured on, so a ratio can be read against its machine: the CPU's
     model, its vector ISA (AVX2, AVX-512, AMX, ...) and whether Numba used Intel's SVML for math
     functions; on a GPU, the GPU's name as well."""
-    import numba
-
-    from harness.machine.devices import detect_cpu, device_name
-
     cpu = detect_cpu()
     name = device_name(device) if device is not None and device.type == "cuda" else cpu.model
     return {"name": name, "cpu": cpu.model, "isa": cpu.isa, "svml": bool(numba.config.USING_SVML),

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torchvision.ops import batched_nms, box_convert
+from torchvision.transforms.v2 import functional as F
 
 from kernels import letterbox_geometry
 
@@ -51,8 +53,6 @@ def opencv_letterbox(images, out_hw, mean, std, *, bgr_to_rgb=True, letterbox=Tr
 def torchvision_letterbox(images, out_hw, mean, std, *, bgr_to_rgb=True, letterbox=True, pad_value=114.0, out=None):
     """torchvision.transforms.v2 on uint8 tensors: resize (bilinear, no antialias), pad, to float,
     normalize."""
-    from torchvision.transforms.v2 import functional as F
-
     th, tw = out_hw
     n = len(images)
     result = torch.empty((n, 3, th, tw)) if out is None else torch.from_numpy(out)
@@ -97,8 +97,6 @@ def torch_sample_tokens(logits: torch.Tensor, temperature: float, top_k: int, to
 def torch_detect_postprocess(head: torch.Tensor, anchors: torch.Tensor, conf_thres, iou_thres, max_det):
     """Decode + threshold + torchvision.ops.batched_nms per image, as a YOLO user writes it:
     (kept (boxes, scores, classes) per image, candidates per image)."""
-    from torchvision.ops import batched_nms
-
     results, candidates = [], []
     for h in head:
         score, cls = torch.sigmoid(h[:, 4:]).max(1)
@@ -115,8 +113,6 @@ def torch_detect_postprocess(head: torch.Tensor, anchors: torch.Tensor, conf_thr
 def torch_yolo_postprocess(out: torch.Tensor, conf_thres, iou_thres, max_det):
     """The YOLOv8 export layout [B, 4 + C, A] as its users decode it: transpose, best class,
     threshold, cxcywh -> xyxy, torchvision.ops.batched_nms per image."""
-    from torchvision.ops import batched_nms, box_convert
-
     results, candidates = [], []
     for o in out:
         score, cls = o[4:].max(0)

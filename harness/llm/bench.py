@@ -18,8 +18,8 @@ import torch
 
 from harness.errors import UserError
 from harness.inputs import check_number, check_writable
-from harness.llm.engines import ENGINE, MAX_TEMPERATURE, MIN_TEMPERATURE
-from harness.llm.prompts import Prompt
+from harness.llm.engines import ENGINE, MAX_TEMPERATURE, MIN_TEMPERATURE, LlamaCppEngine, TransformersEngine
+from harness.llm.prompts import Prompt, read_prompt_file
 from harness.llm.runner import (
     PromptBatch,
     Workload,
@@ -33,10 +33,12 @@ from harness.llm.runner import (
 )
 from harness.llm.source import ModelSource, load_model, resolve_model
 from harness.machine.devices import TORCH_DTYPES, check_precision
+from harness.measure.energy import select_meter
 from harness.measure.memory import check_fits, fits
 from harness.measure.window import Window
 from harness.results.session import RESULTS_DIR, Events, LocalSink, ResultSession
 from models.llm.config import LLMConfig
+from models.llm.linear import quantize_int8
 
 LLM_WINDOW = Window(warmup=1, min_duration=5.0, min_iters=3)  # one warm-up generation (compile, capture)
 
@@ -151,9 +153,6 @@ def _prepare(req: LLMRequest, lm, grid, dev: torch.device) -> tuple[dict, dict]:
     agreement against the bf16 model on the first fitting point's prompts, greedy); the transformers peer
     on the same tensors, llama.cpp on the same file, if asked. Returns (fields every point records, the peer
     engines by name)."""
-    from harness.llm.engines import LlamaCppEngine, TransformersEngine
-    from models.llm.linear import quantize_int8
-
     lm.fuse()
     extra = {"weights": NATIVE_WEIGHTS} if req.precision == "native" else {}
     if req.precision == "int8":
@@ -203,9 +202,6 @@ def _grid(req: LLMRequest, cfg: LLMConfig, prompts: list[Prompt] | None, dev: to
 
 def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
     """Check `req`, build or load the model, measure every point into one result file."""
-    from harness.llm.prompts import read_prompt_file
-    from harness.measure.energy import select_meter
-
     events = events or Events()
     req.check()
     src = resolve_model(req.model)

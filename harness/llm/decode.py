@@ -24,6 +24,7 @@ from collections.abc import Callable
 import torch
 
 from harness.errors import first_line
+from harness.measure.memory import is_oom
 from harness.measure.timing import device_sync
 
 
@@ -152,8 +153,6 @@ class DecodeGraphs:
             try:
                 self.graphs[key] = make(self.capture)
             except Exception as e:
-                from harness.measure.memory import is_oom
-
                 if is_oom(e):
                     raise
                 self.off = f"{type(e).__name__}: {first_line(e)}"

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from harness.errors import UserError
+from harness.inputs import split_list
 from harness.llm.runner import Workload
 from models.llm.model import DecoderLM
 
@@ -32,8 +33,6 @@ MIN_TEMPERATURE = 1e-4
 
 def parse_engines(values: list[str] | None) -> list[str]:
     """`--engine modelpower,transformers` (comma lists or repeats) as a list, in order, each once."""
-    from harness.inputs import split_list
-
     if values is not None and not "".join(values).replace(",", "").strip():
         names = []  # nothing but commas: said as such below
     else:

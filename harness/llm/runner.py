@@ -24,9 +24,9 @@ from harness.machine.devices import TORCH_DTYPES, device_name
 from harness.machine.specs import match_spec
 from harness.measure.energy import Meter
 from harness.measure.memory import fits, is_oom
-from harness.measure.metrics import energy_per_work, nameplate_peak
+from harness.measure.metrics import energy_per_token, nameplate_peak
 from harness.measure.stats import latency_stats
-from harness.measure.timing import window_closed
+from harness.measure.window import Window, timed_window
 from harness.results.schema import LLMPoint
 from kernels import sample_tokens
 from models.llm.flops import decode_flops, prefill_flops
@@ -249,7 +249,9 @@ def measure_llm(
         if other is not None:  # unpadded one are captured apart: both before the window
             run(other)
         compile_s = time.perf_counter() - t
-        runs, window, reading = _timed_window(run, meter or Meter(), min_duration, min_iters, progress)
+        rules = Window(0, min_duration, min_iters)  # no warm-up left: it ran just above, as compile_s
+        timed = timed_window(run, rules, meter or Meter(), progress, "generations")
+        runs, window, reading = timed.results, timed.seconds, timed.reading
     except Exception as e:
         if not is_oom(e):
             raise
@@ -282,20 +284,6 @@ def _point_fields(cfg, w: Workload, device, precision, source, compiled, load_s,
         engine=engine.name if engine else "modelpower", compute_precision=compute_precision(precision),
         kv_cache_bytes=kv_cache_bytes(cfg, w.batch_size, w.prompt_len + w.output_len, dtype),
     ) | (extra or {}) | ({"engine_build": engine.build} if hasattr(engine, "build") else {})  # fmt: skip
-
-
-def _timed_window(run, meter: Meter, min_duration: float, min_iters: int, progress) -> tuple[list, float, object]:
-    """Generations until both minimums are met, the meter bracketing exactly them: (runs, seconds, reading)."""
-    meter.start()
-    runs, t_window = [], time.perf_counter()
-    while True:
-        runs.append(run(len(runs)))
-        if progress:
-            progress("generations", time.perf_counter() - t_window, len(runs))
-        if window_closed(t_window, len(runs), min_duration, min_iters):
-            break
-    window = time.perf_counter() - t_window
-    return runs, window, meter.stop()
 
 
 def _metrics(model, w, device, precision, base, compile_s, runs, window, reading) -> LLMPoint:
@@ -350,8 +338,7 @@ def _metrics(model, w, device, precision, base, compile_s, runs, window, reading
         mfu_peak_tflops=peak, mfu_peak_source=peak_src,
         decode_bytes_per_step=step_bytes, decode_gbs=gbs, decode_mbu=gbs / bw if gbs and bw else None,
         mbu_bandwidth_gbs=bw, peak_memory_gib=mem, peak_memory_scope=scope, energy=reading.to_dict(),
-        joules_per_token=j / out_tokens if j is not None else None,
-        joules_per_pflop=energy_per_work(j, out_tokens, flops_done)["joules_per_pflop"],
+        **energy_per_token(j, out_tokens, flops_done),
         tokens_checked={"valid_ids": valid, "shape": [len(runs), b, w.output_len]}, flags=flags,
         prompt_tokens_mean=mean_prompt, output_tokens_mean=mean_out,
         padding="left, with an attention mask" if padded else None,

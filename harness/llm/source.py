@@ -17,7 +17,11 @@ from typing import Literal
 import torch
 
 from harness.errors import UserError
+from models.llm.checkpoint import load_checkpoint, read_config
 from models.llm.config import LLM_CONFIGS, LLMConfig
+from models.llm.gguf import is_gguf, load_gguf, open_gguf, read_gguf_config
+from models.llm.model import build_llm
+from models.llm.tokenizer import from_folder, from_gguf
 
 
 @dataclass
@@ -40,10 +44,6 @@ def resolve_model(model: str) -> ModelSource:
     """The source of `model`, its config and its tokenizer; one line naming the presets if it is none.
     A GGUF whose tokenizer is not byte-level BPE, or is malformed, still resolves: only text prompts
     need a tokenizer."""
-    from models.llm.checkpoint import read_config
-    from models.llm.gguf import is_gguf, open_gguf, read_gguf_config
-    from models.llm.tokenizer import from_folder, from_gguf
-
     if model in LLM_CONFIGS:
         why = f"{model} is a preset with random weights and no tokenizer"
         return ModelSource(model, "preset", LLM_CONFIGS[model], None, why)
@@ -68,10 +68,6 @@ def resolve_model(model: str) -> ModelSource:
 def load_model(src: ModelSource, device: torch.device, dtype: torch.dtype, seed: int, native: bool = False):
     """(model, a record of its source, load seconds): seeded random init for a preset, else the
     file's or folder's weights, in `dtype` on `device` (`native`: a GGUF file's quantized blocks kept)."""
-    from models.llm.checkpoint import load_checkpoint
-    from models.llm.gguf import load_gguf
-    from models.llm.model import build_llm
-
     t = time.perf_counter()
     if src.kind == "preset":
         lm, record = build_llm(src.cfg, device, dtype, seed), {"kind": "random-init", "seed": seed}

@@ -318,7 +318,7 @@ def check_precision(device: torch.device, precision: str, alternatives: str) -> 
 def use_cuda_device(dev: torch.device) -> None:
     """Make `dev` the current CUDA device of this thread for torch and for Numba's kernels alike
     (each keeps its own per-thread current device; both default to device 0)."""
-    from numba import cuda as numba_cuda
+    from numba import cuda as numba_cuda  # numba.cuda's import takes seconds: GPU runs only
 
     torch.cuda.set_device(dev)
     numba_cuda.select_device(dev.index or 0)

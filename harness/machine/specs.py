@@ -10,6 +10,7 @@ from pathlib import Path
 
 from harness import DATA_DIR
 from harness.errors import UserError
+from harness.inputs import read_toml
 
 SPEC_FILE = DATA_DIR / "accelerators.toml"
 PRECISIONS = ("fp64", "fp64_tensor", "fp32", "tf32", "bf16", "fp16", "fp8", "int8")
@@ -49,9 +50,6 @@ def load_spec_file(path: Path) -> list[SpecRow]:
 
     Raises ValueError naming the file, the row and the problem.
     """
-    from harness.errors import UserError
-    from harness.inputs import read_toml
-
     try:
         raw = read_toml(path, "spec file")
     except UserError as e:

@@ -78,12 +78,6 @@ def host_limit() -> tuple[int, str] | None:
     return min(known) if known else None
 
 
-def host_free_bytes() -> int | None:
-    """The bytes of `host_limit`, or None."""
-    limit = host_limit()
-    return limit[0] if limit else None
-
-
 def device_free_bytes(device: torch.device) -> int | None:
     """Free memory on a CUDA device (driver's view), or None for the CPU."""
     if device.type != "cuda":

@@ -56,6 +56,13 @@ def energy_per_work(joules: float | None, samples: float, flops: float) -> dict:
     }
 
 
+def energy_per_token(joules: float | None, tokens: float, flops: float) -> dict:
+    """An LLM point's energy figures through `energy_per_work`, a token being its unit of work: joules
+    per output token and joules per PFLOP; None where energy was not measured (or nothing was done)."""
+    work = energy_per_work(joules, tokens, flops)
+    return {"joules_per_token": work["joules_per_sample"], "joules_per_pflop": work["joules_per_pflop"]}
+
+
 def pflops_per_kw(delivered_tflops: float, avg_w: float | None) -> float | None:
     """Delivered PFLOPS per kW of average power over the same window; None where power is unknown."""
     return delivered_tflops / 1e3 / (avg_w / 1e3) if avg_w else None

@@ -1,9 +1,10 @@
 """Timing primitives every measurement shares (docs/measurement.md, "Timing").
 
 - `device_sync`: GPU work is asynchronous; no timer is read before the device has finished.
-- `window_closed`: a measurement window ends only when BOTH its minimum duration and its minimum
-  count are met. Every timed loop in modelpower (vision windows, LLM generations, ONNX files, GEMM
-  peaks, kernel benchmarks, LoadGen calibration) asks this one function.
+- `window_closed` (defined in window.py, torch-free): a measurement window ends only when BOTH its
+  minimum duration and its minimum count are met. Every timed loop in modelpower (vision windows,
+  LLM generations, ONNX files, GEMM peaks, kernel benchmarks, LoadGen calibration) asks this one
+  function.
 - `repeat_timed`: the per-call times of a function called until such a window closes.
 """
 
@@ -13,6 +14,8 @@ import time
 from collections.abc import Callable
 
 import torch
+
+from harness.measure.window import window_closed
 
 
 def device_sync(device: torch.device | None) -> None:
@@ -26,11 +29,6 @@ def stream_sync(device: torch.device | None) -> None:
     upload in flight on a copy stream, keep going); a no-op on the CPU."""
     if device is not None and device.type == "cuda":
         torch.cuda.current_stream(device).synchronize()
-
-
-def window_closed(t0: float, n: int, min_duration: float, min_iters: int) -> bool:
-    """True once `n` >= `min_iters` AND at least `min_duration` seconds have passed since `t0`."""
-    return n >= min_iters and time.perf_counter() - t0 >= min_duration
 
 
 def repeat_timed(

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import tempfile
+import time
 import types
 import typing
 import uuid
@@ -261,8 +262,8 @@ def mark_incomplete_in_place(path: Path) -> bool:
 def write_record(out_dir: Path, prefix: str, kind: str, started: str, body: dict) -> Path:
     """A `peak` or `kernels` record (PREFIX-DATE-TIME-ID.json: two runs in one second keep both):
     kind, version, times, the measurements and provenance; returns its path."""
-    import time
-
+    # provenance imports torch and numba.cuda (~10 s on a busy 2-core machine): the schema, which the
+    # command line loads for every command, --help included, stays free of them
     from harness.machine.provenance import now_iso, provenance
 
     doc = {"kind": kind, "version": 1, "started_at": started, "ended_at": now_iso(), **body, "provenance": provenance()}

@@ -25,7 +25,11 @@ import numpy as np
 
 from harness.errors import UserError
 from harness.inputs import SEED, check_number, check_writable
-from harness.measure.energy import Meter
+from harness.llm.prompts import read_prompt_file
+from harness.llm.source import resolve_model
+from harness.machine.devices import device_name, resolve_device
+from harness.measure.energy import Meter, select_meter
+from harness.measure.metrics import energy_per_token, nameplate_peak
 from harness.measure.window import Window
 from harness.results.schema import LLMPoint
 from harness.results.session import RESULTS_DIR, Events, LocalSink, ResultSession
@@ -33,6 +37,7 @@ from harness.serve import client
 from harness.serve.client import Prompt, RequestRecord
 from harness.serve.load import Load, Outcome, run_load
 from harness.serve.metrics import ServedSummary, count_tokens, parse_slo, summarize
+from models.llm.flops import generation_flops
 
 SERVE_WINDOW = Window(warmup=2, min_duration=10.0, min_iters=20)
 PRECISIONS = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8")  # the spec table's, for MFU's denominator
@@ -164,9 +169,6 @@ class ServedWorkload:
 def _workload(req: ServeRequest) -> ServedWorkload:
     """The prompts (a file through run-llm's loaders, or seeded synthetic ones), the tokenizer and
     model config (from --tokenizer, read once)."""
-    from harness.llm.prompts import read_prompt_file
-    from harness.llm.source import resolve_model
-
     src = resolve_model(req.tokenizer) if req.tokenizer else None
     tok, cfg = (src.tokenizer, src.cfg) if src else (None, None)
     why = src.why_no_tokenizer if src else "no --tokenizer given"
@@ -250,15 +252,12 @@ def _device(req: ServeRequest):
     if choice == "none" or (choice == "auto" and host not in LOCAL_HOSTS):
         why = "--device none" if choice == "none" else f"the server ({host}) is not on this host"
         return None, why
-    from harness.machine.devices import resolve_device
 
     return resolve_device(choice)
 
 
 def _flops(cfg, records: list[RequestRecord]) -> float | None:
     """FLOPs of the window's work with the model's config: each request's prefill and decode."""
-    from models.llm.flops import generation_flops
-
     if cfg is None:
         return None
     return float(sum(generation_flops(cfg, r.prompt_tokens, r.output_tokens or 0)
@@ -268,9 +267,6 @@ def _flops(cfg, records: list[RequestRecord]) -> float | None:
 def _point(req: ServeRequest, wl: ServedWorkload, load: Load, out: Outcome, s: ServedSummary, dev, dev_why: str,
            reading, extra: dict) -> LLMPoint:  # fmt: skip
     """The load point as an LLMPoint: run-llm's fields where they mean the same, the rest under `served`."""
-    from harness.machine.devices import device_name
-    from harness.measure.metrics import energy_per_work, nameplate_peak
-
     flops = _flops(wl.cfg, out.records)
     delivered = flops / s.window_s / 1e12 if flops and s.window_s > 0 else None
     peak, peak_src = nameplate_peak(dev, req.precision) if dev is not None else (None, f"unknown: {dev_why}")
@@ -307,8 +303,7 @@ def _point(req: ServeRequest, wl: ServedWorkload, load: Load, out: Outcome, s: S
         total_tokens_per_s=s.total_tokens_per_s, output_tokens_per_s=s.output_tokens_per_s,
         requests_per_s=s.requests_per_s, mfu_peak_tflops=peak, mfu_peak_source=peak_src,
         energy=reading.to_dict() if reading is not None else None,
-        joules_per_token=j / s.output_tokens if j is not None and s.output_tokens else None,
-        joules_per_pflop=energy_per_work(j, s.output_tokens, flops or 0)["joules_per_pflop"],
+        **energy_per_token(j, s.output_tokens, flops or 0),
         detail=_detail(s, out),
         prompt_tokens_mean=s.prompt_tokens / s.ok if s.ok else None, output_tokens_mean=s.mean_output_tokens,
         engine="served", timestamps="client clock, one per streamed chunk", flags=flags, served=served,
@@ -362,8 +357,6 @@ class _WindowMeter:
 def run_serve(req: ServeRequest, events: Events | None = None) -> tuple[ResultSession, float | None]:
     """Check `req`, prove the server answers, measure every load point into one result file.
     Returns (the session, the highest rate found to meet the SLOs or None)."""
-    from harness.measure.energy import select_meter
-
     events = events or Events()
     slo = req.check()
     wl = _workload(req)

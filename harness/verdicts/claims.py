@@ -18,11 +18,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.errors import UserError
 from harness.inputs import read_toml
 from harness.machine.specs import PRECISIONS, find_spec
 from harness.results.schema import LLMPoint, Point, read_peak
+from harness.verdicts.cost import row_costs
+from harness.verdicts.figures import Figures, point_figures
+
+if TYPE_CHECKING:
+    from harness.machine.published import Published
 
 KINDS = {
     "capacity": {
@@ -229,178 +235,321 @@ def _n(x: float) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:,.3g}"
 
 
-@dataclass
-class _Measured:
-    """What a claim needs from a result point, vision or LLM (LLM: prefill, the compute-bound phase)."""
+@dataclass(frozen=True)
+class _Reading:
+    """How a capacity claim's P is read: at which precisions, in order, and by what convention."""
 
-    model: str
-    device_name: str
+    precisions: tuple[str, ...]
+    conventional: tuple[str, ...]  # the category's conventional precisions, read first; () without one
+    category: str | None  # None where the text states the precision: an explicit precision wins
+    stated: bool
+    how: str  # the arithmetic's words for how the precisions were chosen
+    sparsity: str
+
+
+def _reading(values: dict) -> _Reading:
+    """The precisions a capacity claim is read at: as stated; else the category's conventional ones
+    first, each other plausible one after them."""
+    precisions = _precisions(values.get("precision", "unstated"))
+    stated = values.get("precision", "unstated") != "unstated"
+    sparsity = values.get("sparsity", "unstated")
+    category = values.get("category") if not stated else None
+    if not category:
+        how = "as stated" if stated else "not stated: each plausible one"
+        return _Reading(precisions, (), None, stated, how, sparsity)
+    conventional = CATEGORIES[category]
+    how = (
+        f"not stated: {category} compute is counted at {'/'.join(conventional)} by convention (read first); "
+        "each other plausible one after it"
+    )
+    rest = tuple(q for q in precisions if q not in conventional)
+    return _Reading((*conventional, *rest), conventional, category, stated, how, sparsity)
+
+
+def _reading_step(p: float, r: _Reading) -> str:
+    """The arithmetic's first step: the claim in TFLOPS and the precisions it is read at."""
+    return f"{_n(p)} P = {_n(p * 1000)} TFLOPS. Precision {r.how}: {', '.join(r.precisions)}; sparsity: {r.sparsity}."
+
+
+# precisions at which a device's vendor may quote a 2:4-sparse figure
+SPARSE_PRECISIONS = ("tf32", "bf16", "fp16", "fp8", "int8")
+
+
+@dataclass(frozen=True)
+class _Fleet:
+    """The fleet a claim's TFLOPS make of one device at one precision (`count` None: no nameplate figure)."""
+
     precision: str
-    batch_size: int
-    mfu: float | None
-    mfu_precision: str | None
-    mfu_peak_tflops: float | None
-    mfu_peak_source: str | None
-    joules_per_pflop: float | None
-    energy: dict | None
-    delivered_tflops: float | None = None
-    llm: bool = False
-    raw_model: str = ""
-    throughput: float | None = None
-    devices: int = 1  # a torchrun aggregate point sums this many devices
+    device: str
+    peak: float | None = None  # dense nameplate TFLOPS
+    count: float | None = None  # devices at the dense peak
+    sparse_peak: float | None = None  # the vendor's 2:4-sparse figure, where one is quoted
+    sparse_count: float | None = None
+    megawatts: float | None = None  # the dense fleet's nameplate power, where the spec has one
+    power_w: float | None = None
+    unconfirmed: bool = False
 
 
-def _measured(pt) -> _Measured:
-    if isinstance(pt, LLMPoint) and pt.served:
-        name, mfu, mfu_prec = f"{pt.model} served", pt.served.get("mfu"), pt.precision
-    elif isinstance(pt, LLMPoint):
-        name, mfu, mfu_prec = f"{pt.model} prefill", pt.prefill_mfu, pt.compute_precision or pt.precision
+def _fleet(tflops: float, precision: str, name: str) -> _Fleet:
+    """How many of the spec table's device `name` make `tflops` at their `precision` peak, and what they draw."""
+    row = find_spec(name)
+    peak = row.peak_tflops(precision)
+    if peak is None:
+        return _Fleet(precision, row.name)
+    count = tflops / peak
+    sparse = bool(row.sparse_factor) and precision in SPARSE_PRECISIONS
+    return _Fleet(
+        precision,
+        row.name,
+        peak,
+        count,
+        sparse_peak=peak * row.sparse_factor if sparse else None,
+        sparse_count=count / row.sparse_factor if sparse else None,
+        megawatts=count * row.power_w / 1e6 if row.power_w else None,
+        power_w=row.power_w,
+        unconfirmed=bool(set(row.unconfirmed) & {precision, "power_w"}),
+    )
+
+
+def _fleet_step(tflops: float, f: _Fleet) -> str:
+    """One fleet-sizing step of the arithmetic."""
+    if f.count is None:
+        return f"{f.precision} on {f.device}: no nameplate {f.precision} figure: cannot size the fleet."
+    line = f"{f.precision} on {f.device}: {_n(tflops)} / {f.peak:g} TFLOPS dense = {_n(f.count)} devices"
+    if f.sparse_count is not None:
+        line += f"; if the vendor's 2:4-sparse figure ({f.sparse_peak:g}) was counted: {_n(f.sparse_count)}"
+    if f.megawatts is not None:
+        line += f"; nameplate power {_n(f.megawatts)} MW at {f.power_w:g} W each"
+    if f.unconfirmed:
+        line += " (unconfirmed spec figures)"
+    return line + "."
+
+
+@dataclass(frozen=True)
+class _Bound:
+    """A measured point that bounds the claim: what the claim's P delivers at its MFU, the power that
+    draws, what it costs and the best published figure for the same device and workload."""
+
+    fig: Figures
+    precision: str  # its MFU's precision: the reading of the claim it bounds
+    label: str
+    p_equivalent: float
+    megawatts: float | None  # None: energy not measured
+    priced: bool  # prices were given and the point is a vision one (an LLM's FLOPS are not what it costs)
+    cost: float | None  # per PFLOP-hour at the prices
+    published: Published | None
+
+    @property
+    def estimated(self) -> bool:
+        """Its power comes from an energy ESTIMATE (--assume-watts), not a measurement."""
+        return self.megawatts is not None and bool(self.fig.energy and self.fig.energy.get("estimate"))
+
+    @property
+    def of_published(self) -> float | None:
+        """Its throughput as a fraction of the best published figure."""
+        return self.fig.throughput / self.published.value if self.published is not None else None
+
+
+def _label(f: Figures) -> str:
+    return f"{f.workload} on {f.device_name} ({f.precision}, batch {f.batch_size})"
+
+
+def _not_comparable(f: Figures, precision: str, precisions: tuple[str, ...]) -> tuple[str, str] | None:
+    """(reason group, why) a measured point cannot bound a claim read at `precisions`; None if it can."""
+    claim_in = "/".join(precisions)
+    if precision not in precisions:
+        return f"precision:{precision}:{claim_in}", f"measured at {precision}, the claim is in {claim_in} P"
+    if f.mfu is None:
+        return "MFU unknown (no nameplate peak)", f"MFU unknown (no nameplate {precision} peak for its device)"
+    if f.mfu > 1:
+        why = (
+            f"MFU {100 * f.mfu:.0f}% > 100%, so its denominator ({f.mfu_peak_tflops:g} TFLOPS) is below the "
+            "device's real peak; it cannot bound a claim"
+        )
+        return "MFU above 100% (its denominator is below the real peak)", why
+    return None
+
+
+def _bounds(
+    p: float, points: list[Point | LLMPoint], precisions: tuple[str, ...], prices
+) -> tuple[list[_Bound], list[tuple[str, str, str]]]:
+    """The measured points that bound the claim, in the order given, and (label, reason group, why)
+    for each of the others."""
+    bounds, others = [], []
+    for f in map(point_figures, points):
+        precision = f.mfu_precision or f.precision
+        why = _not_comparable(f, precision, precisions)
+        if why is None:
+            bounds.append(_bound(p, f, precision, prices))
+        else:
+            others.append((_label(f), *why))
+    return bounds, others
+
+
+def _bound(p: float, f: Figures, precision: str, prices) -> _Bound:
+    """What the claim's P delivers at a comparable point's MFU, and at what power and cost."""
+    p_eq = p * f.mfu
+    priced = prices is not None and prices.given() and not f.llm
+    return _Bound(
+        fig=f,
+        precision=precision,
+        label=_label(f),
+        p_equivalent=p_eq,
+        megawatts=p_eq * f.joules_per_pflop / 1e6 if f.joules_per_pflop is not None else None,
+        priced=priced,
+        cost=_cost_value(f, prices) if priced else None,
+        published=_published(f),
+    )
+
+
+def _bound_step(p: float, b: _Bound, prices) -> str:
+    """The arithmetic of one point that bounds the claim."""
+    f = b.fig
+    line = (
+        f"{b.label}: measured MFU {100 * f.mfu:.1f}% (of {f.mfu_peak_tflops:g} TFLOPS {b.precision}) -> {_n(p)} P "
+        f"of such devices deliver {_n(b.p_equivalent)} P-equivalent on this workload"
+    )
+    if b.megawatts is not None:
+        est = " (energy ESTIMATED)" if b.estimated else ""
+        line += f", drawing {_n(b.megawatts)} MW at the measured {_n(f.joules_per_pflop)} J/PFLOP{est}"
     else:
-        name, mfu, mfu_prec = pt.model, pt.mfu, pt.mfu_precision
-    llm = isinstance(pt, LLMPoint)
-    return _Measured(name, pt.device_name, pt.precision, pt.batch_size, mfu, mfu_prec, pt.mfu_peak_tflops,
-                     pt.mfu_peak_source, pt.joules_per_pflop, pt.energy,
-                     (pt.served or {}).get("delivered_tflops", pt.prefill_tflops) if llm else pt.delivered_tflops,
-                     llm, pt.model,
-                     None if llm else pt.throughput_sps,
-                     pt.world_size if not llm and pt.aggregate and pt.world_size else 1)  # fmt: skip
+        line += "; power on this workload not measured (no energy counter for that run)"
+    if b.priced:
+        line += _cost_text(b.cost, prices)
+    if b.published is not None:
+        line += _published_step(b)
+    return line + "."
+
+
+def _published_step(b: _Bound) -> str:
+    """'; the best published figure ... is X: ours is N% of it ...' for a point with a published figure."""
+    pub, frac = b.published, b.of_published
+    cross = f" ({_counted_against(b)})" if pub.precision != b.precision else ""
+    return (
+        f"; the best published figure on this device and workload is {pub.describe()}: ours is "
+        f"{100 * frac:.1f}% of it, and at that figure the claim's devices would deliver "
+        f"{_n(b.p_equivalent / frac)} P-equivalent{cross}"
+    )
+
+
+def _counted_against(b: _Bound) -> str:
+    """What a published figure at another precision than the point's MFU is counted against."""
+    return f"{b.published.precision_said} run counted against the {b.precision} peak"
+
+
+def _table_row(b: _Bound) -> dict:
+    """A point that bounds the claim as a row of the verdict's table."""
+    f = b.fig
+    row = {
+        "workload": f.workload,
+        "device": f.device_name,
+        "precision": b.precision,
+        "run_precision": f.precision,
+        "batch": f.batch_size,
+        "tflops": f.delivered_tflops,
+        "mfu": f.mfu,
+        "p_equivalent": b.p_equivalent,
+        "joules_per_pflop": f.joules_per_pflop,
+        "megawatts": b.megawatts,
+        "energy_estimated": b.estimated,
+        "cost_per_pflop_hour": b.cost,
+        "of_published": None,
+        "p_equivalent_at_published": None,
+        "published": None,
+        "peak_lower_bound": "lower bound" in (f.mfu_peak_source or ""),
+    }
+    if b.published is not None:
+        row["of_published"] = b.of_published
+        row["p_equivalent_at_published"] = b.p_equivalent / b.of_published
+        row["published"] = b.published.short()
+        row["published_precision"] = b.published.precision
+    return row
 
 
 def check_capacity(claim: Claim, points: list[Point | LLMPoint], prices=None) -> Verdict:
-    v = Verdict(claim)
-    p = claim.values["p"]
-    precisions = _precisions(claim.values.get("precision", "unstated"))
-    sparsity = claim.values.get("sparsity", "unstated")
+    """A capacity claim against nameplate fleets and measured MFU: the figures first (the reading, the
+    fleets, the points that bound the claim and those that cannot), then the arithmetic, the table and
+    the verdict written from them."""
+    p, reading = claim.values["p"], _reading(claim.values)
     devices = claim.values.get("devices") or DEFAULT_DEVICES
-    stated = claim.values.get("precision", "unstated") != "unstated"
-    category = claim.values.get("category") if not stated else None  # an explicit precision wins
-    how = "as stated" if stated else "not stated: each plausible one"
-    conventional = CATEGORIES[category] if category else ()
-    if category:  # the conventional reading first, the other plausible ones after it
-        precisions = (*conventional, *(q for q in precisions if q not in conventional))
-        how = (f"not stated: {category} compute is counted at {'/'.join(conventional)} by convention (read first); "
-               "each other plausible one after it")  # fmt: skip
-    v.steps.append(
-        f"{_n(p)} P = {_n(p * 1000)} TFLOPS. Precision {how}: {', '.join(precisions)}; sparsity: {sparsity}."
-    )
-    sizes = []
-    for prec in precisions:
-        for name in devices:
-            row = find_spec(name)
-            peak = row.peak_tflops(prec)
-            if peak is None:
-                v.steps.append(f"{prec} on {row.name}: no nameplate {prec} figure: cannot size the fleet.")
-                continue
-            dense_n = p * 1000 / peak
-            line = f"{prec} on {row.name}: {_n(p * 1000)} / {peak:g} TFLOPS dense = {_n(dense_n)} devices"
-            if row.sparse_factor and prec in ("tf32", "bf16", "fp16", "fp8", "int8"):
-                sparse = peak * row.sparse_factor
-                line += (
-                    f"; if the vendor's 2:4-sparse figure ({sparse:g}) was counted: {_n(dense_n / row.sparse_factor)}"
-                )
-            if row.power_w:
-                line += f"; nameplate power {_n(dense_n * row.power_w / 1e6)} MW at {row.power_w:g} W each"
-            if set(row.unconfirmed) & {prec, "power_w"}:
-                line += " (unconfirmed spec figures)"
-            v.steps.append(line + ".")
-            sizes.append((prec, row.name, dense_n))
-    delivered = []
-    for pt in map(_measured, points):
-        prec = pt.mfu_precision or pt.precision
-        label = f"{pt.model} on {pt.device_name} ({pt.precision}, batch {pt.batch_size})"
-        if prec not in precisions:
-            v.not_comparable.append(
-                (label, f"precision:{prec}:{'/'.join(precisions)}", f"measured at {prec}, the claim is in "
-                 f"{'/'.join(precisions)} P")
-            )  # fmt: skip
-            continue
-        if pt.mfu is None:
-            v.not_comparable.append(
-                (label, "MFU unknown (no nameplate peak)", f"MFU unknown (no nameplate {prec} peak for its device)")
-            )
-            continue
-        if pt.mfu > 1:
-            v.not_comparable.append((label, "MFU above 100% (its denominator is below the real peak)",
-                                     f"MFU {100 * pt.mfu:.0f}% > 100%, so its denominator ({pt.mfu_peak_tflops:g} "
-                                     "TFLOPS) is below the device's real peak; it cannot bound a claim"))  # fmt: skip
-            continue
-        p_eq = p * pt.mfu
-        row = {"workload": pt.model, "device": pt.device_name, "precision": prec, "run_precision": pt.precision,
-               "batch": pt.batch_size, "tflops": pt.delivered_tflops, "mfu": pt.mfu, "p_equivalent": p_eq,
-               "joules_per_pflop": pt.joules_per_pflop, "megawatts": None, "energy_estimated": False,
-               "cost_per_pflop_hour": None, "of_published": None, "p_equivalent_at_published": None,
-               "published": None, "peak_lower_bound": "lower bound" in (pt.mfu_peak_source or "")}  # fmt: skip
-        line = (
-            f"{label}: measured MFU {100 * pt.mfu:.1f}% (of {pt.mfu_peak_tflops:g} TFLOPS {prec}) -> {_n(p)} P of "
-            f"such devices deliver {_n(p_eq)} P-equivalent on this workload"
-        )
-        if pt.joules_per_pflop is not None:
-            est = " (energy ESTIMATED)" if pt.energy and pt.energy.get("estimate") else ""
-            mw = p_eq * pt.joules_per_pflop / 1e6
-            line += f", drawing {_n(mw)} MW at the measured {_n(pt.joules_per_pflop)} J/PFLOP{est}"
-            row["megawatts"], row["energy_estimated"] = mw, bool(est)
-        else:
-            line += "; power on this workload not measured (no energy counter for that run)"
-        if prices is not None and prices.given() and not pt.llm:
-            line += _cost(pt, prices)
-            row["cost_per_pflop_hour"] = _cost_value(pt, prices)
-        pub = _published(pt)
-        if pub is not None:
-            frac = pt.throughput / pub.value
-            row |= {"of_published": frac, "p_equivalent_at_published": p_eq / frac, "published": pub.short(),
-                    "published_precision": pub.precision}  # fmt: skip
-            cross = f" ({pub.precision_said} run counted against the {prec} peak)" if pub.precision != prec else ""
-            line += (f"; the best published figure on this device and workload is {pub.describe()}: ours is "
-                     f"{100 * frac:.1f}% of it, and at that figure the claim's devices would deliver "
-                     f"{_n(p_eq / frac)} P-equivalent{cross}")  # fmt: skip
-        v.steps.append(line + ".")
-        delivered.append((p_eq, pt))
-        v.rows.append(row)
-    v.rows.sort(key=lambda r: -r["p_equivalent"])
-    for label, _, why in v.not_comparable:
-        v.steps.append(f"not comparable: {label}: {why}.")
+    fleets = [_fleet(p * 1000, precision, name) for precision in reading.precisions for name in devices]
+    bounds, others = _bounds(p, points, reading.precisions, prices)
+    v = Verdict(claim, not_comparable=others)
+    v.steps = [
+        _reading_step(p, reading),
+        *(_fleet_step(p * 1000, f) for f in fleets),
+        *(_bound_step(p, b, prices) for b in bounds),
+        *(f"not comparable: {label}: {why}." for label, _, why in others),
+    ]
+    v.rows = sorted(map(_table_row, bounds), key=lambda r: -r["p_equivalent"])
     if "utilisation" in claim.values:
-        _utilisation(v, claim, delivered)
-    lead = [d for d in delivered if (d[1].mfu_precision or d[1].precision) in conventional] or delivered
-    if category and delivered and not any((d[1].mfu_precision or d[1].precision) in conventional for d in delivered):
-        e, q = max(delivered, key=lambda d: d[0])
-        v.verdict = (f"{_n(p)} P is a nameplate sum; no measurement at {'/'.join(conventional)} (the conventional "
-                     f"reading) was given, so what it delivers there is not measured; read at "
-                     f"{q.mfu_precision or q.precision} instead, measured work delivers at most {_n(e)} P-equivalent "
-                     f"({q.model} on {q.device_name}).")  # fmt: skip
-    elif delivered:
-        p_eq, pt = max(lead, key=lambda d: d[0])
-        v.verdict = (
-            f"{_n(p)} P is a nameplate sum; read at {pt.mfu_precision}, on measured work it delivers at most "
-            f"{_n(p_eq)} P-equivalent ({pt.model}, MFU {100 * pt.mfu:.1f}% measured on {pt.device_name}; a "
-            f"fleet of other devices reaches its own MFU): the P figure overstates useful compute at least "
-            f"{p / p_eq:.1f}x."
-        )
-        if pt.mfu_peak_source and "lower bound" in pt.mfu_peak_source:
-            v.verdict += " (That MFU's denominator is a lower bound of the device's peak, so it reads high.)"
-        pubs = [(e, q, pub) for e, q in lead if (pub := _published(q))]
-        if pubs:
-            e, q, pub = max(pubs, key=lambda d: d[0])  # our best point on a workload with a published figure
-            prec = q.mfu_precision or q.precision
-            cross = f"; {pub.precision_said} run counted against the {prec} peak" if pub.precision != prec else ""
-            v.verdict += (f" On {q.model}, our best measured point gives {_n(e)} P-equivalent; at the best published "
-                          f"figure for the same device and workload ({pub.value:,.6g} {pub.metric}, {pub.software}"
-                          f"{cross}) the claim's devices would deliver {_n(e * pub.value / q.throughput)} "
-                          "P-equivalent: the gap between those two is software (and precision), not the "
-                          "device.")  # fmt: skip
-    else:
-        v.verdict = (
-            f"{_n(p)} P can be true only as a nameplate sum at the precisions in the arithmetic; no measurement at "
-            f"{'/'.join(precisions)} was given, so what it delivers on real work is not measured."
-        )
-    v.headline = _capacity_headline(p, v.rows, conventional or precisions)
-    if category:
-        v.verdict = f"Read as {category} compute ({'/'.join(conventional)} by convention): " + v.verdict
-    if not stated:
-        v.verdict += " The text does not state the precision: the fleet size differs by up to " + (
-            f"{max(s[2] for s in sizes) / min(s[2] for s in sizes):.0f}x between the readings above." if sizes else "?"
-        )
+        _utilisation(v, claim, bounds)
+    v.verdict = _capacity_verdict(p, reading, bounds, fleets)
+    v.headline = _capacity_headline(p, v.rows, reading.conventional or reading.precisions)
     return v
+
+
+def _capacity_verdict(p: float, reading: _Reading, bounds: list[_Bound], fleets: list[_Fleet]) -> str:
+    """The verdict: what the claim's P delivers on measured work, read as its category counts, and how far
+    an unstated precision moves the fleet size."""
+    text = _delivered_verdict(p, reading, bounds)
+    if reading.category:
+        text = f"Read as {reading.category} compute ({'/'.join(reading.conventional)} by convention): " + text
+    if not reading.stated:
+        counts = [f.count for f in fleets if f.count is not None]
+        spread = f"{max(counts) / min(counts):.0f}x between the readings above." if counts else "?"
+        text += " The text does not state the precision: the fleet size differs by up to " + spread
+    return text
+
+
+def _delivered_verdict(p: float, reading: _Reading, bounds: list[_Bound]) -> str:
+    """What the claim's P delivers at best on measured work, led by the conventional reading's points."""
+    conventional = [b for b in bounds if b.precision in reading.conventional]
+    if reading.category and bounds and not conventional:
+        b = max(bounds, key=lambda x: x.p_equivalent)
+        return (
+            f"{_n(p)} P is a nameplate sum; no measurement at {'/'.join(reading.conventional)} (the conventional "
+            f"reading) was given, so what it delivers there is not measured; read at {b.precision} instead, "
+            f"measured work delivers at most {_n(b.p_equivalent)} P-equivalent ({b.fig.workload} on "
+            f"{b.fig.device_name})."
+        )
+    if not bounds:
+        return (
+            f"{_n(p)} P can be true only as a nameplate sum at the precisions in the arithmetic; no measurement at "
+            f"{'/'.join(reading.precisions)} was given, so what it delivers on real work is not measured."
+        )
+    lead = conventional or bounds
+    return _best_verdict(p, max(lead, key=lambda x: x.p_equivalent)) + _published_verdict(lead)
+
+
+def _best_verdict(p: float, b: _Bound) -> str:
+    """The verdict's sentence on the point that delivers the most."""
+    f = b.fig
+    text = (
+        f"{_n(p)} P is a nameplate sum; read at {f.mfu_precision}, on measured work it delivers at most "
+        f"{_n(b.p_equivalent)} P-equivalent ({f.workload}, MFU {100 * f.mfu:.1f}% measured on {f.device_name}; a "
+        f"fleet of other devices reaches its own MFU): the P figure overstates useful compute at least "
+        f"{p / b.p_equivalent:.1f}x."
+    )
+    if f.mfu_peak_source and "lower bound" in f.mfu_peak_source:
+        text += " (That MFU's denominator is a lower bound of the device's peak, so it reads high.)"
+    return text
+
+
+def _published_verdict(lead: list[_Bound]) -> str:
+    """Our best point on a workload with a published figure against that figure ('' if none has one)."""
+    with_pub = [b for b in lead if b.published is not None]
+    if not with_pub:
+        return ""
+    b = max(with_pub, key=lambda x: x.p_equivalent)
+    pub, f = b.published, b.fig
+    cross = f"; {_counted_against(b)}" if pub.precision != b.precision else ""
+    return (
+        f" On {f.workload}, our best measured point gives {_n(b.p_equivalent)} P-equivalent; at the best published "
+        f"figure for the same device and workload ({pub.value:,.6g} {pub.metric}, {pub.software}{cross}) the "
+        f"claim's devices would deliver {_n(b.p_equivalent * pub.value / f.throughput)} P-equivalent: the gap "
+        "between those two is software (and precision), not the device."
+    )
 
 
 def _capacity_headline(p: float, rows: list[dict], read_at: tuple[str, ...]) -> str:
@@ -426,21 +575,21 @@ def _capacity_headline(p: float, rows: list[dict], read_at: tuple[str, ...]) -> 
     return line
 
 
-def _utilisation(v: Verdict, claim: Claim, delivered: list) -> None:
+def _utilisation(v: Verdict, claim: Claim, bounds: list[_Bound]) -> None:
     """A stated utilisation rate against the measured MFU: what it says and does not say."""
     p, u, of = claim.values["p"], claim.values["utilisation"], claim.values["utilisation_of"]
     v.steps.append(f"stated utilisation {100 * u:.0f}% of {of.replace('_', ' ')}: {UTILISATION_OF[of]}.")
-    best = max(delivered, key=lambda d: d[0])[1] if delivered else None
+    best = max(bounds, key=lambda x: x.p_equivalent).fig if bounds else None
     if of == "peak_flops":
         line = f"taken as delivered compute it claims {_n(p * u)} P of useful work ({_n(p)} x {u:g})"
         if best is not None:
-            line += (f"; the best measured MFU here is {100 * best.mfu:.1f}% ({best.model}): the stated rate is "
+            line += (f"; the best measured MFU here is {100 * best.mfu:.1f}% ({best.workload}): the stated rate is "
                      f"{u / best.mfu:.1f}x what was measured")  # fmt: skip
         v.steps.append(line + ".")
     else:
         line = f"a busy rate bounds delivered compute only together with MFU: at most {_n(p * u)} P-equivalent"
         if best is not None:
-            line += (f", and with the best measured MFU ({100 * best.mfu:.1f}%, {best.model}) "
+            line += (f", and with the best measured MFU ({100 * best.mfu:.1f}%, {best.workload}) "
                      f"{_n(p * u * best.mfu)} P-equivalent at that MFU ({_n(p)} x {u:g} x {best.mfu:.3g})")  # fmt: skip
         v.steps.append(line + ".")
 
@@ -544,30 +693,26 @@ def _speedup_cost(v: Verdict, claim: Claim, prices) -> None:
                   f"J/PFLOP it needs {1 + cc:.3g}x the price per kWh.")  # fmt: skip
 
 
-def _published(pt: _Measured):
+def _published(f: Figures) -> Published | None:
     """The best published result for a measured vision point's device and workload, or None."""
-    if pt.llm or not pt.throughput or pt.devices > 1:  # published figures are per device
+    if f.llm or not f.throughput or f.devices > 1:  # published figures are per device
         return None
     from harness.machine.published import best_published
 
-    return best_published(pt.raw_model, pt.device_name)
+    return best_published(f.model, f.device_name)
 
 
-def _cost(pt: _Measured, prices) -> str:
+def _cost_text(cost: float | None, prices) -> str:
     """'; a PFLOP-hour of this work costs X (prices)' for a measured point, or why not."""
-    c = _cost_value(pt, prices)
-    if c is None:
+    if cost is None:
         return f"; its cost per PFLOP-hour is not measured at {prices.label()} (energy not measured)"
-    return f"; a PFLOP-hour of this work costs {c:,.4g} at {prices.label()}"
+    return f"; a PFLOP-hour of this work costs {cost:,.4g} at {prices.label()}"
 
 
-def _cost_value(pt: _Measured, prices) -> float | None:
+def _cost_value(f: Figures, prices) -> float | None:
     """What a PFLOP-hour of this point's work costs at `prices`, or None (energy not measured)."""
-    from harness.verdicts.cost import row_costs
-
-    c = row_costs({"kind": "vision", "delivered_tflops": pt.delivered_tflops, "joules_per_pflop": pt.joules_per_pflop},
-                  prices, pt.devices)  # fmt: skip
-    return c["per_pflop_hour"]
+    row = {"kind": "vision", "delivered_tflops": f.delivered_tflops, "joules_per_pflop": f.joules_per_pflop}
+    return row_costs(row, prices, f.devices)["per_pflop_hour"]
 
 
 def check_claim(claim: Claim, points: list[Point], computer: dict, prices=None) -> Verdict:

@@ -13,10 +13,16 @@ import html
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness import DATA_DIR
 from harness.errors import UserError, strip_control
-from harness.results.schema import LLMPoint, RunResult, json_kind, read_peak, read_result
+from harness.results.schema import LLMPoint, Point, RunResult, json_kind, read_peak, read_result
+from harness.verdicts.cost import Prices, row_costs
+from harness.verdicts.figures import Figures, point_figures
+
+if TYPE_CHECKING:
+    from harness.machine.published import Published
 
 CSV_COLUMNS = (
     "file", "run_id", "status", "kind", "model", "task", "backend", "precision", "device", "device_name",
@@ -63,81 +69,147 @@ def _bad(inp: Inputs, path, message: str, skip_bad: bool) -> None:
 def flat_rows(inp: Inputs, prices=None) -> list[dict]:
     """One row per measured point, the same columns for vision and LLM points; with `prices`
     (harness.verdicts.cost.Prices), what each point's work costs."""
-    from harness.machine.published import best_published
-    from harness.verdicts.cost import Prices, row_costs
-
     prices = prices or Prices()
-    rows = []
-    for path, r in inp.results:
-        for p in r.points:
-            row = dict.fromkeys(CSV_COLUMNS)
-            row.update(file=path.name, run_id=r.run_id, status=r.status, model=p.model, precision=p.precision,
-                       device=p.device, device_name=p.device_name, batch_size=p.batch_size,
-                       flags=" ".join(p.flags))  # fmt: skip
-            energy = p.energy or {}
-            row.update(energy_method=energy.get("method", "not measured"), energy_scope=energy.get("scope", "none"),
-                       joules_per_pflop=p.joules_per_pflop)  # fmt: skip
-            if isinstance(p, LLMPoint):
-                ok, served = p.status == "ok", p.served or {}
-                row.update(kind="llm", task="generate", backend=p.engine, prompt_len=p.prompt_len,
-                           output_len=p.output_len, throughput=p.output_tokens_per_s, throughput_unit="output tokens/s",
-                           latency_p50_ms=p.itl.p50_ms if ok and p.itl else None,
-                           latency_p90_ms=p.itl.p90_ms if ok and p.itl else None,
-                           latency_p99_ms=p.itl.p99_ms if ok and p.itl else None,
-                           ttft_p50_ms=p.ttft.p50_ms if ok else None,
-                           delivered_tflops=served["delivered_tflops"] if served else p.prefill_tflops,
-                           mfu=served["mfu"] if served else p.prefill_mfu, mfu_peak_tflops=p.mfu_peak_tflops,
-                           decode_mbu=p.decode_mbu,
-                           joules_per_item=p.joules_per_token, _decode_bytes=p.decode_bytes_per_step,
-                           _decode_flops=p.decode_flops_per_token, _decode_tps=p.decode_tokens_per_s,
-                           _peak_src=p.mfu_peak_source)  # fmt: skip
-                if served:  # a served endpoint: the whole workload's FLOPS, the client's load shape
-                    row.update(backend=f"served ({served['api']})", mode=_served_mode(served))
-                if ok and p.itl:  # the noise of the series behind the figures (harness/verdicts/gate.py)
-                    row.update(_cov=p.itl.cov, _n=p.itl.count, _stdev_ms=p.itl.stdev_ms)
-                if p.status != "ok":
-                    row["flags"] = (row["flags"] + " " + p.status).strip()
-            else:
-                row.update(kind="vision", task=p.task, backend=p.backend, throughput=p.throughput_sps,
-                           throughput_unit="samples/s", latency_p50_ms=p.e2e.p50_ms, latency_p90_ms=p.e2e.p90_ms,
-                           latency_p99_ms=p.e2e.p99_ms, delivered_tflops=p.delivered_tflops, mfu=p.mfu,
-                           mfu_peak_tflops=p.mfu_peak_tflops, joules_per_item=p.joules_per_sample,
-                           agreement_passed=(p.agreement or {}).get("passed"), _params=p.params,
-                           _flops=p.flops_per_sample, _input=3 * p.input_hw[0] * p.input_hw[1],
-                           _peak_src=p.mfu_peak_source, rank=p.rank, world_size=p.world_size,
-                           mode=_mode(p), _cov=p.e2e.cov, _n=p.e2e.count, _stdev_ms=p.e2e.stdev_ms)  # fmt: skip
-            offline = ""
-            if isinstance(p, LLMPoint):  # a batch-1 figure (gpt-fast): decode tokens/s at batch 1, same
-                # precision; an Offline one (MLPerf): all output tokens/s against ours at this batch, at our
-                # precision where one was published, else the best at any precision, said so
-                ok = p.status == "ok"
-                pub = best_published(p.model, p.device_name, p.batch_size, p.precision) if ok else None
-                if pub is None and ok:
-                    pub = best_published(p.model, p.device_name, p.batch_size, scenario="offline")
-                offline = pub is not None and pub.batch is None
-                ours = p.output_tokens_per_s if offline else p.decode_tokens_per_s
-                if offline:
-                    other = pub.precision != p.precision
-                    offline = (f"ours: batch {p.batch_size} {p.precision}, published: Offline"
-                               + (f" {pub.precision_said}" if other else "") + "; ")  # fmt: skip
-                else:
-                    offline = ""
-            else:
-                pub = None if p.aggregate else best_published(p.model, p.device_name)
-                ours = p.throughput_sps
-            if pub is not None and ours:
-                row.update(best_published=pub.value, fraction_of_published=ours / pub.value,
-                           published_source=offline + pub.describe())  # fmt: skip
-            if prices.given():
-                devices = p.world_size if not isinstance(p, LLMPoint) and p.aggregate and p.world_size else 1
-                costs = row_costs(row, prices, devices)
-                for part, price in (("energy", prices.per_kwh), ("device", prices.per_device_hour)):
-                    if price is None:  # shown as "no price", not as "not measured"
-                        costs[f"per_million_{part}"] = costs[f"per_pflop_hour_{part}"] = "no price"
-                row.update(cost_per_million_items=costs["per_million"], cost_per_pflop_hour=costs["per_pflop_hour"],
-                           prices=prices.label(), _costs=costs)  # fmt: skip
-            rows.append(row)
-    return rows
+    return [_row(path, r, p, prices) for path, r in inp.results for p in r.points]
+
+
+def _row(path: Path, r: RunResult, p: Point | LLMPoint, prices: Prices) -> dict:
+    """A point's row: the CSV columns (None: not measured) and, under names that start with `_`, what
+    the plots, the caveats and the regression gate read."""
+    f = point_figures(p)
+    row = dict.fromkeys(CSV_COLUMNS)
+    row.update(file=path.name, run_id=r.run_id, status=r.status, flags=" ".join(p.flags))
+    row.update(_figure_columns(f))
+    row.update(_llm_columns(p) if isinstance(p, LLMPoint) else _vision_columns(p))
+    row.update(_published_columns(p))
+    if prices.given():
+        row.update(_cost_columns(row, prices, f.devices))
+    return row
+
+
+def _figure_columns(f: Figures) -> dict:
+    """The columns every point fills alike from its figures (harness/verdicts/figures.py)."""
+    energy = f.energy or {}
+    return {
+        "kind": f.kind,
+        "model": f.model,
+        "precision": f.precision,
+        "device": f.device,
+        "device_name": f.device_name,
+        "batch_size": f.batch_size,
+        "throughput": f.throughput,
+        "delivered_tflops": f.delivered_tflops,
+        "mfu": f.mfu,
+        "mfu_peak_tflops": f.mfu_peak_tflops,
+        "joules_per_item": f.joules_per_item,
+        "joules_per_pflop": f.joules_per_pflop,
+        "energy_method": energy.get("method", "not measured"),
+        "energy_scope": energy.get("scope", "none"),
+        "_peak_src": f.mfu_peak_source,
+    }
+
+
+def _llm_columns(p: LLMPoint) -> dict:
+    """An LLM point's own columns: lengths, inter-token latency and its noise (harness/verdicts/gate.py),
+    the decode figures the roofline plots; a served endpoint's API and load shape."""
+    ok = p.status == "ok"
+    itl = p.itl if ok else None
+    cols = {
+        "task": "generate",
+        "backend": p.engine,
+        "prompt_len": p.prompt_len,
+        "output_len": p.output_len,
+        "throughput_unit": "output tokens/s",
+        "latency_p50_ms": itl.p50_ms if itl else None,
+        "latency_p90_ms": itl.p90_ms if itl else None,
+        "latency_p99_ms": itl.p99_ms if itl else None,
+        "ttft_p50_ms": p.ttft.p50_ms if ok else None,
+        "decode_mbu": p.decode_mbu,
+        "_decode_bytes": p.decode_bytes_per_step,
+        "_decode_flops": p.decode_flops_per_token,
+        "_decode_tps": p.decode_tokens_per_s,
+    }
+    if p.served:
+        cols.update(backend=f"served ({p.served['api']})", mode=_served_mode(p.served))
+    if itl:
+        cols.update(_cov=itl.cov, _n=itl.count, _stdev_ms=itl.stdev_ms)
+    if not ok:
+        cols["flags"] = (" ".join(p.flags) + " " + p.status).strip()
+    return cols
+
+
+def _vision_columns(p: Point) -> dict:
+    """A vision point's own columns: end-to-end latency and its noise, agreement, how it was measured,
+    what the roofline plots."""
+    return {
+        "task": p.task,
+        "backend": p.backend,
+        "throughput_unit": "samples/s",
+        "latency_p50_ms": p.e2e.p50_ms,
+        "latency_p90_ms": p.e2e.p90_ms,
+        "latency_p99_ms": p.e2e.p99_ms,
+        "agreement_passed": (p.agreement or {}).get("passed"),
+        "rank": p.rank,
+        "world_size": p.world_size,
+        "mode": _mode(p),
+        "_params": p.params,
+        "_flops": p.flops_per_sample,
+        "_input": 3 * p.input_hw[0] * p.input_hw[1],
+        "_cov": p.e2e.cov,
+        "_n": p.e2e.count,
+        "_stdev_ms": p.e2e.stdev_ms,
+    }
+
+
+def _published_columns(p: Point | LLMPoint) -> dict:
+    """The best published figure for the point's device and workload and ours as a fraction of it ({} if none)."""
+    pub, ours, said = _llm_published(p) if isinstance(p, LLMPoint) else _vision_published(p)
+    if pub is None or not ours:
+        return {}
+    return {
+        "best_published": pub.value,
+        "fraction_of_published": ours / pub.value,
+        "published_source": said + pub.describe(),
+    }
+
+
+def _vision_published(p: Point) -> tuple[Published | None, float, str]:
+    """(the best published figure, our samples/s, '') for one device's point; None for a sum over devices."""
+    from harness.machine.published import best_published
+
+    return (None if p.aggregate else best_published(p.model, p.device_name)), p.throughput_sps, ""
+
+
+def _llm_published(p: LLMPoint) -> tuple[Published | None, float | None, str]:
+    """(the best published figure, our figure to set against it, what the comparison is). A batch-1 figure
+    (gpt-fast) is decode tokens/s at batch 1, same precision; an Offline one (MLPerf) is all output tokens/s
+    against ours at this batch, at our precision where one was published, else the best at any precision,
+    said so."""
+    from harness.machine.published import best_published
+
+    if p.status != "ok":
+        return None, p.decode_tokens_per_s, ""
+    pub = best_published(p.model, p.device_name, p.batch_size, p.precision)
+    if pub is None:
+        pub = best_published(p.model, p.device_name, p.batch_size, scenario="offline")
+    if pub is None or pub.batch is not None:
+        return pub, p.decode_tokens_per_s, ""
+    other = f" {pub.precision_said}" if pub.precision != p.precision else ""
+    return pub, p.output_tokens_per_s, f"ours: batch {p.batch_size} {p.precision}, published: Offline{other}; "
+
+
+def _cost_columns(row: dict, prices: Prices, devices: int) -> dict:
+    """What the row's work costs at `prices`; a part whose price was not given reads "no price"."""
+    costs = row_costs(row, prices, devices)
+    for part, price in (("energy", prices.per_kwh), ("device", prices.per_device_hour)):
+        if price is None:  # shown as "no price", not as "not measured"
+            costs[f"per_million_{part}"] = costs[f"per_pflop_hour_{part}"] = "no price"
+    return {
+        "cost_per_million_items": costs["per_million"],
+        "cost_per_pflop_hour": costs["per_pflop_hour"],
+        "prices": prices.label(),
+        "_costs": costs,
+    }
 
 
 def energy_rows(rows: list[dict]) -> list[dict]:

@@ -20,22 +20,25 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numba
 import torch
 
 from harness.backends import check_backend
 from harness.errors import UserError, first_line
 from harness.inputs import check_writable
+from harness.machine.devices import detect_cpu
 from harness.machine.specs import use_spec_file
-from harness.measure.energy import Meter
-from harness.measure.memory import check_fits, fits, is_oom
+from harness.measure.energy import Meter, select_meter
+from harness.measure.memory import activation_bytes_per_sample, check_fits, fits, is_oom
 from harness.measure.window import Window
 from harness.results.schema import Point
 from harness.results.session import Events, LocalSink, ResultSession, Sink, Tick
 from harness.vision import runner
-from harness.vision.images import ImageSource
-from harness.vision.loadgen import LoadgenConfig
+from harness.vision.images import ImageSource, folder_images, parse_size, synthetic_images
+from harness.vision.loadgen import LoadgenConfig, measure_loadgen
 from harness.vision.request import Frames, VisionRequest
-from models import Preset
+from models import Preset, get_preset
+from models.vision.weights import check_weights
 
 if TYPE_CHECKING:
     from harness.vision.onnx_model import OnnxModel
@@ -82,8 +85,6 @@ def quick_request(profile: str, device: str, out_dir: Path, min_duration: float 
     """`modelpower quick`: three presets (classify, detect, segment) at batch 4 under a profile."""
     p = dict(PROFILES[profile])
     if p.pop("threads", None) == "physical":
-        from harness.machine.devices import detect_cpu
-
         p["threads"] = detect_cpu().physical_cores
     if min_duration is not None:
         p["window"] = replace(p["window"], min_duration=min_duration)
@@ -127,8 +128,6 @@ def validate(req: VisionRequest) -> tuple[Sources, list[tuple[str, str]]]:
     """Every check that does not need the device: (the resolved models, backend x precision pairs).
     The torchrun launcher runs it before starting any worker."""
     from harness.vision import onnx_model as ox
-    from models import get_preset
-    from models.vision.weights import check_weights
 
     presets = [get_preset(n) for n in req.models if not n.endswith(".onnx")]
     req.check()
@@ -146,8 +145,6 @@ def validate(req: VisionRequest) -> tuple[Sources, list[tuple[str, str]]]:
 
 def _source(req: VisionRequest, device: torch.device) -> ImageSource:
     """The frames batches cycle through; generated frames are refused if they cannot fit."""
-    from harness.vision.images import folder_images, parse_size, synthetic_images
-
     fr = req.frames
     if fr.images is not None:
         return folder_images(fr.images)
@@ -159,8 +156,6 @@ def _source(req: VisionRequest, device: torch.device) -> ImageSource:
 
 def plan(req: VisionRequest, sink: Sink) -> VisionPlan:
     """Check the whole request (a UserError for the first mistake) and resolve it; nothing is measured."""
-    from harness.measure.energy import select_meter
-
     sources, combos = validate(req)
     dev, why = sink.device(req.device)
     if req.spec is not None and dev.type == "cpu":
@@ -222,8 +217,6 @@ def _batch_bytes(preset: Preset, act_per_sample: int, bs: int, p: VisionPlan) ->
 
 def _jobs(req: VisionRequest, p: VisionPlan, sink: Sink, events: Events) -> Iterator[PointJob]:
     """Every point in order; each preset loads when its first point is reached."""
-    from harness.measure.memory import activation_bytes_per_sample
-
     pre, inputs = req.frames.pre, req.random_inputs
     for f, om in p.sources.onnx.items():
         if f in p.task_models:
@@ -277,8 +270,6 @@ def _onnx_task_jobs(lm: runner.LoadedModel, req: VisionRequest, p: VisionPlan, s
 
 
 def _loadgen_point(lm, bs, p: VisionPlan, s, req: VisionRequest, log_dir: Path, sink: Sink, tick: Tick) -> Point:
-    from harness.vision.loadgen import measure_loadgen
-
     cfg = p.loadgen
     tick(f"LoadGen {cfg.scenario}: calibrating, then at least {cfg.duration_s:g} s")
     return measure_loadgen(lm, bs, p.source, s, cfg, log_dir, req.frames.pre, p.meter, sink.barrier)
@@ -297,8 +288,6 @@ def run_vision(req: VisionRequest, events: Events | None = None, sink: Sink | No
     if p.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     if req.threads is not None:
-        import numba
-
         torch.set_num_threads(req.threads)
         numba.set_num_threads(min(req.threads, numba.config.NUMBA_NUM_THREADS))
     p.meter.idle()

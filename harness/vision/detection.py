@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from harness.kernelbench import peers
 from kernels import detect_postprocess, yolo_postprocess
 from models.vision.detector import anchor_points
 
@@ -41,8 +42,6 @@ class DetectHead:
     def decode_torch(self, y: torch.Tensor, conf: float, iou: float, max_det: int) -> tuple[list, list[int]]:
         """The torch peer (decode, threshold, torchvision batched_nms per image): (kept boxes per
         image, candidates per image)."""
-        from harness.kernelbench import peers
-
         if self.format == "raw":
             return peers.torch_detect_postprocess(y, torch.from_numpy(self.anchors), conf, iou, max_det)
         return peers.torch_yolo_postprocess(y, conf, iou, max_det)

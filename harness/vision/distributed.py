@@ -19,7 +19,12 @@ from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
+import numba
 import torch
+import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing.api import SignalException
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.run import get_args_parser, run
 
 from harness.errors import UserError
 from harness.machine.devices import device_name, use_cuda_device
@@ -107,10 +112,6 @@ def torchrun_args(nproc: int, nnodes: int, node_rank: int, rdzv: str | None, run
 
 def launch(nproc: int, nnodes: int, node_rank: int, rdzv: str | None, argv: list[str], result_path: Path) -> int:
     """Run `modelpower run` on every device through torchrun; returns the exit code."""
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import get_args_parser, run
-
     args = get_args_parser().parse_args(torchrun_args(nproc, nnodes, node_rank, rdzv, strip_launch_options(argv)))
     os.environ[ENV_WORKER] = "1"
     os.environ[ENV_RESULT] = str(result_path)
@@ -174,8 +175,6 @@ class DistContext:
     @classmethod
     def from_env(cls) -> DistContext:
         """The worker's place from torchrun's variables, checked as a whole first (`_worker_env`)."""
-        import torch.distributed as dist
-
         ctx = cls(**_worker_env(), path=Path(os.environ.get(ENV_RESULT, "")))
         if not dist.is_initialized():
             # gloo: the ranks exchange only barriers and small JSON points, on CPU and GPU machines alike
@@ -196,7 +195,6 @@ class DistContext:
             return dev, f"rank {self.rank}/{self.world_size}: {dev} ({device_name(dev)})"
         if choice not in ("cpu", "auto"):
             raise UserError(f"--device {choice} with --nproc-per-node: use auto, cpu or cuda (one GPU per worker)")
-        import numba
 
         share = max(1, (os.cpu_count() or 1) // self.local_world_size)
         torch.set_num_threads(share)
@@ -204,8 +202,6 @@ class DistContext:
         return torch.device("cpu"), f"rank {self.rank}/{self.world_size}: cpu ({share} threads)"
 
     def barrier(self) -> None:
-        import torch.distributed as dist
-
         dist.barrier()
 
     def start(self, result: RunResult) -> None:
@@ -214,8 +210,6 @@ class DistContext:
 
     def add(self, result: RunResult, point: Point) -> None:
         """Gather this point of every rank on rank 0, which adds the aggregate and writes the file."""
-        import torch.distributed as dist
-
         point.rank, point.world_size = self.rank, self.world_size
         if point.device == "cpu" and self.local_world_size > 1 and point.mfu_peak_tflops:
             # the CPU's workers share its cores: each is held to its share of the CPU's peak
@@ -235,8 +229,6 @@ class DistContext:
 
     def finish(self, result: RunResult) -> None:
         """The last write (rank 0) and the process group's end."""
-        import torch.distributed as dist
-
         try:
             if self.writes:
                 write_result(result, self.path)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from harness.errors import UserError, first_line
 
@@ -37,8 +38,6 @@ def synthetic_images(count: int, height: int, width: int, seed: int) -> ImageSou
 
 def folder_images(folder: Path, limit: int = 64) -> ImageSource:
     """Up to `limit` JPEG/PNG files from `folder` (sorted by name), decoded to RGB in memory."""
-    from PIL import Image
-
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"image folder not found: {folder}")

@@ -15,9 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import numpy_helper, shape_inference
 
 from harness.errors import UserError, first_line
+from harness.vision.detection import FORMATS, recognise
+from models.vision.detector import anchor_points
+from models.vision.preset import IMAGENET_MEAN, IMAGENET_STD, TASKS, Preset
 
 DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32, "uint8": np.uint8}
 
@@ -189,8 +193,6 @@ def count_flops(om: OnnxModel, shapes: dict[str, tuple[int, ...]]) -> int:
 def _probe_shapes(om: OnnxModel, shapes: dict[str, tuple[int, ...]], names: list[str]) -> dict[str, list[int]]:
     """The shapes of tensors `names` found by running the graph once on zeros at `shapes` (ONNX
     Runtime, CPU), for what static shape inference could not resolve."""
-    import onnxruntime as ort
-
     m = onnx.ModelProto()
     m.CopyFrom(om.model)
     outputs = {o.name for o in m.graph.output}
@@ -251,7 +253,6 @@ def session(om: OnnxModel, device_type: str, engine: str = "onnxruntime"):
             raise UserError(f"modelpower runs OpenVINO on the CPU only (this run is on {device_type})")
         t = time.perf_counter()
         return FileSession(om.path), time.perf_counter() - t
-    import onnxruntime as ort
 
     provider = "CUDAExecutionProvider" if device_type == "cuda" else "CPUExecutionProvider"
     if provider not in ort.get_available_providers():
@@ -317,9 +318,6 @@ def task_preset(om: OnnxModel, opts: TaskOptions):
     """The ONNX model as a preset of our pipeline: one image input [N, 3, H, W] (float32 or float16)
     and a first output that fits the task. Returns (preset, input name, precision); a UserError
     saying what was expected and what was found otherwise."""
-    from harness.vision.detection import FORMATS, recognise
-    from models.vision.preset import IMAGENET_MEAN, IMAGENET_STD, TASKS, Preset
-
     name = om.path.name
     if opts.task not in TASKS:
         raise UserError(f"unknown --task {opts.task!r}: use {', '.join(TASKS)}")
@@ -371,8 +369,6 @@ def task_preset(om: OnnxModel, opts: TaskOptions):
         else:
             fits = det_format == "yolov8" and len(shape) == 3 and shape[1] >= 5
         if not fits:
-            from models.vision.detector import anchor_points
-
             n = len(anchor_points(*hw))
             raise UserError(f"--task detect expects a first output [N, 4 + classes, anchors] (yolov8) or "
                             f"[N, {n}, 4 + classes] (raw, strides 8/16/32); {found}")  # fmt: skip

@@ -34,8 +34,8 @@ from harness.measure.flops import preset_flops_per_sample
 from harness.measure.memory import is_oom
 from harness.measure.metrics import point_metrics
 from harness.measure.stats import latency_stats
-from harness.measure.timing import device_sync, stream_sync, window_closed
-from harness.measure.window import Window
+from harness.measure.timing import device_sync, stream_sync
+from harness.measure.window import Progress, Window, timed_window, window_closed
 from harness.results.schema import Point
 from harness.vision.detection import DetectHead
 from harness.vision.images import ImageSource
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from harness.vision.onnx_model import OnnxModel
 
 PRECISIONS = (*TORCH_DTYPES, "int8")
-Progress = Callable[[str, float, int], None]  # (phase, elapsed_s, iterations)
 
 
 @dataclass
@@ -575,22 +574,9 @@ def measure_onnx(om: OnnxModel, input_shapes: list[str], input_dtype: str, s: Ru
         msg = first_line(e, 200)
         raise UserError(f"{Path(path).name} fails in {engine} on {input_dtype} inputs {shapes}: {msg}") from None
     first_call_s = time.perf_counter() - t0
-    for _ in range(s.warmup):
-        sess.run(None, feeds)
-    meter = meter or Meter()
-    meter.start()
-    lat: list[float] = []
-    t_window = time.perf_counter()
-    while True:
-        t = time.perf_counter()
-        last = sess.run(None, feeds)
-        lat.append(time.perf_counter() - t)
-        if progress:
-            progress("end-to-end", time.perf_counter() - t_window, len(lat))
-        if window_closed(t_window, len(lat), s.min_duration, s.min_iters):
-            break
-    window = time.perf_counter() - t_window
-    reading = meter.stop()
+    rules = Window(s.warmup, s.min_duration, s.min_iters)
+    run = timed_window(lambda _: sess.run(None, feeds), rules, meter or Meter(), progress, "end-to-end", keep=False)
+    lat, window, reading, (last,) = run.times, run.seconds, run.reading, run.results
     nan_or_inf = any(not np.isfinite(np.asarray(o, np.float64)).all() for o in (*first, *last))
     stats = latency_stats(lat)
     throughput = len(lat) * batch / window

@@ -1,8 +1,8 @@
 """rmsnorm_rows: RMSNorm of a few bf16 rows (LLM decode on the CPU), in one Numba call.
 
 torch spends seven small ops on it (34 us per call at one row on the reference CPU, under
-cProfile); this is one Numba call. It rounds as the torch module does (`models.llm.model.RMSNorm`): x * rsqrt(mean(x^2) + eps)
-in float32, rounded to bf16, times the bf16 weight, rounded to bf16 again.
+cProfile); this is one Numba call. It rounds as the torch module does (`models.llm.model.RMSNorm`):
+x * rsqrt(mean(x^2) + eps) in float32, rounded to bf16, times the bf16 weight, rounded to bf16 again.
 """
 
 from __future__ import annotations
