@@ -111,8 +111,9 @@ def check_writable(folder: Path, what: str = "results") -> Path:
     """Create `folder` if needed and prove a file can be written there."""
     try:
         if folder.is_symlink() and not folder.exists():
-            raise UserError(f"cannot write {what} to {folder}: it is a symbolic link to {os.readlink(folder)}, "
-                            "which does not exist")  # fmt: skip
+            raise UserError(
+                f"cannot write {what} to {folder}: it is a symbolic link to {os.readlink(folder)}, which does not exist"
+            )
         if folder.exists() and not folder.is_dir():
             raise UserError(f"cannot write {what} to {folder}: it is a file, not a folder")
         folder.mkdir(parents=True, exist_ok=True)

@@ -22,13 +22,17 @@ def images():
 
 @pytest.mark.parametrize(
     "backend,precision",
-    [("torch", "fp32"), ("torch", "bf16"),
-     pytest.param("torch-compile", "fp32", marks=pytest.mark.slow),  # inductor compiles the model
-     ("onnxruntime", "fp32"),
-     pytest.param("onnxruntime", "int8", marks=pytest.mark.slow),  # quantizes, then runs the int8 model
-     ("openvino", "fp32"), ("openvino", "bf16"),
-     pytest.param("openvino", "int8", marks=pytest.mark.slow)],
-)  # fmt: skip
+    [
+        ("torch", "fp32"),
+        ("torch", "bf16"),
+        pytest.param("torch-compile", "fp32", marks=pytest.mark.slow),  # inductor compiles the model
+        ("onnxruntime", "fp32"),
+        pytest.param("onnxruntime", "int8", marks=pytest.mark.slow),  # quantizes, then runs the int8 model
+        ("openvino", "fp32"),
+        ("openvino", "bf16"),
+        pytest.param("openvino", "int8", marks=pytest.mark.slow),
+    ],
+)
 def test_backend_runs_and_agrees(backend, precision, images, fast_settings, tmp_path):
     if backend == "openvino":
         pytest.importorskip("openvino")  # the openvino extra (in the test install; skipped without it)
@@ -105,12 +109,14 @@ def test_every_backend_reports_availability():
 
 @pytest.mark.parametrize(
     "args,text",
-    [(["--backend", "tvm"], "unknown backend 'tvm'"),
-     (["--backend", "onnxruntime", "--precision", "bf16"], "does not run bf16"),
-     (["--backend", "onnxruntime", "--precision", "fp16"], "fp16 on the CPU"),
-     (["--backend", "torch", "--precision", "int8"], "does not run int8"),
-     (["--backend", "onnxruntime-trt"], "needs a CUDA device")],
-)  # fmt: skip
+    [
+        (["--backend", "tvm"], "unknown backend 'tvm'"),
+        (["--backend", "onnxruntime", "--precision", "bf16"], "does not run bf16"),
+        (["--backend", "onnxruntime", "--precision", "fp16"], "fp16 on the CPU"),
+        (["--backend", "torch", "--precision", "int8"], "does not run int8"),
+        (["--backend", "onnxruntime-trt"], "needs a CUDA device"),
+    ],
+)
 def test_backend_refusals_are_one_line(args, text, tmp_path):
     r = runner.invoke(app, ["run", "steel-defect-mobilenetv3", "--device", "cpu", "--out", str(tmp_path), *args])
     assert r.exit_code == 2, r.output
@@ -120,8 +126,20 @@ def test_backend_refusals_are_one_line(args, text, tmp_path):
 
 def test_backend_list_in_one_run(tmp_path, images):
     fast = ["--min-duration", "0", "--min-iters", "2", "--warmup", "1", "--image-size", "160x96", "--device", "cpu"]
-    r = runner.invoke(app, ["run", "steel-defect-mobilenetv3", "--backend", "torch,onnxruntime", "--out",
-                            str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c"), *fast])  # fmt: skip
+    r = runner.invoke(
+        app,
+        [
+            "run",
+            "steel-defect-mobilenetv3",
+            "--backend",
+            "torch,onnxruntime",
+            "--out",
+            str(tmp_path / "o"),
+            "--cache-dir",
+            str(tmp_path / "c"),
+            *fast,
+        ],
+    )
     assert r.exit_code == 0, r.output
     from harness.results.schema import read_result
 
@@ -154,15 +172,21 @@ def test_a_provider_that_fails_to_load_is_refused_not_silently_replaced(images, 
 
 @pytest.mark.parametrize(
     "args,text",
-    [(["--ort-option", "enable_cuda_graph=1"], "--ort-option applies to presets run with --backend onnxruntime"),
-     (["--backend", "onnxruntime", "--ort-option", "novalue"], "--ort-option takes KEY=VALUE"),
-     (["--backend", "onnxruntime", "--ort-option", "enable_cuda_graph=1", "--device", "cpu"],
-      "--ort-option sets ONNX Runtime's CUDA/TensorRT provider: it applies on a GPU"),
-     (["--backend", "onnxruntime", "--ort-option", "a=1", "--ort-option", "a=2"], "--ort-option a is given twice"),
-     (["--backend", "onnxruntime", "--ort-option", "\u00e4=1"], "--ort-option takes KEY=VALUE"),
-     (["--backend", "onnxruntime", "--memory-format", "channels_last"],
-      "--memory-format applies to presets on the torch")],
-)  # fmt: skip
+    [
+        (["--ort-option", "enable_cuda_graph=1"], "--ort-option applies to presets run with --backend onnxruntime"),
+        (["--backend", "onnxruntime", "--ort-option", "novalue"], "--ort-option takes KEY=VALUE"),
+        (
+            ["--backend", "onnxruntime", "--ort-option", "enable_cuda_graph=1", "--device", "cpu"],
+            "--ort-option sets ONNX Runtime's CUDA/TensorRT provider: it applies on a GPU",
+        ),
+        (["--backend", "onnxruntime", "--ort-option", "a=1", "--ort-option", "a=2"], "--ort-option a is given twice"),
+        (["--backend", "onnxruntime", "--ort-option", "\u00e4=1"], "--ort-option takes KEY=VALUE"),
+        (
+            ["--backend", "onnxruntime", "--memory-format", "channels_last"],
+            "--memory-format applies to presets on the torch",
+        ),
+    ],
+)
 def test_ort_options_that_do_not_apply_are_one_line(tmp_path, args, text):
     from typer.testing import CliRunner
 
@@ -184,8 +208,11 @@ def test_parse_ort_options():
 def test_compile_mode_auto_picks_the_fastest_mode_that_agrees():
     from harness.backends.torch_compile import pick_mode
 
-    trials = {"reduce-overhead": {"ms": 1.0, "agrees": False}, "default": {"ms": 3.0, "agrees": True},
-              "max-autotune": {"ms": 2.0, "agrees": True}}  # fmt: skip
+    trials = {
+        "reduce-overhead": {"ms": 1.0, "agrees": False},
+        "default": {"ms": 3.0, "agrees": True},
+        "max-autotune": {"ms": 2.0, "agrees": True},
+    }
     assert pick_mode(trials) == "max-autotune"
     assert pick_mode({"default": {"ms": 1.0, "agrees": False}}) is None
 
@@ -196,9 +223,31 @@ def test_openvino_under_loadgen_server_with_concurrent_calls(tmp_path):
     pytest.importorskip("openvino")
     from harness.results.schema import read_result
 
-    r = runner.invoke(app, ["run", "steel-defect-mobilenetv3", "--backend", "openvino", "--scenario", "server", "-b",
-                            "2", "--device", "cpu", "--min-duration", "1", "--loadgen-samples", "8", "--image-size",
-                            "160x96", "--num-images", "2", "--out", str(tmp_path)])  # fmt: skip
+    r = runner.invoke(
+        app,
+        [
+            "run",
+            "steel-defect-mobilenetv3",
+            "--backend",
+            "openvino",
+            "--scenario",
+            "server",
+            "-b",
+            "2",
+            "--device",
+            "cpu",
+            "--min-duration",
+            "1",
+            "--loadgen-samples",
+            "8",
+            "--image-size",
+            "160x96",
+            "--num-images",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert r.exit_code == 0, r.output
     (p,) = read_result(next(tmp_path.glob("*.json"))).points
     assert p.backend == "openvino" and p.loadgen["scenario"] == "server" and p.samples > 0
@@ -212,17 +261,44 @@ def test_openvino_cache_and_input_problems_are_one_line(invoke, tmp_path):
 
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "openvino").write_text("x")
-    fast = ["--device", "cpu", "--min-duration", "0", "--min-iters", "2", "--warmup", "1", "--image-size", "160x96",
-            "--num-images", "2"]  # fmt: skip
-    r = invoke("run", "steel-defect-mobilenetv3", "--backend", "openvino", "--cache-dir", tmp_path / "cache", *fast,
-               "--out", tmp_path / "r")  # fmt: skip
+    fast = [
+        "--device",
+        "cpu",
+        "--min-duration",
+        "0",
+        "--min-iters",
+        "2",
+        "--warmup",
+        "1",
+        "--image-size",
+        "160x96",
+        "--num-images",
+        "2",
+    ]
+    r = invoke(
+        "run",
+        "steel-defect-mobilenetv3",
+        "--backend",
+        "openvino",
+        "--cache-dir",
+        tmp_path / "cache",
+        *fast,
+        "--out",
+        tmp_path / "r",
+    )
     last = r.stderr.strip().splitlines()[-1]  # after the device and loading lines, as every backend refusal
     assert (
         r.exit_code == 2 and "Traceback" not in r.stderr and last.startswith("modelpower: error: openvino cannot use")
     )
     f = tmp_path / "emb.onnx"
-    torch.onnx.export(torch.nn.Embedding(10, 4), (torch.zeros(1, 3, dtype=torch.long),), str(f), input_names=["ids"],
-                      dynamic_axes={"ids": {0: "batch"}}, dynamo=False)  # fmt: skip
+    torch.onnx.export(
+        torch.nn.Embedding(10, 4),
+        (torch.zeros(1, 3, dtype=torch.long),),
+        str(f),
+        input_names=["ids"],
+        dynamic_axes={"ids": {0: "batch"}},
+        dynamo=False,
+    )
     r = invoke("run", f, "--backend", "openvino", "--input-shape", "1x3", "--device", "cpu", "--out", tmp_path / "r2")
     last = r.stderr.strip().splitlines()[-1]  # after the device line, as with onnxruntime
     assert r.exit_code == 2 and last.startswith("modelpower: error: emb.onnx fails in openvino on float32 inputs")

@@ -21,9 +21,13 @@ class TinyYolo(torch.nn.Module):
         super().__init__()
         self.stride = stride
         self.body = torch.nn.Sequential(
-            torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.SiLU(), torch.nn.Conv2d(8, 16, 3, 2, 1), torch.nn.SiLU(),
-            torch.nn.Conv2d(16, 16, 3, 2, 1), torch.nn.SiLU(),
-        )  # fmt: skip
+            torch.nn.Conv2d(3, 8, 3, 2, 1),
+            torch.nn.SiLU(),
+            torch.nn.Conv2d(8, 16, 3, 2, 1),
+            torch.nn.SiLU(),
+            torch.nn.Conv2d(16, 16, 3, 2, 1),
+            torch.nn.SiLU(),
+        )
         self.head = torch.nn.Conv2d(16, 4 + classes, 1)
 
     def forward(self, x):
@@ -39,8 +43,13 @@ class TinyYolo(torch.nn.Module):
 class TinyClassifier(torch.nn.Module):
     def __init__(self, classes: int = 5):
         super().__init__()
-        self.f = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                                     torch.nn.Flatten(), torch.nn.Linear(8, classes))  # fmt: skip
+        self.f = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, 2, 1),
+            torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(),
+            torch.nn.Linear(8, classes),
+        )
 
     def forward(self, x):
         return self.f(x)
@@ -69,9 +78,16 @@ def export(model, path, shape, dynamic_batch=True):
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), (torch.randn(*shape),), str(path), input_names=["images"],
-                          output_names=["output0"], opset_version=17, dynamo=False,
-                          dynamic_axes=DYNAMIC if dynamic_batch else None)  # fmt: skip
+        torch.onnx.export(
+            model.eval(),
+            (torch.randn(*shape),),
+            str(path),
+            input_names=["images"],
+            output_names=["output0"],
+            opset_version=17,
+            dynamo=False,
+            dynamic_axes=DYNAMIC if dynamic_batch else None,
+        )
     return path
 
 
@@ -135,8 +151,23 @@ def test_classifier_and_segmenter_onnx_run_end_to_end(invoke, tmp_path):
     (p,) = result(tmp_path / "c").points
     assert p.task == "classify" and p.num_classes == 5 and p.input_hw == [32, 48]
     assert p.agreement["top1_agreement"] == 1.0
-    r = invoke("run", seg, "--task", "segment", "--input-size", "32x48", "--mean", "127.5", "--std", "127.5",
-               "--letterbox", *FAST, *FRAMES, "--out", tmp_path / "s")  # fmt: skip
+    r = invoke(
+        "run",
+        seg,
+        "--task",
+        "segment",
+        "--input-size",
+        "32x48",
+        "--mean",
+        "127.5",
+        "--std",
+        "127.5",
+        "--letterbox",
+        *FAST,
+        *FRAMES,
+        "--out",
+        tmp_path / "s",
+    )
     assert r.exit_code == 0, r.output
     (p,) = result(tmp_path / "s").points
     assert p.task == "segment" and p.num_classes == 4 and p.agreement["pixel_agreement"] == 1.0
@@ -174,8 +205,10 @@ def test_dynamic_batch_onnx_sweeps_every_batch_size(invoke, tmp_path):
 def test_a_batch_that_conflicts_with_a_fixed_batch_axis_is_refused(invoke, tmp_path):
     f = export(TinyClassifier(), tmp_path / "fixed.onnx", (2, 3, 16, 16), dynamic_batch=False)
     for task in ([], ["--task", "classify"]):
-        one_line_error(invoke("run", f, "-b", "4", *task, *FAST, "--out", tmp_path),
-                       "has a fixed batch axis of 2: -b 4 does not fit")  # fmt: skip
+        one_line_error(
+            invoke("run", f, "-b", "4", *task, *FAST, "--out", tmp_path),
+            "has a fixed batch axis of 2: -b 4 does not fit",
+        )
     r = invoke("run", f, "--task", "classify", *FAST, *FRAMES, "--out", tmp_path / "r")  # no -b: its own batch
     assert r.exit_code == 0, r.output
     assert [p.batch_size for p in result(tmp_path / "r").points] == [2]
@@ -199,8 +232,10 @@ def test_a_batch_that_conflicts_with_a_fixed_batch_axis_is_refused(invoke, tmp_p
     ],
 )
 def test_a_model_that_does_not_fit_its_task_is_one_line(invoke, tmp_path, model, args, text):
-    f = {"cls": lambda: export(TinyClassifier(), tmp_path / "cls.onnx", (1, 3, 32, 48)),
-         "yolo": lambda: export(TinyYolo(), tmp_path / "yolo.onnx", (1, 3, 64, 96))}[model]()  # fmt: skip
+    f = {
+        "cls": lambda: export(TinyClassifier(), tmp_path / "cls.onnx", (1, 3, 32, 48)),
+        "yolo": lambda: export(TinyYolo(), tmp_path / "yolo.onnx", (1, 3, 64, 96)),
+    }[model]()
     one_line_error(invoke("run", f, *args, *FAST, "--out", tmp_path), text)
 
 
@@ -208,8 +243,14 @@ def test_dynamic_height_and_width_need_an_input_size(invoke, tmp_path):
     f = tmp_path / "dyn.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(TinyClassifier().eval(), (torch.randn(1, 3, 32, 32),), str(f), input_names=["images"],
-                          dynamic_axes={"images": {0: "n", 2: "h", 3: "w"}}, dynamo=False)  # fmt: skip
+        torch.onnx.export(
+            TinyClassifier().eval(),
+            (torch.randn(1, 3, 32, 32),),
+            str(f),
+            input_names=["images"],
+            dynamic_axes={"images": {0: "n", 2: "h", 3: "w"}},
+            dynamo=False,
+        )
     one_line_error(invoke("run", f, "--task", "classify", *FAST, "--out", tmp_path), "give --input-size HxW")
     r = invoke("run", f, "--task", "classify", "--input-size", "40x24", *FAST, *FRAMES, "--out", tmp_path / "r")
     assert r.exit_code == 0, r.output
@@ -217,8 +258,18 @@ def test_dynamic_height_and_width_need_an_input_size(invoke, tmp_path):
 
 
 def test_timm_resnet18_runs_through_torch_and_onnxruntime(invoke, tmp_path):
-    r = invoke("run", "timm:resnet18", "--backend", "torch,onnxruntime", *FAST, *FRAMES, "--out", tmp_path / "r",
-               "--cache-dir", tmp_path / "cache")  # fmt: skip
+    r = invoke(
+        "run",
+        "timm:resnet18",
+        "--backend",
+        "torch,onnxruntime",
+        *FAST,
+        *FRAMES,
+        "--out",
+        tmp_path / "r",
+        "--cache-dir",
+        tmp_path / "cache",
+    )
     assert r.exit_code == 0, r.output
     points = result(tmp_path / "r").points
     assert [p.backend for p in points] == ["torch", "onnxruntime"]
@@ -236,8 +287,9 @@ def test_torchvision_by_name_and_weights_for_it(invoke, tmp_path):
     assert p.input_hw == (224, 224) and p.num_classes == 1000
     model, _ = build_model(p, seed=1)
     torch.save(model.state_dict(), tmp_path / "w.pt")
-    r = invoke("run", "torchvision:squeezenet1_1", "--weights", tmp_path / "w.pt", *FAST, *FRAMES,
-               "--out", tmp_path / "r")  # fmt: skip
+    r = invoke(
+        "run", "torchvision:squeezenet1_1", "--weights", tmp_path / "w.pt", *FAST, *FRAMES, "--out", tmp_path / "r"
+    )
     assert r.exit_code == 0, r.output
     assert result(tmp_path / "r").points[0].weights["kind"] == "file"
 
@@ -329,18 +381,28 @@ class ScaledClassifier(torch.nn.Module):
 
 def test_output_that_drops_the_batch_and_a_scalar_second_input(invoke, tmp_path):
     f = export(FirstRow(), tmp_path / "first.onnx", (1, 3, 64, 96))
-    one_line_error(invoke("run", f, "--task", "detect", "-b", "2", *FAST, "--out", tmp_path),
-                   "--task expects a first output with the input's batch on axis 0")  # fmt: skip
+    one_line_error(
+        invoke("run", f, "--task", "detect", "-b", "2", *FAST, "--out", tmp_path),
+        "--task expects a first output with the input's batch on axis 0",
+    )
     g = tmp_path / "scalar.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(ScaledClassifier().eval(), (torch.randn(1, 3, 16, 16), torch.tensor(2.0)), str(g),
-                          input_names=["images", "t"], dynamic_axes={"images": {0: "b"}}, dynamo=False)  # fmt: skip
+        torch.onnx.export(
+            ScaledClassifier().eval(),
+            (torch.randn(1, 3, 16, 16), torch.tensor(2.0)),
+            str(g),
+            input_names=["images", "t"],
+            dynamic_axes={"images": {0: "b"}},
+            dynamo=False,
+        )
     r = invoke("run", g, "-b", "1,2", *FAST, "--out", tmp_path / "r")
     assert r.exit_code == 0, r.output
     pts = result(tmp_path / "r").points
-    assert [p.backend_info["inputs"] for p in pts] == [{"images": [1, 3, 16, 16], "t": []},
-                                                       {"images": [2, 3, 16, 16], "t": []}]  # fmt: skip
+    assert [p.backend_info["inputs"] for p in pts] == [
+        {"images": [1, 3, 16, 16], "t": []},
+        {"images": [2, 3, 16, 16], "t": []},
+    ]
 
 
 def test_our_raw_head_exported_with_dynamic_axes_runs_end_to_end(invoke, tmp_path):
@@ -351,11 +413,18 @@ def test_our_raw_head_exported_with_dynamic_axes_runs_end_to_end(invoke, tmp_pat
     f = tmp_path / "raw.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), (torch.rand(1, 3, 64, 96),), str(f), input_names=["images"],
-                          output_names=["output0"], dynamic_axes={"images": {0: "b", 2: "h", 3: "w"},
-                          "output0": {0: "b", 1: "n"}}, dynamo=False)  # fmt: skip
-    r = invoke("run", f, "--task", "detect", "--input-size", "64x96", "-b", "1,2", *FAST, *FRAMES,
-               "--out", tmp_path / "r")  # fmt: skip
+        torch.onnx.export(
+            model.eval(),
+            (torch.rand(1, 3, 64, 96),),
+            str(f),
+            input_names=["images"],
+            output_names=["output0"],
+            dynamic_axes={"images": {0: "b", 2: "h", 3: "w"}, "output0": {0: "b", 1: "n"}},
+            dynamo=False,
+        )
+    r = invoke(
+        "run", f, "--task", "detect", "--input-size", "64x96", "-b", "1,2", *FAST, *FRAMES, "--out", tmp_path / "r"
+    )
     assert r.exit_code == 0, r.output
     pts = result(tmp_path / "r").points
     assert [p.backend_info["det_format"] for p in pts] == ["raw", "raw"] and pts[0].num_classes == 3
@@ -396,6 +465,7 @@ def test_a_file_onnxruntime_cannot_load_leaves_no_result_file(invoke, tmp_path, 
         raise UserError(f"onnxruntime cannot load {om.path}: unsupported (simulated)")
 
     monkeypatch.setattr(ox, "session", refuse)
-    one_line_error(invoke("run", f, "--task", "classify", *FAST, *FRAMES, "--out", tmp_path / "r"),
-                   "onnxruntime cannot load")  # fmt: skip
+    one_line_error(
+        invoke("run", f, "--task", "classify", *FAST, *FRAMES, "--out", tmp_path / "r"), "onnxruntime cannot load"
+    )
     assert not list((tmp_path / "r").glob("*.json"))  # no incomplete result file left behind

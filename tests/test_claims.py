@@ -72,8 +72,10 @@ def test_stated_utilisation_against_measured_mfu_by_hand():
 
 
 def test_equivalence_and_speedup_by_hand():
-    v = check_equivalence(Claim("e", "equivalence", "", "", {"p": 10000, "computers": 5_000_000}),
-                          {"name": "box", "how": "test", "fp32": 0.2, "fp64": 0.1})  # fmt: skip
+    v = check_equivalence(
+        Claim("e", "equivalence", "", "", {"p": 10000, "computers": 5_000_000}),
+        {"name": "box", "how": "test", "fp32": 0.2, "fp64": 0.1},
+    )
     assert "2 TFLOPS per 'computer'" in v.steps[0]
     assert "10.0x this machine at fp32" in v.verdict and "20.0x this machine at fp64" in v.verdict
     s = check_speedup(Claim("s", "speedup", "", "", {"before_s": 3600, "after_s": 60}))
@@ -90,19 +92,26 @@ def test_equivalence_and_speedup_by_hand():
         ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=1\nprecision="fp12"', "precision must be"),
         ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=1\ndevices=["Nope 9000"]', "not in the spec table"),
         ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=1\nwatts=3', "unknown field"),
-        ('version=1\n[[claim]]\nid="a"\nkind="speedup"\nbefore_s=1\nafter_s=1\n[[claim]]\nid="a"\nkind="speedup"\n'
-         'before_s=1\nafter_s=1', "used twice"),
+        (
+            'version=1\n[[claim]]\nid="a"\nkind="speedup"\nbefore_s=1\nafter_s=1\n[[claim]]\nid="a"\nkind="speedup"\n'
+            "before_s=1\nafter_s=1",
+            "used twice",
+        ),
         ("version=1\n[[claim", "not valid TOML"),
         ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=1\ncategory="ai"', "category must be one of"),
         ('version=1\n[[claim]]\nid="a"\nkind="speedup"\nbefore_s=2\nafter_s=1\ncost_change=-1', "above -1"),
         ('version=1\n[[claim]]\nid="a"\nkind="speedup"\nbefore_s=2\nafter_s=1\ndevices_after=0', "positive"),
         ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=1\nutilisation=0.5', "go together"),
-        ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=1\nutilisation=1.5\nutilisation_of="cpu_time"',
-         "fraction in"),
-        ('version=1\n[[claim]]\nid="a"\nkind="capacity"\np=1\nutilisation=0.5\nutilisation_of="vibes"',
-         "utilisation_of must be one of"),
+        (
+            'version=1\n[[claim]]\nid="a"\nkind="capacity"\np=1\nutilisation=1.5\nutilisation_of="cpu_time"',
+            "fraction in",
+        ),
+        (
+            'version=1\n[[claim]]\nid="a"\nkind="capacity"\np=1\nutilisation=0.5\nutilisation_of="vibes"',
+            "utilisation_of must be one of",
+        ),
     ],
-)  # fmt: skip
+)
 def test_claim_file_errors(tmp_path, body, error):
     f = tmp_path / "c.toml"
     f.write_text(body)
@@ -166,8 +175,13 @@ def test_costs_by_hand():
     2.00 per device-hour."""
     from harness.verdicts.cost import Prices, row_costs
 
-    row = {"kind": "vision", "throughput": 100.0, "joules_per_item": 2.0, "delivered_tflops": 100.0,
-           "joules_per_pflop": 1000.0}  # fmt: skip
+    row = {
+        "kind": "vision",
+        "throughput": 100.0,
+        "joules_per_item": 2.0,
+        "delivered_tflops": 100.0,
+        "joules_per_pflop": 1000.0,
+    }
     c = row_costs(row, Prices(0.10, 2.00))
     assert c["per_million_energy"] == pytest.approx(2e6 / 3.6e6 * 0.10)  # 0.0556: 2 MJ = 0.556 kWh
     assert c["per_million_device"] == pytest.approx(1e6 / 100 / 3600 * 2.00)  # 2.78 device-hours
@@ -183,32 +197,52 @@ def test_costs_by_hand():
 
 
 def test_cost_in_claims_and_reports(tmp_path):
-    pt = make_point(precision="fp16", mfu=0.3, mfu_precision="fp16", mfu_peak_tflops=989.4, joules_per_pflop=1000.0,
-                    delivered_tflops=100.0)  # fmt: skip
+    pt = make_point(
+        precision="fp16",
+        mfu=0.3,
+        mfu_precision="fp16",
+        mfu_peak_tflops=989.4,
+        joules_per_pflop=1000.0,
+        delivered_tflops=100.0,
+    )
     from harness.verdicts.cost import Prices
 
     v = check_capacity(cap(), [pt], Prices(0.10, 2.00))
-    assert any("a PFLOP-hour of this work costs 20.1 at electricity 0.1 per kWh, 2 per device-hour" in s
-               for s in v.steps)  # fmt: skip
+    assert any(
+        "a PFLOP-hour of this work costs 20.1 at electricity 0.1 per kWh, 2 per device-hour" in s for s in v.steps
+    )
     from harness.results.schema import write_result
     from tests.helpers import make_result
 
     pt = make_point(throughput_sps=100.0, joules_per_sample=2.0, delivered_tflops=100.0, joules_per_pflop=1000.0)
     write_result(make_result([pt]), tmp_path / "r.json")
-    r = CliRunner().invoke(app, ["report", str(tmp_path / "r.json"), "-o", str(tmp_path / "rep"),
-                                 "--electricity-price", "0.1", "--device-hour-price", "2"])  # fmt: skip
+    r = CliRunner().invoke(
+        app,
+        [
+            "report",
+            str(tmp_path / "r.json"),
+            "-o",
+            str(tmp_path / "rep"),
+            "--electricity-price",
+            "0.1",
+            "--device-hour-price",
+            "2",
+        ],
+    )
     assert r.exit_code == 0, r.output
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "## Cost of the measured work (electricity 0.1 per kWh, 2 per device-hour)" in md
     assert "| 0.05556 / 5.556 / 5.611 | 0.1 / 20 / 20.1 |" in md  # energy / device-time / total
-    r = CliRunner().invoke(app, ["report", str(tmp_path / "r.json"), "-o", str(tmp_path / "rep1"),
-                                 "--device-hour-price", "2"])  # fmt: skip
+    r = CliRunner().invoke(
+        app, ["report", str(tmp_path / "r.json"), "-o", str(tmp_path / "rep1"), "--device-hour-price", "2"]
+    )
     assert "| no price / 5.556 / 5.556 | no price / 20 / 20 |" in (tmp_path / "rep1" / "report.md").read_text()
     assert "Cost of the measured work" in (tmp_path / "rep" / "report.html").read_text()
     csv = (tmp_path / "rep" / "metrics.csv").read_text().splitlines()
     assert "cost_per_pflop_hour" in csv[0] and ",20.1," in csv[1]
-    r = CliRunner().invoke(app, ["report", str(tmp_path / "r.json"), "-o", str(tmp_path / "rep2"),
-                                 "--device-hour-price", "-1"])  # fmt: skip
+    r = CliRunner().invoke(
+        app, ["report", str(tmp_path / "r.json"), "-o", str(tmp_path / "rep2"), "--device-hour-price", "-1"]
+    )
     assert r.exit_code == 2 and "--device-hour-price must be a finite price" in r.stderr
 
 
@@ -218,8 +252,13 @@ def test_speedup_with_devices_and_cost_by_hand():
     may cost up to 0.5 x 1 / 0.1333 = 3.75x one before."""
     from harness.verdicts.cost import Prices
 
-    c = Claim("s", "speedup", "", "", {"before_s": 3600, "after_s": 60, "devices_before": 1, "devices_after": 8,
-                                        "cost_change": -0.5})  # fmt: skip
+    c = Claim(
+        "s",
+        "speedup",
+        "",
+        "",
+        {"before_s": 3600, "after_s": 60, "devices_before": 1, "devices_after": 8, "cost_change": -0.5},
+    )
     v = check_speedup(c, [], Prices(None, 2.0))
     assert any("assumed 1.0 (perfect scaling)" in s for s in v.steps)
     assert any("would take 450 s" in s and "7.5x faster as well" in s for s in v.steps)
@@ -242,8 +281,9 @@ def test_best_published_beside_matching_points_only(tmp_path):
     assert best_published("resnet50-imagenet", "NVIDIA H100 80GB HBM3").value == 88714.3
     assert best_published("resnet50-imagenet", "NVIDIA A100-SXM4-80GB") is None  # another device
     assert best_published("steel-defect-resnet50", "NVIDIA H100 80GB HBM3") is None  # another workload
-    h100 = dict(device_name="NVIDIA H100 80GB HBM3", precision="fp16", mfu=0.1, mfu_precision="fp16",
-                mfu_peak_tflops=989.4)  # fmt: skip
+    h100 = dict(
+        device_name="NVIDIA H100 80GB HBM3", precision="fp16", mfu=0.1, mfu_precision="fp16", mfu_peak_tflops=989.4
+    )
     ours = make_point(model="resnet50-imagenet", throughput_sps=8871.43, **h100)  # 10% of the published figure
     other = make_point(model="steel-defect-resnet50", throughput_sps=9000.0, **h100)
     v = check_capacity(cap(), [ours, other])
@@ -279,8 +319,10 @@ def test_published_llm_decode_figure_matches_batch_and_precision():
 def test_speedup_device_counts_go_together_and_aggregates_name_their_devices(tmp_path):
     """A torchrun aggregate is named "2 x <device>": the efficiency is still measured; device
     counts come in pairs of whole numbers; the efficiency applies to an increase only."""
-    pts = [make_point(throughput_sps=100.0, device_name="AMD EPYC"),
-           make_point(throughput_sps=180.0, aggregate=True, world_size=2, device_name="2 x AMD EPYC")]  # fmt: skip
+    pts = [
+        make_point(throughput_sps=100.0, device_name="AMD EPYC"),
+        make_point(throughput_sps=180.0, aggregate=True, world_size=2, device_name="2 x AMD EPYC"),
+    ]
     c = Claim("s", "speedup", "", "", {"before_s": 100, "after_s": 40, "devices_before": 1, "devices_after": 2})
     assert any("90% scaling efficiency" in s for s in check_speedup(c, pts).steps)
     same = Claim("s", "speedup", "", "", {"before_s": 3600, "after_s": 1800, "devices_before": 2, "devices_after": 2})
@@ -319,8 +361,13 @@ def test_every_published_row_parses_names_a_spec_device_and_its_source():
         for m in r.models:  # a model a row names is one modelpower runs
             assert m in LLM_CONFIGS or m in ("resnet50-imagenet", "torchvision:resnet50", "timm:resnet50"), m
     rounds = {r.round for r in rows}
-    assert {"MLPerf Inference v5.0", "MLPerf Inference v5.1", "MLPerf Inference v6.0", "MLPerf Inference v6.1",
-            "ML.ENERGY Benchmark v3.0"} <= rounds  # fmt: skip
+    assert {
+        "MLPerf Inference v5.0",
+        "MLPerf Inference v5.1",
+        "MLPerf Inference v6.0",
+        "MLPerf Inference v6.1",
+        "ML.ENERGY Benchmark v3.0",
+    } <= rounds
 
 
 def test_mlperf_llm_offline_rows_meet_batch_points_said_so(tmp_path):
@@ -337,10 +384,18 @@ def test_mlperf_llm_offline_rows_meet_batch_points_said_so(tmp_path):
     assert best_published("llama3.1-8b", h200, 64, "bf16") is None  # no bf16 Offline figure
     energy = published_energy("llama3.1-8b", "NVIDIA H100 80GB HBM3")
     assert energy and all(e.metric == "J/token" and e.scope for e in energy)
-    pts = [make_llm_point(model="llama3.1-8b", device_name=h200, precision="bf16", batch_size=64,
-                          output_tokens_per_s=825.46),  # 10% of HPE's 8,254.6 per H200 (v5.1, fp8)
-           make_llm_point(model="llama3.1-8b", device_name="NVIDIA H100 80GB HBM3", precision="bf16",
-                          batch_size=64, joules_per_token=0.5)]  # fmt: skip
+    pts = [
+        make_llm_point(
+            model="llama3.1-8b", device_name=h200, precision="bf16", batch_size=64, output_tokens_per_s=825.46
+        ),  # 10% of HPE's 8,254.6 per H200 (v5.1, fp8)
+        make_llm_point(
+            model="llama3.1-8b",
+            device_name="NVIDIA H100 80GB HBM3",
+            precision="bf16",
+            batch_size=64,
+            joules_per_token=0.5,
+        ),
+    ]
     write_result(make_result(pts), tmp_path / "r.json")
     rows = flat_rows(Inputs(results=[(tmp_path / "r.json", make_result(pts))]))
     assert rows[0]["fraction_of_published"] == pytest.approx(0.1)

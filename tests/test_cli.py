@@ -37,8 +37,19 @@ def test_devices_and_models_commands(invoke):
 
 @pytest.mark.slow  # three presets at two batch sizes, end to end
 def test_run_writes_valid_results_for_all_three_tasks(invoke, tmp_path):
-    r = invoke("run", "steel-defect-mobilenetv3", "pcb-defect-yolo", "steel-seg-lraspp",
-               "-b", "1,2", "--device", "cpu", "--out", tmp_path, *FAST)  # fmt: skip
+    r = invoke(
+        "run",
+        "steel-defect-mobilenetv3",
+        "pcb-defect-yolo",
+        "steel-seg-lraspp",
+        "-b",
+        "1,2",
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path,
+        *FAST,
+    )
     assert r.exit_code == 0, r.output
     files = list(tmp_path.glob("*.json"))
     assert len(files) == 1
@@ -67,8 +78,7 @@ def test_interrupted_run_keeps_finished_points(invoke, tmp_path, monkeypatch):
         return real(*a, **k)
 
     monkeypatch.setattr(hr, "measure_point", flaky)
-    r = invoke("run", "steel-defect-mobilenetv3", "-b", "1,2", "--device", "cpu", "--out", tmp_path,
-               *FAST)  # fmt: skip
+    r = invoke("run", "steel-defect-mobilenetv3", "-b", "1,2", "--device", "cpu", "--out", tmp_path, *FAST)
     assert r.exit_code == 130
     res = read_result(next(tmp_path.glob("*.json")))
     assert res.status == "incomplete" and len(res.points) == 1 and res.points[0].batch_size == 1
@@ -79,8 +89,7 @@ def test_unknown_model_suggests(invoke, tmp_path):
     assert_user_error(invoke("run", "pcb-defect-yol", "--out", tmp_path), "did you mean pcb-defect-yolo")
 
 
-@pytest.mark.parametrize("bs,text", [("0", "got 0"), ("-3", "got -3"), ("abc", "'abc'"),
-                                     ("1,x", "'x'")])  # fmt: skip
+@pytest.mark.parametrize("bs,text", [("0", "got 0"), ("-3", "got -3"), ("abc", "'abc'"), ("1,x", "'x'")])
 def test_bad_batch_size(invoke, bs, text, tmp_path):
     assert_user_error(invoke("run", "steel-defect-mobilenetv3", "-b", bs, "--out", tmp_path), text)
 
@@ -97,32 +106,31 @@ def test_auto_says_which_device(invoke, tmp_path):
 
 
 def test_bad_precision_and_window(invoke, tmp_path):
-    assert_user_error(invoke("run", "steel-defect-mobilenetv3", "--precision", "fp8",
-                             "--out", tmp_path), "unknown precision")  # fmt: skip
-    assert_user_error(invoke("run", "steel-defect-mobilenetv3", "--min-iters", "0",
-                             "--out", tmp_path), "--min-iters must be a finite number >= 1")  # fmt: skip
+    assert_user_error(
+        invoke("run", "steel-defect-mobilenetv3", "--precision", "fp8", "--out", tmp_path), "unknown precision"
+    )
+    assert_user_error(
+        invoke("run", "steel-defect-mobilenetv3", "--min-iters", "0", "--out", tmp_path),
+        "--min-iters must be a finite number >= 1",
+    )
 
 
 def test_unwritable_out_dir(invoke, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
-    assert_user_error(invoke("run", "steel-defect-mobilenetv3", "--out", blocker / "sub"),
-                      "cannot write results to")  # fmt: skip
+    assert_user_error(invoke("run", "steel-defect-mobilenetv3", "--out", blocker / "sub"), "cannot write results to")
 
 
 def test_weights_missing_corrupt_mismatched_and_good(invoke, tmp_path):
     name = "steel-defect-mobilenetv3"
     out = tmp_path / "out"
-    assert_user_error(invoke("run", name, "--weights", tmp_path / "nope.pt", "--out", out),
-                      "weights file not found")  # fmt: skip
+    assert_user_error(invoke("run", name, "--weights", tmp_path / "nope.pt", "--out", out), "weights file not found")
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x80\x04garbage")
-    assert_user_error(invoke("run", name, "--weights", corrupt, "--out", out),
-                      f"cannot read weights file {corrupt}")  # fmt: skip
+    assert_user_error(invoke("run", name, "--weights", corrupt, "--out", out), f"cannot read weights file {corrupt}")
     corrupt_st = tmp_path / "corrupt.safetensors"
     corrupt_st.write_bytes(b"\x00\x01")
-    assert_user_error(invoke("run", name, "--weights", corrupt_st, "--out", out),
-                      "cannot read weights file")  # fmt: skip
+    assert_user_error(invoke("run", name, "--weights", corrupt_st, "--out", out), "cannot read weights file")
     other, _ = build_model(get_preset("grid-insulator-efficientnet"))
     wrong = tmp_path / "wrong.pt"
     torch.save(other.state_dict(), wrong)
@@ -166,16 +174,16 @@ def test_image_folder(invoke, tmp_path):
     folder.mkdir()
     Image.fromarray(np.full((50, 70, 3), 99, np.uint8)).save(folder / "a.png")
     (folder / "b.jpg").write_bytes(b"not a jpeg")
-    r = invoke("run", "pcb-defect-yolo", "--images", folder, "--device", "cpu",
-               "--out", tmp_path / "o", *WINDOWS)  # fmt: skip
+    r = invoke("run", "pcb-defect-yolo", "--images", folder, "--device", "cpu", "--out", tmp_path / "o", *WINDOWS)
     assert_user_error(r, "cannot decode image")
     (folder / "b.jpg").unlink()
-    r = invoke("run", "pcb-defect-yolo", "--images", folder, "--device", "cpu",
-               "--out", tmp_path / "o", *WINDOWS)  # fmt: skip
+    r = invoke("run", "pcb-defect-yolo", "--images", folder, "--device", "cpu", "--out", tmp_path / "o", *WINDOWS)
     assert r.exit_code == 0, r.output
     assert "1 files from" in read_result(next((tmp_path / "o").glob("*.json"))).points[0].input_source
-    assert_user_error(invoke("run", "pcb-defect-yolo", "--images", tmp_path / "none",
-                             "--out", tmp_path / "o"), "image folder not found")  # fmt: skip
+    assert_user_error(
+        invoke("run", "pcb-defect-yolo", "--images", tmp_path / "none", "--out", tmp_path / "o"),
+        "image folder not found",
+    )
 
 
 def test_command_line_loads_without_torch_or_numba():

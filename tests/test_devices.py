@@ -22,12 +22,18 @@ def test_spec_table_rows_are_complete():
 
 @pytest.mark.parametrize(
     "name,row",
-    [("NVIDIA H100 80GB HBM3", "NVIDIA H100 SXM5 80GB"), ("NVIDIA H100 PCIe", "NVIDIA H100 PCIe 80GB"),
-     ("NVIDIA H200", "NVIDIA H200 SXM 141GB"), ("NVIDIA H20", "NVIDIA H20 (China)"),
-     ("NVIDIA A100-SXM4-80GB", "NVIDIA A100 SXM4 80GB"), ("NVIDIA A100 80GB PCIe", "NVIDIA A100 PCIe 80GB"),
-     ("NVIDIA GeForce RTX 4090", "NVIDIA GeForce RTX 4090"), ("NVIDIA H200 NVL", None),
-     ("Tesla T4", None)],
-)  # fmt: skip
+    [
+        ("NVIDIA H100 80GB HBM3", "NVIDIA H100 SXM5 80GB"),
+        ("NVIDIA H100 PCIe", "NVIDIA H100 PCIe 80GB"),
+        ("NVIDIA H200", "NVIDIA H200 SXM 141GB"),
+        ("NVIDIA H20", "NVIDIA H20 (China)"),
+        ("NVIDIA A100-SXM4-80GB", "NVIDIA A100 SXM4 80GB"),
+        ("NVIDIA A100 80GB PCIe", "NVIDIA A100 PCIe 80GB"),
+        ("NVIDIA GeForce RTX 4090", "NVIDIA GeForce RTX 4090"),
+        ("NVIDIA H200 NVL", None),
+        ("Tesla T4", None),
+    ],
+)
 def test_match_spec(name, row):
     m = match_spec(name)
     assert (m.name if m else None) == row

@@ -246,8 +246,10 @@ def test_readme_is_a_front_page():
 @pytest.mark.parametrize("path", DOCS, ids=rel)
 def test_no_issue_numbers(path):
     text = path.read_text(encoding="utf-8")
-    found = [f"{rel(path)}:{text.count(chr(10), 0, m.start()) + 1}: {m.group(0)!r}"
-             for m in re.finditer(r"\bissues? #?\d+", text, re.I)]  # fmt: skip
+    found = [
+        f"{rel(path)}:{text.count(chr(10), 0, m.start()) + 1}: {m.group(0)!r}"
+        for m in re.finditer(r"\bissues? #?\d+", text, re.I)
+    ]
     assert not found, "the docs describe the code as it is, not the issues that changed it:\n" + "\n".join(found)
 
 

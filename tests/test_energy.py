@@ -42,9 +42,12 @@ def test_counter_delta_handles_wraparound():
 def test_rapl_meter_sums_packages_and_wraps(tmp_path):
     set_e = make_rapl(
         tmp_path,
-        {"intel-rapl:0": (1_000_000, 10_000_000), "intel-rapl:1": (9_900_000, 10_000_000),
-         "intel-rapl:0:0": (5, 10)},  # a sub-zone (core): not counted
-    )  # fmt: skip
+        {
+            "intel-rapl:0": (1_000_000, 10_000_000),
+            "intel-rapl:1": (9_900_000, 10_000_000),
+            "intel-rapl:0:0": (5, 10),
+        },  # a sub-zone (core): not counted
+    )
     assert [z.name for z in rapl_packages(tmp_path)] == ["intel-rapl:0", "intel-rapl:1"]
     m = RaplMeter(tmp_path)
     m.start()

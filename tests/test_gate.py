@@ -45,8 +45,22 @@ def test_verdicts(ratio, low, high, want):
 def base(invoke, tmp_path_factory):
     """A real result, its noise set to a known series: 20 batches at CoV 0.1."""
     folder = tmp_path_factory.mktemp("base")
-    fast = ["--device", "cpu", "--min-duration", "0", "--min-iters", "2", "--warmup", "1", "--image-size", "96x64",
-            "--num-images", "1", "-b", "1,2"]  # fmt: skip
+    fast = [
+        "--device",
+        "cpu",
+        "--min-duration",
+        "0",
+        "--min-iters",
+        "2",
+        "--warmup",
+        "1",
+        "--image-size",
+        "96x64",
+        "--num-images",
+        "1",
+        "-b",
+        "1,2",
+    ]
     r = invoke("run", "steel-defect-mobilenetv3", *fast, "--out", folder)
     assert r.exit_code == 0, r.output
     doc = json.loads(next(folder.glob("*.json")).read_text())
@@ -73,15 +87,18 @@ def test_gate_fails_on_a_real_regression_and_passes_an_identical_copy(invoke, tm
     assert r.exit_code == 0, r.output
     assert "0 failed" in r.stdout and "2 passed" in r.stdout
     junit, md = tmp_path / "gate.xml", tmp_path / "gate.md"
-    r = invoke("compare", a, scaled(base, 0.8, tmp_path, "slow"), "--fail-on-regression", 5, "--junit", junit,
-               "--markdown", md)  # fmt: skip
+    r = invoke(
+        "compare", a, scaled(base, 0.8, tmp_path, "slow"), "--fail-on-regression", 5, "--junit", junit, "--markdown", md
+    )
     assert r.exit_code == 1, r.output
     assert "2 failed" in r.stdout and "FAIL" in r.stdout
     suite = ElementTree.parse(junit).getroot()
     cases = suite.findall("testcase")
     assert suite.get("failures") == "2" and len(cases) == 2
-    assert {c.get("name") for c in cases} == {"steel-defect-mobilenetv3 torch fp32 b1",
-                                              "steel-defect-mobilenetv3 torch fp32 b2"}  # fmt: skip
+    assert {c.get("name") for c in cases} == {
+        "steel-defect-mobilenetv3 torch fp32 b1",
+        "steel-defect-mobilenetv3 torch fp32 b2",
+    }
     assert all(c.find("failure") is not None and "new/base 0.800" in c.find("failure").get("message") for c in cases)
     assert "FAILED" in md.read_text() and "| fail |" in md.read_text()
 

@@ -61,14 +61,19 @@ def test_letterbox_matches_reference(imgs, out_hw, letterbox, swap):
 
 @pytest.mark.parametrize(
     "src_hw,dst_hw",
-    [((1080, 1920), (224, 224)), ((1, 1), (5, 7)), ((7, 3), (32, 32)), ((31, 17), (8, 64)),
-     ((480, 640), (640, 640)), ((5, 9), (5, 9))],
-)  # fmt: skip
+    [
+        ((1080, 1920), (224, 224)),
+        ((1, 1), (5, 7)),
+        ((7, 3), (32, 32)),
+        ((31, 17), (8, 64)),
+        ((480, 640), (640, 640)),
+        ((5, 9), (5, 9)),
+    ],
+)
 def test_plain_resize_matches_opencv(src_hw, dst_hw, rng):
     """Same pixel-centre convention as cv2.INTER_LINEAR: exact on float input, +-1 on uint8."""
     img = rng.integers(0, 256, (*src_hw, 3), dtype=np.uint8)
-    got, _, _ = letterbox_normalize([img], dst_hw, (0, 0, 0), (1, 1, 1), bgr_to_rgb=False,
-                                    letterbox=False)  # fmt: skip
+    got, _, _ = letterbox_normalize([img], dst_hw, (0, 0, 0), (1, 1, 1), bgr_to_rgb=False, letterbox=False)
     got = got[0].transpose(1, 2, 0)
     size = (dst_hw[1], dst_hw[0])
     cv_float = cv2.resize(img.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
@@ -97,8 +102,9 @@ def test_letterbox_swaps_channels():
     assert out[0, 0].min() == 200 and out[0, 2].max() == 10
 
 
-@pytest.mark.parametrize("bad", [[], [np.zeros((4, 4), np.uint8)], [np.zeros((4, 4, 3), np.float32)],
-                                 [np.zeros((0, 4, 3), np.uint8)]])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad", [[], [np.zeros((4, 4), np.uint8)], [np.zeros((4, 4, 3), np.float32)], [np.zeros((0, 4, 3), np.uint8)]]
+)
 def test_letterbox_rejects_bad_input(bad):
     with pytest.raises(ValueError):
         letterbox_normalize(bad, (8, 8), MEAN, STD)
@@ -137,8 +143,9 @@ def wide_rows(draw):
         a = (np.round(noise * 4) / 4).astype(np.float32)
     else:
         a = np.full((rows, cols), draw(st.sampled_from([0.0, -1.0, np.nan, -np.inf])), np.float32)
-    for r, c, v in draw(st.lists(st.tuples(st.integers(0, rows - 1), st.integers(0, cols - 1), logit_values),
-                                 max_size=60)):  # fmt: skip
+    for r, c, v in draw(
+        st.lists(st.tuples(st.integers(0, rows - 1), st.integers(0, cols - 1), logit_values), max_size=60)
+    ):
         a[r, c] = v
     return a
 
@@ -235,11 +242,13 @@ def test_detect_agrees_with_torchvision_batched_nms(rng):
     cls, best = logits.argmax(1), logits.max(1)
     score = 1 / (1 + np.exp(-best.astype(np.float64)))
     d = np.maximum(head[0, :, :4], 0) * anchors[:, 2:3]
-    boxes = np.stack([anchors[:, 0] - d[:, 0], anchors[:, 1] - d[:, 1],
-                      anchors[:, 0] + d[:, 2], anchors[:, 1] + d[:, 3]], 1)  # fmt: skip
+    boxes = np.stack(
+        [anchors[:, 0] - d[:, 0], anchors[:, 1] - d[:, 1], anchors[:, 0] + d[:, 2], anchors[:, 1] + d[:, 3]], 1
+    )
     ok = score > 0.3
-    keep = batched_nms(torch.from_numpy(boxes[ok]), torch.from_numpy(score[ok]).float(),
-                       torch.from_numpy(cls[ok]), 0.5).numpy()  # fmt: skip
+    keep = batched_nms(
+        torch.from_numpy(boxes[ok]), torch.from_numpy(score[ok]).float(), torch.from_numpy(cls[ok]), 0.5
+    ).numpy()
     expected = np.clip(boxes[ok][keep], 0, 1e6)  # the kernel clips to the image
     assert n[0] == len(keep) > 10
     np.testing.assert_allclose(dets[0, : n[0], :4], expected, rtol=1e-5, atol=1e-3)
@@ -265,11 +274,11 @@ def test_detect_edge_cases(rng):
 def test_detect_maps_boxes_back_to_original_image(rng):
     anchors = np.array([[100.0, 200.0, 8.0]], np.float32)
     head = np.array([[[1, 2, 3, 4, 5.0]]], np.float32)  # ltrb = 8, 16, 24, 32 px
-    dets, n = detect_postprocess(head, anchors, np.array([[0.5, 0.5]]), np.array([[10, 20]]),
-                                 np.array([[1000.0, 1000.0]]))  # fmt: skip
+    dets, n = detect_postprocess(
+        head, anchors, np.array([[0.5, 0.5]]), np.array([[10, 20]]), np.array([[1000.0, 1000.0]])
+    )
     assert n[0] == 1
-    np.testing.assert_allclose(dets[0, 0, :4], [(92 - 10) * 2, (184 - 20) * 2, (124 - 10) * 2,
-                                                (232 - 20) * 2])  # fmt: skip
+    np.testing.assert_allclose(dets[0, 0, :4], [(92 - 10) * 2, (184 - 20) * 2, (124 - 10) * 2, (232 - 20) * 2])
 
 
 # ---------------------------------------------------------------- yolo_postprocess (YOLOv8 export layout)
@@ -332,8 +341,9 @@ def test_yolo_layout_maps_back_and_refuses_bad_shapes():
     out = np.array([[[100.0], [200.0], [20.0], [40.0], [0.9]]], np.float32)  # one anchor, one class
     dets, n = yolo_postprocess(out, np.array([[0.5, 0.5]]), np.array([[10, 20]]), np.array([[1000.0, 1000.0]]))
     assert n[0] == 1
-    np.testing.assert_allclose(dets[0, 0], [(90 - 10) * 2, (180 - 20) * 2, (110 - 10) * 2, (220 - 20) * 2, 0.9, 0],
-                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        dets[0, 0], [(90 - 10) * 2, (180 - 20) * 2, (110 - 10) * 2, (220 - 20) * 2, 0.9, 0], rtol=1e-6
+    )
     with pytest.raises(ValueError):
         yolo_postprocess(out[:, :4], np.ones((1, 2)), np.zeros((1, 2)), np.ones((1, 2)))
     with pytest.raises(ValueError):
@@ -498,8 +508,12 @@ def test_device_outputs_follow_the_input_library():
 
     from kernels.common.device import device_empty, to_host
 
-    for np_dtype, t_dtype in ((np.float32, torch.float32), (np.float16, torch.float16), (np.int64, torch.int64),
-                              (np.uint8, torch.uint8)):  # fmt: skip
+    for np_dtype, t_dtype in (
+        (np.float32, torch.float32),
+        (np.float16, torch.float16),
+        (np.int64, torch.int64),
+        (np.uint8, torch.uint8),
+    ):
         out = device_empty(torch.zeros(1), (2, 3), np_dtype)
         assert isinstance(out, torch.Tensor) and out.dtype == t_dtype and out.shape == (2, 3)
         assert to_host(out.fill_(1)).dtype == np.dtype(np_dtype)
@@ -538,8 +552,22 @@ def test_kernels_table_shows_device_and_call_time():
     from harness.cli.tables import kernels_table
     from harness.kernelbench.bench import Row
 
-    rows = [Row("softmax_topk (cuda)", "64 x 152064, k=5", 900.0, 0.25, "torch softmax+topk (cuda)", 0.4, 3.2, 2.0,
-                2000.0, 0.7, ours_device_ms=0.05, peer_device_ms=0.16)]  # fmt: skip
+    rows = [
+        Row(
+            "softmax_topk (cuda)",
+            "64 x 152064, k=5",
+            900.0,
+            0.25,
+            "torch softmax+topk (cuda)",
+            0.4,
+            3.2,
+            2.0,
+            2000.0,
+            0.7,
+            ours_device_ms=0.05,
+            peer_device_ms=0.16,
+        )
+    ]
     from rich.console import Console
 
     console = Console(width=250, record=True)
@@ -555,9 +583,11 @@ def test_openvino_in_the_process_leaves_the_kernels_on_openmp():
     import subprocess
     import sys
 
-    code = ("import openvino, numpy as np, numba; from kernels import letterbox_normalize; "
-            "letterbox_normalize([np.zeros((32, 48, 3), np.uint8)], (16, 16), (0, 0, 0), (1, 1, 1)); "
-            "print(numba.threading_layer())")  # fmt: skip
+    code = (
+        "import openvino, numpy as np, numba; from kernels import letterbox_normalize; "
+        "letterbox_normalize([np.zeros((32, 48, 3), np.uint8)], (16, 16), (0, 0, 0), (1, 1, 1)); "
+        "print(numba.threading_layer())"
+    )
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("NUMBA_THREADING_LAYER")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-2000:]

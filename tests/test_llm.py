@@ -78,9 +78,11 @@ def test_prefill_and_cached_decode_match_the_naive_reference():
 
 @pytest.mark.parametrize(
     "arch,cfg",
-    [("LlamaForCausalLM", TINY),
-     ("Qwen2ForCausalLM", LLMConfig("q", 512, 64, 2, 4, 2, 128, 256, 1e6, qkv_bias=True, tie_embeddings=True))],
-)  # fmt: skip
+    [
+        ("LlamaForCausalLM", TINY),
+        ("Qwen2ForCausalLM", LLMConfig("q", 512, 64, 2, 4, 2, 128, 256, 1e6, qkv_bias=True, tie_embeddings=True)),
+    ],
+)
 def test_checkpoint_loads_with_the_same_logits(tmp_path, arch, cfg):
     src = write_checkpoint(tmp_path / "ckpt", cfg, arch)
     loaded = load_checkpoint(tmp_path / "ckpt", CPU, torch.float32)
@@ -122,9 +124,29 @@ def test_run_llm_sweep_records_oom_and_goes_on(tmp_path, monkeypatch):
         return real(model, prompts, w, *args)
 
     monkeypatch.setattr(lr, "generate", oom_at_batch_4)
-    r = runner.invoke(app, ["run-llm", "llm-tiny", "-b", "1,4,2", "--prompt-len", "16", "--output-len", "4",
-                            "--device", "cpu", "--precision", "fp32", "--min-duration", "0", "--min-iters", "1",
-                            "--out", str(tmp_path)])  # fmt: skip
+    r = runner.invoke(
+        app,
+        [
+            "run-llm",
+            "llm-tiny",
+            "-b",
+            "1,4,2",
+            "--prompt-len",
+            "16",
+            "--output-len",
+            "4",
+            "--device",
+            "cpu",
+            "--precision",
+            "fp32",
+            "--min-duration",
+            "0",
+            "--min-iters",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert r.exit_code == 0, r.output
     pts = read_result(next(tmp_path.glob("*.json"))).points
     assert [(p.batch_size, p.status) for p in pts] == [(1, "ok"), (4, "oom"), (2, "ok")]
@@ -134,9 +156,31 @@ def test_run_llm_sweep_records_oom_and_goes_on(tmp_path, monkeypatch):
 def test_run_llm_with_a_checkpoint_and_prompts_file(tmp_path):
     write_checkpoint(tmp_path / "ckpt", TINY, "MistralForCausalLM")
     (tmp_path / "p.txt").write_text("1 2 3 4 5 6 7 8\n9 10 11 12 13 14 15 16\n")
-    r = runner.invoke(app, ["run-llm", str(tmp_path / "ckpt"), "--prompt-len", "8", "--output-len", "4", "-b", "2",
-                            "--device", "cpu", "--precision", "fp32", "--min-duration", "0", "--min-iters", "1",
-                            "--prompts", str(tmp_path / "p.txt"), "--out", str(tmp_path / "o")])  # fmt: skip
+    r = runner.invoke(
+        app,
+        [
+            "run-llm",
+            str(tmp_path / "ckpt"),
+            "--prompt-len",
+            "8",
+            "--output-len",
+            "4",
+            "-b",
+            "2",
+            "--device",
+            "cpu",
+            "--precision",
+            "fp32",
+            "--min-duration",
+            "0",
+            "--min-iters",
+            "1",
+            "--prompts",
+            str(tmp_path / "p.txt"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     p = read_result(next((tmp_path / "o").glob("*.json"))).points[0]
     assert p.source["kind"] == "checkpoint" and p.status == "ok"
@@ -144,13 +188,15 @@ def test_run_llm_with_a_checkpoint_and_prompts_file(tmp_path):
 
 @pytest.mark.parametrize(
     "args,text",
-    [(["llm-tiny", "--prompt-len", "1000", "--output-len", "100"], "exceed the model's context of 1024"),
-     (["llm-tiny", "-b", "0"], "positive integer"),
-     (["llm-tiny", "--output-len", "0"], "positive integer"),
-     (["llm-tinny"], "did you mean llm-tiny"),
-     (["llm-tiny", "--precision", "fp16"], "fp16 on the CPU"),
-     (["llm-tiny", "--precision", "int4"], "unknown precision")],
-)  # fmt: skip
+    [
+        (["llm-tiny", "--prompt-len", "1000", "--output-len", "100"], "exceed the model's context of 1024"),
+        (["llm-tiny", "-b", "0"], "positive integer"),
+        (["llm-tiny", "--output-len", "0"], "positive integer"),
+        (["llm-tinny"], "did you mean llm-tiny"),
+        (["llm-tiny", "--precision", "fp16"], "fp16 on the CPU"),
+        (["llm-tiny", "--precision", "int4"], "unknown precision"),
+    ],
+)
 def test_run_llm_bad_input(args, text, tmp_path):
     r = runner.invoke(app, ["run-llm", *args, "--device", "cpu", "--out", str(tmp_path)])
     assert r.exit_code == 2, r.output
@@ -202,11 +248,27 @@ def test_llama31_rope_scaling_matches_transformers(tmp_path):
     from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
-    rope = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-            "original_max_position_embeddings": 32, "rope_theta": 500000.0}  # fmt: skip
-    hf_cfg = HFConfig(vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5, rope_theta=500000.0,
-                      rope_scaling=rope, tie_word_embeddings=False)  # fmt: skip
+    rope = {
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 32,
+        "rope_theta": 500000.0,
+    }
+    hf_cfg = HFConfig(
+        vocab_size=64,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        rms_norm_eps=1e-5,
+        rope_theta=500000.0,
+        rope_scaling=rope,
+        tie_word_embeddings=False,
+    )
     hf = LlamaForCausalLM(hf_cfg).eval()
     hf.save_pretrained(tmp_path / "ck")
     ours = load_checkpoint(tmp_path / "ck", CPU, torch.float32)
@@ -273,8 +335,13 @@ def test_rope_scaling_that_would_overflow_is_refused(tmp_path, factor):
 
     write_checkpoint(tmp_path / "ck", TINY, "LlamaForCausalLM", shards=1)
     cfg = json.loads((tmp_path / "ck" / "config.json").read_text())
-    cfg["rope_scaling"] = {"rope_type": "llama3", "factor": factor, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                           "original_max_position_embeddings": 64}  # fmt: skip
+    cfg["rope_scaling"] = {
+        "rope_type": "llama3",
+        "factor": factor,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 64,
+    }
     (tmp_path / "ck" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(UserError, match="each divisor must lie in"):
         load(tmp_path / "ck", CPU, torch.float32)

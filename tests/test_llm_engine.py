@@ -30,8 +30,13 @@ runner = CliRunner()
 
 # ------------------------------------------------------------------ the kernel against its reference
 @settings(max_examples=40, deadline=None)
-@given(m=st.integers(1, ROWS_MAX), n=st.integers(1, 70), k=st.integers(1, 300), int8=st.booleans(),
-       seed=st.integers(0, 2**16))  # fmt: skip
+@given(
+    m=st.integers(1, ROWS_MAX),
+    n=st.integers(1, 70),
+    k=st.integers(1, 300),
+    int8=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_linear_rows_equals_the_reference(m, n, k, int8, seed):
     g = np.random.default_rng(seed)
     x = g.standard_normal((m, k)).astype(np.float32)
@@ -173,8 +178,9 @@ LLAMA_BIAS = LLMConfig("llama-bias", 512, 64, 2, 4, 2, 96, 256, qkv_bias=True, f
 QWEN_NO_BIAS = LLMConfig("qwen-nobias", 512, 64, 2, 4, 4, 96, 256, 1e6, tie_embeddings=True, family="qwen2")
 
 
-@pytest.mark.parametrize("cfg", [TINY, QWEN, LLAMA_BIAS, QWEN_NO_BIAS],
-                         ids=["llama", "qwen2-bias-tied", "llama-qkv-bias", "qwen2-no-bias"])  # fmt: skip
+@pytest.mark.parametrize(
+    "cfg", [TINY, QWEN, LLAMA_BIAS, QWEN_NO_BIAS], ids=["llama", "qwen2-bias-tied", "llama-qkv-bias", "qwen2-no-bias"]
+)
 def test_transformers_engine_generates_our_tokens_on_the_same_weights(cfg):
     pytest.importorskip("transformers")
     m = init_random(build_llm(cfg, CPU, torch.float32, 0), 2, std=0.3).fuse()
@@ -208,8 +214,22 @@ def test_transformers_engine_has_no_end_of_sequence_token():
 
 def test_run_llm_engines_side_by_side_and_int8(tmp_path):
     pytest.importorskip("transformers")
-    args = ["run-llm", "llm-tiny", "-b", "2", "--prompt-len", "8", "--output-len", "4", "--min-duration", "0",
-            "--min-iters", "1", "--out", str(tmp_path)]  # fmt: skip
+    args = [
+        "run-llm",
+        "llm-tiny",
+        "-b",
+        "2",
+        "--prompt-len",
+        "8",
+        "--output-len",
+        "4",
+        "--min-duration",
+        "0",
+        "--min-iters",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
     r = runner.invoke(app, [*args, "--engine", "modelpower,transformers"])
     assert r.exit_code == 0, r.output
     res = read_result(next(tmp_path.glob("*.json")))
@@ -227,12 +247,17 @@ def test_run_llm_engines_side_by_side_and_int8(tmp_path):
 
 @pytest.mark.parametrize(
     "extra,text",
-    [(["--engine", "vllm"], "unknown --engine 'vllm'"),
-     (["--precision", "int8", "--engine", "transformers"], "--precision int8 (weight-only) is modelpower's own"),
-     (["--precision", "int4"], "unknown precision 'int4'"),
-     (["--engine", ","], "--engine is empty"),
-     (["--engine", "transformers", "--temperature", "1e-300"], "--engine transformers samples at --temperature 0 or")],
-)  # fmt: skip
+    [
+        (["--engine", "vllm"], "unknown --engine 'vllm'"),
+        (["--precision", "int8", "--engine", "transformers"], "--precision int8 (weight-only) is modelpower's own"),
+        (["--precision", "int4"], "unknown precision 'int4'"),
+        (["--engine", ","], "--engine is empty"),
+        (
+            ["--engine", "transformers", "--temperature", "1e-300"],
+            "--engine transformers samples at --temperature 0 or",
+        ),
+    ],
+)
 def test_bad_engine_options_are_one_line(tmp_path, extra, text):
     r = runner.invoke(app, ["run-llm", "llm-tiny", "--out", str(tmp_path), *extra])
     assert r.exit_code == 2 and text in r.output and "Traceback" not in r.output, r.output
@@ -253,8 +278,24 @@ def test_int8_agreement_uses_the_first_point_that_fits(tmp_path, monkeypatch):
 
     monkeypatch.setattr(lb, "fits", fits)
     monkeypatch.setattr(lr, "fits", fits)
-    args = ["run-llm", "llm-tiny", "-b", "64,1", "--prompt-len", "64", "--output-len", "4", "--precision", "int8",
-            "--min-duration", "0", "--min-iters", "1", "--out", str(tmp_path)]  # fmt: skip
+    args = [
+        "run-llm",
+        "llm-tiny",
+        "-b",
+        "64,1",
+        "--prompt-len",
+        "64",
+        "--output-len",
+        "4",
+        "--precision",
+        "int8",
+        "--min-duration",
+        "0",
+        "--min-iters",
+        "1",
+        "--out",
+        str(tmp_path),
+    ]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     big, small = read_result(next(tmp_path.glob("*.json"))).points
@@ -270,9 +311,19 @@ def test_decode_step_labels():
 def test_a_llama_checkpoint_with_attention_bias_is_refused(tmp_path):
     from models.llm.checkpoint import read_config
 
-    (tmp_path / "config.json").write_text(json.dumps({
-        "architectures": ["LlamaForCausalLM"], "vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 1,
-        "num_attention_heads": 4, "intermediate_size": 64, "attention_bias": True}))  # fmt: skip
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["LlamaForCausalLM"],
+                "vocab_size": 64,
+                "hidden_size": 32,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 4,
+                "intermediate_size": 64,
+                "attention_bias": True,
+            }
+        )
+    )
     with pytest.raises(Exception, match="attention_bias / mlp_bias are not supported"):
         read_config(tmp_path)
 

@@ -44,8 +44,9 @@ def write_gguf(path: Path, cfg: LLMConfig = SMALL, arch: str = "llama", qtype: s
     return write_gguf_from(path, build_llm(cfg, CPU, torch.float32, seed), cfg, arch, qtype)
 
 
-def write_gguf_from(path: Path, model, cfg: LLMConfig, arch: str | None = None, qtype: str = "F32",
-                    tokenizer: dict | None = None):  # fmt: skip
+def write_gguf_from(
+    path: Path, model, cfg: LLMConfig, arch: str | None = None, qtype: str = "F32", tokenizer: dict | None = None
+):
     """`model` written as llama.cpp's converter writes it (models.llm_gguf_write); `tokenizer`: GGUF
     tokenizer metadata to embed (key -> value, written as given). Returns the model."""
     from models.llm.gguf_write import write_gguf as write
@@ -71,8 +72,9 @@ def test_gguf_loads_to_the_model_it_was_written_from(tmp_path, qtype, tol):
 
 
 def test_qwen2_gguf_with_qkv_biases_and_tied_embeddings(tmp_path):
-    cfg = LLMConfig("tiny-qwen", 64, 64, 2, 4, 2, 96, max_position=128, qkv_bias=True, tie_embeddings=True,
-                    family="qwen2")  # fmt: skip
+    cfg = LLMConfig(
+        "tiny-qwen", 64, 64, 2, 4, 2, 96, max_position=128, qkv_bias=True, tie_embeddings=True, family="qwen2"
+    )
     src = write_gguf(tmp_path / "q.gguf", cfg, arch="qwen2", qtype="F32", seed=2)
     with torch.no_grad():  # biases are zero at random init: give them values that show up
         for name, prm in src.named_parameters():
@@ -97,8 +99,23 @@ def test_hf_folder_tokenizer_and_text_prompts(tmp_path):
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.save(str(tmp_path / "ckpt" / "tokenizer.json"))
     (tmp_path / "p.txt").write_text("inspect the steel plate\nthe weld\n")
-    r = runner.invoke(app, ["run-llm", str(tmp_path / "ckpt"), "--prompts", tmp_path / "p.txt", "--output-len", "3",
-                            "-b", "2", "--save-outputs", *FAST, "--out", tmp_path / "o"])  # fmt: skip
+    r = runner.invoke(
+        app,
+        [
+            "run-llm",
+            str(tmp_path / "ckpt"),
+            "--prompts",
+            tmp_path / "p.txt",
+            "--output-len",
+            "3",
+            "-b",
+            "2",
+            "--save-outputs",
+            *FAST,
+            "--out",
+            tmp_path / "o",
+        ],
+    )
     assert r.exit_code == 0, r.output
     res = read_result(next((tmp_path / "o").glob("*.json")))
     (p,) = res.points
@@ -127,19 +144,42 @@ def test_smollm2_gguf_greedy_tokens_equal_transformers(tmp_path):
     8, against transformers' generate() on each prompt alone (same GGUF, its own loader)."""
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
-    prompts = ["The capital of France is", "Steel plates crack when", "A transformer in a substation",
-               "Write a haiku about rain.", "1, 2, 3, 4,", "The best way to inspect a weld is",
-               "Once upon a time", "def fibonacci(n):"]  # fmt: skip
+    prompts = [
+        "The capital of France is",
+        "Steel plates crack when",
+        "A transformer in a substation",
+        "Write a haiku about rain.",
+        "1, 2, 3, 4,",
+        "The best way to inspect a weld is",
+        "Once upon a time",
+        "def fibonacci(n):",
+    ]
     (tmp_path / "p.txt").write_text("\n".join(prompts))
-    r = runner.invoke(app, ["run-llm", str(SMOLLM2), "--prompts", tmp_path / "p.txt", "--output-len", "32", "-b", "8",
-                            "--save-outputs", *FAST, "--out", tmp_path / "o"])  # fmt: skip
+    r = runner.invoke(
+        app,
+        [
+            "run-llm",
+            str(SMOLLM2),
+            "--prompts",
+            tmp_path / "p.txt",
+            "--output-len",
+            "32",
+            "-b",
+            "8",
+            "--save-outputs",
+            *FAST,
+            "--out",
+            tmp_path / "o",
+        ],
+    )
     assert r.exit_code == 0, r.output
     (p,) = read_result(next((tmp_path / "o").glob("*.json"))).points
     assert p.source["kind"] == "gguf" and p.padding and p.prompt_tokens_mean < 10
     assert len(p.outputs) == 8
     tok = transformers.AutoTokenizer.from_pretrained(SMOLLM2.parent, gguf_file=SMOLLM2.name)
-    hf = transformers.AutoModelForCausalLM.from_pretrained(SMOLLM2.parent, gguf_file=SMOLLM2.name,
-                                                           dtype=torch.float32).eval()  # fmt: skip
+    hf = transformers.AutoModelForCausalLM.from_pretrained(
+        SMOLLM2.parent, gguf_file=SMOLLM2.name, dtype=torch.float32
+    ).eval()
     compared = 0
     for prompt, out in zip(prompts, p.outputs, strict=True):
         ids = tok(prompt, return_tensors="pt").input_ids
@@ -156,21 +196,68 @@ def test_smollm2_gguf_greedy_tokens_equal_transformers(tmp_path):
 @needs_smollm2
 def test_prompt_files_jsonl_sharegpt_and_sampling(tmp_path):
     jsonl = tmp_path / "p.jsonl"
-    jsonl.write_text('{"prompt": "Hello there", "output_len": 3}\n{"other": 1}\n{"prompt": "Tell me a joke", '
-                     '"output_len": 5}\n')  # fmt: skip
-    r = runner.invoke(app, ["run-llm", str(SMOLLM2), "--prompts", jsonl, "--output-len", "dataset", "-b", "2",
-                            "--save-outputs", *FAST, "--out", tmp_path / "a"])  # fmt: skip
+    jsonl.write_text(
+        '{"prompt": "Hello there", "output_len": 3}\n{"other": 1}\n{"prompt": "Tell me a joke", "output_len": 5}\n'
+    )
+    r = runner.invoke(
+        app,
+        [
+            "run-llm",
+            str(SMOLLM2),
+            "--prompts",
+            jsonl,
+            "--output-len",
+            "dataset",
+            "-b",
+            "2",
+            "--save-outputs",
+            *FAST,
+            "--out",
+            tmp_path / "a",
+        ],
+    )
     assert r.exit_code == 0, r.output
     (p,) = read_result(next((tmp_path / "a").glob("*.json"))).points
     assert [len(o["output_ids"]) for o in p.outputs] == [3, 5] and p.output_tokens_mean == 4 and p.output_len == 5
     share = tmp_path / "s.json"
-    share.write_text(json.dumps([
-        {"conversations": [{"from": "human", "value": "What is steel?"}, {"from": "gpt", "value": "An alloy."}]},
-        {"conversations": [{"from": "gpt", "value": "no human turn"}]},
-        {"conversations": [{"from": "human", "value": "Name a colour."}, {"from": "gpt", "value": "Blue, or red."}]},
-    ]))  # fmt: skip
-    r = runner.invoke(app, ["run-llm", str(SMOLLM2), "--prompts", share, "--output-len", "dataset", "-b", "1",
-                            "--num-prompts", "1", "--save-outputs", *FAST, "--out", tmp_path / "b"])  # fmt: skip
+    share.write_text(
+        json.dumps(
+            [
+                {
+                    "conversations": [
+                        {"from": "human", "value": "What is steel?"},
+                        {"from": "gpt", "value": "An alloy."},
+                    ]
+                },
+                {"conversations": [{"from": "gpt", "value": "no human turn"}]},
+                {
+                    "conversations": [
+                        {"from": "human", "value": "Name a colour."},
+                        {"from": "gpt", "value": "Blue, or red."},
+                    ]
+                },
+            ]
+        )
+    )
+    r = runner.invoke(
+        app,
+        [
+            "run-llm",
+            str(SMOLLM2),
+            "--prompts",
+            share,
+            "--output-len",
+            "dataset",
+            "-b",
+            "1",
+            "--num-prompts",
+            "1",
+            "--save-outputs",
+            *FAST,
+            "--out",
+            tmp_path / "b",
+        ],
+    )
     assert r.exit_code == 0, r.output
     (p,) = read_result(next((tmp_path / "b").glob("*.json"))).points
     assert len(p.outputs) == 1 and 2 <= p.output_len <= 6
@@ -205,11 +292,16 @@ def test_text_prompts_without_a_tokenizer_and_bad_gguf_files(tmp_path):
     (tmp_path / "cut.gguf").write_bytes(data[: len(data) // 2])
     (tmp_path / "not.gguf").write_bytes(b"not a gguf file at all")
     write_gguf(tmp_path / "gpt.gguf", arch="gpt2")
-    for name, text in [("cut.gguf", "not a readable GGUF file"), ("not.gguf", "not a readable GGUF file"),
-                       ("gpt.gguf", "GGUF architecture 'gpt2' is not supported"),
-                       ("missing.gguf", "GGUF file not found")]:  # fmt: skip
-        r = runner.invoke(app, ["run-llm", str(tmp_path / name), *FAST, "--prompt-len", "4", "--output-len", "2",
-                                "--out", tmp_path / "o"])  # fmt: skip
+    for name, text in [
+        ("cut.gguf", "not a readable GGUF file"),
+        ("not.gguf", "not a readable GGUF file"),
+        ("gpt.gguf", "GGUF architecture 'gpt2' is not supported"),
+        ("missing.gguf", "GGUF file not found"),
+    ]:
+        r = runner.invoke(
+            app,
+            ["run-llm", str(tmp_path / name), *FAST, "--prompt-len", "4", "--output-len", "2", "--out", tmp_path / "o"],
+        )
         assert r.exit_code == 2 and text in r.stderr and len(r.stderr.strip().splitlines()) == 1, (name, r.output)
 
 
@@ -222,16 +314,33 @@ def test_a_quantization_type_the_gguf_package_cannot_dequantize_is_named(tmp_pat
         raise NotImplementedError(qtype)
 
     monkeypatch.setattr(gguf.quants, "dequantize", refuse)
-    r = runner.invoke(app, ["run-llm", str(tmp_path / "m.gguf"), *FAST, "--prompt-len", "4", "--output-len", "2",
-                            "--out", tmp_path / "o"])  # fmt: skip
+    r = runner.invoke(
+        app,
+        ["run-llm", str(tmp_path / "m.gguf"), *FAST, "--prompt-len", "4", "--output-len", "2", "--out", tmp_path / "o"],
+    )
     assert r.exit_code == 2 and "which the gguf package cannot dequantize" in r.stderr, r.output
 
 
 def test_gguf_run_with_token_id_prompts_of_different_lengths(tmp_path):
     write_gguf(tmp_path / "m.gguf")
     (tmp_path / "p.txt").write_text("1 2 3 4 5 6\n7 8 9\n")
-    r = runner.invoke(app, ["run-llm", str(tmp_path / "m.gguf"), "--prompts", tmp_path / "p.txt", "--output-len", "4",
-                            "-b", "2", "--save-outputs", *FAST, "--out", tmp_path / "o"])  # fmt: skip
+    r = runner.invoke(
+        app,
+        [
+            "run-llm",
+            str(tmp_path / "m.gguf"),
+            "--prompts",
+            tmp_path / "p.txt",
+            "--output-len",
+            "4",
+            "-b",
+            "2",
+            "--save-outputs",
+            *FAST,
+            "--out",
+            tmp_path / "o",
+        ],
+    )
     assert r.exit_code == 0, r.output
     (p,) = read_result(next((tmp_path / "o").glob("*.json"))).points
     assert p.prompt_tokens_mean == 4.5 and p.prompt_len == 6 and p.padding
@@ -247,17 +356,23 @@ def test_gguf_run_with_token_id_prompts_of_different_lengths(tmp_path):
 def _bpe_metadata(**over):
     """A byte-level BPE vocabulary of 64 tokens for the tiny model: bytes of a few letters, one merge."""
     tokens = ["<s>", "</s>", *"abcdefgh", "Ġ", "ab", *[f"t{i}" for i in range(52)]]
-    meta = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.tokens": tokens, "tokenizer.ggml.merges": ["a b"],
-            "tokenizer.ggml.token_type": [3, 3] + [1] * 62, "tokenizer.ggml.eos_token_id": 1,
-            "tokenizer.chat_template": "{% for m in messages %}<s>{{ m['content'] }}{% endfor %}"}  # fmt: skip
+    meta = {
+        "tokenizer.ggml.model": "gpt2",
+        "tokenizer.ggml.tokens": tokens,
+        "tokenizer.ggml.merges": ["a b"],
+        "tokenizer.ggml.token_type": [3, 3] + [1] * 62,
+        "tokenizer.ggml.eos_token_id": 1,
+        "tokenizer.chat_template": "{% for m in messages %}<s>{{ m['content'] }}{% endfor %}",
+    }
     return meta | over
 
 
 def _run(tmp_path, gguf_file, prompts_text, *extra, suffix=".txt"):
     f = tmp_path / f"p{suffix}"
     f.write_text(prompts_text)
-    return runner.invoke(app, ["run-llm", str(gguf_file), "--prompts", f, "--output-len", "2", *FAST, *extra,
-                               "--out", tmp_path / "o"])  # fmt: skip
+    return runner.invoke(
+        app, ["run-llm", str(gguf_file), "--prompts", f, "--output-len", "2", *FAST, *extra, "--out", tmp_path / "o"]
+    )
 
 
 def test_gguf_tokenizer_text_prompts_and_other_tokenizer_models(tmp_path):
@@ -267,8 +382,9 @@ def test_gguf_tokenizer_text_prompts_and_other_tokenizer_models(tmp_path):
     (p,) = read_result(next((tmp_path / "o").glob("*.json"))).points
     assert [o["prompt_tokens"] for o in p.outputs] == [3, 3] and [o["prompt_index"] for o in p.outputs] == [0, 1]
     # a tokenizer model other than byte-level BPE, or malformed metadata: token-id prompts still run
-    for i, meta in enumerate([_bpe_metadata(**{"tokenizer.ggml.model": "llama"}),
-                              _bpe_metadata(**{"tokenizer.ggml.merges": ["Q Q"]})]):  # fmt: skip
+    for i, meta in enumerate(
+        [_bpe_metadata(**{"tokenizer.ggml.model": "llama"}), _bpe_metadata(**{"tokenizer.ggml.merges": ["Q Q"]})]
+    ):
         f = tmp_path / f"other{i}.gguf"
         write_gguf_from(f, build_llm(SMALL, CPU, torch.float32, 0), SMALL, tokenizer=meta)
         (tmp_path / f"ids{i}").mkdir()
@@ -295,8 +411,12 @@ def test_gguf_tokenizer_text_prompts_and_other_tokenizer_models(tmp_path):
     ],
 )
 def test_a_hostile_chat_template_is_stopped(tmp_path, template, text):
-    write_gguf_from(tmp_path / "m.gguf", build_llm(SMALL, CPU, torch.float32, 0), SMALL,
-                    tokenizer=_bpe_metadata(**{"tokenizer.chat_template": template}))  # fmt: skip
+    write_gguf_from(
+        tmp_path / "m.gguf",
+        build_llm(SMALL, CPU, torch.float32, 0),
+        SMALL,
+        tokenizer=_bpe_metadata(**{"tokenizer.chat_template": template}),
+    )
     share = json.dumps([{"conversations": [{"from": "human", "value": "abc"}]}])
     r = _run(tmp_path, tmp_path / "m.gguf", share, suffix=".json")
     assert r.exit_code == 2 and "chat template" in r.stderr and text in r.stderr, r.output
@@ -326,8 +446,22 @@ def test_native_blocks_give_the_dequantized_models_logits(tmp_path, qtype):
 def test_native_refuses_what_it_cannot_run(tmp_path):
     f = tmp_path / "q5.gguf"
     write_gguf(f, qtype="Q5_0")
-    r = runner.invoke(app, ["run-llm", str(f), "--precision", "native", "--prompt-len", "8", "--output-len", "4",
-                            *FAST[:2], "--out", tmp_path / "o"])  # fmt: skip
+    r = runner.invoke(
+        app,
+        [
+            "run-llm",
+            str(f),
+            "--precision",
+            "native",
+            "--prompt-len",
+            "8",
+            "--output-len",
+            "4",
+            *FAST[:2],
+            "--out",
+            tmp_path / "o",
+        ],
+    )
     assert r.exit_code == 2 and "is Q5_0, which --precision native has no kernel for" in r.output
     r = runner.invoke(app, ["run-llm", "llm-tiny", "--precision", "native", "--out", tmp_path / "o"])
     assert r.exit_code == 2 and "give a .gguf model" in r.output
@@ -344,10 +478,19 @@ def test_smollm2_native_follows_the_fp32_model_as_closely_as_bf16_does():
     from models.llm.tokenizer import from_gguf
 
     tok = from_gguf(open_gguf(SMOLLM2))
-    models = {k: load_gguf(SMOLLM2, CPU, dt, native=k == "native")[0].fuse()
-              for k, dt in (("native", torch.bfloat16), ("bf16", torch.bfloat16), ("fp32", torch.float32))}  # fmt: skip
-    prompts = ["The capital of France is", "Steel plates crack when", "A transformer in a substation",
-               "1, 2, 3, 4,", "The best way to inspect a weld is", "Once upon a time", "def fibonacci(n):"]  # fmt: skip
+    models = {
+        k: load_gguf(SMOLLM2, CPU, dt, native=k == "native")[0].fuse()
+        for k, dt in (("native", torch.bfloat16), ("bf16", torch.bfloat16), ("fp32", torch.float32))
+    }
+    prompts = [
+        "The capital of France is",
+        "Steel plates crack when",
+        "A transformer in a substation",
+        "1, 2, 3, 4,",
+        "The best way to inspect a weld is",
+        "Once upon a time",
+        "def fibonacci(n):",
+    ]
     agree = {"native": 0, "bf16": 0}
     with torch.inference_mode():
         for p in prompts:
@@ -377,9 +520,31 @@ def test_llama_cpp_engine_beside_ours(tmp_path):
     f = tmp_path / "m.gguf"
     r = runner.invoke(app, ["make-gguf", "llm-tiny", "--type", "Q8_0", "-o", f])
     assert r.exit_code == 0 and f.is_file(), r.output
-    r = runner.invoke(app, ["run-llm", str(f), "--precision", "native", "-b", "2", "--prompt-len", "8", "--output-len",
-                            "6", "--engine", "modelpower,llama.cpp", "--save-outputs", *FAST[:2], "--min-duration", "0",
-                            "--min-iters", "1", "--out", tmp_path / "o"])  # fmt: skip
+    r = runner.invoke(
+        app,
+        [
+            "run-llm",
+            str(f),
+            "--precision",
+            "native",
+            "-b",
+            "2",
+            "--prompt-len",
+            "8",
+            "--output-len",
+            "6",
+            "--engine",
+            "modelpower,llama.cpp",
+            "--save-outputs",
+            *FAST[:2],
+            "--min-duration",
+            "0",
+            "--min-iters",
+            "1",
+            "--out",
+            tmp_path / "o",
+        ],
+    )
     assert r.exit_code == 0, r.output
     ours, peer = read_result(next((tmp_path / "o").glob("*.json"))).points
     assert peer.engine == "llama.cpp" and "llama_cpp_python" in peer.engine_build and ours.engine_build is None
@@ -442,8 +607,10 @@ def test_native_refuses_files_that_do_not_fit_in_one_line(tmp_path):
     cfg = LLMConfig("tiny-blocks", 512, 128, 2, 4, 2, 256, max_position=64)
     f = tmp_path / "m.gguf"
     write_gguf(f, cfg, qtype="Q8_0")
-    for key, value, why in (("llama.block_count", 1, "does not fit a llama decoder"),
-                            ("llama.attention.head_count", 64, "the metadata implies 4 rows")):  # fmt: skip
+    for key, value, why in (
+        ("llama.block_count", 1, "does not fit a llama decoder"),
+        ("llama.attention.head_count", 64, "the metadata implies 4 rows"),
+    ):
         reader = gguf.GGUFReader(str(f))
         raw = bytearray(f.read_bytes())
         fld = reader.fields[key]

@@ -20,8 +20,16 @@ FAST = ["--min-duration", "0", "--min-iters", "2", "--warmup", "1", "--device", 
 def export(model, example, path, dynamic=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), (example,), str(path), input_names=["x"], output_names=["y"],
-                          dynamic_axes=dynamic, opset_version=17, dynamo=False)  # fmt: skip
+        torch.onnx.export(
+            model.eval(),
+            (example,),
+            str(path),
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes=dynamic,
+            opset_version=17,
+            dynamo=False,
+        )
     return path
 
 
@@ -101,8 +109,12 @@ def test_checker_failure(tmp_path):
     from onnx import TensorProto, helper
 
     node = helper.make_node("Relu", ["undefined"], ["y"])
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])  # fmt: skip
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
     path = tmp_path / "broken.onnx"
     onnx.save(helper.make_model(graph), str(path))
     with pytest.raises(UserError, match="fails the ONNX checker"):

@@ -52,10 +52,12 @@ def build_wheel(dest: Path) -> Path:
     for top in PACKAGES:
         shutil.copytree(ROOT / top, src / top, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out)],
-        check=True, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q", "-w", str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     (wheel,) = out.glob("modelpower-*.whl")
     return wheel
 

@@ -44,8 +44,14 @@ def blocks(seed: int, qtype: str, n: int, k: int, special: float | None = None) 
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(qtype=st.sampled_from(list(BLOCKS)), n=st.integers(1, 140), nblocks=st.integers(1, 3),
-       m=st.integers(1, 4), seed=st.integers(0, 2**16), special=st.none() | st.sampled_from(SPECIAL))  # fmt: skip
+@given(
+    qtype=st.sampled_from(list(BLOCKS)),
+    n=st.integers(1, 140),
+    nblocks=st.integers(1, 3),
+    m=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+    special=st.none() | st.sampled_from(SPECIAL),
+)
 def test_qlinear_rows_matches_gguf_dequantization(qtype, n, nblocks, m, seed, special):
     k = BLOCKS[qtype][0] * nblocks
     w = blocks(seed, qtype, n, k, special)
@@ -63,8 +69,12 @@ def test_qlinear_rows_matches_gguf_dequantization(qtype, n, nblocks, m, seed, sp
 
 
 @settings(max_examples=40, deadline=None)
-@given(qtype=st.sampled_from(list(BLOCKS)), n=st.integers(1, 140), seed=st.integers(0, 2**16),
-       special=st.none() | st.sampled_from(SPECIAL))  # fmt: skip
+@given(
+    qtype=st.sampled_from(list(BLOCKS)),
+    n=st.integers(1, 140),
+    seed=st.integers(0, 2**16),
+    special=st.none() | st.sampled_from(SPECIAL),
+)
 def test_dequantization_matches_gguf(qtype, n, seed, special):
     k = BLOCKS[qtype][0] * 2
     w = blocks(seed, qtype, n, k, special)
@@ -97,8 +107,14 @@ def _bits(a: np.ndarray) -> np.ndarray:
 
 
 @settings(max_examples=40, deadline=None)
-@given(b=st.integers(1, 3), kv=st.sampled_from([1, 2]), group=st.sampled_from([1, 3]), length=st.integers(1, 20),
-       seed=st.integers(0, 2**16), data=st.data())  # fmt: skip
+@given(
+    b=st.integers(1, 3),
+    kv=st.sampled_from([1, 2]),
+    group=st.sampled_from([1, 3]),
+    length=st.integers(1, 20),
+    seed=st.integers(0, 2**16),
+    data=st.data(),
+)
 def test_decode_attention_matches_reference(b, kv, group, length, seed, data):
     rng = np.random.default_rng(seed)
     d, heads = 8, kv * group
@@ -153,8 +169,11 @@ def test_make_gguf_writes_a_file_native_loads(invoke, tmp_path):
     _, record = load_gguf(f, torch.device("cpu"), torch.bfloat16, native=True)
     # 256-wide matrices are Q4_K, the 688-wide down projection fits no 32-weight block: F16
     assert record["tensor_types"]["Q4_K"] > 0 and record["tensor_types"]["F16"] == 4
-    for args, why in ((["nope", "-o", f], "unknown LLM preset"), (["llm-tiny", "--type", "Q3_K", "-o", f], "--type"),
-                      (["llm-tiny", "-o", tmp_path / "x.bin"], "must name a .gguf file")):  # fmt: skip
+    for args, why in (
+        (["nope", "-o", f], "unknown LLM preset"),
+        (["llm-tiny", "--type", "Q3_K", "-o", f], "--type"),
+        (["llm-tiny", "-o", tmp_path / "x.bin"], "must name a .gguf file"),
+    ):
         r = invoke("make-gguf", *args)
         assert r.exit_code == 2 and why in r.output, r.output
     assert not list(tmp_path.glob(".*partial"))
@@ -165,8 +184,14 @@ def _hostile_gguf(count: int, item_type: int = 0) -> bytes:
     import struct
 
     key = b"general.x"
-    return (b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", len(key)) + key
-            + struct.pack("<IIQ", 9, item_type, count) + bytes(16))  # fmt: skip
+    return (
+        b"GGUF"
+        + struct.pack("<IQQ", 3, 0, 1)
+        + struct.pack("<Q", len(key))
+        + key
+        + struct.pack("<IIQ", 9, item_type, count)
+        + bytes(16)
+    )
 
 
 @pytest.mark.parametrize(("count", "item_type"), [(10**9, 0), (10**9, 8), (2**63, 9), (10**12, 12)])

@@ -63,9 +63,19 @@ def test_compare_gives_ratios(results):
 def test_report_renders_in_chromium_with_its_plots(results, tmp_path):
     runner.invoke(app, ["report", str(results[0]), "-o", str(tmp_path / "rep")])
     page = (tmp_path / "rep" / "report.html").as_uri()
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]  # fmt: skip
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
     dom = subprocess.run(["chromium", *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert dom.stdout.count("<img") == 5 and "Summary per device" in dom.stdout
@@ -73,8 +83,9 @@ def test_report_renders_in_chromium_with_its_plots(results, tmp_path):
     console = [ln for ln in dom.stderr.splitlines() if "CONSOLE" in ln]
     assert not console, console
     shot = tmp_path / "shot.png"
-    subprocess.run(["chromium", *flags, "--window-size=1280,2000", f"--screenshot={shot}", page],
-                   capture_output=True, timeout=120)  # fmt: skip
+    subprocess.run(
+        ["chromium", *flags, "--window-size=1280,2000", f"--screenshot={shot}", page], capture_output=True, timeout=120
+    )
     assert shot.exists() and shot.stat().st_size > 20_000
 
 
@@ -90,9 +101,21 @@ def test_many_series_stay_readable():
 
     styles = series_styles(45)
     assert len(set(styles)) == 45
-    rows = [{"throughput": 10.0 + i, "kind": "vision", "prompt_len": None, "output_len": None, "mode": "end to end",
-             "device_name": f"dev{i % 3}", "model": f"model{i % 4}", "backend": f"b{i}", "precision": "fp32",
-             "batch_size": 1 + i % 2} for i in range(40)]  # fmt: skip
+    rows = [
+        {
+            "throughput": 10.0 + i,
+            "kind": "vision",
+            "prompt_len": None,
+            "output_len": None,
+            "mode": "end to end",
+            "device_name": f"dev{i % 3}",
+            "model": f"model{i % 4}",
+            "backend": f"b{i}",
+            "precision": "fp32",
+            "batch_size": 1 + i % 2,
+        }
+        for i in range(40)
+    ]
     fig = _throughput_plot(plt, rows)
     titled = [ax for ax in fig.axes if ax.get_title()]
     assert sorted(ax.get_title() for ax in titled) == ["model0", "model1", "model2", "model3"]
@@ -142,14 +165,25 @@ def test_html_first_screen_shows_every_claims_answer(tmp_path):
     assert r.exit_code == 0, r.output
     html = (tmp_path / "rep" / "report.html").read_text()
     assert "<script" not in html.lower()
-    probe = ("<script>window.addEventListener('load', () => { const b = [...document.querySelectorAll('.headline')]"
-             ".map(e => Math.round(e.getBoundingClientRect().bottom)); document.body.setAttribute('data-fit', "
-             "JSON.stringify({bottoms: b, width: document.documentElement.scrollWidth})); });</script>")  # fmt: skip
+    probe = (
+        "<script>window.addEventListener('load', () => { const b = [...document.querySelectorAll('.headline')]"
+        ".map(e => Math.round(e.getBoundingClientRect().bottom)); document.body.setAttribute('data-fit', "
+        "JSON.stringify({bottoms: b, width: document.documentElement.scrollWidth})); });</script>"
+    )
     page = tmp_path / "probe.html"
     page.write_text(html.replace("</body>", probe + "</body>"))
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-             "--window-size=1366,768", "--hide-scrollbars"]  # fmt: skip
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1366,768",
+        "--hide-scrollbars",
+    ]
     dom = subprocess.run(["chromium", *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     import html as html_lib
@@ -160,8 +194,11 @@ def test_html_first_screen_shows_every_claims_answer(tmp_path):
     assert len(fit["bottoms"]) == 5 and max(fit["bottoms"]) <= 768, fit
     assert fit["width"] <= 1366, fit
     shot = tmp_path / "first-screen.png"
-    subprocess.run(["chromium", *flags, f"--screenshot={shot}", (tmp_path / "rep" / "report.html").as_uri()],
-                   capture_output=True, timeout=120)  # fmt: skip
+    subprocess.run(
+        ["chromium", *flags, f"--screenshot={shot}", (tmp_path / "rep" / "report.html").as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
     assert shot.exists() and shot.stat().st_size > 10_000
 
 

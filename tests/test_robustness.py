@@ -17,8 +17,19 @@ from tests.helpers import assert_one_line
 PRESET = "steel-defect-mobilenetv3"
 WINDOWS = ["--device", "cpu", "--min-duration", "0", "--min-iters", "2", "--warmup", "1"]
 FAST = [*WINDOWS, "--image-size", "96x64", "--num-images", "1"]
-LLM = ["llm-tiny", "--device", "cpu", "--prompt-len", "8", "--output-len", "4", "--min-duration", "0",
-       "--min-iters", "1"]  # fmt: skip
+LLM = [
+    "llm-tiny",
+    "--device",
+    "cpu",
+    "--prompt-len",
+    "8",
+    "--output-len",
+    "4",
+    "--min-duration",
+    "0",
+    "--min-iters",
+    "1",
+]
 
 
 @pytest.mark.parametrize(
@@ -68,8 +79,14 @@ def test_onnx_options_that_do_not_apply(invoke, tmp_path):
     import torch
 
     f = tmp_path / "m.onnx"
-    torch.onnx.export(torch.nn.Linear(4, 2), (torch.zeros(1, 4),), str(f), input_names=["x"],
-                      dynamic_axes={"x": {0: "batch"}}, dynamo=False)  # fmt: skip
+    torch.onnx.export(
+        torch.nn.Linear(4, 2),
+        (torch.zeros(1, 4),),
+        str(f),
+        input_names=["x"],
+        dynamic_axes={"x": {0: "batch"}},
+        dynamo=False,
+    )
     for args, text in [
         (["--backend", "torch-compile"], "ONNX files run through one engine, onnxruntime (the default) or openvino"),
         (["--backend", "onnxruntime,openvino"], "ONNX files run through one engine"),
@@ -157,10 +174,23 @@ def _wait_for_points(folder, n: int, proc, timeout: float = 120):
 @pytest.mark.slow  # a fresh `python -m harness run` process per signal, one second or more a point
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)])
 def test_signals_keep_finished_points(tmp_path, sig, code):
-    args = [sys.executable, "-m", "harness", "run", PRESET, *FAST, "--min-duration", "1", "-b", "1,2,3,4,5,6",
-            "--out", str(tmp_path)]  # fmt: skip
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "harness",
+        "run",
+        PRESET,
+        *FAST,
+        "--min-duration",
+        "1",
+        "-b",
+        "1,2,3,4,5,6",
+        "--out",
+        str(tmp_path),
+    ]
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     f = _wait_for_points(tmp_path, 1, proc)
     proc.send_signal(sig)
     if sig == signal.SIGINT:
@@ -233,8 +263,24 @@ def test_nan_weights_give_invalid_tokens_not_a_crash(invoke, tmp_path):
     state = load_file(str(shard))
     state = {k: torch.full_like(v, float("nan")) for k, v in state.items()}
     save_file(state, str(shard))
-    r = invoke("run-llm", tmp_path / "ck", "--device", "cpu", "--precision", "fp32", "--prompt-len", "4",
-               "--output-len", "3", "--min-duration", "0", "--min-iters", "1", "--out", tmp_path / "o")  # fmt: skip
+    r = invoke(
+        "run-llm",
+        tmp_path / "ck",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--prompt-len",
+        "4",
+        "--output-len",
+        "3",
+        "--min-duration",
+        "0",
+        "--min-iters",
+        "1",
+        "--out",
+        tmp_path / "o",
+    )
     assert r.exit_code == 0, r.output
     (p,) = read_result(next((tmp_path / "o").glob("*.json"))).points
     assert "invalid_tokens" in p.flags
@@ -255,9 +301,11 @@ def test_control_characters_never_reach_csv_or_html(invoke, tmp_path):
 
 def test_a_peak_file_whose_gemm_is_not_a_list_is_one_line(invoke, tmp_path):
     f = tmp_path / "peak.json"
-    f.write_text('{"kind": "modelpower-peak", "version": 1, "device": "cpu", "device_name": "CPU", '
-                 '"nameplate_source": "x", "copy_gbs": 10.0, "copy_nameplate_gbs": null, "copy_ratio": null, '
-                 '"gemm": NaN, "provenance": {}}')  # fmt: skip
+    f.write_text(
+        '{"kind": "modelpower-peak", "version": 1, "device": "cpu", "device_name": "CPU", '
+        '"nameplate_source": "x", "copy_gbs": 10.0, "copy_nameplate_gbs": null, "copy_ratio": null, '
+        '"gemm": NaN, "provenance": {}}'
+    )
     assert_one_line(invoke("claim", "claims/public-claims.toml", "--peak", f), "gemm")
 
 

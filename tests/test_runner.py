@@ -150,9 +150,27 @@ def test_channels_last_gives_the_contiguous_outputs_and_is_recorded(tmp_path):
 
     outs = {}
     for fmt in ("auto", "contiguous"):
-        r = CliRunner().invoke(app, ["run", "steel-defect-mobilenetv3", "-b", "2", "--device", "cpu", "--memory-format",
-                                     fmt, "--min-duration", "0", "--min-iters", "2", "--warmup", "0",
-                                     "--out", str(tmp_path / fmt)])  # fmt: skip
+        r = CliRunner().invoke(
+            app,
+            [
+                "run",
+                "steel-defect-mobilenetv3",
+                "-b",
+                "2",
+                "--device",
+                "cpu",
+                "--memory-format",
+                fmt,
+                "--min-duration",
+                "0",
+                "--min-iters",
+                "2",
+                "--warmup",
+                "0",
+                "--out",
+                str(tmp_path / fmt),
+            ],
+        )
         assert r.exit_code == 0, r.output
         (p,) = _json.loads(next((tmp_path / fmt).glob("*.json")).read_text())["points"]
         outs[fmt] = p

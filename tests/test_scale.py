@@ -20,8 +20,11 @@ MODEL = "steel-defect-mobilenetv3"
 def modelpower(*args, env=None):
     return subprocess.run(
         [sys.executable, "-m", "harness", *map(str, args)],
-        capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def only_result(folder):
@@ -53,9 +56,19 @@ def test_two_cpu_workers_with_gloo_aggregate_is_consistent_with_the_ranks(tmp_pa
 @pytest.mark.slow  # torchrun: two worker processes
 def test_a_dead_worker_fails_the_run_naming_its_rank_and_keeps_partial_results(tmp_path):
     r = modelpower(
-        "run", MODEL, "-b", "1,2", "--device", "cpu", "--nproc-per-node", "2", *FAST, "--out", tmp_path,
+        "run",
+        MODEL,
+        "-b",
+        "1,2",
+        "--device",
+        "cpu",
+        "--nproc-per-node",
+        "2",
+        *FAST,
+        "--out",
+        tmp_path,
         env={ENV_FAIL_RANK: "1"},
-    )  # fmt: skip
+    )
     assert r.returncode == 1
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("modelpower: error: worker rank 1 (exit code 3") and "partial results kept" in last
@@ -112,8 +125,25 @@ def test_parse_loadgen_summary():
 @pytest.mark.slow  # LoadGen runs a scenario for at least a second
 @pytest.mark.parametrize("scenario,batch", [("offline", 4), ("singlestream", 1)])
 def test_loadgen_scenarios_on_cpu_carry_loadgens_verdict(tmp_path, scenario, batch):
-    args = [MODEL, "--scenario", scenario, "-b", batch, "--device", "cpu", "--min-duration", "1",
-            "--loadgen-samples", "16", "--image-size", "320x240", "--num-images", "2", "--out", tmp_path]  # fmt: skip
+    args = [
+        MODEL,
+        "--scenario",
+        scenario,
+        "-b",
+        batch,
+        "--device",
+        "cpu",
+        "--min-duration",
+        "1",
+        "--loadgen-samples",
+        "16",
+        "--image-size",
+        "320x240",
+        "--num-images",
+        "2",
+        "--out",
+        tmp_path,
+    ]
     r = CliRunner().invoke(app, ["run", *map(str, args)])
     assert r.exit_code == 0, r.output
     res = only_result(tmp_path)
@@ -157,9 +187,29 @@ def test_aggregate_of_loadgen_ranks_is_valid_only_if_every_rank_is():
 
 @pytest.mark.slow  # LoadGen's server scenario, at least a second
 def test_loadgen_server_reports_whether_the_latency_bound_held(tmp_path):
-    args = [MODEL, "--scenario", "server", "-b", "2", "--device", "cpu", "--min-duration", "1",
-            "--target-qps", "20", "--latency-bound-ms", "2000", "--loadgen-samples", "8",
-            "--image-size", "320x240", "--num-images", "2", "--out", tmp_path]  # fmt: skip
+    args = [
+        MODEL,
+        "--scenario",
+        "server",
+        "-b",
+        "2",
+        "--device",
+        "cpu",
+        "--min-duration",
+        "1",
+        "--target-qps",
+        "20",
+        "--latency-bound-ms",
+        "2000",
+        "--loadgen-samples",
+        "8",
+        "--image-size",
+        "320x240",
+        "--num-images",
+        "2",
+        "--out",
+        tmp_path,
+    ]
     r = CliRunner().invoke(app, ["run", *map(str, args)])
     assert r.exit_code == 0, r.output
     (p,) = only_result(tmp_path).points

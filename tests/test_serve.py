@@ -38,8 +38,12 @@ def test_request_times_by_hand():
 
 
 def test_summary_goodput_and_failures_by_hand():
-    recs = [record(0.0, [0.1, 0.2], 0.2, 2), record(0.0, [0.6, 0.7], 0.7, 2),  # TTFT 100 and 600 ms
-            record(0.0, [], 0.3, None, error="http-500"), record(0.0, [], 0.3, None, error="timeout")]  # fmt: skip
+    recs = [
+        record(0.0, [0.1, 0.2], 0.2, 2),
+        record(0.0, [0.6, 0.7], 0.7, 2),  # TTFT 100 and 600 ms
+        record(0.0, [], 0.3, None, error="http-500"),
+        record(0.0, [], 0.3, None, error="timeout"),
+    ]
     s = summarize(recs, window_s=2.0, slo={"ttft": 500}, counted_by="usage")
     assert s.ok == 2 and s.failed == {"http-500": 1, "timeout": 1}
     assert s.requests_per_s == pytest.approx(1.0) and s.output_tokens_per_s == pytest.approx(2.0)
@@ -65,9 +69,14 @@ def test_tokens_counted_by_usage_else_tokenizer():
         assert count_tokens(r, 5, Tok()) == "tokenizer" and (r.output_tokens, r.prompt_tokens) == (2, 5)
 
 
-@pytest.mark.parametrize(("text", "want"), [
-    ("ttft=500,tpot=50", {"ttft": 500.0, "tpot": 50.0}), ("e2e=2000ms", {"e2e": 2000.0}), (None, {}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("ttft=500,tpot=50", {"ttft": 500.0, "tpot": 50.0}),
+        ("e2e=2000ms", {"e2e": 2000.0}),
+        (None, {}),
+    ],
+)
 def test_parse_slo(text, want):
     assert parse_slo(text) == want
 
@@ -89,9 +98,15 @@ def test_parse_event_reads_both_apis_and_refuses_malformed_lines():
     assert r.chunks == [1.0, 2.0] and r.text == [" Paris", "!"] and r.usage == {"completion_tokens": 2}
     from harness.serve.client import MalformedStream
 
-    for line in ("data: {not json", "data: [1, 2]", 'data: {"error": "overloaded"}', 'data: {"choices": {"a": 1}}',
-                 'data: {"choices": [3]}', 'data: {"choices": [{"delta": "x"}]}',
-                 'data: {"choices": [{"delta": {"content": 5}}]}'):  # fmt: skip
+    for line in (
+        "data: {not json",
+        "data: [1, 2]",
+        'data: {"error": "overloaded"}',
+        'data: {"choices": {"a": 1}}',
+        'data: {"choices": [3]}',
+        'data: {"choices": [{"delta": "x"}]}',
+        'data: {"choices": [{"delta": {"content": 5}}]}',
+    ):
         with pytest.raises(MalformedStream):
             parse_event(line, "chat", RequestRecord(sent=0.0), 0.0)
 
@@ -216,17 +231,39 @@ def fake_server():
 
 
 def serve_bench(invoke, url, tmp_path, *args):
-    argv = ["serve-bench", url, "--model", "m", "--prompts", str(tmp_path / "p.txt"), "--out", str(tmp_path / "r"),
-            "--min-duration", "0", "--min-requests", "4", "--warmup", "1", *args]  # fmt: skip
+    argv = [
+        "serve-bench",
+        url,
+        "--model",
+        "m",
+        "--prompts",
+        str(tmp_path / "p.txt"),
+        "--out",
+        str(tmp_path / "r"),
+        "--min-duration",
+        "0",
+        "--min-requests",
+        "4",
+        "--warmup",
+        "1",
+        *args,
+    ]
     tmp_path.mkdir(exist_ok=True)
     (tmp_path / "p.txt").write_text("1 2 3\n4 5 6\n")  # token-id prompts: no tokenizer needed
     return invoke(*argv)
 
 
-@pytest.mark.parametrize(("mode", "text"), [
-    (401, "http-401"), (404, "wrong --model name"), (500, "http-500"), ("json", "not-streaming"),
-    ("malformed", "malformed-stream"), ("no-usage", "give --tokenizer"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("mode", "text"),
+    [
+        (401, "http-401"),
+        (404, "wrong --model name"),
+        (500, "http-500"),
+        ("json", "not-streaming"),
+        ("malformed", "malformed-stream"),
+        ("no-usage", "give --tokenizer"),
+    ],
+)
 def test_server_mistakes_are_one_line(invoke, fake_server, tmp_path, mode, text):
     fake_server.mode = mode
     r = serve_bench(invoke, f"http://127.0.0.1:{fake_server.server_port}", tmp_path)
@@ -237,8 +274,17 @@ def test_server_mistakes_are_one_line(invoke, fake_server, tmp_path, mode, text)
 def test_fake_server_run_writes_a_valid_result(invoke, fake_server, tmp_path):
     from harness.results.schema import read_result
 
-    r = serve_bench(invoke, f"http://127.0.0.1:{fake_server.server_port}", tmp_path, "--concurrency", "1,2",
-                    "--request-rate", "200", "--slo", "ttft=1000")  # fmt: skip
+    r = serve_bench(
+        invoke,
+        f"http://127.0.0.1:{fake_server.server_port}",
+        tmp_path,
+        "--concurrency",
+        "1,2",
+        "--request-rate",
+        "200",
+        "--slo",
+        "ttft=1000",
+    )
     assert r.exit_code == 0, r.output
     (f,) = (tmp_path / "r").glob("*.json")
     res = read_result(f)
@@ -258,37 +304,43 @@ def test_api_key_is_sent_and_never_recorded(invoke, fake_server, tmp_path, monke
     assert "sk-secret-123" not in f.read_text() and "from $MP_TEST_KEY" in f.read_text()
 
 
-@pytest.mark.parametrize(("args", "text"), [
-    (["--concurrency", "0"], "concurrency must be a positive integer"),
-    (["--request-rate", "fast"], "--request-rate must be a number"),
-    (["--request-rate", "-1"], "--request-rate must be > 0"),
-    (["--slo", "ttft=abc"], "--slo takes KEY=MS"),
-    (["--find-rate"], "add --slo"),
-    (["--api", "grpc"], "unknown --api"),
-    (["--request-rate", "1", "--burstiness", "0"], "--burstiness must be"),
-    (["--request-rate", "1e-300"], "--request-rate must be"),
-    (["--burstiness", "2"], "add --request-rate or --find-rate"),
-    (["--request-rate", "1", "--max-concurrency", "0"], "--max-concurrency must be"),
-    (["--slo-attainment", "0.5"], "add --slo"),
-    (["--min-requests", "0"], "--min-requests must be"),
-    (["--precision", "bf17"], "unknown --precision"),
-    (["--api-key-env", "sk-abc123"], "give the variable's name, not the key"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["--concurrency", "0"], "concurrency must be a positive integer"),
+        (["--request-rate", "fast"], "--request-rate must be a number"),
+        (["--request-rate", "-1"], "--request-rate must be > 0"),
+        (["--slo", "ttft=abc"], "--slo takes KEY=MS"),
+        (["--find-rate"], "add --slo"),
+        (["--api", "grpc"], "unknown --api"),
+        (["--request-rate", "1", "--burstiness", "0"], "--burstiness must be"),
+        (["--request-rate", "1e-300"], "--request-rate must be"),
+        (["--burstiness", "2"], "add --request-rate or --find-rate"),
+        (["--request-rate", "1", "--max-concurrency", "0"], "--max-concurrency must be"),
+        (["--slo-attainment", "0.5"], "add --slo"),
+        (["--min-requests", "0"], "--min-requests must be"),
+        (["--precision", "bf17"], "unknown --precision"),
+        (["--api-key-env", "sk-abc123"], "give the variable's name, not the key"),
+    ],
+)
 def test_bad_options_are_one_line(invoke, tmp_path, args, text):
     r = serve_bench(invoke, "http://127.0.0.1:9", tmp_path, *args)
     assert r.exit_code == 2 and text in r.output and "Traceback" not in r.output, r.output
 
 
-@pytest.mark.parametrize(("url", "text"), [
-    ("127.0.0.1:8000", "URL must look like http://HOST:PORT"),
-    ("http://127.0.0.1:8000/v1/completions", "base URL, not an endpoint path"),
-    ("http://127.0.0.1:9", "cannot reach"),  # nothing listens on the discard port
-    ("http://127.0.0.1:99999", "not a valid URL"),
-    ("http://127.0.0.1:abc", "not a valid URL"),
-    ("http://[::1:9100", "not a valid URL"),
-    ("http://alice:secret@127.0.0.1:9", "takes no credentials"),
-    ("http://127.0.0.1:9/?api_key=sk-1", "takes no credentials"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("url", "text"),
+    [
+        ("127.0.0.1:8000", "URL must look like http://HOST:PORT"),
+        ("http://127.0.0.1:8000/v1/completions", "base URL, not an endpoint path"),
+        ("http://127.0.0.1:9", "cannot reach"),  # nothing listens on the discard port
+        ("http://127.0.0.1:99999", "not a valid URL"),
+        ("http://127.0.0.1:abc", "not a valid URL"),
+        ("http://[::1:9100", "not a valid URL"),
+        ("http://alice:secret@127.0.0.1:9", "takes no credentials"),
+        ("http://127.0.0.1:9/?api_key=sk-1", "takes no credentials"),
+    ],
+)
 def test_bad_urls_are_one_line(invoke, tmp_path, url, text):
     r = serve_bench(invoke, url, tmp_path)
     assert r.exit_code == 2 and text in r.output and "Traceback" not in r.output, r.output

@@ -50,9 +50,11 @@ def free_port() -> int:
 
 
 def start(folder: Path, port: int) -> subprocess.Popen:
-    code = ("import sys; from transformers.cli.transformers import main; "
-            f"sys.argv = ['transformers', 'serve', {str(folder)!r}, '--device', 'cpu', '--host', '127.0.0.1', "
-            f"'--port', '{port}']; main()")  # fmt: skip
+    code = (
+        "import sys; from transformers.cli.transformers import main; "
+        f"sys.argv = ['transformers', 'serve', {str(folder)!r}, '--device', 'cpu', '--host', '127.0.0.1', "
+        f"'--port', '{port}']; main()"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -82,9 +84,27 @@ def server(tmp_path_factory):
 
 def bench(invoke, server, tmp_path, *args):
     url, folder = server
-    argv = ["serve-bench", url, "--model", str(folder), "--tokenizer", str(folder), "--out", str(tmp_path),
-            "--output-len", "8", "--prompt-len", "16", "--num-prompts", "8", "--warmup", "1",
-            "--min-duration", "0", *args]  # fmt: skip
+    argv = [
+        "serve-bench",
+        url,
+        "--model",
+        str(folder),
+        "--tokenizer",
+        str(folder),
+        "--out",
+        str(tmp_path),
+        "--output-len",
+        "8",
+        "--prompt-len",
+        "16",
+        "--num-prompts",
+        "8",
+        "--warmup",
+        "1",
+        "--min-duration",
+        "0",
+        *args,
+    ]
     r = invoke(*argv)
     assert r.exit_code == 0, r.output
     (f,) = tmp_path.glob("*.json")
@@ -92,8 +112,18 @@ def bench(invoke, server, tmp_path, *args):
 
 
 def test_concurrency_sweep_streams_a_timestamp_per_token(invoke, server, tmp_path):
-    res = bench(invoke, server, tmp_path, "--concurrency", "1,2", "--min-requests", "3", "--save-requests",
-                "--slo", "ttft=60000,tpot=10000")  # fmt: skip
+    res = bench(
+        invoke,
+        server,
+        tmp_path,
+        "--concurrency",
+        "1,2",
+        "--min-requests",
+        "3",
+        "--save-requests",
+        "--slo",
+        "ttft=60000,tpot=10000",
+    )
     assert res.status == "complete" and [p.served["load"]["concurrency"] for p in res.points] == [1, 2]
     for p in res.points:
         assert p.status == "ok" and p.runs >= 3 and p.served["requests"]["failed"] == {}
@@ -153,9 +183,30 @@ def test_server_killed_mid_run_records_failures(invoke, server, tmp_path):
         proc.kill()
 
     threading.Thread(target=kill_once_measuring, daemon=True).start()
-    argv = ["serve-bench", f"http://127.0.0.1:{port}", "--model", str(folder), "--tokenizer", str(folder),
-            "--out", str(tmp_path), "--output-len", "8", "--prompt-len", "16", "--concurrency", "2",
-            "--warmup", "1", "--min-duration", "30", "--min-requests", "1000", "--max-duration", "60"]  # fmt: skip
+    argv = [
+        "serve-bench",
+        f"http://127.0.0.1:{port}",
+        "--model",
+        str(folder),
+        "--tokenizer",
+        str(folder),
+        "--out",
+        str(tmp_path),
+        "--output-len",
+        "8",
+        "--prompt-len",
+        "16",
+        "--concurrency",
+        "2",
+        "--warmup",
+        "1",
+        "--min-duration",
+        "30",
+        "--min-requests",
+        "1000",
+        "--max-duration",
+        "60",
+    ]
     r = invoke(*argv)
     proc.wait(30)
     (f,) = tmp_path.glob("*.json")

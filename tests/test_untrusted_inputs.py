@@ -16,12 +16,15 @@ CLAIMS = Path(__file__).resolve().parent.parent / "claims" / "public-claims.toml
 
 # JSON values of every type, including the awkward ones
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
     | st.sampled_from(["", "[/b]", "[link=http://x]y[/link]", "\x1b[31mred", "=cmd|' /C calc'!A0", "<script>"])
     | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=6,
-)  # fmt: skip
+)
 
 
 def assert_clean(r, skip_bad: bool = False):
@@ -44,10 +47,27 @@ def valid(invoke, tmp_path_factory) -> dict:
     r = invoke("run", "steel-defect-mobilenetv3", "--device", "cpu", "--out", folder, *fast)
     assert r.exit_code == 0, r.output
     result = json.loads(next(folder.glob("2*.json")).read_text())
-    peak = {"kind": "modelpower-peak", "version": 1, "device": "cpu", "device_name": "CPU",
-            "nameplate_source": "x", "copy_gbs": 10.0, "copy_nameplate_gbs": None, "copy_ratio": None,
-            "gemm": [{"precision": "fp32", "best_n": 512, "measured_tflops": 0.1, "nameplate_tflops": 0.2,
-                      "ratio": 0.5, "note": ""}], "provenance": {}}  # fmt: skip
+    peak = {
+        "kind": "modelpower-peak",
+        "version": 1,
+        "device": "cpu",
+        "device_name": "CPU",
+        "nameplate_source": "x",
+        "copy_gbs": 10.0,
+        "copy_nameplate_gbs": None,
+        "copy_ratio": None,
+        "gemm": [
+            {
+                "precision": "fp32",
+                "best_n": 512,
+                "measured_tflops": 0.1,
+                "nameplate_tflops": 0.2,
+                "ratio": 0.5,
+                "note": "",
+            }
+        ],
+        "provenance": {},
+    }
     return {"result": result, "peak": peak}
 
 
@@ -137,8 +157,15 @@ def toml_value(v) -> str | None:
 
 
 toml_values = json_values | st.sampled_from([float("inf"), float("nan"), True, -1, 0, 1e308])
-CLAIM = {"id": "c", "kind": "capacity", "text": "t", "p": 11000, "precision": "fp16", "sparsity": "dense",
-         "devices": ["NVIDIA H100 SXM5 80GB"]}  # fmt: skip
+CLAIM = {
+    "id": "c",
+    "kind": "capacity",
+    "text": "t",
+    "p": 11000,
+    "precision": "fp16",
+    "sparsity": "dense",
+    "devices": ["NVIDIA H100 SXM5 80GB"],
+}
 SPEC = {"name": "Fake GPU", "match": ["Fake"], "source": "s", "power_w": 300, "bandwidth_gbs": 1000}
 
 
@@ -168,9 +195,16 @@ def test_mutated_spec_files(invoke, tmp_path_factory, key, value):
     assert_clean(invoke("claim", CLAIMS, "--spec", f))
 
 
-LLAMA = {"architectures": ["LlamaForCausalLM"], "vocab_size": 64, "hidden_size": 32, "num_hidden_layers": 1,
-         "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 64,
-         "max_position_embeddings": 64}  # fmt: skip
+LLAMA = {
+    "architectures": ["LlamaForCausalLM"],
+    "vocab_size": 64,
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 64,
+}
 
 
 @FEW
@@ -182,8 +216,22 @@ def test_mutated_checkpoint_configs(invoke, tmp_path_factory, data):
     (folder / "config.json").write_bytes(data.draw(mutated(LLAMA)))
     index = {"weight_map": {"model.embed_tokens.weight": "model.safetensors"}}
     (folder / "model.safetensors.index.json").write_bytes(data.draw(mutated(index)))
-    r = invoke("run-llm", folder, "--device", "cpu", "--prompt-len", "4", "--output-len", "2",
-               "--min-duration", "0", "--min-iters", "1", "--out", folder / "out")  # fmt: skip
+    r = invoke(
+        "run-llm",
+        folder,
+        "--device",
+        "cpu",
+        "--prompt-len",
+        "4",
+        "--output-len",
+        "2",
+        "--min-duration",
+        "0",
+        "--min-iters",
+        "1",
+        "--out",
+        folder / "out",
+    )
     assert_clean(r)
 
 

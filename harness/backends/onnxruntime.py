@@ -74,8 +74,10 @@ class OnnxRuntime(Backend):
                 f"onnxruntime could not load {provider} (the session runs on {', '.join(sess.get_providers())})"
             )
         in_type = torch.float16 if precision == "fp16" else torch.float32
-        graph = any(str(options.get(k, "0")).strip().lower() in ("1", "true")
-                    for k in ("enable_cuda_graph", "trt_cuda_graph_enable"))  # fmt: skip
+        graph = any(
+            str(options.get(k, "0")).strip().lower() in ("1", "true")
+            for k in ("enable_cuda_graph", "trt_cuda_graph_enable")
+        )
         run = _device_runner(sess, device, cuda_graph=graph) if device.type == "cuda" else _host_runner(sess)
 
         def run_typed(x: torch.Tensor) -> torch.Tensor:

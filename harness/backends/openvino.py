@@ -71,8 +71,11 @@ class OpenVino(Backend):
             digest = hashlib.sha256(b"".join(np.ascontiguousarray(b).tobytes() for b in calib)).hexdigest()[:12]
             # keyed by the calibration data too: other inputs (frames, sizes, batch) quantize anew
             ir, quantize_s = _nncf_int8(core, path, calib, cache / f"{path.stem}-nncf-int8-{digest}.xml")
-        config = {"PERFORMANCE_HINT": HINT, "CACHE_DIR": str(cache),
-                  "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}  # fmt: skip
+        config = {
+            "PERFORMANCE_HINT": HINT,
+            "CACHE_DIR": str(cache),
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+        }
         source = ir or path
         try:
             compiled = core.compile_model(core.read_model(str(source)), "CPU", config)
@@ -89,12 +92,21 @@ class OpenVino(Backend):
 
         run(example)  # first inference (memory allocation) outside the window
         info = {
-            "onnx": str(path), "cached_export": cached, "export_s": export_s, "openvino": ov.__version__,
-            "hint": HINT, "inference_precision": config["INFERENCE_PRECISION_HINT"], "cache_dir": str(cache),
-        }  # fmt: skip
+            "onnx": str(path),
+            "cached_export": cached,
+            "export_s": export_s,
+            "openvino": ov.__version__,
+            "hint": HINT,
+            "inference_precision": config["INFERENCE_PRECISION_HINT"],
+            "cache_dir": str(cache),
+        }
         if ir is not None:
-            info |= {"int8": "NNCF post-training quantization", "ir": str(ir), "quantize_s": quantize_s,
-                     "calibration_samples": sum(len(b) for b in calib)}  # fmt: skip
+            info |= {
+                "int8": "NNCF post-training quantization",
+                "ir": str(ir),
+                "quantize_s": quantize_s,
+                "calibration_samples": sum(len(b) for b in calib),
+            }
         return Prepared(run, time.perf_counter() - t, info)
 
 
@@ -116,9 +128,11 @@ def _nncf_int8(core, onnx_path: Path, calibration: list[np.ndarray], xml: Path) 
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # its progress bars
             quantized = nncf.quantize(
-                core.read_model(str(onnx_path)), nncf.Dataset(calibration), preset=nncf.QuantizationPreset.MIXED,
+                core.read_model(str(onnx_path)),
+                nncf.Dataset(calibration),
+                preset=nncf.QuantizationPreset.MIXED,
                 subset_size=sum(len(b) for b in calibration),
-            )  # fmt: skip
+            )
     except Exception as e:
         raise BackendUnavailable(f"nncf could not quantize {onnx_path.name}: {ov_reason(e)}") from None
     # Saved under temporary names and renamed, .bin first: an interrupted save leaves no IR that loads.

@@ -114,6 +114,10 @@ class TorchCompile(Backend):
 
     @staticmethod
     def _info(mode, precision, example, ctx) -> dict:
-        return {"mode": mode, "dtype": str(TORCH_DTYPES[precision]), "memory_format": ctx.memory_format,
-                "cuda_graphs": mode in ("reduce-overhead", "max-autotune") and example.is_cuda,
-                "inductor_cache": _inductor_cache()}  # fmt: skip
+        return {
+            "mode": mode,
+            "dtype": str(TORCH_DTYPES[precision]),
+            "memory_format": ctx.memory_format,
+            "cuda_graphs": mode in ("reduce-overhead", "max-autotune") and example.is_cuda,
+            "inductor_cache": _inductor_cache(),
+        }

@@ -14,8 +14,9 @@ def memory_format_of(name: str) -> torch.memory_format:
     return torch.channels_last if name == "channels_last" else torch.contiguous_format
 
 
-def cast_model(model: torch.nn.Module, device: torch.device, precision: str,
-               memory_format: str = "contiguous") -> torch.nn.Module:  # fmt: skip
+def cast_model(
+    model: torch.nn.Module, device: torch.device, precision: str, memory_format: str = "contiguous"
+) -> torch.nn.Module:
     """The model on `device` at `precision`, its 4-D weights in `memory_format` (channels_last:
     cuDNN and oneDNN then run NHWC convolutions, with no layout change between layers)."""
     if device.type == "cpu" and precision == "fp16":

@@ -81,8 +81,16 @@ def _root(
     """Benchmark batch inference on this machine: throughput, latency, delivered FLOPS."""
 
 
-for command in (inspect.devices, inspect.models, run.run, run.quick, measure.kernels, measure.peak, verdicts.claim,
-                inspect.backends):  # fmt: skip
+for command in (
+    inspect.devices,
+    inspect.models,
+    run.run,
+    run.quick,
+    measure.kernels,
+    measure.peak,
+    verdicts.claim,
+    inspect.backends,
+):
     app.command()(command)
 app.command("run-llm")(run_llm.run_llm)
 app.command("make-gguf")(run_llm.make_gguf)

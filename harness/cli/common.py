@@ -76,8 +76,12 @@ def cli_events(min_duration: float, min_iters: int) -> Events:
 
     @contextmanager
     def track(label: str, windows: int, unit: str) -> Iterator[Tick]:
-        columns = (TextColumn("{task.description}", markup=False), BarColumn(),
-                   TextColumn("{task.fields[info]}", markup=False), TimeElapsedColumn())  # fmt: skip
+        columns = (
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            TextColumn("{task.fields[info]}", markup=False),
+            TimeElapsedColumn(),
+        )
         with Progress(*columns, console=err, transient=True) as bar:
             task = bar.add_task(label, total=float(windows), info="preparing")
             phases: list[str] = []

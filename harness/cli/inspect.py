@@ -52,12 +52,15 @@ def devices(
         g.add_column(col)
     for gpu in m.gpus:
         g.add_row(
-            str(gpu.index), gpu.name, f"{gpu.memory_gib} GiB", gpu.driver or "-",
+            str(gpu.index),
+            gpu.name,
+            f"{gpu.memory_gib} GiB",
+            gpu.driver or "-",
             gpu.cuda_version or "-",
             f"{gpu.power_limit_w:.0f} W" if gpu.power_limit_w else "-",
             f"{gpu.sm_clock_mhz:.0f}/{gpu.max_sm_clock_mhz:.0f} MHz" if gpu.max_sm_clock_mhz else "-",
             gpu.spec_row or "no row: MFU unknown",
-        )  # fmt: skip
+        )
     out.print(g)
     for gpu in m.gpus:
         row = match_spec(gpu.name)
@@ -98,10 +101,15 @@ def models(
         for p in presets:
             flops = preset_flops_per_sample(p.builder, p.num_classes, p.input_hw)
             t.add_row(
-                p.name, p.industry, p.task, p.arch, f"{p.input_hw[1]}x{p.input_hw[0]}",
-                str(p.num_classes), f"{param_count(p.builder, p.num_classes) / 1e6:.1f}M",
+                p.name,
+                p.industry,
+                p.task,
+                p.arch,
+                f"{p.input_hw[1]}x{p.input_hw[0]}",
+                str(p.num_classes),
+                f"{param_count(p.builder, p.num_classes) / 1e6:.1f}M",
                 f"{flops / 1e9:.2f}",
-            )  # fmt: skip
+            )
         out.print(t)
         out.print("GFLOPs: per sample, one multiply-add = 2 FLOPs, counted from the graph (conv + matmul).")
     if llms:
@@ -116,8 +124,10 @@ def models(
             t.add_row(c.name, c.family, size, str(c.num_layers), str(c.hidden_size), heads, str(c.max_position), gflops)
         out.print(t)
     if pattern == "*":
-        out.print("Also any timm or torchvision classifier by name, e.g. `modelpower run timm:resnet18`: "
-                  "`modelpower models 'timm:*'` lists them.")  # fmt: skip
+        out.print(
+            "Also any timm or torchvision classifier by name, e.g. `modelpower run timm:resnet18`: "
+            "`modelpower models 'timm:*'` lists them."
+        )
 
 
 ZOO_DETAIL_MAX = 12  # above this many matches, names only (counting FLOPs builds each model)
@@ -197,8 +207,16 @@ def backends(
     if min_duration is not None:
         window = replace(window, min_duration=min_duration)
     sizes = parse_sizes(batch_size) if batch_size else [COMPARISON["batch"]]
-    req = VisionRequest([model], sizes, device, window=window, backend=BackendChoice(combos=tuple(combos)),
-                        out_dir=out_dir or RESULTS_DIR, cache_dir=cache_dir, keep_going=True)  # fmt: skip
+    req = VisionRequest(
+        [model],
+        sizes,
+        device,
+        window=window,
+        backend=BackendChoice(combos=tuple(combos)),
+        out_dir=out_dir or RESULTS_DIR,
+        cache_dir=cache_dir,
+        keep_going=True,
+    )
     session = run_vision(req, cli_events(window.min_duration, window.min_iters))
     show_vision_run(session)
     out.print(backends_comparison(model, dev, session.result.points))

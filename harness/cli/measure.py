@@ -38,14 +38,21 @@ def kernels(
         rows, bw = kernel_bench.run(0.25 if quick else 1.0, lambda n: status.update(f"timing {n} ..."), dev)
     machine = kernel_bench.machine(dev)
     out.print(kernels_table(rows, bw))
-    out.print(f"measured on: {machine['name']}; ISA: {' '.join(machine['isa']) or '-'}; "
-              f"SVML (Intel's vector math for Numba): {'in use' if machine['svml'] else 'not in use'}")  # fmt: skip
+    out.print(
+        f"measured on: {machine['name']}; ISA: {' '.join(machine['isa']) or '-'}; "
+        f"SVML (Intel's vector math for Numba): {'in use' if machine['svml'] else 'not in use'}"
+    )
     out.print("1st call: our kernel's first call in this process (JIT compile, or loading Numba's on-disk cache).")
     if quick:
         out.print("--quick: shrunken inputs; the targets apply to the full shapes.")
     if out_dir is not None:
-        body = {"quick": quick, "device": str(dev), "machine": machine, "copy_bandwidth_gbs": bw,
-                "rows": [asdict(r) for r in rows]}  # fmt: skip
+        body = {
+            "quick": quick,
+            "device": str(dev),
+            "machine": machine,
+            "copy_bandwidth_gbs": bw,
+            "rows": [asdict(r) for r in rows],
+        }
         path = write_record(out_dir, "kernels", "modelpower-kernel-bench", started, body)
         out.print(f"written to {path}")
 

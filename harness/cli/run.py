@@ -27,7 +27,7 @@ from harness.cli.common import (
     finish_run,
     out,
     user_errors,
-)  # fmt: skip
+)
 from harness.errors import UserError
 from harness.inputs import SEED
 from harness.measure.window import Window
@@ -197,15 +197,22 @@ def run(  # long: its signature is the command's ~30 flags; the body only builds
     launcher = distributed.Launch(nproc_per_node, nnodes, node_rank, rdzv_endpoint)
     launcher.check()
     req = VisionRequest(
-        models=model, batch_sizes=parse_sizes(batch_size) if batch_size else None, device=device,
+        models=model,
+        batch_sizes=parse_sizes(batch_size) if batch_size else None,
+        device=device,
         window=Window(warmup, min_duration, min_iters),
         frames=Frames(images, image_size, num_images, preprocess),
         random_inputs=RandomInputs(tuple(input_shape or ()), input_dtype),
         task=Task(task, input_size, mean, std, letterbox, rgb, det_format),
         backend=BackendChoice(tuple(backend or ()), precision, compile_mode, memory_format, tuple(ort_option or ())),
         loadgen=LoadgenOptions(scenario, claim_grade, target_qps, latency_bound_ms, loadgen_samples),
-        out_dir=out_dir, weights=weights, seed=seed, assume_watts=assume_watts, spec=spec, cache_dir=cache_dir,
-    )  # fmt: skip
+        out_dir=out_dir,
+        weights=weights,
+        seed=seed,
+        assume_watts=assume_watts,
+        spec=spec,
+        cache_dir=cache_dir,
+    )
     if nproc_per_node is not None and not distributed.in_worker():
         validate(req)  # a mistake is one line here, not one traceback per worker
         raise typer.Exit(launcher.run(device, sys.argv[1:], new_result_path(out_dir)))

@@ -84,16 +84,26 @@ def run_llm(
 
     window = replace(LLM_WINDOW, **given(min_duration=min_duration, min_iters=min_iters))
     req = LLMRequest(
-        model=model, device=device, window=window, sampling=Sampling(temperature, top_k, top_p),
-        engines=parse_engines(engine), compile=compile, prompts=prompts, num_prompts=num_prompts,
-        save_outputs=save_outputs, out_dir=out_dir, seed=seed, assume_watts=assume_watts,
+        model=model,
+        device=device,
+        window=window,
+        sampling=Sampling(temperature, top_k, top_p),
+        engines=parse_engines(engine),
+        compile=compile,
+        prompts=prompts,
+        num_prompts=num_prompts,
+        save_outputs=save_outputs,
+        out_dir=out_dir,
+        seed=seed,
+        assume_watts=assume_watts,
         output_from_dataset=output_len == ["dataset"],
         **given(
-            batch_sizes=parse_sizes(batch_size) if batch_size else None, precision=precision,
+            batch_sizes=parse_sizes(batch_size) if batch_size else None,
+            precision=precision,
             prompt_lens=parse_sizes(prompt_len, "prompt length") if prompt_len else None,
             output_lens=parse_sizes(output_len, "output length") if output_len and output_len != ["dataset"] else None,
         ),
-    )  # fmt: skip
+    )
     session = run_llm(req, cli_events(window.min_duration, window.min_iters))
     out.print(llm_table(session.result.points))
     for p in session.result.points:

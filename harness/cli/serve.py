@@ -107,16 +107,36 @@ def serve_bench(
 
     window = replace(SERVE_WINDOW, **given(warmup=warmup, min_duration=min_duration, min_iters=min_requests))
     req = ServeRequest(
-        url=url, model=model, tokenizer=tokenizer, window=window, ignore_eos=ignore_eos, slo=slo,
-        find_rate=find_rate, save_requests=save_requests, out_dir=out_dir, seed=seed,
+        url=url,
+        model=model,
+        tokenizer=tokenizer,
+        window=window,
+        ignore_eos=ignore_eos,
+        slo=slo,
+        find_rate=find_rate,
+        save_requests=save_requests,
+        out_dir=out_dir,
+        seed=seed,
         concurrency=parse_sizes(concurrency, "--concurrency") if concurrency else [],
-        request_rates=_rates(request_rate) if request_rate else [], max_concurrency=max_concurrency,
-        prompts=prompts, assume_watts=assume_watts,
-        **given(api=api, burstiness=burstiness, num_prompts=num_prompts, prompt_len=prompt_len,
-                output_len=output_len, slo_attainment=slo_attainment, max_requests=max_requests,
-                max_duration=max_duration, timeout=timeout, device=device, precision=precision,
-                api_key_env=api_key_env),
-    )  # fmt: skip
+        request_rates=_rates(request_rate) if request_rate else [],
+        max_concurrency=max_concurrency,
+        prompts=prompts,
+        assume_watts=assume_watts,
+        **given(
+            api=api,
+            burstiness=burstiness,
+            num_prompts=num_prompts,
+            prompt_len=prompt_len,
+            output_len=output_len,
+            slo_attainment=slo_attainment,
+            max_requests=max_requests,
+            max_duration=max_duration,
+            timeout=timeout,
+            device=device,
+            precision=precision,
+            api_key_env=api_key_env,
+        ),
+    )
     session, _ = run_serve(req, cli_events(window.min_duration, window.min_iters))
     out.print(served_table(session.result.points))
     for note in session.result.notes:

@@ -43,27 +43,75 @@ def results_table(points, width: int | None = None) -> Table:
     title = "results (latency per batch, ms)" + (f" on {next(iter(devices))}" if one_device else "")
     title += "" if energy else "; energy not measured"
     if wide:
-        cols = ("model", "backend", "device", "prec", "batch", "samples/s", "e2e p50", "e2e p99", "pre", "infer",
-                "post", "GFLOP/sample", "TFLOPS", "MFU", "J/sample", "flags")  # fmt: skip
+        cols = (
+            "model",
+            "backend",
+            "device",
+            "prec",
+            "batch",
+            "samples/s",
+            "e2e p50",
+            "e2e p99",
+            "pre",
+            "infer",
+            "post",
+            "GFLOP/sample",
+            "TFLOPS",
+            "MFU",
+            "J/sample",
+            "flags",
+        )
     else:
-        cols = ("model", "backend prec", *(() if one_device else ("device",)), "batch", "samples/s", "e2e p99",
-                "infer", "TFLOPS", "MFU", *(("J/sample",) if energy else ()), "flags")  # fmt: skip
+        cols = (
+            "model",
+            "backend prec",
+            *(() if one_device else ("device",)),
+            "batch",
+            "samples/s",
+            "e2e p99",
+            "infer",
+            "TFLOPS",
+            "MFU",
+            *(("J/sample",) if energy else ()),
+            "flags",
+        )
     t = _table(title, cols, ("model", "backend", "backend prec", "device", "prec", "flags"))
     _names_whole(t, [p.model for p in points])
     for p in points:
         mfu = f"{100 * p.mfu:.1f}%" if p.mfu is not None else "unknown"
         if wide:
             t.add_row(
-                p.model, p.backend, _device(p), p.precision, str(p.batch_size), f"{p.throughput_sps:.1f}",
-                f"{p.e2e.p50_ms:.1f}", f"{p.e2e.p99_ms:.1f}", _stage(p, "pre"), _stage(p, "infer"), _stage(p, "post"),
-                f"{p.flops_per_sample / 1e9:.2f}", f"{p.delivered_tflops:.3f}", mfu, _joules(p), " ".join(p.flags),
-            )  # fmt: skip
+                p.model,
+                p.backend,
+                _device(p),
+                p.precision,
+                str(p.batch_size),
+                f"{p.throughput_sps:.1f}",
+                f"{p.e2e.p50_ms:.1f}",
+                f"{p.e2e.p99_ms:.1f}",
+                _stage(p, "pre"),
+                _stage(p, "infer"),
+                _stage(p, "post"),
+                f"{p.flops_per_sample / 1e9:.2f}",
+                f"{p.delivered_tflops:.3f}",
+                mfu,
+                _joules(p),
+                " ".join(p.flags),
+            )
             continue
         t.add_row(
-            p.model, f"{p.backend} {p.precision}", *(() if one_device else (_device(p),)), str(p.batch_size),
-            f"{p.throughput_sps:.1f}", f"{p.e2e.p99_ms:.1f}", _stage(p, "infer"), f"{p.delivered_tflops:.3f}", mfu,
-            *((_joules(p),) if energy else ()), " ".join(p.flags),
-        )  # fmt: skip
+            p.model,
+            f"{p.backend} {p.precision}",
+            *(() if one_device else (_device(p),)),
+            str(p.batch_size),
+            f"{p.throughput_sps:.1f}",
+            f"{p.e2e.p99_ms:.1f}",
+            _stage(p, "infer"),
+            f"{p.delivered_tflops:.3f}",
+            mfu,
+            *((_joules(p),) if energy else ()),
+            " ".join(p.flags),
+        )
     return t
 
 
@@ -90,10 +138,29 @@ def print_footnotes(points) -> None:
 
 def llm_table(points) -> Table:
     """LLM points: TTFT, inter-token latency, tokens/s, prefill MFU, decode bandwidth, energy."""
-    t = _table("LLM generation (latencies in ms)",
-               ("model", "engine", "prec", "batch", "prompt", "output", "TTFT p50", "ITL p50", "ITL p99", "TPOT",
-                "prefill tok/s", "decode tok/s", "prefill MFU", "decode GB/s", "MBU", "J/token", "status"),
-               ("model", "engine", "prec", "status"))  # fmt: skip
+    t = _table(
+        "LLM generation (latencies in ms)",
+        (
+            "model",
+            "engine",
+            "prec",
+            "batch",
+            "prompt",
+            "output",
+            "TTFT p50",
+            "ITL p50",
+            "ITL p99",
+            "TPOT",
+            "prefill tok/s",
+            "decode tok/s",
+            "prefill MFU",
+            "decode GB/s",
+            "MBU",
+            "J/token",
+            "status",
+        ),
+        ("model", "engine", "prec", "status"),
+    )
 
     def f(v, fmt):
         return "-" if v is None else format(v, fmt)
@@ -102,14 +169,24 @@ def llm_table(points) -> Table:
     for p in points:
         ok = p.status == "ok"
         t.add_row(
-            p.model, p.engine, p.precision, str(p.batch_size), str(p.prompt_len), str(p.output_len),
-            f(p.ttft.p50_ms if ok else None, ".1f"), f(p.itl.p50_ms if ok and p.itl else None, ".2f"),
-            f(p.itl.p99_ms if ok and p.itl else None, ".2f"), f(p.tpot_ms, ".2f"), f(p.prefill_tokens_per_s, ".0f"),
-            f(p.decode_tokens_per_s, ".0f"), f(100 * p.prefill_mfu if p.prefill_mfu else None, ".1f"),
-            f(p.decode_gbs, ".1f"), f(100 * p.decode_mbu if p.decode_mbu else None, ".1f"),
+            p.model,
+            p.engine,
+            p.precision,
+            str(p.batch_size),
+            str(p.prompt_len),
+            str(p.output_len),
+            f(p.ttft.p50_ms if ok else None, ".1f"),
+            f(p.itl.p50_ms if ok and p.itl else None, ".2f"),
+            f(p.itl.p99_ms if ok and p.itl else None, ".2f"),
+            f(p.tpot_ms, ".2f"),
+            f(p.prefill_tokens_per_s, ".0f"),
+            f(p.decode_tokens_per_s, ".0f"),
+            f(100 * p.prefill_mfu if p.prefill_mfu else None, ".1f"),
+            f(p.decode_gbs, ".1f"),
+            f(100 * p.decode_mbu if p.decode_mbu else None, ".1f"),
             f(p.joules_per_token, ".3g") if ok and p.joules_per_token is not None else ("not measured" if ok else "-"),
             p.status,
-        )  # fmt: skip
+        )
     return t
 
 
@@ -119,9 +196,11 @@ def kernels_table(rows, bw: float) -> Table:
     speed-ups and bandwidth are on device time."""
     gpu = any(r.ours_device_ms is not None for r in rows)
     times = "device / call ms" if gpu else "ms"
-    t = _table(f"kernels vs peers (median {times}; copy bandwidth measured now: {bw:.1f} GB/s read+write)",
-               ("kernel", "workload", "ours", "peer", "peer time", "speed-up", "target", "GB/s", "% of copy",
-                "1st call"), ("kernel", "workload", "peer"))  # fmt: skip
+    t = _table(
+        f"kernels vs peers (median {times}; copy bandwidth measured now: {bw:.1f} GB/s read+write)",
+        ("kernel", "workload", "ours", "peer", "peer time", "speed-up", "target", "GB/s", "% of copy", "1st call"),
+        ("kernel", "workload", "peer"),
+    )
 
     def ms(dev, call):
         return f"{dev:.3f} / {call:.3f}" if dev is not None else f"{call:.2f}"
@@ -129,18 +208,27 @@ def kernels_table(rows, bw: float) -> Table:
     for r in rows:
         met = "" if r.target is None else (" ok" if r.speedup >= r.target else " MISSED")
         t.add_row(
-            r.kernel, r.shape, ms(r.ours_device_ms, r.ours_ms), r.peer, ms(r.peer_device_ms, r.peer_ms),
-            f"{r.speedup:.2f}x", f"{r.target:g}x{met}" if r.target else "-", f"{r.gbs:.1f}" if r.gbs else "-",
-            f"{100 * r.copy_fraction:.0f}%" if r.copy_fraction else "-", f"{r.first_call_ms:.0f} ms",
-        )  # fmt: skip
+            r.kernel,
+            r.shape,
+            ms(r.ours_device_ms, r.ours_ms),
+            r.peer,
+            ms(r.peer_device_ms, r.peer_ms),
+            f"{r.speedup:.2f}x",
+            f"{r.target:g}x{met}" if r.target else "-",
+            f"{r.gbs:.1f}" if r.gbs else "-",
+            f"{100 * r.copy_fraction:.0f}%" if r.copy_fraction else "-",
+            f"{r.first_call_ms:.0f} ms",
+        )
     return t
 
 
 def peak_table(res: dict) -> Table:
     """Measured GEMM peaks per precision and copy bandwidth, each beside its nameplate."""
-    t = _table(f"measured peaks of {res['device_name']} ({res['device']})",
-               ("precision", "best n", "measured TFLOPS", "nameplate dense", "measured / nameplate", "note"),
-               ("precision", "note"))  # fmt: skip
+    t = _table(
+        f"measured peaks of {res['device_name']} ({res['device']})",
+        ("precision", "best n", "measured TFLOPS", "nameplate dense", "measured / nameplate", "note"),
+        ("precision", "note"),
+    )
     for r in res["gemm"]:
         t.add_row(
             r["precision"] + (" (TOPS)" if r["precision"] == "int8" else ""),
@@ -162,10 +250,21 @@ def backends_comparison(model: str, device, points) -> Table:
     "of infer-only": end-to-end samples/s over batch / mean staged inference time (what pre- and
     post-processing leave of the engine's own throughput)."""
     base = {p.batch_size: p.throughput_sps for p in points if p.backend == "torch" and p.precision == "fp32"}
-    t = _table(f"{model}: every backend x precision on {device} (end-to-end samples/s)",
-               ("backend", "prec", "batch", "samples/s", "vs torch fp32", "infer ms", "of infer-only", "compile s",
-                "agreement"),
-               ("backend", "prec", "agreement"))  # fmt: skip
+    t = _table(
+        f"{model}: every backend x precision on {device} (end-to-end samples/s)",
+        (
+            "backend",
+            "prec",
+            "batch",
+            "samples/s",
+            "vs torch fp32",
+            "infer ms",
+            "of infer-only",
+            "compile s",
+            "agreement",
+        ),
+        ("backend", "prec", "agreement"),
+    )
     for p in points:
         a = p.agreement or {}
         task_key = next((k for k in ("top1_agreement", "box_set_agreement", "pixel_agreement") if k in a), None)
@@ -173,40 +272,79 @@ def backends_comparison(model: str, device, points) -> Table:
         verdict += f", {task_key.split('_')[0]} {100 * a[task_key]:.0f}%)" if task_key else ")"
         ratio = p.throughput_sps / base[p.batch_size] if p.batch_size in base else None
         infer_ms = p.staged["infer"].mean_ms
-        t.add_row(p.backend, p.precision, str(p.batch_size), f"{p.throughput_sps:.1f}",
-                  f"{ratio:.2f}x" if ratio else "-", f"{infer_ms:.1f}",
-                  f"{100 * p.throughput_sps * infer_ms / 1e3 / p.batch_size:.0f}%" if infer_ms > 0 else "-",
-                  f"{p.compile_s:.1f}" if p.compile_s is not None else "-", verdict)  # fmt: skip
+        t.add_row(
+            p.backend,
+            p.precision,
+            str(p.batch_size),
+            f"{p.throughput_sps:.1f}",
+            f"{ratio:.2f}x" if ratio else "-",
+            f"{infer_ms:.1f}",
+            f"{100 * p.throughput_sps * infer_ms / 1e3 / p.batch_size:.0f}%" if infer_ms > 0 else "-",
+            f"{p.compile_s:.1f}" if p.compile_s is not None else "-",
+            verdict,
+        )
     return t
 
 
 def gate_table(checks) -> Table:
     """The regression gate: every shared point's ratio, its 95% interval and the verdict."""
-    t = _table("regression gate: new / base", ("point", "metric", "base", "new", "new / base", "95% CI", "verdict"),
-               ("point", "metric", "verdict"))  # fmt: skip
+    t = _table(
+        "regression gate: new / base",
+        ("point", "metric", "base", "new", "new / base", "95% CI", "verdict"),
+        ("point", "metric", "verdict"),
+    )
     for c in checks:
-        figs = ("-",) * 4 if c.ratio is None else (f"{c.base:.4g}", f"{c.new:.4g}", f"{c.ratio:.3f}",
-                                                    f"{c.low:.3f}-{c.high:.3f}")  # fmt: skip
+        figs = (
+            ("-",) * 4
+            if c.ratio is None
+            else (f"{c.base:.4g}", f"{c.new:.4g}", f"{c.ratio:.3f}", f"{c.low:.3f}-{c.high:.3f}")
+        )
         t.add_row(c.label, c.metric, *figs, c.verdict.upper() if c.verdict == "fail" else c.verdict)
     return t
 
 
 def compare_table(a, b, pairs: list[dict]) -> Table:
     """The points two result sets share, B / A."""
-    t = _table(f"B / A: {b} vs {a}", ("point", "A device", "B device", "A", "B", "B / A", "A p99 ms", "B p99 ms"),
-               ("point", "A device", "B device"))  # fmt: skip
+    t = _table(
+        f"B / A: {b} vs {a}",
+        ("point", "A device", "B device", "A", "B", "B / A", "A p99 ms", "B p99 ms"),
+        ("point", "A device", "B device"),
+    )
     for r in pairs:
         p99 = [f"{v:.1f}" if v is not None else "-" for v in (r["a_p99"], r["b_p99"])]
-        t.add_row(r["label"], r["a_device"], r["b_device"], f"{r['a']:.1f} {r['unit']}", f"{r['b']:.1f}",
-                  f"{r['ratio']:.2f}x", *p99)  # fmt: skip
+        t.add_row(
+            r["label"],
+            r["a_device"],
+            r["b_device"],
+            f"{r['a']:.1f} {r['unit']}",
+            f"{r['b']:.1f}",
+            f"{r['ratio']:.2f}x",
+            *p99,
+        )
     return t
 
 
 def served_table(points) -> Table:
     """Served load points: the load, request and token rates, latencies, goodput, failures, energy."""
-    t = _table("served endpoint (client clock; latencies in ms)",
-               ("load", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "ITL p50", "TPOT mean", "E2E p50", "E2E p99",
-                "goodput req/s", "failed", "J/token", "delivered TFLOPS"), ("load", "failed"))  # fmt: skip
+    t = _table(
+        "served endpoint (client clock; latencies in ms)",
+        (
+            "load",
+            "req/s",
+            "out tok/s",
+            "TTFT p50",
+            "TTFT p99",
+            "ITL p50",
+            "TPOT mean",
+            "E2E p50",
+            "E2E p99",
+            "goodput req/s",
+            "failed",
+            "J/token",
+            "delivered TFLOPS",
+        ),
+        ("load", "failed"),
+    )
 
     def f(v, fmt):
         return "-" if v is None else format(v, fmt)
@@ -221,20 +359,38 @@ def served_table(points) -> Table:
         e2e = s.get("e2e") or {}
         failed = ", ".join(f"{k} {v}" for k, v in (s.get("requests", {}).get("failed") or {}).items()) or "0"
         t.add_row(
-            shape, f(p.requests_per_s, ".2f"), f(p.output_tokens_per_s, ".1f"),
-            f(p.ttft.p50_ms if ok else None, ".1f"), f(p.ttft.p99_ms if ok else None, ".1f"),
-            f(p.itl.p50_ms if ok and p.itl else None, ".2f"), f(p.tpot_ms, ".2f"),
-            f(e2e.get("p50_ms"), ".1f"), f(e2e.get("p99_ms"), ".1f"), f(s.get("goodput_rps"), ".2f"), failed,
+            shape,
+            f(p.requests_per_s, ".2f"),
+            f(p.output_tokens_per_s, ".1f"),
+            f(p.ttft.p50_ms if ok else None, ".1f"),
+            f(p.ttft.p99_ms if ok else None, ".1f"),
+            f(p.itl.p50_ms if ok and p.itl else None, ".2f"),
+            f(p.tpot_ms, ".2f"),
+            f(e2e.get("p50_ms"), ".1f"),
+            f(e2e.get("p99_ms"), ".1f"),
+            f(s.get("goodput_rps"), ".2f"),
+            failed,
             f(p.joules_per_token, ".3g") if ok and p.joules_per_token is not None else ("not measured" if ok else "-"),
             f(s.get("delivered_tflops"), ".4f"),
-        )  # fmt: skip
+        )
     return t
 
 
 def claim_table(v, limit: int, prices: bool) -> Table:
     """A capacity claim's comparable measured points, best first (at most `limit`)."""
-    cols = ("workload", "device", "prec", "batch", "TFLOPS", "MFU", "P-equiv.", "J/PFLOP",
-            *(("cost/PFLOP-h",) if prices else ()), "of best pub.", "P-eq. at pub.")  # fmt: skip
+    cols = (
+        "workload",
+        "device",
+        "prec",
+        "batch",
+        "TFLOPS",
+        "MFU",
+        "P-equiv.",
+        "J/PFLOP",
+        *(("cost/PFLOP-h",) if prices else ()),
+        "of best pub.",
+        "P-eq. at pub.",
+    )
     t = _table("", cols, ("workload", "device", "prec"))
     t.columns[0].min_width = max((len(r["workload"]) for r in v.rows), default=8)
 
@@ -243,10 +399,16 @@ def claim_table(v, limit: int, prices: bool) -> Table:
 
     for r in v.shown_rows(limit):
         t.add_row(
-            r["workload"], r["device"], r["precision"], str(r["batch"]), f"{r['tflops']:.3g}" if r["tflops"] else "-",
-            f"{100 * r['mfu']:.1f}%", big(r["p_equivalent"]),
+            r["workload"],
+            r["device"],
+            r["precision"],
+            str(r["batch"]),
+            f"{r['tflops']:.3g}" if r["tflops"] else "-",
+            f"{100 * r['mfu']:.1f}%",
+            big(r["p_equivalent"]),
             "not measured" if r["joules_per_pflop"] is None else big(r["joules_per_pflop"]),
             *((big(r["cost_per_pflop_hour"]),) if prices else ()),
-            f"{100 * r['of_published']:.1f}%" if r["of_published"] else "-", big(r["p_equivalent_at_published"]),
-        )  # fmt: skip
+            f"{100 * r['of_published']:.1f}%" if r["of_published"] else "-",
+            big(r["p_equivalent_at_published"]),
+        )
     return t

@@ -135,8 +135,9 @@ def report(
         write_atomic(out_dir / name, text)
     for s in inp.skipped:
         say(f"skipped: {s}")
-    out.print(f"wrote {out_dir / 'report.html'}, {out_dir / 'report.md'} and {out_dir / 'metrics.csv'} "
-              f"({len(rows)} points)")  # fmt: skip
+    out.print(
+        f"wrote {out_dir / 'report.html'}, {out_dir / 'report.md'} and {out_dir / 'metrics.csv'} ({len(rows)} points)"
+    )
 
 
 @user_errors
@@ -169,8 +170,9 @@ def compare(
             check_number(flag, pct, 0, 100, above=True)
     check_number("--run-to-run", run_to_run, 0, 100)
     if not gating and (require_all or junit or markdown or run_to_run):
-        raise UserError("--require-all, --run-to-run, --junit and --markdown belong to the gate: "
-                        "add --fail-on-regression PCT")  # fmt: skip
+        raise UserError(
+            "--require-all, --run-to-run, --junit and --markdown belong to the gate: add --fail-on-regression PCT"
+        )
     for f in (junit, markdown):
         if f is not None:
             check_writable(f.parent, "the gate's report")
@@ -192,8 +194,9 @@ def compare(
     if not gating:
         out.print(compare_table(a, b, pairs))
         return
-    raise typer.Exit(_gate(rows_a, rows_b, fail_on_regression, fail_on_latency, run_to_run / 100, require_all, junit,
-                           markdown))  # fmt: skip
+    raise typer.Exit(
+        _gate(rows_a, rows_b, fail_on_regression, fail_on_latency, run_to_run / 100, require_all, junit, markdown)
+    )
 
 
 def _gate(rows_a, rows_b, pct, latency_pct, run_to_run, require_all, junit, markdown) -> int:
@@ -217,6 +220,8 @@ def _gate(rows_a, rows_b, pct, latency_pct, run_to_run, require_all, junit, mark
         write_atomic(markdown, gate.markdown(checks, *frac))
     fails = [c for c in checks if c.verdict == "fail"]
     unsure = sum(c.verdict == "inconclusive" for c in checks)
-    out.print(f"gate: {len(fails)} failed, {unsure} inconclusive (within noise: not a failure), "
-              f"{sum(c.verdict == 'pass' for c in checks)} passed")  # fmt: skip
+    out.print(
+        f"gate: {len(fails)} failed, {unsure} inconclusive (within noise: not a failure), "
+        f"{sum(c.verdict == 'pass' for c in checks)} passed"
+    )
     return 1 if fails else 0

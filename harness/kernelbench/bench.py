@@ -303,12 +303,16 @@ def cuda_cases(device: torch.device, scale: float = 1.0) -> list[Case]:  # long:
     read = _rows_read(1080, 360) * 1920 * 3 * n_img
     for dtype, np_dtype in ((torch.float16, np.float16), (torch.float32, np.float32)):
         out = torch.empty((n_img, 3, 640, 640), dtype=dtype, device=device)
-        out_list.append(Case(
-            "letterbox_normalize (cuda)", f"{n_img} x 1920x1080 BGR -> 640x640 {np.dtype(np_dtype).name}",
-            lambda out=out, d=np_dtype: letterbox_normalize(imgs, (640, 640), MEAN, STD, dtype=d, out=out),
-            {"torchvision v2 (cuda)": lambda d=dtype: tv_letterbox(d)}, read + out.nbytes,
-            {"torchvision v2 (cuda)": 2.0},
-        ))  # fmt: skip
+        out_list.append(
+            Case(
+                "letterbox_normalize (cuda)",
+                f"{n_img} x 1920x1080 BGR -> 640x640 {np.dtype(np_dtype).name}",
+                lambda out=out, d=np_dtype: letterbox_normalize(imgs, (640, 640), MEAN, STD, dtype=d, out=out),
+                {"torchvision v2 (cuda)": lambda d=dtype: tv_letterbox(d)},
+                read + out.nbytes,
+                {"torchvision v2 (cuda)": 2.0},
+            )
+        )
 
     anchors = torch.from_numpy(anchor_points(640, 640)).to(device)
     n = len(anchors)
@@ -317,36 +321,60 @@ def cuda_cases(device: torch.device, scale: float = 1.0) -> list[Case]:  # long:
     boxes = torch.cat([xy, xy + wh], 1).contiguous()
     scores = torch.rand(n, device=device, generator=gen)
     classes = torch.randint(0, 80, (n,), device=device, generator=gen)
-    out_list.append(Case(
-        "batched_nms (cuda)", f"{n} boxes, 80 classes, IoU 0.7",
-        lambda: batched_nms(boxes, scores, classes, 0.7),
-        {"torchvision.ops.batched_nms (cuda)": lambda: tv_batched_nms(boxes, scores, classes, 0.7)}, None,
-        {"torchvision.ops.batched_nms (cuda)": 3.0},
-    ))  # fmt: skip
+    out_list.append(
+        Case(
+            "batched_nms (cuda)",
+            f"{n} boxes, 80 classes, IoU 0.7",
+            lambda: batched_nms(boxes, scores, classes, 0.7),
+            {"torchvision.ops.batched_nms (cuda)": lambda: tv_batched_nms(boxes, scores, classes, 0.7)},
+            None,
+            {"torchvision.ops.batched_nms (cuda)": 3.0},
+        )
+    )
 
     rows = max(1, int(64 * scale))
     logits = torch.randn((rows, 152064), device=device, generator=gen)
-    out_list.append(Case(
-        "softmax_topk (cuda)", f"{rows} x 152064, k=5", lambda: softmax_topk(logits, 5),
-        {"torch softmax+topk (cuda)": lambda: peers.torch_softmax_topk(logits, 5)}, logits.numel() * 4,
-        {"torch softmax+topk (cuda)": 2.0},
-    ))  # fmt: skip
-    out_list.append(Case(
-        "sample_tokens (cuda)", f"{rows} x 152064, T=0.7 top-k 50 top-p 0.9",
-        lambda: sample_tokens(logits, 0.7, 50, 0.9),
-        {"torch topk+softmax+multinomial (cuda)": lambda: peers.torch_sample_tokens(logits, 0.7, 50, 0.9, gen)},
-        logits.numel() * 4, {"torch topk+softmax+multinomial (cuda)": 2.0},
-    ))  # fmt: skip
-    out_list.append(Case(
-        "sample_tokens greedy (cuda)", f"{rows} x 152064, T=0", lambda: sample_tokens(logits, 0.0),
-        {"torch argmax (cuda)": lambda: logits.argmax(-1)}, logits.numel() * 4, {"torch argmax (cuda)": 1.0},
-    ))  # fmt: skip
+    out_list.append(
+        Case(
+            "softmax_topk (cuda)",
+            f"{rows} x 152064, k=5",
+            lambda: softmax_topk(logits, 5),
+            {"torch softmax+topk (cuda)": lambda: peers.torch_softmax_topk(logits, 5)},
+            logits.numel() * 4,
+            {"torch softmax+topk (cuda)": 2.0},
+        )
+    )
+    out_list.append(
+        Case(
+            "sample_tokens (cuda)",
+            f"{rows} x 152064, T=0.7 top-k 50 top-p 0.9",
+            lambda: sample_tokens(logits, 0.7, 50, 0.9),
+            {"torch topk+softmax+multinomial (cuda)": lambda: peers.torch_sample_tokens(logits, 0.7, 50, 0.9, gen)},
+            logits.numel() * 4,
+            {"torch topk+softmax+multinomial (cuda)": 2.0},
+        )
+    )
+    out_list.append(
+        Case(
+            "sample_tokens greedy (cuda)",
+            f"{rows} x 152064, T=0",
+            lambda: sample_tokens(logits, 0.0),
+            {"torch argmax (cuda)": lambda: logits.argmax(-1)},
+            logits.numel() * 4,
+            {"torch argmax (cuda)": 1.0},
+        )
+    )
     seg = torch.randn((max(1, int(8 * scale)), 19, 512, 1024), device=device, generator=gen)
-    out_list.append(Case(
-        "seg_argmax (cuda)", f"{seg.shape[0]} x 19 x 512x1024", lambda: seg_argmax(seg),
-        {"torch argmax (cuda)": lambda: peers.torch_seg_argmax(seg)}, seg.numel() * 4 + seg.numel() // 19,
-        {"torch argmax (cuda)": 1.5},
-    ))  # fmt: skip
+    out_list.append(
+        Case(
+            "seg_argmax (cuda)",
+            f"{seg.shape[0]} x 19 x 512x1024",
+            lambda: seg_argmax(seg),
+            {"torch argmax (cuda)": lambda: peers.torch_seg_argmax(seg)},
+            seg.numel() * 4 + seg.numel() // 19,
+            {"torch argmax (cuda)": 1.5},
+        )
+    )
     return out_list
 
 
@@ -356,8 +384,14 @@ def machine(device: torch.device | None = None) -> dict:
     functions; on a GPU, the GPU's name as well."""
     cpu = detect_cpu()
     name = device_name(device) if device is not None and device.type == "cuda" else cpu.model
-    return {"name": name, "cpu": cpu.model, "isa": cpu.isa, "svml": bool(numba.config.USING_SVML),
-            "numba_threads": numba.get_num_threads(), "torch_threads": torch.get_num_threads()}  # fmt: skip
+    return {
+        "name": name,
+        "cpu": cpu.model,
+        "isa": cpu.isa,
+        "svml": bool(numba.config.USING_SVML),
+        "numba_threads": numba.get_num_threads(),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def run(
@@ -385,8 +419,20 @@ def run(
         for peer, fn in case.peers.items():
             peer_ms = time_ms(call(fn))
             peer_dev = device_time_ms(fn) if on_gpu else None
-            rows.append(Row(
-                case.name, case.shape, first, ours, peer, peer_ms, (peer_dev or peer_ms) / basis,
-                case.targets.get(peer), gbs, gbs / bw if gbs else None, ours_dev, peer_dev,
-            ))  # fmt: skip
+            rows.append(
+                Row(
+                    case.name,
+                    case.shape,
+                    first,
+                    ours,
+                    peer,
+                    peer_ms,
+                    (peer_dev or peer_ms) / basis,
+                    case.targets.get(peer),
+                    gbs,
+                    gbs / bw if gbs else None,
+                    ours_dev,
+                    peer_dev,
+                )
+            )
     return rows, bw

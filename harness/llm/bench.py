@@ -55,8 +55,11 @@ class Sampling:
     def values(self) -> tuple[float, int, float]:
         """(temperature, top_k, top_p) with the defaults filled in."""
         t, k, p = self.temperature, self.top_k, self.top_p
-        return (Workload.temperature if t is None else t, Workload.top_k if k is None else k,
-                Workload.top_p if p is None else p)  # fmt: skip
+        return (
+            Workload.temperature if t is None else t,
+            Workload.top_k if k is None else k,
+            Workload.top_p if p is None else p,
+        )
 
     def check(self, engines: list[str]) -> None:
         temperature, top_k, top_p = self.values
@@ -68,9 +71,11 @@ class Sampling:
         if "llama.cpp" in engines and temperature > 0:
             raise UserError("--engine llama.cpp runs greedy here (the argmax of each row's logits): drop --temperature")
         if "transformers" in engines and temperature > 0 and not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:
-            raise UserError(f"--engine transformers samples at --temperature 0 or {MIN_TEMPERATURE:g}.."
-                            f"{MAX_TEMPERATURE:g} (its probabilities turn NaN beyond), "
-                            f"got {temperature:g}")  # fmt: skip
+            raise UserError(
+                f"--engine transformers samples at --temperature 0 or {MIN_TEMPERATURE:g}.."
+                f"{MAX_TEMPERATURE:g} (its probabilities turn NaN beyond), "
+                f"got {temperature:g}"
+            )
 
 
 @dataclass
@@ -121,19 +126,23 @@ class LLMRequest:
             raise UserError("--output-len dataset takes each prompt's own output length: add --prompts")
 
 
-def prompt_batches(req: LLMRequest, prompts: list[Prompt], b: int, t: int | None, n: int | None,
-                   device: torch.device) -> tuple[list[PromptBatch], Workload]:  # fmt: skip
+def prompt_batches(
+    req: LLMRequest, prompts: list[Prompt], b: int, t: int | None, n: int | None, device: torch.device
+) -> tuple[list[PromptBatch], Workload]:
     """The file's prompts in batches of `b` (cycled so that every batch is full): each cut to `t`
     tokens when --prompt-len is given (and then at least that long), else at its own length, left
     padded; output `n` tokens each, or each record's own length (n None). The workload names the
     longest prompt and output, for which the static cache is sized."""
     shortest = min(len(p.ids) for p in prompts)
     if t is not None and shortest < t:
-        raise UserError(f"--prompt-len {t} cuts every prompt to {t} tokens: the file has shorter ones ({shortest} "
-                        "tokens; without --prompt-len each keeps its own length)")  # fmt: skip
+        raise UserError(
+            f"--prompt-len {t} cuts every prompt to {t} tokens: the file has shorter ones ({shortest} "
+            "tokens; without --prompt-len each keeps its own length)"
+        )
     if n is None and any(p.output_len is None for p in prompts):
-        raise UserError("--output-len dataset needs an output length in every record (JSONL output_len, or a "
-                        "ShareGPT answer)")  # fmt: skip
+        raise UserError(
+            "--output-len dataset needs an output length in every record (JSONL output_len, or a ShareGPT answer)"
+        )
     batches = []
     for k in range(-(-len(prompts) // b)):
         rows = [prompts[(k * b + j) % len(prompts)] for j in range(b)]
@@ -208,8 +217,9 @@ def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
     cfg = src.cfg
     prompts = None
     if req.prompts is not None:
-        prompts = read_prompt_file(req.prompts, src.tokenizer, cfg.vocab_size, req.num_prompts, req.seed,
-                                   src.why_no_tokenizer)  # fmt: skip
+        prompts = read_prompt_file(
+            req.prompts, src.tokenizer, cfg.vocab_size, req.num_prompts, req.seed, src.why_no_tokenizer
+        )
     sink = LocalSink(req.out_dir)
     dev, why = sink.device(req.device)
     grid = _grid(req, cfg, prompts, dev)
@@ -217,8 +227,10 @@ def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
     check_precision(dev, compute_precision(req.precision), "fp32 or bf16")
     as_stored = src.kind == "gguf" and req.precision == "native" and dev.type == "cpu"
     if "llama.cpp" in req.engines and not as_stored:
-        raise UserError("--engine llama.cpp runs a GGUF file as stored on the CPU: give a .gguf model with "
-                        "--precision native --device cpu")  # fmt: skip
+        raise UserError(
+            "--engine llama.cpp runs a GGUF file as stored on the CPU: give a .gguf model with "
+            "--precision native --device cpu"
+        )
     if req.precision == "native":
         if req.compile:
             raise UserError("--compile does not apply to --precision native: its decode step is one Numba call")
@@ -245,10 +257,23 @@ def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
             label = f"{cfg.name} batch {w.batch_size}, prompt {w.prompt_len}, output {w.output_len}"
             label += f" ({engine})" if len(req.engines) > 1 else ""
             with events.track(label, 1, "generations") as tick:
-                point = measure_llm(lm, w, dev, req.precision, source, req.window.min_duration, req.window.min_iters,
-                                    compile_decode, meter, batches, load_s, progress=tick,
-                                    keep_outputs=req.save_outputs, engine=peers.get(engine),
-                                    extra=extra)  # fmt: skip
+                point = measure_llm(
+                    lm,
+                    w,
+                    dev,
+                    req.precision,
+                    source,
+                    req.window.min_duration,
+                    req.window.min_iters,
+                    compile_decode,
+                    meter,
+                    batches,
+                    load_s,
+                    progress=tick,
+                    keep_outputs=req.save_outputs,
+                    engine=peers.get(engine),
+                    extra=extra,
+                )
             if point.outputs and src.tokenizer is not None:  # invalid ids (NaN weights give -1) are not decoded
                 for o in point.outputs:
                     o["text"] = src.tokenizer.decode([i for i in o["output_ids"] if 0 <= i < cfg.vocab_size])
@@ -256,16 +281,24 @@ def run_llm(req: LLMRequest, events: Events | None = None) -> ResultSession:
     return session
 
 
-def _config(req: LLMRequest, src: ModelSource, dev: torch.device, compile_decode: bool, meter: str,
-            prompts: list[Prompt] | None) -> dict:  # fmt: skip
+def _config(
+    req: LLMRequest, src: ModelSource, dev: torch.device, compile_decode: bool, meter: str, prompts: list[Prompt] | None
+) -> dict:
     """The result's `config`: the request as it was resolved."""
     each = "each prompt's own"
     return {
-        "model": req.model, "batch_sizes": req.batch_sizes,
+        "model": req.model,
+        "batch_sizes": req.batch_sizes,
         "prompt_lens": req.prompt_lens or (each if prompts else [req.PROMPT_LEN]),
         "output_lens": each if req.output_from_dataset else req.output_lens or [req.OUTPUT_LEN],
-        "device": str(dev), "precision": req.precision,
-        "compile": compile_decode, "seed": req.seed, "energy_meter": meter, "assume_watts": req.assume_watts,
-        "prompts": str(req.prompts) if req.prompts else "synthetic token ids", "num_prompts": len(prompts or []),
-        "tokenizer": src.tokenizer.source if src.tokenizer else None, "engines": req.engines,
-    }  # fmt: skip
+        "device": str(dev),
+        "precision": req.precision,
+        "compile": compile_decode,
+        "seed": req.seed,
+        "energy_meter": meter,
+        "assume_watts": req.assume_watts,
+        "prompts": str(req.prompts) if req.prompts else "synthetic token ids",
+        "num_prompts": len(prompts or []),
+        "tokenizer": src.tokenizer.source if src.tokenizer else None,
+        "engines": req.engines,
+    }

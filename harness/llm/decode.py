@@ -103,8 +103,16 @@ class DecodeGraph:
     `capture(body, reset)` returns the replay function: `cuda_capture` on a GPU; a test passes
     `lambda body, reset: body` to run the same bookkeeping eagerly on the CPU."""
 
-    def __init__(self, decode: Callable, sample: Callable, batch: int, cache_len: int, padded: bool,
-                 device: torch.device, capture: Callable | None = None):  # fmt: skip
+    def __init__(
+        self,
+        decode: Callable,
+        sample: Callable,
+        batch: int,
+        cache_len: int,
+        padded: bool,
+        device: torch.device,
+        capture: Callable | None = None,
+    ):
         self.decode, self.sample = decode, sample
         self.tok = torch.zeros((batch, 1), dtype=torch.long, device=device)
         self.sampled = torch.zeros(batch, dtype=torch.long, device=device)

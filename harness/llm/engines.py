@@ -62,11 +62,21 @@ def to_transformers(model: DecoderLM):
     prefix = "Qwen2" if c.family == "qwen2" and c.qkv_bias else "Llama"
     extra = {} if prefix == "Qwen2" else {"attention_bias": c.qkv_bias}
     config = getattr(transformers, f"{prefix}Config")(
-        vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_hidden_layers=c.num_layers,
-        num_attention_heads=c.num_heads, num_key_value_heads=c.num_kv_heads, intermediate_size=c.intermediate_size,
-        max_position_embeddings=c.max_position, rope_theta=c.rope_theta, rms_norm_eps=c.norm_eps,
-        tie_word_embeddings=c.tie_embeddings, eos_token_id=None, bos_token_id=None, pad_token_id=None, **extra,
-    )  # fmt: skip
+        vocab_size=c.vocab_size,
+        hidden_size=c.hidden_size,
+        num_hidden_layers=c.num_layers,
+        num_attention_heads=c.num_heads,
+        num_key_value_heads=c.num_kv_heads,
+        intermediate_size=c.intermediate_size,
+        max_position_embeddings=c.max_position,
+        rope_theta=c.rope_theta,
+        rms_norm_eps=c.norm_eps,
+        tie_word_embeddings=c.tie_embeddings,
+        eos_token_id=None,
+        bos_token_id=None,
+        pad_token_id=None,
+        **extra,
+    )
     p = next(model.parameters())
     with torch.device("meta"):
         hf = getattr(transformers, f"{prefix}ForCausalLM")(config)
@@ -115,8 +125,9 @@ class TransformersEngine:
         self.hf = to_transformers(model)
         self.caches: dict[tuple[int, int], object] = {}  # (batch, length) -> StaticCache, reset per generation
 
-    def generate(self, prompts: torch.Tensor, w: Workload, pad: torch.Tensor | None,
-                 cache_len: int | None = None) -> tuple[float, list[float], torch.Tensor]:  # fmt: skip
+    def generate(
+        self, prompts: torch.Tensor, w: Workload, pad: torch.Tensor | None, cache_len: int | None = None
+    ) -> tuple[float, list[float], torch.Tensor]:
         from transformers import GenerationConfig
 
         t = prompts.shape[1]
@@ -125,10 +136,15 @@ class TransformersEngine:
             mask = (torch.arange(t, device=prompts.device).view(1, t) >= pad.view(-1, 1)).long()
         sampled = w.temperature > 0
         gc = GenerationConfig(
-            max_new_tokens=w.output_len, min_new_tokens=w.output_len, do_sample=sampled,
-            temperature=w.temperature if sampled else None, top_k=w.top_k if sampled else None,
-            top_p=w.top_p if sampled else None, pad_token_id=0, eos_token_id=None,
-        )  # fmt: skip
+            max_new_tokens=w.output_len,
+            min_new_tokens=w.output_len,
+            do_sample=sampled,
+            temperature=w.temperature if sampled else None,
+            top_k=w.top_k if sampled else None,
+            top_p=w.top_p if sampled else None,
+            pad_token_id=0,
+            eos_token_id=None,
+        )
         if sampled:
             torch.manual_seed(w.seed)
         streamer = _Stamps()
@@ -137,8 +153,9 @@ class TransformersEngine:
             if prompts.is_cuda:
                 torch.cuda.synchronize(prompts.device)
             t0 = time.perf_counter()
-            seq = self.hf.generate(prompts, attention_mask=mask, generation_config=gc, streamer=streamer,
-                                   past_key_values=cache)  # fmt: skip
+            seq = self.hf.generate(
+                prompts, attention_mask=mask, generation_config=gc, streamer=streamer, past_key_values=cache
+            )
         out = seq[:, t:]
         if out.shape[1] != w.output_len or len(streamer.stamps) != w.output_len:
             raise RuntimeError(f"transformers generated {out.shape[1]} tokens, {w.output_len} were asked")
@@ -173,8 +190,10 @@ class LlamaCppEngine:
         try:
             import llama_cpp
         except ImportError:
-            raise UserError("--engine llama.cpp needs llama-cpp-python: pip install 'modelpower[llamacpp]' (it "
-                            "builds from source, 15-25 min on 2 cores)") from None  # fmt: skip
+            raise UserError(
+                "--engine llama.cpp needs llama-cpp-python: pip install 'modelpower[llamacpp]' (it "
+                "builds from source, 15-25 min on 2 cores)"
+            ) from None
         import logging
 
         from llama_cpp import _logger  # routes llama.cpp's log lines to a Python logger: errors only
@@ -190,8 +209,11 @@ class LlamaCppEngine:
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(self.model))
         self.ctx, self.key, self.batch, self.capacity = None, None, None, 0
         info = llama_cpp.llama_print_system_info()
-        self.build = {"llama_cpp_python": llama_cpp.__version__, "threads": threads,
-                      "system_info": (info.decode() if isinstance(info, bytes) else str(info)).strip()}  # fmt: skip
+        self.build = {
+            "llama_cpp_python": llama_cpp.__version__,
+            "threads": threads,
+            "system_info": (info.decode() if isinstance(info, bytes) else str(info)).strip(),
+        }
 
     def _context(self, rows: int, length: int, tokens: int):
         """One context (and batch buffer) per (rows, cache length), kept while the point runs."""
@@ -237,8 +259,9 @@ class LlamaCppEngine:
         ptr = self.lc.llama_get_logits_ith(ctx, index)
         return int(np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).argmax())
 
-    def generate(self, prompts: torch.Tensor, w: Workload, pad: torch.Tensor | None,
-                 cache_len: int | None = None) -> tuple[float, list[float], torch.Tensor]:  # fmt: skip
+    def generate(
+        self, prompts: torch.Tensor, w: Workload, pad: torch.Tensor | None, cache_len: int | None = None
+    ) -> tuple[float, list[float], torch.Tensor]:
         rows_n, t = prompts.shape
         starts = [0] * rows_n if pad is None else [int(p) for p in pad]
         rows = [prompts[r, starts[r] :].tolist() for r in range(rows_n)]

@@ -40,13 +40,16 @@ def _token_lines(lines: list[str]) -> list[Prompt] | None:
 
 def _need(tokenizer, path: Path, why_none: str | None):
     if tokenizer is None:
-        raise UserError(f"prompts file {path} holds text, and the model has no tokenizer "
-                        f"({why_none or 'none found'}): give token-id lines instead")  # fmt: skip
+        raise UserError(
+            f"prompts file {path} holds text, and the model has no tokenizer "
+            f"({why_none or 'none found'}): give token-id lines instead"
+        )
     return tokenizer
 
 
-def read_prompt_file(path: Path, tokenizer, vocab: int, num_prompts: int | None = None, seed: int = 0,
-                     why_none: str | None = None) -> list[Prompt]:  # fmt: skip
+def read_prompt_file(
+    path: Path, tokenizer, vocab: int, num_prompts: int | None = None, seed: int = 0, why_none: str | None = None
+) -> list[Prompt]:
     """The file's prompts as token ids in [0, vocab), sampled to `num_prompts` with `seed`
     (`why_none`: why there is no tokenizer, said if the file holds text)."""
     path = Path(path)

@@ -45,13 +45,15 @@ class PromptBatch:
     index: list[int] | None = None  # each row's prompt in the prompts file (0-based, after sampling)
 
     @staticmethod
-    def of(rows: list[list[int]], out_lens: list[int], device: torch.device,
-           index: list[int] | None = None) -> PromptBatch:  # fmt: skip
+    def of(
+        rows: list[list[int]], out_lens: list[int], device: torch.device, index: list[int] | None = None
+    ) -> PromptBatch:
         t = max(len(r) for r in rows)
         ids = torch.tensor([[0] * (t - len(r)) + r for r in rows], device=device)
         pad = [t - len(r) for r in rows]
-        return PromptBatch(ids, torch.tensor(pad, device=device) if any(pad) else None, [len(r) for r in rows],
-                           list(out_lens), index)  # fmt: skip
+        return PromptBatch(
+            ids, torch.tensor(pad, device=device) if any(pad) else None, [len(r) for r in rows], list(out_lens), index
+        )
 
 
 @dataclass
@@ -92,9 +94,16 @@ def _sample(logits: torch.Tensor, w: Workload, step, out: torch.Tensor) -> torch
     return out
 
 
-def generate(model: DecoderLM, prompts: torch.Tensor, w: Workload, decode, pad: torch.Tensor | None = None,
-             cache_len: int | None = None, graphs: DecodeGraphs | None = None,
-             clock=None) -> tuple[float, list[float], torch.Tensor]:  # fmt: skip
+def generate(
+    model: DecoderLM,
+    prompts: torch.Tensor,
+    w: Workload,
+    decode,
+    pad: torch.Tensor | None = None,
+    cache_len: int | None = None,
+    graphs: DecodeGraphs | None = None,
+    clock=None,
+) -> tuple[float, list[float], torch.Tensor]:
     """One timed generation of `w.output_len` tokens: (start time, timestamp of each generated
     token, tokens [B, out]). `pad`: left padding per row (PromptBatch); `cache_len`: the static
     cache length, kept across generations of different prompt lengths; `graphs`: replay the decode
@@ -183,12 +192,14 @@ def agreement(ref: tuple[torch.Tensor, torch.Tensor], new: tuple[torch.Tensor, t
     same = t0 == t1
     differ = (~same).any(dim=0).nonzero()
     return {
-        "against": against, "rows": t0.shape[0], "tokens": t0.shape[1],
+        "against": against,
+        "rows": t0.shape[0],
+        "tokens": t0.shape[1],
         "greedy_token_agreement": float(same.float().mean()),
         "first_divergence_step": int(differ[0]) if len(differ) else None,
         "max_abs_logit_error_first_step": float((l1 - l0).abs().nan_to_num(nan=float("inf")).max()),
         "max_abs_logit_first_step": float(l0.abs().max()),
-    }  # fmt: skip
+    }
 
 
 def measure_llm(
@@ -276,14 +287,28 @@ def measure_llm(
 def _point_fields(cfg, w: Workload, device, precision, source, compiled, load_s, engine, extra) -> dict:
     """The fields every point of this workload records, measured or not (an OOM point has only these)."""
     dtype = TORCH_DTYPES[compute_precision(precision)]
-    return dict(
-        kind="llm", model=cfg.name, source=source, device=str(device), device_name=device_name(device),
-        precision=precision, batch_size=w.batch_size, prompt_len=w.prompt_len, output_len=w.output_len,
-        sampling={"temperature": w.temperature, "top_k": w.top_k, "top_p": w.top_p, "seed": w.seed},
-        params=cfg.param_count(), compiled=compiled, load_s=load_s,
-        engine=engine.name if engine else "modelpower", compute_precision=compute_precision(precision),
-        kv_cache_bytes=kv_cache_bytes(cfg, w.batch_size, w.prompt_len + w.output_len, dtype),
-    ) | (extra or {}) | ({"engine_build": engine.build} if hasattr(engine, "build") else {})  # fmt: skip
+    return (
+        dict(
+            kind="llm",
+            model=cfg.name,
+            source=source,
+            device=str(device),
+            device_name=device_name(device),
+            precision=precision,
+            batch_size=w.batch_size,
+            prompt_len=w.prompt_len,
+            output_len=w.output_len,
+            sampling={"temperature": w.temperature, "top_k": w.top_k, "top_p": w.top_p, "seed": w.seed},
+            params=cfg.param_count(),
+            compiled=compiled,
+            load_s=load_s,
+            engine=engine.name if engine else "modelpower",
+            compute_precision=compute_precision(precision),
+            kv_cache_bytes=kv_cache_bytes(cfg, w.batch_size, w.prompt_len + w.output_len, dtype),
+        )
+        | (extra or {})
+        | ({"engine_build": engine.build} if hasattr(engine, "build") else {})
+    )
 
 
 def _metrics(model, w, device, precision, base, compile_s, runs, window, reading) -> LLMPoint:
@@ -298,8 +323,12 @@ def _metrics(model, w, device, precision, base, compile_s, runs, window, reading
     out_tokens = sum(sum(bt.out_lens) for *_, bt in runs)
     decode_tokens = sum(sum(n - 1 for n in bt.out_lens) for *_, bt in runs)
     p_flops = sum(prefill_flops(cfg, t) for *_, bt in runs for t in bt.lens)
-    d_flops = sum(decode_flops(cfg, t + i + 1) for *_, bt in runs for t, n in zip(bt.lens, bt.out_lens, strict=True)
-                  for i in range(1, n))  # fmt: skip
+    d_flops = sum(
+        decode_flops(cfg, t + i + 1)
+        for *_, bt in runs
+        for t, n in zip(bt.lens, bt.out_lens, strict=True)
+        for i in range(1, n)
+    )
     peak, peak_src = nameplate_peak(device, compute_precision(precision))
     total_ttft = float(np.sum(ttft))
     prefill_tflops = p_flops / total_ttft / 1e12
@@ -325,21 +354,36 @@ def _metrics(model, w, device, precision, base, compile_s, runs, window, reading
     flags = ([] if valid else ["invalid_tokens"]) + reading.flags()
     padded = any(bt.pad is not None for *_, bt in runs)
     return LLMPoint(
-        **base, status="ok", compile_s=compile_s, runs=len(runs), window_s=window,
-        ttft=latency_stats(ttft), itl=latency_stats(itl) if itl else None,
+        **base,
+        status="ok",
+        compile_s=compile_s,
+        runs=len(runs),
+        window_s=window,
+        ttft=latency_stats(ttft),
+        itl=latency_stats(itl) if itl else None,
         tpot_ms=total_decode_s / steps * 1e3 if steps else None,
         prefill_tokens_per_s=prompt_tokens / total_ttft,
         decode_tokens_per_s=decode_tokens / total_decode_s if steps else None,
         total_tokens_per_s=(prompt_tokens + out_tokens) / window,
-        output_tokens_per_s=out_tokens / window, requests_per_s=len(runs) * b / window,
+        output_tokens_per_s=out_tokens / window,
+        requests_per_s=len(runs) * b / window,
         prefill_flops_per_token=p_flops / prompt_tokens,
         decode_flops_per_token=d_flops / decode_tokens if decode_tokens else None,
-        prefill_tflops=prefill_tflops, prefill_mfu=prefill_tflops / peak if peak else None,
-        mfu_peak_tflops=peak, mfu_peak_source=peak_src,
-        decode_bytes_per_step=step_bytes, decode_gbs=gbs, decode_mbu=gbs / bw if gbs and bw else None,
-        mbu_bandwidth_gbs=bw, peak_memory_gib=mem, peak_memory_scope=scope, energy=reading.to_dict(),
+        prefill_tflops=prefill_tflops,
+        prefill_mfu=prefill_tflops / peak if peak else None,
+        mfu_peak_tflops=peak,
+        mfu_peak_source=peak_src,
+        decode_bytes_per_step=step_bytes,
+        decode_gbs=gbs,
+        decode_mbu=gbs / bw if gbs and bw else None,
+        mbu_bandwidth_gbs=bw,
+        peak_memory_gib=mem,
+        peak_memory_scope=scope,
+        energy=reading.to_dict(),
         **energy_per_token(j, out_tokens, flops_done),
-        tokens_checked={"valid_ids": valid, "shape": [len(runs), b, w.output_len]}, flags=flags,
-        prompt_tokens_mean=mean_prompt, output_tokens_mean=mean_out,
+        tokens_checked={"valid_ids": valid, "shape": [len(runs), b, w.output_len]},
+        flags=flags,
+        prompt_tokens_mean=mean_prompt,
+        output_tokens_mean=mean_out,
         padding="left, with an attention mask" if padded else None,
-    )  # fmt: skip
+    )

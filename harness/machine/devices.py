@@ -17,9 +17,22 @@ from harness.errors import UserError
 from harness.machine.specs import match_spec
 
 ISA_FLAGS = (
-    "sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni",
-    "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "amx_fp16", "sve", "asimd",
-)  # fmt: skip
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx512_vnni",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "amx_fp16",
+    "sve",
+    "asimd",
+)
 
 
 @dataclass
@@ -159,7 +172,7 @@ def lowp_ops_per_cycle(vendor: str, family: int | None, isa: list[str]) -> dict[
         )
     elif "avx_vnni" in isa:
         out["int8"] = (128, "AVX-VNNI, 2 x 256-bit ports: 2 x 32 products x 2 = 128 ops/cycle")
-    return out  # fmt: skip
+    return out
 
 
 def detect_cpu() -> CpuInfo:
@@ -178,8 +191,9 @@ def detect_cpu() -> CpuInfo:
     per_cycle, why = fp64_flops_per_cycle(vendor, family, isa)
     lowp = lowp_ops_per_cycle(vendor, family, isa) if clock else {}
     lowp_peaks = {k: round(physical * clock * 1e6 * n / 1e12, 4) for k, (n, _) in lowp.items()}
-    lowp_methods = {k: f"computed: {physical} cores x {clock:.0f} MHz ({clock_src}) x {n} ({why})"
-                    for k, (n, why) in lowp.items()}  # fmt: skip
+    lowp_methods = {
+        k: f"computed: {physical} cores x {clock:.0f} MHz ({clock_src}) x {n} ({why})" for k, (n, why) in lowp.items()
+    }
     fp64 = physical * clock * 1e6 * per_cycle / 1e12 if clock else None
     method = (
         f"computed: {physical} cores x {clock:.0f} MHz ({clock_src}) x {per_cycle} FP64 FLOPs/cycle ({why}); "

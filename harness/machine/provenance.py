@@ -14,8 +14,19 @@ import torch
 
 from harness.machine.devices import detect_machine
 
-PACKAGES = ("modelpower", "torch", "torchvision", "numpy", "numba", "numba-cuda", "onnx",
-            "onnxruntime-gpu", "onnxruntime", "nvidia-ml-py", "typer")  # fmt: skip
+PACKAGES = (
+    "modelpower",
+    "torch",
+    "torchvision",
+    "numpy",
+    "numba",
+    "numba-cuda",
+    "onnx",
+    "onnxruntime-gpu",
+    "onnxruntime",
+    "nvidia-ml-py",
+    "typer",
+)
 
 
 def now_iso() -> str:
@@ -56,12 +67,17 @@ def _git_commit() -> str | None:
     try:
         out = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5,
-        ).stdout.strip()  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None

@@ -64,17 +64,27 @@ def published_rows() -> tuple[Published, ...]:
 
 
 def best_published(
-    model: str, device_name: str, batch: int | None = None, precision: str | None = None,
+    model: str,
+    device_name: str,
+    batch: int | None = None,
+    precision: str | None = None,
     scenario: str | None = None,
-) -> Published | None:  # fmt: skip
+) -> Published | None:
     """The highest published figure for this model's workload on this device (and, where the
     figure is for one batch size, at the same; `precision`, `scenario`: only those), or None."""
     row = match_spec(device_name)
     if row is None:
         return None
-    found = [p for p in published_rows() if p.device == row.name and model in p.models and p.metric != "J/token"
-             and (p.batch is None or p.batch == batch) and (precision is None or p.precision == precision)
-             and (scenario is None or p.scenario == scenario)]  # fmt: skip
+    found = [
+        p
+        for p in published_rows()
+        if p.device == row.name
+        and model in p.models
+        and p.metric != "J/token"
+        and (p.batch is None or p.batch == batch)
+        and (precision is None or p.precision == precision)
+        and (scenario is None or p.scenario == scenario)
+    ]
     return max(found, key=lambda p: p.value, default=None)
 
 

@@ -36,8 +36,14 @@ def _box_set_agreement(a: np.ndarray, na: int, b: np.ndarray, nb: int) -> float:
     return hit / nb
 
 
-def agreement(out: np.ndarray, ref: np.ndarray, precision: str, task: str, head=None,
-              reference: str = "torch eager fp32, same input batch") -> dict:  # fmt: skip
+def agreement(
+    out: np.ndarray,
+    ref: np.ndarray,
+    precision: str,
+    task: str,
+    head=None,
+    reference: str = "torch eager fp32, same input batch",
+) -> dict:
     """Compare one batch of raw outputs with the reference outputs (`reference` says what made them);
     `head` (harness.vision.detection.DetectHead) decodes detector outputs."""
     out = out.astype(np.float32)

@@ -245,9 +245,14 @@ class AssumedMeter(Meter):
 
     def stop(self) -> EnergyReading:
         window = time.perf_counter() - self._t0
-        return EnergyReading(True, self.watts * window, window, self.scope,
-                             f"ESTIMATE: {self.watts:g} W assumed by the user (--assume-watts), not measured",
-                             estimate=True)  # fmt: skip
+        return EnergyReading(
+            True,
+            self.watts * window,
+            window,
+            self.scope,
+            f"ESTIMATE: {self.watts:g} W assumed by the user (--assume-watts), not measured",
+            estimate=True,
+        )
 
 
 METERS: dict[str, type[Meter]] = {

@@ -72,8 +72,11 @@ def host_limit() -> tuple[int, str] | None:
     """What this process can still allocate on the host, and whose limit that is: the least of
     MemAvailable (/proc/meminfo, without swapping: "free"), its address-space limit ("left under
     ulimit -v") and its cgroup's memory limit ("left under the cgroup limit"); None if none is known."""
-    limits = ((_meminfo_available(), "is free"), (_address_space_left(), "is left under ulimit -v"),
-              (_cgroup_left(), "is left under the cgroup's memory limit"))  # fmt: skip
+    limits = (
+        (_meminfo_available(), "is free"),
+        (_address_space_left(), "is left under ulimit -v"),
+        (_cgroup_left(), "is left under the cgroup's memory limit"),
+    )
     known = [(v, why) for v, why in limits if v is not None]
     return min(known) if known else None
 

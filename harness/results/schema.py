@@ -326,8 +326,10 @@ def _type_name(tp) -> str:
 
 
 # the nested objects readers use, and the type of each key they read
-NESTED = {"energy": {"method": str, "scope": str, "estimate": bool, "joules": float, "window_s": float},
-          "loadgen": {"scenario": str, "result": str}}  # fmt: skip
+NESTED = {
+    "energy": {"method": str, "scope": str, "estimate": bool, "joules": float, "window_s": float},
+    "loadgen": {"scenario": str, "result": str},
+}
 
 
 def _check_nested(p, where: str) -> None:
@@ -366,11 +368,25 @@ def point_from_dict(d: dict, where: str = "point") -> Point | LLMPoint:
     return p
 
 
-PEAK_FIELDS = {"version": int, "device": str, "device_name": str, "nameplate_source": str, "copy_gbs": float,
-               "copy_nameplate_gbs": float | None, "copy_ratio": float | None, "gemm": list,
-               "provenance": dict}  # fmt: skip
-PEAK_ROW_FIELDS = {"precision": str, "best_n": int | None, "measured_tflops": float | None,
-                   "nameplate_tflops": float | None, "ratio": float | None, "note": str}  # fmt: skip
+PEAK_FIELDS = {
+    "version": int,
+    "device": str,
+    "device_name": str,
+    "nameplate_source": str,
+    "copy_gbs": float,
+    "copy_nameplate_gbs": float | None,
+    "copy_ratio": float | None,
+    "gemm": list,
+    "provenance": dict,
+}
+PEAK_ROW_FIELDS = {
+    "precision": str,
+    "best_n": int | None,
+    "measured_tflops": float | None,
+    "nameplate_tflops": float | None,
+    "ratio": float | None,
+    "note": str,
+}
 PEAK_PRECISIONS = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8")
 
 

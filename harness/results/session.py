@@ -176,9 +176,15 @@ class ResultSession:
         self.sink = sink
         self.interrupted: KeyboardInterrupt | None = None  # Ctrl-C, or Interrupted (SIGTERM, SIGHUP)
         self.result = RunResult(
-            schema_version=SCHEMA_VERSION, run_id=sink.path.stem.rsplit("-", 1)[-1], status="running",
-            started_at=now_iso(), ended_at=None, command=command_line(), config=config, provenance=provenance(),
-        )  # fmt: skip
+            schema_version=SCHEMA_VERSION,
+            run_id=sink.path.stem.rsplit("-", 1)[-1],
+            status="running",
+            started_at=now_iso(),
+            ended_at=None,
+            command=command_line(),
+            config=config,
+            provenance=provenance(),
+        )
 
     @property
     def path(self) -> Path:

@@ -91,8 +91,10 @@ class ServeRequest:
 
     def loads(self) -> list[Load]:
         """The fixed load points in order: closed loop first, then open loop."""
-        rates = [Load(rate=r, burstiness=self.burstiness or Load.burstiness, max_concurrency=self.max_concurrency)
-                 for r in self.request_rates]  # fmt: skip
+        rates = [
+            Load(rate=r, burstiness=self.burstiness or Load.burstiness, max_concurrency=self.max_concurrency)
+            for r in self.request_rates
+        ]
         closed = [Load(concurrency=c) for c in self.concurrency]
         return closed + rates if closed or rates or self.find_rate else [Load(concurrency=1)]
 
@@ -106,11 +108,15 @@ class ServeRequest:
         if u.scheme not in ("http", "https") or not u.hostname:
             raise UserError(f"URL must look like http://HOST:PORT (the server's base URL), got {self.url!r}")
         if u.username or u.password or u.query or u.fragment:
-            raise UserError("the URL takes no credentials, query or fragment (they would be recorded in the result): "
-                            "put an API key in an environment variable (--api-key-env NAME)")  # fmt: skip
+            raise UserError(
+                "the URL takes no credentials, query or fragment (they would be recorded in the result): "
+                "put an API key in an environment variable (--api-key-env NAME)"
+            )
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
-            raise UserError(f"--api-key-env names an environment variable (e.g. OPENAI_API_KEY), got "
-                            f"{self.api_key_env[:4]!r}...: give the variable's name, not the key")  # fmt: skip
+            raise UserError(
+                f"--api-key-env names an environment variable (e.g. OPENAI_API_KEY), got "
+                f"{self.api_key_env[:4]!r}...: give the variable's name, not the key"
+            )
         if u.path.rstrip("/").endswith(("/completions", "/chat/completions")):
             raise UserError(f"give the server's base URL, not an endpoint path ({self.url!r}); --api picks the path")
         if not self.model.strip():
@@ -180,17 +186,23 @@ def _workload(req: ServeRequest) -> ServedWorkload:
             n = req.output_len or r.output_len or req.OUTPUT_LEN
             text = r.text if r.text is not None else (tok.decode(r.ids) if tok else r.ids)
             if isinstance(text, list) and req.api == "chat":
-                raise UserError(f"prompts file {req.prompts} holds token ids: --api chat sends text (use "
-                                "--api completions, or give --tokenizer to decode them)")  # fmt: skip
+                raise UserError(
+                    f"prompts file {req.prompts} holds token ids: --api chat sends text (use "
+                    "--api completions, or give --tokenizer to decode them)"
+                )
             prompts.append(Prompt(text, len(r.ids), n))
         return ServedWorkload(prompts, tok, cfg, f"{req.prompts} ({len(prompts)} prompts)")
     if tok is None:
-        raise UserError(f"synthetic prompts of {req.prompt_len} tokens need the model's tokenizer: give --tokenizer "
-                        "(its HF folder or GGUF file), or --prompts FILE")  # fmt: skip
+        raise UserError(
+            f"synthetic prompts of {req.prompt_len} tokens need the model's tokenizer: give --tokenizer "
+            "(its HF folder or GGUF file), or --prompts FILE"
+        )
     rng = np.random.default_rng(req.seed)
     n = req.output_len or req.OUTPUT_LEN
-    prompts = [Prompt(tok.decode(rng.integers(0, cfg.vocab_size, req.prompt_len).tolist()), req.prompt_len, n)
-               for _ in range(req.num_prompts)]  # fmt: skip
+    prompts = [
+        Prompt(tok.decode(rng.integers(0, cfg.vocab_size, req.prompt_len).tolist()), req.prompt_len, n)
+        for _ in range(req.num_prompts)
+    ]
     return ServedWorkload(prompts, tok, cfg, f"{req.num_prompts} seeded synthetic prompts of {req.prompt_len} tokens")
 
 
@@ -235,13 +247,17 @@ def preflight(req: ServeRequest, wl: ServedWorkload) -> str:
     if rec.error == "connect":
         raise UserError(f"cannot reach {where}: {rec.detail}")
     if rec.error is not None:
-        hints = {"http-401": f" (an API key? it is read from ${req.api_key_env})",
-                 "http-404": " (a wrong --model name, or --api for an endpoint the server lacks?)"}  # fmt: skip
+        hints = {
+            "http-401": f" (an API key? it is read from ${req.api_key_env})",
+            "http-404": " (a wrong --model name, or --api for an endpoint the server lacks?)",
+        }
         hint = hints.get(rec.error, "")
         raise UserError(f"{where} failed the first request: {rec.error}: {rec.detail}{hint}")
     if "usage" not in counted and "tokenizer" not in counted:
-        raise UserError("the server reports no token usage: give --tokenizer (the model's HF folder or GGUF file) "
-                        "to count output tokens")  # fmt: skip
+        raise UserError(
+            "the server reports no token usage: give --tokenizer (the model's HF folder or GGUF file) "
+            "to count output tokens"
+        )
     return "server usage" if "usage" in counted else "our tokenizer on the streamed text"
 
 
@@ -260,12 +276,22 @@ def _flops(cfg, records: list[RequestRecord]) -> float | None:
     """FLOPs of the window's work with the model's config: each request's prefill and decode."""
     if cfg is None:
         return None
-    return float(sum(generation_flops(cfg, r.prompt_tokens, r.output_tokens or 0)
-                     for r in records if r.ok and r.prompt_tokens))  # fmt: skip
+    return float(
+        sum(generation_flops(cfg, r.prompt_tokens, r.output_tokens or 0) for r in records if r.ok and r.prompt_tokens)
+    )
 
 
-def _point(req: ServeRequest, wl: ServedWorkload, load: Load, out: Outcome, s: ServedSummary, dev, dev_why: str,
-           reading, extra: dict) -> LLMPoint:  # fmt: skip
+def _point(
+    req: ServeRequest,
+    wl: ServedWorkload,
+    load: Load,
+    out: Outcome,
+    s: ServedSummary,
+    dev,
+    dev_why: str,
+    reading,
+    extra: dict,
+) -> LLMPoint:
     """The load point as an LLMPoint: run-llm's fields where they mean the same, the rest under `served`."""
     flops = _flops(wl.cfg, out.records)
     delivered = flops / s.window_s / 1e12 if flops and s.window_s > 0 else None
@@ -274,40 +300,82 @@ def _point(req: ServeRequest, wl: ServedWorkload, load: Load, out: Outcome, s: S
     flags = [f"failed_requests:{k}" for k in s.failed] + ([f"stopped: {out.stopped}"] if out.stopped else [])
     flags += reading.flags() if reading is not None else []
     served = {
-        "url": req.url, "api": req.api, "load": load.to_dict(), "peak_in_flight": out.peak_in_flight,
-        "offered_rps": out.offered_rps, "requests": {"ok": s.ok, "failed": s.failed, "sent": out.sent,
-        "warmup": out.warmup, "ramp_down": out.ramp_down, "cancelled_at_max_duration": out.cancelled},
+        "url": req.url,
+        "api": req.api,
+        "load": load.to_dict(),
+        "peak_in_flight": out.peak_in_flight,
+        "offered_rps": out.offered_rps,
+        "requests": {
+            "ok": s.ok,
+            "failed": s.failed,
+            "sent": out.sent,
+            "warmup": out.warmup,
+            "ramp_down": out.ramp_down,
+            "cancelled_at_max_duration": out.cancelled,
+        },
         "token_counts": s.token_counts,
-        "e2e": s.e2e.__dict__ if s.e2e else None, "tpot": s.tpot.__dict__ if s.tpot else None,
-        "goodput_rps": s.goodput_rps, "slo": parse_slo(req.slo) or None, "slo_attainment": s.slo_attainment,
+        "e2e": s.e2e.__dict__ if s.e2e else None,
+        "tpot": s.tpot.__dict__ if s.tpot else None,
+        "goodput_rps": s.goodput_rps,
+        "slo": parse_slo(req.slo) or None,
+        "slo_attainment": s.slo_attainment,
         "meets_slo": s.slo_attainment >= req.attainment if s.slo_attainment is not None else None,
-        "delivered_tflops": delivered, "mfu": delivered / peak if delivered and peak else None,
+        "delivered_tflops": delivered,
+        "mfu": delivered / peak if delivered and peak else None,
         "itl_is": "gaps between streamed chunks (a chunk may carry more than one token)",
-        "ignore_eos": req.ignore_eos, "stopped": out.stopped, **extra,
-    }  # fmt: skip
+        "ignore_eos": req.ignore_eos,
+        "stopped": out.stopped,
+        **extra,
+    }
     if req.save_requests:
         t0 = min((r.sent for r in out.all_records), default=0.0)
-        served["request_records"] = [{"sent_s": r.sent - t0, "ttft_ms": (r.chunks[0] - r.sent) * 1e3 if r.chunks
-                                      else None, "e2e_ms": (r.end - r.sent) * 1e3 if r.end else None,
-                                      "chunks": len(r.chunks), "output_tokens": r.output_tokens, "error": r.error,
-                                      "detail": r.detail} for r in out.records]  # fmt: skip
+        served["request_records"] = [
+            {
+                "sent_s": r.sent - t0,
+                "ttft_ms": (r.chunks[0] - r.sent) * 1e3 if r.chunks else None,
+                "e2e_ms": (r.end - r.sent) * 1e3 if r.end else None,
+                "chunks": len(r.chunks),
+                "output_tokens": r.output_tokens,
+                "error": r.error,
+                "detail": r.detail,
+            }
+            for r in out.records
+        ]
     cfg = wl.cfg
     return LLMPoint(
-        kind="llm", model=req.model, source={"kind": "served", "url": req.url, "api": req.api},
-        device=str(dev) if dev is not None else "remote", device_name=device_name(dev) if dev is not None else dev_why,
-        precision=req.precision, batch_size=load.concurrency or load.max_concurrency or out.peak_in_flight,
+        kind="llm",
+        model=req.model,
+        source={"kind": "served", "url": req.url, "api": req.api},
+        device=str(dev) if dev is not None else "remote",
+        device_name=device_name(dev) if dev is not None else dev_why,
+        precision=req.precision,
+        batch_size=load.concurrency or load.max_concurrency or out.peak_in_flight,
         prompt_len=round(s.prompt_tokens / s.ok) if s.ok else 0,
-        output_len=req.output_len or _requested_output(wl), sampling={"temperature": 0.0, "top_k": 0, "top_p": 1.0},
-        status="ok" if s.ok else "failed", params=cfg.param_count() if cfg else 0, compiled=False, runs=s.ok,
-        window_s=s.window_s, ttft=s.ttft, itl=s.itl, tpot_ms=s.tpot.mean_ms if s.tpot else None,
-        total_tokens_per_s=s.total_tokens_per_s, output_tokens_per_s=s.output_tokens_per_s,
-        requests_per_s=s.requests_per_s, mfu_peak_tflops=peak, mfu_peak_source=peak_src,
+        output_len=req.output_len or _requested_output(wl),
+        sampling={"temperature": 0.0, "top_k": 0, "top_p": 1.0},
+        status="ok" if s.ok else "failed",
+        params=cfg.param_count() if cfg else 0,
+        compiled=False,
+        runs=s.ok,
+        window_s=s.window_s,
+        ttft=s.ttft,
+        itl=s.itl,
+        tpot_ms=s.tpot.mean_ms if s.tpot else None,
+        total_tokens_per_s=s.total_tokens_per_s,
+        output_tokens_per_s=s.output_tokens_per_s,
+        requests_per_s=s.requests_per_s,
+        mfu_peak_tflops=peak,
+        mfu_peak_source=peak_src,
         energy=reading.to_dict() if reading is not None else None,
         **energy_per_token(j, s.output_tokens, flops or 0),
         detail=_detail(s, out),
-        prompt_tokens_mean=s.prompt_tokens / s.ok if s.ok else None, output_tokens_mean=s.mean_output_tokens,
-        engine="served", timestamps="client clock, one per streamed chunk", flags=flags, served=served,
-    )  # fmt: skip
+        prompt_tokens_mean=s.prompt_tokens / s.ok if s.ok else None,
+        output_tokens_mean=s.mean_output_tokens,
+        engine="served",
+        timestamps="client clock, one per streamed chunk",
+        flags=flags,
+        served=served,
+    )
 
 
 def _detail(s: ServedSummary, out: Outcome) -> str | None:
@@ -330,8 +398,9 @@ def _measure(req: ServeRequest, wl: ServedWorkload, load: Load, meter: Meter, pr
     async def go() -> Outcome:
         async with _client(req, width) as http:
             send, counted = _sender(req, wl, http, _headers(req))
-            out = await run_load(send, load, req.window, req.max_requests, req.max_duration, req.seed, progress,
-                                 window_meter)  # fmt: skip
+            out = await run_load(
+                send, load, req.window, req.max_requests, req.max_duration, req.seed, progress, window_meter
+            )
             return out, counted
 
     out, counted = asyncio.run(go())
@@ -368,15 +437,30 @@ def run_serve(req: ServeRequest, events: Events | None = None) -> tuple[ResultSe
     if dev is None:
         events.note(f"energy: not measured: {dev_why}")
     config = {
-        "url": req.url, "api": req.api, "model": req.model, "tokenizer": req.tokenizer, "prompts": wl.describe,
-        "output_len": req.output_len or "each record's own or " + str(req.OUTPUT_LEN), "ignore_eos": req.ignore_eos,
-        "loads": [ld.to_dict() for ld in req.loads()], "slo_ms": slo or None, "find_rate": req.find_rate,
-        "window": {"warmup_requests": req.window.warmup, "min_duration_s": req.window.min_duration,
-                   "min_requests": req.window.min_iters}, "max_requests": req.max_requests,
-        "max_duration_s": req.max_duration, "timeout_s": req.timeout, "device": str(dev) if dev else dev_why,
-        "energy_meter": meter.name, "assume_watts": req.assume_watts,
-        "api_key": f"from ${req.api_key_env}" if os.environ.get(req.api_key_env) else None, "seed": req.seed,
-    }  # fmt: skip
+        "url": req.url,
+        "api": req.api,
+        "model": req.model,
+        "tokenizer": req.tokenizer,
+        "prompts": wl.describe,
+        "output_len": req.output_len or "each record's own or " + str(req.OUTPUT_LEN),
+        "ignore_eos": req.ignore_eos,
+        "loads": [ld.to_dict() for ld in req.loads()],
+        "slo_ms": slo or None,
+        "find_rate": req.find_rate,
+        "window": {
+            "warmup_requests": req.window.warmup,
+            "min_duration_s": req.window.min_duration,
+            "min_requests": req.window.min_iters,
+        },
+        "max_requests": req.max_requests,
+        "max_duration_s": req.max_duration,
+        "timeout_s": req.timeout,
+        "device": str(dev) if dev else dev_why,
+        "energy_meter": meter.name,
+        "assume_watts": req.assume_watts,
+        "api_key": f"from ${req.api_key_env}" if os.environ.get(req.api_key_env) else None,
+        "seed": req.seed,
+    }
     found = None
     with ResultSession(config, LocalSink(req.out_dir)) as session:
 

@@ -56,8 +56,13 @@ def payload(api: str, model: str, prompt: Prompt, ignore_eos: bool) -> dict:
     """The JSON body of a streamed request. `ignore_eos` asks for exactly `output_len` tokens in the
     way vLLM and SGLang accept it (`ignore_eos`, `min_tokens`); servers that stop at EOS anyway are
     measured on the tokens they really stream."""
-    body: dict = {"model": model, "stream": True, "stream_options": {"include_usage": True},
-                  "max_tokens": prompt.output_len, "temperature": 0.0}  # fmt: skip
+    body: dict = {
+        "model": model,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": prompt.output_len,
+        "temperature": 0.0,
+    }
     if api == "chat":
         body["messages"] = [{"role": "user", "content": prompt.text}]
     else:
@@ -149,8 +154,9 @@ def _ended(rec: RequestRecord) -> RequestRecord:
     return rec
 
 
-async def send_within(client: httpx.AsyncClient, url: str, api: str, body: dict, headers: dict,
-                      timeout: float) -> RequestRecord:  # fmt: skip
+async def send_within(
+    client: httpx.AsyncClient, url: str, api: str, body: dict, headers: dict, timeout: float
+) -> RequestRecord:
     """`send`, bounded in total time: a server that keeps the stream alive without finishing (keep-alive
     comments, endless text) is a `timeout` after `timeout` seconds, as a silent one is."""
     sent = time.perf_counter()

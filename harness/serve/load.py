@@ -48,9 +48,13 @@ class Load:
     def to_dict(self) -> dict:
         if self.concurrency is not None:
             return {"shape": "closed loop", "concurrency": self.concurrency}
-        return {"shape": "open loop", "rate_rps": None if math.isinf(self.rate) else self.rate,
-                "arrivals": "all at once" if math.isinf(self.rate) else "gamma", "burstiness": self.burstiness,
-                "max_concurrency": self.max_concurrency}  # fmt: skip
+        return {
+            "shape": "open loop",
+            "rate_rps": None if math.isinf(self.rate) else self.rate,
+            "arrivals": "all at once" if math.isinf(self.rate) else "gamma",
+            "burstiness": self.burstiness,
+            "max_concurrency": self.max_concurrency,
+        }
 
 
 def arrivals(rate: float, burstiness: float, rng: np.random.Generator) -> Iterator[float]:
@@ -86,8 +90,14 @@ class Outcome:
 class _Run:
     """The state of one load point while it runs (one event loop, no threads)."""
 
-    def __init__(self, send: Callable[[int], Awaitable[RequestRecord]], window: Window, max_requests: int,
-                 progress: Callable[[int, int, float], None] | None, meter):  # fmt: skip
+    def __init__(
+        self,
+        send: Callable[[int], Awaitable[RequestRecord]],
+        window: Window,
+        max_requests: int,
+        progress: Callable[[int, int, float], None] | None,
+        meter,
+    ):
         self.send, self.window, self.max_requests, self.progress = send, window, max_requests, progress
         self.meter = meter  # start() when the window opens, stop() when it closes
         self.t0 = time.perf_counter()
@@ -167,9 +177,16 @@ class _Run:
                 self.meter.stop()
 
 
-async def run_load(send: Callable[[int], Awaitable[RequestRecord]], load: Load, window: Window, max_requests: int,
-                   max_duration: float, seed: int = 0, progress: Callable[[int, int, float], None] | None = None,
-                   meter=None) -> Outcome:  # fmt: skip
+async def run_load(
+    send: Callable[[int], Awaitable[RequestRecord]],
+    load: Load,
+    window: Window,
+    max_requests: int,
+    max_duration: float,
+    seed: int = 0,
+    progress: Callable[[int, int, float], None] | None = None,
+    meter=None,
+) -> Outcome:
     """Drive `send(i)` (the i-th request) under `load` until the window closes or a bound is hit;
     `meter.start()` / `meter.stop()` bracket the measured window."""
     run = _Run(send, window, max_requests, progress, meter)
@@ -216,5 +233,6 @@ async def run_load(send: Callable[[int], Awaitable[RequestRecord]], load: Load, 
     if run.t_start is None:
         run.stopped = "the window never opened (every request was warm-up)"
     window_s = 0.0 if run.t_start is None else max(0.0, (run.t_end or time.perf_counter()) - run.t_start)
-    return Outcome(run.measured, window_s, run.sent, run.warm,
-                   run.ramp, run.peak, offered, run.stopped, run.everything, cut)  # fmt: skip
+    return Outcome(
+        run.measured, window_s, run.sent, run.warm, run.ramp, run.peak, offered, run.stopped, run.everything, cut
+    )

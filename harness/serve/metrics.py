@@ -30,8 +30,10 @@ def parse_slo(text: str | None) -> dict[str, float]:
     for part in text.split(","):
         m = re.fullmatch(r"\s*(\w+)\s*=\s*([0-9]*\.?[0-9]+)\s*(ms)?\s*", part)
         if not m or m.group(1).lower() not in SLO_KEYS:
-            raise UserError(f"--slo takes KEY=MS pairs with keys {', '.join(SLO_KEYS)} (e.g. ttft=500,tpot=50), "
-                            f"got {part.strip()!r}")  # fmt: skip
+            raise UserError(
+                f"--slo takes KEY=MS pairs with keys {', '.join(SLO_KEYS)} (e.g. ttft=500,tpot=50), "
+                f"got {part.strip()!r}"
+            )
         key, value = m.group(1).lower(), float(m.group(2))
         if key in out:
             raise UserError(f"--slo {key} is given twice")
@@ -61,8 +63,11 @@ def request_times(rec: RequestRecord) -> RequestTimes:
 
 def meets(t: RequestTimes, slo: dict[str, float]) -> bool:
     """Whether one request met every stated SLO (a TPOT SLO is met by a one-token output)."""
-    return (t.ttft_ms <= slo.get("ttft", float("inf")) and t.e2e_ms <= slo.get("e2e", float("inf"))
-            and (t.tpot_ms is None or t.tpot_ms <= slo.get("tpot", float("inf"))))  # fmt: skip
+    return (
+        t.ttft_ms <= slo.get("ttft", float("inf"))
+        and t.e2e_ms <= slo.get("e2e", float("inf"))
+        and (t.tpot_ms is None or t.tpot_ms <= slo.get("tpot", float("inf")))
+    )
 
 
 def count_tokens(rec: RequestRecord, prompt_tokens: int | None, tokenizer) -> str | None:
@@ -122,15 +127,20 @@ def summarize(records: list[RequestRecord], window_s: float, slo: dict[str, floa
     met = sum(meets(t, slo) for t in times) if slo else None
     per_s = 1 / window_s if window_s > 0 else 0.0
     return ServedSummary(
-        ok=len(good), failed=dict(sorted(failed.items())), window_s=window_s,
+        ok=len(good),
+        failed=dict(sorted(failed.items())),
+        window_s=window_s,
         ttft=latency_stats([t.ttft_ms / 1e3 for t in times]) if times else None,
         itl=latency_stats([x / 1e3 for x in itl]) if itl else None,
         tpot=latency_stats([x / 1e3 for x in tpot]) if tpot else None,
         e2e=latency_stats([t.e2e_ms / 1e3 for t in times]) if times else None,
-        requests_per_s=len(good) * per_s, output_tokens_per_s=out_tokens * per_s,
+        requests_per_s=len(good) * per_s,
+        output_tokens_per_s=out_tokens * per_s,
         total_tokens_per_s=(in_tokens + out_tokens) * per_s,
         goodput_rps=met * per_s if met is not None else None,
         slo_attainment=met / len(records) if met is not None and records else None,
-        prompt_tokens=in_tokens, output_tokens=out_tokens,
-        mean_output_tokens=out_tokens / len(good) if good else None, token_counts=counted_by,
-    )  # fmt: skip
+        prompt_tokens=in_tokens,
+        output_tokens=out_tokens,
+        mean_output_tokens=out_tokens / len(good) if good else None,
+        token_counts=counted_by,
+    )

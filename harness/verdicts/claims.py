@@ -112,8 +112,9 @@ class Verdict:
             else:
                 parts.append(f"{len(whys)} with {group}")
         for claim_in, measured in precision.items():
-            parts.insert(0, f"{len(measured)} measured at {', '.join(sorted(set(measured)))} (the claim is in "
-                            f"{claim_in} P)")  # fmt: skip
+            parts.insert(
+                0, f"{len(measured)} measured at {', '.join(sorted(set(measured)))} (the claim is in {claim_in} P)"
+            )
         return ("Not comparable: " + "; ".join(parts) + ".") if parts else ""
 
 
@@ -130,13 +131,21 @@ def computer_from(peak_file: Path | None, cpu) -> dict:
     """The computer an equivalence claim is measured against: this machine's measured GEMM peaks
     from a `modelpower peak` file, else its computed nameplate (`cpu`: harness.machine.devices.CpuInfo)."""
     if peak_file is None:
-        return {"name": f"this machine ({cpu.model}, {cpu.physical_cores} cores)", "how": "computed nameplate",
-                "fp32": cpu.peak_fp32_tflops, "fp64": cpu.peak_fp64_tflops}  # fmt: skip
+        return {
+            "name": f"this machine ({cpu.model}, {cpu.physical_cores} cores)",
+            "how": "computed nameplate",
+            "fp32": cpu.peak_fp32_tflops,
+            "fp64": cpu.peak_fp64_tflops,
+        }
     doc = read_peak(Path(peak_file))
     gemm = {r["precision"]: r["measured_tflops"] for r in doc["gemm"]}
     name = doc["device_name"]
-    return {"name": f"{name} ({doc['device']})", "how": f"measured by modelpower peak, {peak_file}",
-            "fp32": gemm.get("fp32"), "fp64": gemm.get("fp64")}  # fmt: skip
+    return {
+        "name": f"{name} ({doc['device']})",
+        "how": f"measured by modelpower peak, {peak_file}",
+        "fp32": gemm.get("fp32"),
+        "fp64": gemm.get("fp64"),
+    }
 
 
 def load_claims(path: Path) -> list[Claim]:
@@ -206,8 +215,18 @@ def load_claims(path: Path) -> list[Claim]:
 
 
 # every field's type; numbers are checked for sign and finiteness apart
-FIELD_TYPES = {"id": str, "kind": str, "text": str, "source": str, "note": str, "precision": str | list,
-               "sparsity": str, "devices": list, "category": str, "utilisation_of": str}  # fmt: skip
+FIELD_TYPES = {
+    "id": str,
+    "kind": str,
+    "text": str,
+    "source": str,
+    "note": str,
+    "precision": str | list,
+    "sparsity": str,
+    "devices": list,
+    "category": str,
+    "utilisation_of": str,
+}
 
 
 def _check_types(c: dict, where: str) -> None:
@@ -560,13 +579,17 @@ def _capacity_headline(p: float, rows: list[dict], read_at: tuple[str, ...]) -> 
     best = max(lead, key=lambda r: r["p_equivalent"])
     at = "" if best["precision"] in read_at else f", read at {best['precision']}"
     high = ", against a lower-bound peak: reads high" if best["peak_lower_bound"] else ""
-    line = (f"{_n(p)} P claimed → at most {_n(best['p_equivalent'])} P-equivalent on this work "
-            f"({100 * best['mfu']:.1f}% of nameplate{high}, {best['workload']} on {best['device']}{at})")  # fmt: skip
+    line = (
+        f"{_n(p)} P claimed → at most {_n(best['p_equivalent'])} P-equivalent on this work "
+        f"({100 * best['mfu']:.1f}% of nameplate{high}, {best['workload']} on {best['device']}{at})"
+    )
     pubs = [r for r in lead if r["p_equivalent_at_published"]]
     if pubs:
         top = max(pubs, key=lambda r: r["p_equivalent_at_published"])
-        line += (f"; at the best published figure: {_n(top['p_equivalent_at_published'])} P-equivalent "
-                 f"({top['workload']}, {top['published']})")  # fmt: skip
+        line += (
+            f"; at the best published figure: {_n(top['p_equivalent_at_published'])} P-equivalent "
+            f"({top['workload']}, {top['published']})"
+        )
         if top["p_equivalent_at_published"] > p:  # an implied MFU above 100%: another precision's run
             run = top["published_precision"] or "at an unrecorded precision"
             line += f", above the claim itself: that run is {run}, counted against the {top['precision']} peak"
@@ -583,14 +606,18 @@ def _utilisation(v: Verdict, claim: Claim, bounds: list[_Bound]) -> None:
     if of == "peak_flops":
         line = f"taken as delivered compute it claims {_n(p * u)} P of useful work ({_n(p)} x {u:g})"
         if best is not None:
-            line += (f"; the best measured MFU here is {100 * best.mfu:.1f}% ({best.workload}): the stated rate is "
-                     f"{u / best.mfu:.1f}x what was measured")  # fmt: skip
+            line += (
+                f"; the best measured MFU here is {100 * best.mfu:.1f}% ({best.workload}): the stated rate is "
+                f"{u / best.mfu:.1f}x what was measured"
+            )
         v.steps.append(line + ".")
     else:
         line = f"a busy rate bounds delivered compute only together with MFU: at most {_n(p * u)} P-equivalent"
         if best is not None:
-            line += (f", and with the best measured MFU ({100 * best.mfu:.1f}%, {best.workload}) "
-                     f"{_n(p * u * best.mfu)} P-equivalent at that MFU ({_n(p)} x {u:g} x {best.mfu:.3g})")  # fmt: skip
+            line += (
+                f", and with the best measured MFU ({100 * best.mfu:.1f}%, {best.workload}) "
+                f"{_n(p * u * best.mfu)} P-equivalent at that MFU ({_n(p)} x {u:g} x {best.mfu:.3g})"
+            )
         v.steps.append(line + ".")
 
 
@@ -625,16 +652,21 @@ def scaling_efficiency(points: list) -> tuple[float, str]:
     """Throughput of N devices / (N x one device alone), from a multi-device (torchrun) aggregate
     point and a single-device point of the same model, backend, precision, batch and device; 1.0
     (said so) when no such pair was measured."""
-    singles = {(p.model, p.backend, p.precision, p.batch_size, p.device_name): p.throughput_sps for p in points
-               if isinstance(p, Point) and p.rank is None and not p.aggregate}  # fmt: skip
+    singles = {
+        (p.model, p.backend, p.precision, p.batch_size, p.device_name): p.throughput_sps
+        for p in points
+        if isinstance(p, Point) and p.rank is None and not p.aggregate
+    }
     for p in points:
         if isinstance(p, Point) and p.aggregate and p.world_size:
             device = re.sub(r"^\d+ x ", "", p.device_name)  # an aggregate is named "2 x AMD EPYC"
             one = singles.get((p.model, p.backend, p.precision, p.batch_size, device))
             if one:
                 e = p.throughput_sps / (p.world_size * one)
-                return e, (f"measured: {p.model} on {p.world_size} x {p.device_name} ran {p.throughput_sps:,.4g}/s "
-                           f"against {one:,.4g}/s on one, {100 * e:.0f}% scaling efficiency")  # fmt: skip
+                return e, (
+                    f"measured: {p.model} on {p.world_size} x {p.device_name} ran {p.throughput_sps:,.4g}/s "
+                    f"against {one:,.4g}/s on one, {100 * e:.0f}% scaling efficiency"
+                )
     return 1.0, "assumed 1.0 (perfect scaling): no multi-device result beside a single-device one was given"
 
 
@@ -660,8 +692,10 @@ def check_speedup(claim: Claim, points: list | None = None, prices=None) -> Verd
             f"claimed {_n(b)} s needs each device to do the work {per_device:.3g}x faster as well."
         )
         what = "The extra devices explain" if n1 > n0 else "The change in device count accounts for"
-        v.verdict = (f"{what} {a / expected:.3g}x of the {speed:.3g}x; the rest ({per_device:.3g}x) needs faster "
-                     "devices or software, or less work per job.")  # fmt: skip
+        v.verdict = (
+            f"{what} {a / expected:.3g}x of the {speed:.3g}x; the rest ({per_device:.3g}x) needs faster "
+            "devices or software, or less work per job."
+        )
     if "cost_change" in claim.values:
         _speedup_cost(v, claim, prices)
     return v
@@ -673,24 +707,31 @@ def _speedup_cost(v: Verdict, claim: Claim, prices) -> None:
     n0, n1 = claim.values.get("devices_before", 1), claim.values.get("devices_after", 1)
     dh0, dh1 = n0 * a / 3600, n1 * b / 3600
     said = "" if "devices_before" in claim.values else " (device counts not stated: read as equal)"
-    v.steps.append(f"device-hours per job: {n0:g} x {_n(a)} s = {dh0:.4g} before, {n1:g} x {_n(b)} s = {dh1:.4g} "
-                   f"after{said}.")  # fmt: skip
+    v.steps.append(
+        f"device-hours per job: {n0:g} x {_n(a)} s = {dh0:.4g} before, {n1:g} x {_n(b)} s = {dh1:.4g} after{said}."
+    )
     ratio = (1 + cc) * dh0 / dh1  # the price per device-hour after, relative to before, that gives the cost change
-    line = (f"a cost change of {100 * cc:+.0f}% holds if a device-hour after costs at most {ratio:.3g}x one "
-            f"before")  # fmt: skip
+    line = f"a cost change of {100 * cc:+.0f}% holds if a device-hour after costs at most {ratio:.3g}x one before"
     if prices is not None and prices.per_device_hour is not None:
         line += f" ({prices.per_device_hour:g} -> {prices.per_device_hour * ratio:.4g} per device-hour)"
-    v.steps.append(line + "; if the devices cost the same per hour, the cost changes by "
-                   f"{100 * (dh1 / dh0 - 1):+.0f}%.")  # fmt: skip
+    v.steps.append(
+        line + f"; if the devices cost the same per hour, the cost changes by {100 * (dh1 / dh0 - 1):+.0f}%."
+    )
     v.steps.append(
         f"the same work at the same J/PFLOP uses the same energy: an energy cost change of {100 * cc:+.0f}% needs the "
-        f"price per kWh x {1 + cc:.3g}" + (f" ({prices.per_kwh:g} -> {prices.per_kwh * (1 + cc):.4g})"
-                                           if prices is not None and prices.per_kwh is not None else "")
+        f"price per kWh x {1 + cc:.3g}"
+        + (
+            f" ({prices.per_kwh:g} -> {prices.per_kwh * (1 + cc):.4g})"
+            if prices is not None and prices.per_kwh is not None
+            else ""
+        )
         + ", or less energy per FLOP (measured J/PFLOP in the results shows what a device draws)."
-    )  # fmt: skip
-    v.verdict += (f" The {100 * cc:+.0f}% cost holds if a device-hour after costs at most {ratio:.3g}x one "
-                  f"before (the job uses {dh1 / dh0:.3g}x the device-hours); if energy is the cost, at the same "
-                  f"J/PFLOP it needs {1 + cc:.3g}x the price per kWh.")  # fmt: skip
+    )
+    v.verdict += (
+        f" The {100 * cc:+.0f}% cost holds if a device-hour after costs at most {ratio:.3g}x one "
+        f"before (the job uses {dh1 / dh0:.3g}x the device-hours); if energy is the cost, at the same "
+        f"J/PFLOP it needs {1 + cc:.3g}x the price per kWh."
+    )
 
 
 def _published(f: Figures) -> Published | None:

@@ -43,10 +43,19 @@ def row_costs(row: dict, prices: Prices, devices: int = 1) -> dict:
     """A report row's costs: {per_million_energy, per_million_device, per_million, per_pflop_hour_energy,
     per_pflop_hour_device, per_pflop_hour}; None where an input is missing (energy not measured,
     no price given, an LLM point's PFLOP-hour)."""
-    c = dict.fromkeys(("per_million_energy", "per_million_device", "per_million", "per_pflop_hour_energy",
-                       "per_pflop_hour_device", "per_pflop_hour"))  # fmt: skip
-    rate, j_item, tflops, j_pflop = (row.get(k) for k in ("throughput", "joules_per_item", "delivered_tflops",
-                                                          "joules_per_pflop"))  # fmt: skip
+    c = dict.fromkeys(
+        (
+            "per_million_energy",
+            "per_million_device",
+            "per_million",
+            "per_pflop_hour_energy",
+            "per_pflop_hour_device",
+            "per_pflop_hour",
+        )
+    )
+    rate, j_item, tflops, j_pflop = (
+        row.get(k) for k in ("throughput", "joules_per_item", "delivered_tflops", "joules_per_pflop")
+    )
     if prices.per_kwh is not None and j_item is not None:
         c["per_million_energy"] = j_item * 1e6 / J_PER_KWH * prices.per_kwh
     if prices.per_device_hour is not None and rate:
@@ -56,10 +65,13 @@ def row_costs(row: dict, prices: Prices, devices: int = 1) -> dict:
             c["per_pflop_hour_energy"] = j_pflop * 3600 / J_PER_KWH * prices.per_kwh
         if prices.per_device_hour is not None and tflops:
             c["per_pflop_hour_device"] = 3600 / (tflops / 1e3) / 3600 * devices * prices.per_device_hour
-    for total, parts in (("per_million", ("per_million_energy", "per_million_device")),
-                         ("per_pflop_hour", ("per_pflop_hour_energy", "per_pflop_hour_device"))):  # fmt: skip
-        wanted = [p for p, price in zip(parts, (prices.per_kwh, prices.per_device_hour), strict=True)
-                  if price is not None]  # fmt: skip
+    for total, parts in (
+        ("per_million", ("per_million_energy", "per_million_device")),
+        ("per_pflop_hour", ("per_pflop_hour_energy", "per_pflop_hour_device")),
+    ):
+        wanted = [
+            p for p, price in zip(parts, (prices.per_kwh, prices.per_device_hour), strict=True) if price is not None
+        ]
         if wanted and all(c[p] is not None for p in wanted):
             c[total] = sum(c[p] for p in wanted)
     return c

@@ -46,9 +46,13 @@ def t_quantile_975(df: float) -> float:
         return math.tan(math.pi * 0.475)
     if n == 2:
         return 0.95 / math.sqrt(2 * 0.975 * 0.025)
-    return (z + (z**3 + z) / (4 * n) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * n**2)
-            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * n**3)
-            + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * n**4))  # fmt: skip
+    return (
+        z
+        + (z**3 + z) / (4 * n)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * n**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * n**3)
+        + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / (92160 * n**4)
+    )
 
 
 @dataclass
@@ -147,12 +151,17 @@ def missing_checks(labels: list[str], where: str, required: bool) -> list[Check]
 def junit_xml(checks: list[Check], name: str = "modelpower regression gate") -> str:
     """JUnit XML: one test case per point and metric; failed -> <failure>, inconclusive or missing
     -> <skipped>, with the figures in the message."""
-    suite = ElementTree.Element("testsuite", name=name, tests=str(len(checks)),
-                                failures=str(sum(c.verdict == "fail" for c in checks)),
-                                skipped=str(sum(c.verdict in ("inconclusive", "missing") for c in checks)))  # fmt: skip
+    suite = ElementTree.Element(
+        "testsuite",
+        name=name,
+        tests=str(len(checks)),
+        failures=str(sum(c.verdict == "fail" for c in checks)),
+        skipped=str(sum(c.verdict in ("inconclusive", "missing") for c in checks)),
+    )
     for c in checks:
-        case = ElementTree.SubElement(suite, "testcase", classname=f"modelpower.{c.metric.replace(' ', '_')}",
-                                      name=c.label)  # fmt: skip
+        case = ElementTree.SubElement(
+            suite, "testcase", classname=f"modelpower.{c.metric.replace(' ', '_')}", name=c.label
+        )
         text = describe(c)
         if c.verdict == "fail":
             ElementTree.SubElement(case, "failure", message=text).text = text
@@ -166,8 +175,10 @@ def describe(c: Check) -> str:
     """One line: the figures and the verdict."""
     if c.ratio is None:
         return f"{c.label} ({c.metric}): {c.verdict}" + (f", {c.note}" if c.note else "")
-    return (f"{c.label} ({c.metric}): base {c.base:.4g}, new {c.new:.4g}, new/base {c.ratio:.3f} "
-            f"(95% CI {c.low:.3f}-{c.high:.3f}): {c.verdict}")  # fmt: skip
+    return (
+        f"{c.label} ({c.metric}): base {c.base:.4g}, new {c.new:.4g}, new/base {c.ratio:.3f} "
+        f"(95% CI {c.low:.3f}-{c.high:.3f}): {c.verdict}"
+    )
 
 
 def markdown(checks: list[Check], pct: float | None, latency_pct: float | None) -> str:
@@ -177,8 +188,11 @@ def markdown(checks: list[Check], pct: float | None, latency_pct: float | None) 
     head = f"**modelpower regression gate: {'FAILED' if fails else 'passed'}** ({fails} failed; {', '.join(limits)})"
     lines = [head, "", "| point | metric | base | new | new / base | 95% CI | verdict |", "|" + "---|" * 7]
     for c in checks:
-        figs = ("-",) * 4 if c.ratio is None else (f"{c.base:.4g}", f"{c.new:.4g}", f"{c.ratio:.3f}",
-                                                    f"{c.low:.3f} - {c.high:.3f}")  # fmt: skip
+        figs = (
+            ("-",) * 4
+            if c.ratio is None
+            else (f"{c.base:.4g}", f"{c.new:.4g}", f"{c.ratio:.3f}", f"{c.low:.3f} - {c.high:.3f}")
+        )
         label = c.label.replace("|", "\\|").replace("<", "&lt;")
         note = f" ({c.note})" if c.note else ""
         lines.append(f"| {label} | {c.metric} | {' | '.join(figs)} | {c.verdict}{note} |")

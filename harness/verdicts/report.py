@@ -25,13 +25,45 @@ if TYPE_CHECKING:
     from harness.machine.published import Published
 
 CSV_COLUMNS = (
-    "file", "run_id", "status", "kind", "model", "task", "backend", "precision", "device", "device_name",
-    "batch_size", "prompt_len", "output_len", "throughput", "throughput_unit", "latency_p50_ms", "latency_p90_ms",
-    "latency_p99_ms", "ttft_p50_ms", "delivered_tflops", "mfu", "mfu_peak_tflops", "decode_mbu", "joules_per_item",
-    "joules_per_pflop", "energy_method", "energy_scope", "agreement_passed", "flags", "mode", "rank", "world_size",
-    "cost_per_million_items", "cost_per_pflop_hour", "prices", "best_published", "fraction_of_published",
+    "file",
+    "run_id",
+    "status",
+    "kind",
+    "model",
+    "task",
+    "backend",
+    "precision",
+    "device",
+    "device_name",
+    "batch_size",
+    "prompt_len",
+    "output_len",
+    "throughput",
+    "throughput_unit",
+    "latency_p50_ms",
+    "latency_p90_ms",
+    "latency_p99_ms",
+    "ttft_p50_ms",
+    "delivered_tflops",
+    "mfu",
+    "mfu_peak_tflops",
+    "decode_mbu",
+    "joules_per_item",
+    "joules_per_pflop",
+    "energy_method",
+    "energy_scope",
+    "agreement_passed",
+    "flags",
+    "mode",
+    "rank",
+    "world_size",
+    "cost_per_million_items",
+    "cost_per_pflop_hour",
+    "prices",
+    "best_published",
+    "fraction_of_published",
     "published_source",
-)  # fmt: skip
+)
 
 
 @dataclass
@@ -222,10 +254,20 @@ def energy_rows(rows: list[dict]) -> list[dict]:
         if r["kind"] != "llm" or r["joules_per_item"] is None:
             continue
         for pub in published_energy(r["model"], r["device_name"]):
-            out.append({"model": r["model"], "device_name": r["device_name"], "precision": r["precision"],
-                        "batch_size": r["batch_size"], "ours": r["joules_per_item"], "our_scope": r["energy_scope"],
-                        "published": pub.value, "published_precision": pub.precision, "published_scope": pub.scope,
-                        "published_source": pub.short() + f" ({pub.system})"})  # fmt: skip
+            out.append(
+                {
+                    "model": r["model"],
+                    "device_name": r["device_name"],
+                    "precision": r["precision"],
+                    "batch_size": r["batch_size"],
+                    "ours": r["joules_per_item"],
+                    "our_scope": r["energy_scope"],
+                    "published": pub.value,
+                    "published_precision": pub.precision,
+                    "published_scope": pub.scope,
+                    "published_source": pub.short() + f" ({pub.system})",
+                }
+            )
     return out
 
 
@@ -333,11 +375,28 @@ def peak_rows(inp: Inputs) -> list[dict]:
         for g in doc["gemm"]:
             unit = "TOPS" if g["precision"] in ("int8", "fp8") else "TFLOPS"
             what, measured, plate = f"GEMM {g['precision']}", g["measured_tflops"], g["nameplate_tflops"]
-            out.append({"device": doc["device_name"], "what": what, "measured": measured, "nameplate": plate,
-                        "ratio": g["ratio"], "unit": unit, "file": path.name})  # fmt: skip
-        out.append({"device": doc["device_name"], "what": "copy bandwidth", "measured": doc["copy_gbs"],
-                    "nameplate": doc["copy_nameplate_gbs"], "ratio": doc["copy_ratio"], "unit": "GB/s",
-                    "file": path.name})  # fmt: skip
+            out.append(
+                {
+                    "device": doc["device_name"],
+                    "what": what,
+                    "measured": measured,
+                    "nameplate": plate,
+                    "ratio": g["ratio"],
+                    "unit": unit,
+                    "file": path.name,
+                }
+            )
+        out.append(
+            {
+                "device": doc["device_name"],
+                "what": "copy bandwidth",
+                "measured": doc["copy_gbs"],
+                "nameplate": doc["copy_nameplate_gbs"],
+                "ratio": doc["copy_ratio"],
+                "unit": "GB/s",
+                "file": path.name,
+            }
+        )
     return out
 
 
@@ -406,8 +465,13 @@ def _throughput_plot(plt, rows: list[dict]):
         series = panels.get(model, {})
         for (key, rs), (colour, marker) in zip(series.items(), series_styles(len(series)), strict=True):
             rs.sort(key=lambda r: r["batch_size"])
-            ax.plot([r["batch_size"] for r in rs], [r["throughput"] for r in rs], marker=marker, color=colour,
-                    label=" ".join(str(k) for k in key[1:]) + f" ({key[0]})")  # fmt: skip
+            ax.plot(
+                [r["batch_size"] for r in rs],
+                [r["throughput"] for r in rs],
+                marker=marker,
+                color=colour,
+                label=" ".join(str(k) for k in key[1:]) + f" ({key[0]})",
+            )
         batches = sorted({r["batch_size"] for rs in series.values() for r in rs}) or [1]
         ax.set(xscale="log", yscale="log", xlabel="batch size", title=model)
         ax.set_xticks(batches, [str(b) for b in batches])
@@ -453,8 +517,14 @@ def _energy_plot(plt, rows: list[dict]):
         ax.set(ylabel="J per sample / token", title="Energy per item")
     else:
         ax.axis("off")
-        ax.text(0.5, 0.5, "Energy not measured in these results\n(no GPU energy counter or RAPL on the machines)",
-                ha="center", va="center", fontsize=11)  # fmt: skip
+        ax.text(
+            0.5,
+            0.5,
+            "Energy not measured in these results\n(no GPU energy counter or RAPL on the machines)",
+            ha="center",
+            va="center",
+            fontsize=11,
+        )
     return fig
 
 
@@ -466,8 +536,13 @@ def _roofline_plot(plt, rows: list[dict], inp: Inputs):
             nbytes = 4 * r["_params"] / r["batch_size"] + 4 * r["_input"]  # weights shared by the batch + input
             pts.append((r["_flops"] / nbytes, r["delivered_tflops"], r))
         elif r["kind"] == "llm" and r.get("_decode_bytes") and r.get("_decode_tps"):
-            pts.append((r["_decode_flops"] * r["batch_size"] / r["_decode_bytes"],
-                        r["_decode_flops"] * r["_decode_tps"] / 1e12, r))  # fmt: skip
+            pts.append(
+                (
+                    r["_decode_flops"] * r["batch_size"] / r["_decode_bytes"],
+                    r["_decode_flops"] * r["_decode_tps"] / 1e12,
+                    r,
+                )
+            )
     for (x, y, r), (colour, marker) in zip(pts, series_styles(len(pts)), strict=True):
         ax.scatter(x, y, s=18, color=colour, marker=marker, label=label(r))
     for _, doc in inp.peaks:
@@ -475,10 +550,20 @@ def _roofline_plot(plt, rows: list[dict], inp: Inputs):
         for g in doc["gemm"]:
             if g["measured_tflops"] and g["precision"] in ("fp32", "bf16", "fp16"):
                 xs_ = [0.1, 10000]
-                ax.plot(xs_, [min(g["measured_tflops"], bw * x) for x in xs_], lw=1, ls="--",
-                        label=strip_control(f"measured ceiling {g['precision']} ({doc['device_name']})"))  # fmt: skip
-    ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity (FLOPs / byte; vision: weights + input bytes)",
-           ylabel="delivered TFLOPS", title="Roofline against the measured peaks")  # fmt: skip
+                ax.plot(
+                    xs_,
+                    [min(g["measured_tflops"], bw * x) for x in xs_],
+                    lw=1,
+                    ls="--",
+                    label=strip_control(f"measured ceiling {g['precision']} ({doc['device_name']})"),
+                )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="arithmetic intensity (FLOPs / byte; vision: weights + input bytes)",
+        ylabel="delivered TFLOPS",
+        title="Roofline against the measured peaks",
+    )
     ax.legend(fontsize=5, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
 
@@ -504,10 +589,19 @@ def compare_rows(a: list[dict], b: list[dict]) -> list[dict]:
     out = []
     for r, o in pair_rows(a, b)[0]:
         if r["throughput"] and o["throughput"]:
-            out.append({"label": label(r), "a_device": r["device_name"], "b_device": o["device_name"],
-                        "a": r["throughput"], "b": o["throughput"], "unit": r["throughput_unit"],
-                        "ratio": o["throughput"] / r["throughput"],
-                        "a_p99": r["latency_p99_ms"], "b_p99": o["latency_p99_ms"]})  # fmt: skip
+            out.append(
+                {
+                    "label": label(r),
+                    "a_device": r["device_name"],
+                    "b_device": o["device_name"],
+                    "a": r["throughput"],
+                    "b": o["throughput"],
+                    "unit": r["throughput_unit"],
+                    "ratio": o["throughput"] / r["throughput"],
+                    "a_p99": r["latency_p99_ms"],
+                    "b_p99": o["latency_p99_ms"],
+                }
+            )
     return out
 
 
@@ -551,13 +645,30 @@ def render(inp: Inputs, rows: list[dict], verdicts: list, title: str, prices=Non
 
     folder = DATA_DIR
     ctx = dict(
-        title=title, version=__version__, generated=now_iso(), results=inp.results, peaks=inp.peaks, rows=rows,
-        summary=summary(rows), peak_rows=peak_rows(inp), plots=plots(rows, inp), plot_captions=PLOT_CAPTIONS,
-        verdicts=verdicts, caveats=caveats(inp, rows), fmt=_fmt, pct=_pct, label=label, big=_big,
-        claim_rows=CLAIM_ROWS, energy=energy_rows(rows),
+        title=title,
+        version=__version__,
+        generated=now_iso(),
+        results=inp.results,
+        peaks=inp.peaks,
+        rows=rows,
+        summary=summary(rows),
+        peak_rows=peak_rows(inp),
+        plots=plots(rows, inp),
+        plot_captions=PLOT_CAPTIONS,
+        verdicts=verdicts,
+        caveats=caveats(inp, rows),
+        fmt=_fmt,
+        pct=_pct,
+        label=label,
+        big=_big,
+        claim_rows=CLAIM_ROWS,
+        energy=energy_rows(rows),
         prices=prices.label() if prices is not None and prices.given() else None,
-    )  # fmt: skip
-    html_env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=True,
-                                  finalize=lambda v: strip_control(v) if isinstance(v, str) else v)  # fmt: skip
+    )
+    html_env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(folder),
+        autoescape=True,
+        finalize=lambda v: strip_control(v) if isinstance(v, str) else v,
+    )
     md_env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), autoescape=False, finalize=md_safe)
     return md_env.get_template("report.md.j2").render(ctx), html_env.get_template("report.html.j2").render(ctx)

@@ -50,9 +50,12 @@ QUICK_MODELS = ["steel-defect-mobilenetv3", "pcb-defect-yolo", "steel-seg-lraspp
 # more batches (docs/claims-and-reports.md: the CI gate).
 PROFILES = {
     "default": {"window": Window(warmup=2, min_duration=3.0, min_iters=5)},
-    "ci": {"window": Window(warmup=5, min_duration=10.0, min_iters=30),
-           "frames": Frames(image_size="1280x720", num_images=4), "threads": "physical"},
-}  # fmt: skip
+    "ci": {
+        "window": Window(warmup=5, min_duration=10.0, min_iters=30),
+        "frames": Frames(image_size="1280x720", num_images=4),
+        "threads": "physical",
+    },
+}
 QUICK_BATCH = 4
 # `modelpower backends PRESET`: every backend x precision that runs here, short windows.
 COMPARISON = {"batch": 8, "window": Window(min_duration=3.0, min_iters=5)}
@@ -101,8 +104,10 @@ def onnx_batches(om: OnnxModel, req: VisionRequest) -> list[int | None]:
     fixed = ox.fixed_batch(om)
     for bs in req.batch_sizes:
         if fixed is not None and bs != fixed:
-            raise UserError(f"{om.path.name} has a fixed batch axis of {fixed}: -b {bs} does not fit "
-                            "(export the model with a dynamic batch axis to sweep batch sizes)")  # fmt: skip
+            raise UserError(
+                f"{om.path.name} has a fixed batch axis of {fixed}: -b {bs} does not fit "
+                "(export the model with a dynamic batch axis to sweep batch sizes)"
+            )
     return list(req.batch_sizes)
 
 
@@ -167,10 +172,17 @@ def plan(req: VisionRequest, sink: Sink) -> VisionPlan:
     source = _source(req, dev) if sources.presets or req.kind == "onnx-task" else None
     w, bc = req.window, req.backend
     settings = runner.RunSettings(
-        device=dev, precision=bc.prec, warmup=w.warmup, min_duration=w.min_duration, min_iters=w.min_iters,
-        seed=req.seed, compile_mode=bc.mode, cache_dir=req.cache_dir or runner.RunSettings.cache_dir,
-        memory_format=bc.layout, ort_options=bc.ort,
-    )  # fmt: skip
+        device=dev,
+        precision=bc.prec,
+        warmup=w.warmup,
+        min_duration=w.min_duration,
+        min_iters=w.min_iters,
+        seed=req.seed,
+        compile_mode=bc.mode,
+        cache_dir=req.cache_dir or runner.RunSettings.cache_dir,
+        memory_format=bc.layout,
+        ort_options=bc.ort,
+    )
     meter = select_meter(dev.type, dev.index or 0, req.assume_watts)
     return VisionPlan(dev, why, sources, combos, source, settings, meter, req.loadgen.config(w))
 
@@ -179,17 +191,30 @@ def _config(req: VisionRequest, p: VisionPlan) -> dict:
     """The result's `config`: the request as it was resolved."""
     presets, w, bc = p.sources.presets, req.window, req.backend
     return {
-        "models": req.models, "batch_sizes": req.batch_sizes or ([1] if presets else None), "device": str(p.device),
+        "models": req.models,
+        "batch_sizes": req.batch_sizes or ([1] if presets else None),
+        "device": str(p.device),
         "device_choice": p.device_choice,
-        "precision": bc.prec, "compile_mode": bc.mode, "memory_format": bc.layout, "ort_options": bc.ort,
-        "backends": [f"{b}:{q}" for b, q in p.combos] if presets else [req.backend.file_engine], "task": req.task.task,
-        "warmup": w.warmup, "min_duration_s": w.min_duration, "min_iters": w.min_iters, "seed": req.seed,
-        "input": p.source.description if p.source else None, "cudnn_benchmark": p.device.type == "cuda",
-        "weights": str(req.weights) if req.weights else None, "preprocess": req.frames.pre if p.source else "none",
-        "energy_meter": p.meter.name, "assume_watts": req.assume_watts, "profile": req.profile,
+        "precision": bc.prec,
+        "compile_mode": bc.mode,
+        "memory_format": bc.layout,
+        "ort_options": bc.ort,
+        "backends": [f"{b}:{q}" for b, q in p.combos] if presets else [req.backend.file_engine],
+        "task": req.task.task,
+        "warmup": w.warmup,
+        "min_duration_s": w.min_duration,
+        "min_iters": w.min_iters,
+        "seed": req.seed,
+        "input": p.source.description if p.source else None,
+        "cudnn_benchmark": p.device.type == "cuda",
+        "weights": str(req.weights) if req.weights else None,
+        "preprocess": req.frames.pre if p.source else "none",
+        "energy_meter": p.meter.name,
+        "assume_watts": req.assume_watts,
+        "profile": req.profile,
         "threads": req.threads,
         "spec_file": str(req.spec) if req.spec else None,
-    }  # fmt: skip
+    }
 
 
 @dataclass
@@ -227,8 +252,15 @@ def _jobs(req: VisionRequest, p: VisionPlan, sink: Sink, events: Events) -> Iter
             s = replace(p.settings, backend=engine)
             label = f"{f.name} {engine}" + (f" batch {bs}" if bs is not None else "")
             fields = {"model": f.name, "backend": engine, "precision": "fp32", "batch_size": bs}
-            yield PointJob(label, fields, 1, (0, 0), lambda tick, om=om, s=s, bs=bs: runner.measure_onnx(
-                om, list(inputs.input_shape), inputs.dtype, s, tick, p.meter, bs))  # fmt: skip
+            yield PointJob(
+                label,
+                fields,
+                1,
+                (0, 0),
+                lambda tick, om=om, s=s, bs=bs: runner.measure_onnx(
+                    om, list(inputs.input_shape), inputs.dtype, s, tick, p.meter, bs
+                ),
+            )
     for preset in p.sources.presets:
         events.note(f"loading {preset.name} ...")
         lm = runner.load_model(preset, p.settings, req.weights)
@@ -240,15 +272,29 @@ def _jobs(req: VisionRequest, p: VisionPlan, sink: Sink, events: Events) -> Iter
                 fields = {"model": preset.name, "backend": backend, "precision": prec, "batch_size": bs}
                 need = _batch_bytes(preset, act, bs, p)
                 if p.loadgen is None:
-                    yield PointJob(label, fields, 2, need, lambda tick, lm=lm, bs=bs, s=s: runner.measure_point(
-                        lm, bs, p.source, s, tick, pre, p.meter, sink.barrier))  # fmt: skip
+                    yield PointJob(
+                        label,
+                        fields,
+                        2,
+                        need,
+                        lambda tick, lm=lm, bs=bs, s=s: runner.measure_point(
+                            lm, bs, p.source, s, tick, pre, p.meter, sink.barrier
+                        ),
+                    )
                     continue
                 rank = f"-rank{sink.rank}" if sink.rank is not None else ""  # one LoadGen test per rank
                 log_dir = req.out_dir / f"{sink.path.stem}-loadgen" / f"{preset.name}-{backend}-{prec}-b{bs}{rank}"
                 samples = p.loadgen.sample_count * 3 * preset.input_hw[0] * preset.input_hw[1] * 4
                 need = (need[0], need[1] + samples)
-                yield PointJob(label, fields, 1, need, lambda tick, lm=lm, bs=bs, s=s, log_dir=log_dir: _loadgen_point(
-                    lm, bs, p, s, req, log_dir, sink, tick))  # fmt: skip
+                yield PointJob(
+                    label,
+                    fields,
+                    1,
+                    need,
+                    lambda tick, lm=lm, bs=bs, s=s, log_dir=log_dir: _loadgen_point(
+                        lm, bs, p, s, req, log_dir, sink, tick
+                    ),
+                )
 
 
 def _onnx_task_jobs(lm: runner.LoadedModel, req: VisionRequest, p: VisionPlan, sink: Sink) -> Iterator[PointJob]:
@@ -265,8 +311,15 @@ def _onnx_task_jobs(lm: runner.LoadedModel, req: VisionRequest, p: VisionPlan, s
         label = f"{f.name} {req.task.task} {engine} {precision} batch {bs}"
         fields = {"model": f.name, "backend": engine, "precision": precision, "batch_size": bs}
         need = _batch_bytes(lm.preset, 0, bs, p)
-        yield PointJob(label, fields, 2, need, lambda tick, bs=bs, s=s: runner.measure_point(
-            lm, bs, p.source, s, tick, req.frames.pre, p.meter, sink.barrier))  # fmt: skip
+        yield PointJob(
+            label,
+            fields,
+            2,
+            need,
+            lambda tick, bs=bs, s=s: runner.measure_point(
+                lm, bs, p.source, s, tick, req.frames.pre, p.meter, sink.barrier
+            ),
+        )
 
 
 def _loadgen_point(lm, bs, p: VisionPlan, s, req: VisionRequest, log_dir: Path, sink: Sink, tick: Tick) -> Point:

@@ -32,8 +32,9 @@ class DetectHead:
             raise ValueError(f"detection format must be one of {FORMATS}, got {self.format!r}")
         self.anchors = anchor_points(*self.input_hw) if self.format == "raw" else None
 
-    def decode(self, y: np.ndarray, scales, pads, orig_hw, conf: float, iou: float, max_det: int,
-               stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    def decode(
+        self, y: np.ndarray, scales, pads, orig_hw, conf: float, iou: float, max_det: int, stats: dict | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Our kernel: dets [B, max_det, 6] and counts [B]; `stats["candidates"]` per image if given."""
         if self.format == "raw":
             return detect_postprocess(y, self.anchors, scales, pads, orig_hw, conf, iou, max_det, stats=stats)

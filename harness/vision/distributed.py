@@ -146,8 +146,10 @@ def _worker_env() -> dict[str, int]:
     missing = [n for n in (*names, ENV_RESULT) if not os.environ.get(n)]
     if missing:
         verb = "is" if len(missing) == 1 else "are"
-        raise UserError(f"{ENV_WORKER}=1 is set but {', '.join(missing)} {verb} not: unset {ENV_WORKER} (only "
-                        "`modelpower run --nproc-per-node` sets it, through torchrun)")  # fmt: skip
+        raise UserError(
+            f"{ENV_WORKER}=1 is set but {', '.join(missing)} {verb} not: unset {ENV_WORKER} (only "
+            "`modelpower run --nproc-per-node` sets it, through torchrun)"
+        )
     try:
         v = {n.lower(): int(os.environ[n]) for n in names}
     except ValueError:

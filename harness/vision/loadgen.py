@@ -79,8 +79,13 @@ class LoadgenConfig:
             check_number("--target-qps", self.target_qps, 0, above=True)
             # LoadGen schedules every query of the test up front (Poisson arrivals)
             queries = self.target_qps * self.duration_s
-            check_fits(f"--target-qps {self.target_qps:g} for {self.duration_s:g} s: LoadGen's schedule of "
-                       f"{queries:.3g} queries", queries * LOADGEN_QUERY_BYTES, 0, torch.device("cpu"))  # fmt: skip
+            check_fits(
+                f"--target-qps {self.target_qps:g} for {self.duration_s:g} s: LoadGen's schedule of "
+                f"{queries:.3g} queries",
+                queries * LOADGEN_QUERY_BYTES,
+                0,
+                torch.device("cpu"),
+            )
         check_number("--latency-bound-ms", self.latency_bound_ms, 0, above=True)
         check_number("--loadgen-samples", self.sample_count, 1, 2**31 - 1)
 
@@ -129,8 +134,9 @@ def loadgen_throughput(summary: dict, scenario: str) -> float | None:
 class BatchingSUT:
     """The worker that serves LoadGen's queries in batches (see the module docstring)."""
 
-    def __init__(self, lg, pipe: VisionPipeline, samples: torch.Tensor, meta: dict, batch_size: int,
-                 workers: int | None = None):  # fmt: skip
+    def __init__(
+        self, lg, pipe: VisionPipeline, samples: torch.Tensor, meta: dict, batch_size: int, workers: int | None = None
+    ):
         self.lg, self.pipe, self.samples, self.meta, self.bs = lg, pipe, samples, meta, batch_size
         self.queue: collections.deque = collections.deque()
         self.cv = threading.Condition()
@@ -147,8 +153,9 @@ class BatchingSUT:
         nhwc = samples.dim() == 4 and samples.is_contiguous(memory_format=torch.channels_last)
         self.gather_from = samples.permute(0, 2, 3, 1) if nhwc and not samples.is_contiguous() else None
         self.ready = threading.Barrier(self.workers + 1)
-        self.threads = [threading.Thread(target=self._work, name=f"loadgen-sut-{k}", daemon=True)
-                        for k in range(self.workers)]  # fmt: skip
+        self.threads = [
+            threading.Thread(target=self._work, name=f"loadgen-sut-{k}", daemon=True) for k in range(self.workers)
+        ]
         for t in self.threads:
             t.start()
         self.ready.wait()  # each worker has run one batch (warm-up on its own thread and stream)
@@ -326,25 +333,34 @@ def measure_loadgen(
     window = (sut.last_done or 0) - (sut.first_issue or 0)
     throughput = sut.completed / window if window > 0 else 0.0
     verdict = summary.get("Result is", "unknown")
-    fields = point_fields(lm, s, batch_size, prepared, agree, throughput, reading,
-                          [] if verdict == "VALID" else ["loadgen_invalid"])  # fmt: skip
+    fields = point_fields(
+        lm, s, batch_size, prepared, agree, throughput, reading, [] if verdict == "VALID" else ["loadgen_invalid"]
+    )
     if reading.measured and sut.completed:  # energy over the whole test, per sample completed in it
         fields.update(energy_per_work(reading.joules, sut.completed, lm.flops_per_sample * sut.completed))
     batch_stats = latency_stats(sut.batch_s)
     return Point(
         **fields,
         preprocess=preprocess + ("-cuda" if pipe.device_pre else "") + " (untimed: QSL)",
-        first_call_s=first_s, warmup_iters=3,
-        staged={"batch": batch_stats}, staged_window_s=sum(sut.batch_s),
-        e2e=latency_stats(sut.latency_s), window_s=window, iterations=len(sut.batch_s),
+        first_call_s=first_s,
+        warmup_iters=3,
+        staged={"batch": batch_stats},
+        staged_window_s=sum(sut.batch_s),
+        e2e=latency_stats(sut.latency_s),
+        window_s=window,
+        iterations=len(sut.batch_s),
         samples=sut.completed,
         infer_tflops=lm.flops_per_sample * batch_size / (batch_stats.mean_ms / 1e3) / 1e12,
-        input_source=f"{n} pre-processed samples of {source.description}", pre_threads_overlapped=0,
+        input_source=f"{n} pre-processed samples of {source.description}",
+        pre_threads_overlapped=0,
         output_check={"checked_batches": 0, "nan_or_inf": False},
         loadgen={
-            "scenario": cfg.scenario, "result": verdict, "claim_grade": cfg.claim_grade,
+            "scenario": cfg.scenario,
+            "result": verdict,
+            "claim_grade": cfg.claim_grade,
             "samples_per_second": loadgen_throughput(summary, cfg.scenario),
-            "min_duration_s": cfg.duration_s, "min_query_count": ts.min_query_count,
+            "min_duration_s": cfg.duration_s,
+            "min_query_count": ts.min_query_count,
             "calibrated_batch_ms": batch_s * 1e3,
             "offline_expected_qps": ts.offline_expected_qps if cfg.scenario == "offline" else None,
             "server_target_qps": ts.server_target_qps if cfg.scenario == "server" else None,
@@ -353,9 +369,10 @@ def measure_loadgen(
             "sut_workers": sut.workers,  # batches in flight (one CUDA stream each on a GPU)
             "sut_overhead_s": sut.overhead_s,  # the workers' time reporting to LoadGen, all batches
             "sut_overhead_ms_per_batch": sut.overhead_s / max(1, len(sut.batch_s)) * 1e3,
-            "log_dir": str(log_dir), "summary": summary,
+            "log_dir": str(log_dir),
+            "summary": summary,
         },
-    )  # fmt: skip
+    )
 
 
 def describe(point: Point) -> str:

@@ -100,8 +100,10 @@ def parse_input_shapes(om: OnnxModel, specs: list[str], batch: int | None = None
         rank = len(om.inputs[name])
         if batch is not None and _batched(om.inputs[name]):
             if len(shape) == rank:
-                raise UserError(f"-b gives the batch: --input-shape {spec!r} should give the other axes of input "
-                                f"{name!r} ({'x'.join(map(str, shape[1:]))})")  # fmt: skip
+                raise UserError(
+                    f"-b gives the batch: --input-shape {spec!r} should give the other axes of input "
+                    f"{name!r} ({'x'.join(map(str, shape[1:]))})"
+                )
             shape = (batch, *shape)
         if len(shape) != rank:
             raise UserError(f"input {name!r} has {rank} axes {om.inputs[name]}, got shape {shape}")
@@ -118,8 +120,10 @@ def parse_input_shapes(om: OnnxModel, specs: list[str], batch: int | None = None
                 raise UserError(f"input {name!r} has dynamic axes {declared}: give --input-shape {name}:{hint}")
             shapes[name] = tuple(shape)
     if batch is not None and fixed_batch(om) not in (None, batch):
-        raise UserError(f"{om.path.name} has a fixed batch axis of {fixed_batch(om)}: -b {batch} does not fit "
-                        "(export the model with a dynamic batch axis to sweep batch sizes)")  # fmt: skip
+        raise UserError(
+            f"{om.path.name} has a fixed batch axis of {fixed_batch(om)}: -b {batch} does not fit "
+            "(export the model with a dynamic batch axis to sweep batch sizes)"
+        )
     for name, shape in shapes.items():
         declared = om.inputs[name]
         for d, want in zip(shape, declared, strict=True):
@@ -340,8 +344,10 @@ def task_preset(om: OnnxModel, opts: TaskOptions):
         hw = (fixed[2], fixed[3])
     for axis, want, what in ((2, hw[0], "height"), (3, hw[1], "width")):
         if fixed[axis] is not None and fixed[axis] != want:
-            raise UserError(f"--input-size {hw[0]}x{hw[1]} does not fit {name}: input {inp!r} is {dims} "
-                            f"(fixed {what} {fixed[axis]})")  # fmt: skip
+            raise UserError(
+                f"--input-size {hw[0]}x{hw[1]} does not fit {name}: input {inp!r} is {dims} "
+                f"(fixed {what} {fixed[axis]})"
+            )
     batch = fixed[0] or 2  # a dynamic batch axis is checked at 2, so an output that drops it shows
     outs = output_shapes(om, {inp: (batch, 3, *hw)})
     out_name, shape = next(iter(outs.items()))
@@ -370,16 +376,25 @@ def task_preset(om: OnnxModel, opts: TaskOptions):
             fits = det_format == "yolov8" and len(shape) == 3 and shape[1] >= 5
         if not fits:
             n = len(anchor_points(*hw))
-            raise UserError(f"--task detect expects a first output [N, 4 + classes, anchors] (yolov8) or "
-                            f"[N, {n}, 4 + classes] (raw, strides 8/16/32); {found}")  # fmt: skip
+            raise UserError(
+                f"--task detect expects a first output [N, 4 + classes, anchors] (yolov8) or "
+                f"[N, {n}, 4 + classes] (raw, strides 8/16/32); {found}"
+            )
         classes = (shape[2] if det_format == "raw" else shape[1]) - 4
     detect = opts.task == "detect"
     preset = Preset(
-        name=name, industry="-", task=opts.task, arch="ONNX file", input_hw=hw, num_classes=int(classes),
-        builder=None, description=str(om.path),
+        name=name,
+        industry="-",
+        task=opts.task,
+        arch="ONNX file",
+        input_hw=hw,
+        num_classes=int(classes),
+        builder=None,
+        description=str(om.path),
         letterbox=detect if opts.letterbox is None else opts.letterbox,
         mean=opts.mean or ((0.0, 0.0, 0.0) if detect else IMAGENET_MEAN),
         std=opts.std or ((255.0, 255.0, 255.0) if detect else IMAGENET_STD),
-        rgb=opts.rgb, det_format=det_format or "raw",
-    )  # fmt: skip
+        rgb=opts.rgb,
+        det_format=det_format or "raw",
+    )
     return preset, inp, precision

@@ -81,8 +81,11 @@ class Frames:
 
     def check(self, kind: Kind) -> None:
         if kind == "onnx":
-            _refuse_any(given(self), "applies to presets and to ONNX files run with --task; without --task an ONNX "
-                                     "file runs on seeded random inputs (--input-dtype)")  # fmt: skip
+            _refuse_any(
+                given(self),
+                "applies to presets and to ONNX files run with --task; without --task an ONNX "
+                "file runs on seeded random inputs (--input-dtype)",
+            )
         if self.num_images is not None:
             check_number("--num-images", self.num_images, 1)
         if self.pre not in PREPROCESS:
@@ -166,8 +169,15 @@ class Task:
             if not (1 <= h <= 16384 and 1 <= w <= 16384):
                 raise UserError(f"--input-size must be 1..16384 on each side, got {self.input_size!r}")
             hw = (h, w)
-        return TaskOptions(self.task, hw, _channels("--mean", self.mean), _channels("--std", self.std, positive=True),
-                           self.letterbox, True if self.rgb is None else self.rgb, self.det_format)  # fmt: skip
+        return TaskOptions(
+            self.task,
+            hw,
+            _channels("--mean", self.mean),
+            _channels("--std", self.std, positive=True),
+            self.letterbox,
+            True if self.rgb is None else self.rgb,
+            self.det_format,
+        )
 
 
 def _channels(flag: str, value: str | None, positive: bool = False) -> tuple[float, float, float] | None:
@@ -256,8 +266,10 @@ class BackendChoice:
         if onnx:
             named = set(split_list(self.backends, "--backend"))
             if self.combos is None and named not in (set(), {"onnxruntime"}, {"openvino"}):
-                raise UserError("ONNX files run through one engine, onnxruntime (the default) or openvino: "
-                                "--backend onnxruntime or --backend openvino")  # fmt: skip
+                raise UserError(
+                    "ONNX files run through one engine, onnxruntime (the default) or openvino: "
+                    "--backend onnxruntime or --backend openvino"
+                )
             if self.precision is not None:
                 raise UserError("--precision applies to presets; an ONNX file runs at its own input type")
         used = {b for b, _ in self.pairs}
@@ -311,16 +323,23 @@ class LoadgenOptions:
         if self.scenario is None:
             return None
         settings = {"latency_bound_ms": self.latency_bound_ms, "sample_count": self.sample_count}
-        return LoadgenConfig(self.scenario.strip().lower(), window.min_duration, self.claim_grade, self.target_qps,
-                             **{k: v for k, v in settings.items() if v is not None})  # fmt: skip
+        return LoadgenConfig(
+            self.scenario.strip().lower(),
+            window.min_duration,
+            self.claim_grade,
+            self.target_qps,
+            **{k: v for k, v in settings.items() if v is not None},
+        )
 
     def check(self, kind: Kind, window: Window, batch_sizes: list[int]) -> None:
         from harness.vision.loadgen import import_loadgen
 
         if self.scenario is None:
             if given(self):
-                raise UserError("--claim-grade, --target-qps, --latency-bound-ms and --loadgen-samples apply to "
-                                "LoadGen runs: add --scenario")  # fmt: skip
+                raise UserError(
+                    "--claim-grade, --target-qps, --latency-bound-ms and --loadgen-samples apply to "
+                    "LoadGen runs: add --scenario"
+                )
             return
         server_only = {"--target-qps", "--latency-bound-ms"}
         if self.scenario.strip().lower() != "server" and server_only & set(given(self)):

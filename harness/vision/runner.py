@@ -143,9 +143,14 @@ def load_onnx_model(om: OnnxModel | Path, opts, settings: RunSettings, engine: s
         reference="the ONNX file on onnxruntime's CPU provider, same input batch",
         onnx=om,
     )
-    info = {"onnx": str(Path(path).resolve()), "engine": engine, "providers": sess.get_providers(),
-            "input": inp, "output": out,
-            "det_format": preset.det_format if preset.task == "detect" else None}  # fmt: skip
+    info = {
+        "onnx": str(Path(path).resolve()),
+        "engine": engine,
+        "providers": sess.get_providers(),
+        "input": inp,
+        "output": out,
+        "det_format": preset.det_format if preset.task == "detect" else None,
+    }
     lm.prepared[(ONNX_FILE, precision)] = Prepared(lambda x: run(x.to(in_type).contiguous()), session_s, info)
     return lm
 
@@ -217,9 +222,14 @@ class VisionPipeline:
             "torchvision": peers.torchvision_letterbox,
         }
         _, ctx["scales"], ctx["pads"] = fn[self.path](
-            imgs, p.input_hw, p.mean, p.std, bgr_to_rgb=self.swap_channels, letterbox=p.letterbox,
+            imgs,
+            p.input_hw,
+            p.mean,
+            p.std,
+            bgr_to_rgb=self.swap_channels,
+            letterbox=p.letterbox,
             out=self.host[ctx["slot"]].numpy(),
-        )  # fmt: skip
+        )
         ctx["orig_hw"] = np.array([im.shape[:2] for im in imgs], np.float64)
 
     def _stage(self, ctx: dict) -> None:
@@ -243,12 +253,22 @@ class VisionPipeline:
         half = self.dtype == torch.float16  # the kernel writes float16 or float32; bf16 is cast after
         kernel_dtype = np.float16 if half else np.float32
         fmt = torch.channels_last if self.memory_format == "channels_last" else torch.contiguous_format
-        x = torch.empty((self.bs, 3, *p.input_hw), dtype=torch.float16 if half else torch.float32,
-                        device=self.s.device, memory_format=fmt)  # fmt: skip
+        x = torch.empty(
+            (self.bs, 3, *p.input_hw),
+            dtype=torch.float16 if half else torch.float32,
+            device=self.s.device,
+            memory_format=fmt,
+        )
         _, ctx["scales"], ctx["pads"] = letterbox_normalize(
-            ctx["x"], p.input_hw, p.mean, p.std, bgr_to_rgb=self.swap_channels, letterbox=p.letterbox,
-            dtype=kernel_dtype, out=x,
-        )  # fmt: skip
+            ctx["x"],
+            p.input_hw,
+            p.mean,
+            p.std,
+            bgr_to_rgb=self.swap_channels,
+            letterbox=p.letterbox,
+            dtype=kernel_dtype,
+            out=x,
+        )
         ctx["x"] = x.to(self.dtype)
 
     def _infer(self, ctx: dict) -> None:
@@ -336,8 +356,9 @@ def _staged_window(pipe: VisionPipeline, s: RunSettings, progress: Progress | No
             return times, marks[-1] - t_window, pipe.checked_output(ctx)
 
 
-def _pipelined_window(pipe: VisionPipeline, s: RunSettings, progress: Progress | None, meter: Meter,
-                      uploads: Uploads | None = None):  # fmt: skip
+def _pipelined_window(
+    pipe: VisionPipeline, s: RunSettings, progress: Progress | None, meter: Meter, uploads: Uploads | None = None
+):
     """End to end, overlapped: the host step of batch i+1 runs in a worker thread, and on a GPU its
     upload runs on a copy stream (harness/vision/uploads.py), both while batch i is pre-processed,
     inferred and post-processed; per-batch latency and the window.
@@ -416,12 +437,14 @@ def prepare_backend(lm: LoadedModel, pipe: VisionPipeline, s: RunSettings, examp
         backend = BACKENDS[s.backend]
         calibration = (  # copies: on the CPU a batch is a view of the pipeline's reused host buffer
             [example.float().clone(), *(pipe.input_batch(i).float().clone() for i in range(1, 4))]
-            if s.precision == "int8" else []
-        )  # fmt: skip
+            if s.precision == "int8"
+            else []
+        )
         weights = lm.weights.get("sha256", f"seed{lm.weights.get('seed')}")[:16]
         name = lm.preset.name.replace(":", "-")  # timm:resnet18 -> a file name everywhere
-        ctx = PrepareContext(f"{name}-{weights}", s.cache_dir, calibration, s.compile_mode, pipe.memory_format,
-                             s.ort_options)  # fmt: skip
+        ctx = PrepareContext(
+            f"{name}-{weights}", s.cache_dir, calibration, s.compile_mode, pipe.memory_format, s.ort_options
+        )
         try:
             lm.prepared[key] = backend.prepare(copy.deepcopy(lm.model), example.float(), s.precision, ctx)
         except BackendUnavailable as e:
@@ -510,13 +533,19 @@ def measure_point(
     return Point(
         **point_fields(lm, s, batch_size, prepared, agree, throughput, reading, flags),
         preprocess=preprocess + ("-cuda" if pipe.device_pre else ""),
-        first_call_s=first_call_s, warmup_iters=s.warmup,
-        staged=staged, staged_window_s=staged_window,
-        e2e=e2e, window_s=window, iterations=len(lat), samples=samples,
+        first_call_s=first_call_s,
+        warmup_iters=s.warmup,
+        staged=staged,
+        staged_window_s=staged_window,
+        e2e=e2e,
+        window_s=window,
+        iterations=len(lat),
+        samples=samples,
         infer_tflops=lm.flops_per_sample * batch_size / (staged["infer"].mean_ms / 1e3) / 1e12,
-        input_source=source.description, pre_threads_overlapped=pre_threads_for(s.device),
+        input_source=source.description,
+        pre_threads_overlapped=pre_threads_for(s.device),
         output_check=output_check,
-    )  # fmt: skip
+    )
 
 
 def point_fields(
@@ -537,19 +566,40 @@ def point_fields(
         flags.append("accuracy_check_failed")
     flags += reading.flags()
     return dict(
-        model=p.name, task=p.task, industry=p.industry, arch=p.arch,
-        input_hw=list(p.input_hw), num_classes=p.num_classes, weights=lm.weights,
-        device=str(s.device), device_name=device_name(s.device), backend=s.backend, precision=s.precision,
-        compile_s=prepared.compile_s, backend_info=prepared.info, agreement=agree, memory_format=memory_format(lm, s),
-        batch_size=batch_size, params=lm.params, flops_per_sample=float(lm.flops_per_sample),
-        load_s=lm.load_s, throughput_sps=throughput, flags=flags,
+        model=p.name,
+        task=p.task,
+        industry=p.industry,
+        arch=p.arch,
+        input_hw=list(p.input_hw),
+        num_classes=p.num_classes,
+        weights=lm.weights,
+        device=str(s.device),
+        device_name=device_name(s.device),
+        backend=s.backend,
+        precision=s.precision,
+        compile_s=prepared.compile_s,
+        backend_info=prepared.info,
+        agreement=agree,
+        memory_format=memory_format(lm, s),
+        batch_size=batch_size,
+        params=lm.params,
+        flops_per_sample=float(lm.flops_per_sample),
+        load_s=lm.load_s,
+        throughput_sps=throughput,
+        flags=flags,
         **point_metrics(s.device, s.precision, lm.flops_per_sample, throughput, reading),
-    )  # fmt: skip
+    )
 
 
-def measure_onnx(om: OnnxModel, input_shapes: list[str], input_dtype: str, s: RunSettings,
-                 progress: Progress | None = None, meter: Meter | None = None,
-                 batch: int | None = None) -> Point:  # fmt: skip
+def measure_onnx(
+    om: OnnxModel,
+    input_shapes: list[str],
+    input_dtype: str,
+    s: RunSettings,
+    progress: Progress | None = None,
+    meter: Meter | None = None,
+    batch: int | None = None,
+) -> Point:
     """A user's ONNX model through ONNX Runtime (or OpenVINO: `s.backend`) on seeded random inputs:
     inference only, timed with the same window rules and energy meter as the presets; FLOPs from the graph. `batch` (a
     -b value) sets axis 0 of every input; None: the shapes of `input_shapes` or the model."""
@@ -585,17 +635,41 @@ def measure_onnx(om: OnnxModel, input_shapes: list[str], input_dtype: str, s: Ru
     checks = {"high_cov_e2e": stats.high_cov, "nan_or_inf_outputs": nan_or_inf}
     flags = [f for f, on in checks.items() if on] + reading.flags()
     return Point(
-        model=Path(path).name, task="custom", industry="-", arch="ONNX file",
-        input_hw=list(next(iter(shapes.values()))), num_classes=0,
+        model=Path(path).name,
+        task="custom",
+        industry="-",
+        arch="ONNX file",
+        input_hw=list(next(iter(shapes.values()))),
+        num_classes=0,
         weights={"kind": "file", "path": str(Path(path).resolve()), "sha256": sha256_file(Path(path))},
-        device=str(s.device), device_name=device_name(s.device), backend=engine, preprocess="none",
-        precision=precision, batch_size=batch, params=ox.weights_of(om), flops_per_sample=flops / batch,
-        load_s=load_s, first_call_s=first_call_s, warmup_iters=s.warmup,
-        staged={"infer": stats}, staged_window_s=window, e2e=stats, window_s=window,
-        iterations=len(lat), samples=len(lat) * batch, throughput_sps=throughput,
-        infer_tflops=m["delivered_tflops"], **m,
-        input_source=f"seeded random {input_dtype} {shapes}, seed {s.seed}", pre_threads_overlapped=0,
-        output_check={"checked_batches": 2, "nan_or_inf": nan_or_inf}, flags=flags, compile_s=0.0,
-        backend_info={"engine": engine, "providers": sess.get_providers(),
-                      "inputs": {k: list(v) for k, v in shapes.items()}},
-    )  # fmt: skip
+        device=str(s.device),
+        device_name=device_name(s.device),
+        backend=engine,
+        preprocess="none",
+        precision=precision,
+        batch_size=batch,
+        params=ox.weights_of(om),
+        flops_per_sample=flops / batch,
+        load_s=load_s,
+        first_call_s=first_call_s,
+        warmup_iters=s.warmup,
+        staged={"infer": stats},
+        staged_window_s=window,
+        e2e=stats,
+        window_s=window,
+        iterations=len(lat),
+        samples=len(lat) * batch,
+        throughput_sps=throughput,
+        infer_tflops=m["delivered_tflops"],
+        **m,
+        input_source=f"seeded random {input_dtype} {shapes}, seed {s.seed}",
+        pre_threads_overlapped=0,
+        output_check={"checked_batches": 2, "nan_or_inf": nan_or_inf},
+        flags=flags,
+        compile_s=0.0,
+        backend_info={
+            "engine": engine,
+            "providers": sess.get_providers(),
+            "inputs": {k: list(v) for k, v in shapes.items()},
+        },
+    )

@@ -21,8 +21,15 @@ import torch
 
 
 class Uploads:
-    def __init__(self, device: torch.device, slots: int = 2, stream=None, event: Callable | None = None,
-                 on_stream: Callable | None = None, compute=None):  # fmt: skip
+    def __init__(
+        self,
+        device: torch.device,
+        slots: int = 2,
+        stream=None,
+        event: Callable | None = None,
+        on_stream: Callable | None = None,
+        compute=None,
+    ):
         self.overlapped = device.type == "cuda" or stream is not None
         if not self.overlapped:
             return

@@ -19,8 +19,13 @@ def recorded_stream(n: int = CHUNKS) -> list[str]:
     """`n` content events and a final usage event, as lines the client reads (blank separators included)."""
     lines = []
     for i in range(n):
-        event = {"id": "da5c4566-e350-4591-b17c-ed661379f572", "choices": [{"index": 0, "text": WORDS[i % len(WORDS)]}],
-                 "created": 1796205051, "model": "/models/smollm2", "object": "text_completion"}  # fmt: skip
+        event = {
+            "id": "da5c4566-e350-4591-b17c-ed661379f572",
+            "choices": [{"index": 0, "text": WORDS[i % len(WORDS)]}],
+            "created": 1796205051,
+            "model": "/models/smollm2",
+            "object": "text_completion",
+        }
         lines += [f"data: {json.dumps(event)}", ""]
     end = {"choices": [{"finish_reason": "length", "index": 0, "text": ""}], "usage": {"completion_tokens": n}}
     return [*lines, f"data: {json.dumps(end)}", ""]
@@ -44,5 +49,7 @@ def test_client_cost_per_chunk(benchmark):
     if benchmark.stats:  # --benchmark-enable: say the cost per chunk beside the target
         per_chunk_us = benchmark.stats.stats.median / CHUNKS * 1e6
         benchmark.extra_info["us_per_chunk"] = per_chunk_us
-        print(f"\nserve-bench client: {per_chunk_us:.2f} us per chunk (target <= 20), "
-              f"{1e6 / per_chunk_us:,.0f} chunks/s per process")  # fmt: skip
+        print(
+            f"\nserve-bench client: {per_chunk_us:.2f} us per chunk (target <= 20), "
+            f"{1e6 / per_chunk_us:,.0f} chunks/s per process"
+        )

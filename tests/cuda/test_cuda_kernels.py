@@ -70,8 +70,9 @@ def test_letterbox_cuda_writes_channels_last_directly():
     np.testing.assert_allclose(nhwc.copy_to_host().transpose(0, 3, 1, 2), ref, atol=1e-4)
 
 
-@pytest.mark.parametrize("shape,out_hw", [((2, 5, 4, 6), None), ((2, 5, 4, 6), (7, 11)), ((1, 3, 2, 150), None),
-                                          ((1, 3, 2, 150), (3, 140))])  # fmt: skip
+@pytest.mark.parametrize(
+    "shape,out_hw", [((2, 5, 4, 6), None), ((2, 5, 4, 6), (7, 11)), ((1, 3, 2, 150), None), ((1, 3, 2, 150), (3, 140))]
+)
 def test_seg_argmax_cuda(shape, out_hw):
     """Rows wider than a block's 128 pixels (4 per thread, 32 apart), partial groups, resizing."""
     rng = np.random.default_rng(2)
