@@ -67,7 +67,7 @@ class _Calibration:
 
 def quantize_int8(fp32_path: Path, out_path: Path, calibration: list[np.ndarray]) -> float:
     """Static int8 quantization (QDQ, per-channel weights) calibrated on `calibration` batches."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static  # int8 runs only
 
     if not calibration:
         raise ValueError("int8 quantization needs calibration batches")

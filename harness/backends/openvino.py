@@ -41,7 +41,7 @@ class OpenVino(Backend):
 
     def available(self, device: torch.device) -> tuple[bool, str]:
         try:
-            import openvino as ov
+            import openvino as ov  # the optional openvino extra
         except ImportError:
             return False, "openvino is not installed (pip install 'modelpower[openvino]')"
         if device.type != "cpu":
@@ -54,7 +54,7 @@ class OpenVino(Backend):
             raise BackendUnavailable("openvino: this CPU has no bf16 support (AVX-512 BF16 or AMX); use fp32 or int8")
 
     def prepare(self, model, example, precision, ctx: PrepareContext) -> Prepared:
-        import openvino as ov
+        import openvino as ov  # the optional openvino extra
 
         self.check(example.device, precision)
         t = time.perf_counter()
@@ -113,12 +113,12 @@ class OpenVino(Backend):
 def _nncf_int8(core, onnx_path: Path, calibration: list[np.ndarray], xml: Path) -> tuple[Path, float]:
     """The fp32 ONNX model quantized by NNCF on `calibration` (each item a batch), saved as OpenVINO
     IR at `xml` (and its .bin); a cached IR is reused. Returns (path, seconds spent quantizing now)."""
-    import openvino as ov
+    import openvino as ov  # the optional openvino extra
 
     if xml.is_file() and xml.with_suffix(".bin").is_file():
         return xml, 0.0
     try:
-        import nncf
+        import nncf  # the optional openvino extra
     except ImportError:
         raise BackendUnavailable("openvino int8 needs nncf (pip install 'modelpower[openvino]')") from None
     if not calibration:
@@ -158,7 +158,7 @@ def ov_reason(e: BaseException, limit: int = 200) -> str:
 
 def _capabilities() -> list[str]:
     try:
-        import openvino as ov
+        import openvino as ov  # the optional openvino extra
 
         return list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
     except Exception:
@@ -173,7 +173,7 @@ class FileSession:
 
     def __init__(self, path: Path):
         try:
-            import openvino as ov
+            import openvino as ov  # the optional openvino extra
         except ImportError:
             raise UserError("openvino is not installed (pip install 'modelpower[openvino]')") from None
         core = ov.Core()

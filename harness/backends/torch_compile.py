@@ -36,7 +36,7 @@ AUTO_GPU_MODES = ("reduce-overhead", "default")
 def _inductor_cache() -> str | None:
     """The folder Inductor caches compiled kernels in."""
     try:
-        from torch._inductor.runtime.cache_dir_utils import cache_dir
+        from torch._inductor.runtime.cache_dir_utils import cache_dir  # inductor loads in seconds: compiled runs only
 
         return cache_dir()
     except Exception:  # pragma: no cover - private API moved
@@ -55,7 +55,7 @@ class TorchCompile(Backend):
 
     def available(self, device: torch.device) -> tuple[bool, str]:
         try:
-            import torch._inductor
+            import torch._inductor  # (as above)
         except Exception as e:  # pragma: no cover - depends on the install
             return False, f"Inductor does not import: {e}"
         return True, f"torch {torch.__version__} Inductor"

@@ -107,7 +107,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def _memory_limit_hint() -> str:
     try:
-        import resource
+        import resource  # inside the try: POSIX only
 
         soft, _ = resource.getrlimit(resource.RLIMIT_AS)
         return "" if soft == resource.RLIM_INFINITY else f" (this process may use {soft / 2**30:.1f} GiB: ulimit -v)"
@@ -125,6 +125,7 @@ def main() -> None:
     has finished, a further Ctrl-C no longer interrupts the interpreter's shutdown. A library that
     cannot be loaded for want of memory (a low `ulimit -v`) is one line, exit 2."""
     try:
+        # inside the try: a library that fails to load for want of memory is one line
         from harness.results.session import handle_stop_signals, ignore_stop_signals
     except (ImportError, OSError, MemoryError) as e:
         if not _out_of_memory_loading(e):

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.errors import UserError, strip_control
-from harness.results.session import Events, ResultSession, Tick
+from harness.results.session import Events, ResultSession, Tick, exit_code
 
 _WIDTH = None if sys.stdout.isatty() else 160  # logs and pipes get whole tables, not cut ones
 clean = strip_control  # text from files and flags without terminal control characters
@@ -52,8 +52,6 @@ def user_errors(fn):
             err.print(f"modelpower: error: {line}", soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt as e:  # Ctrl-C (or SIGTERM, SIGHUP) before any point finished
-            from harness.results.session import exit_code
-
             err.print("interrupted")
             raise typer.Exit(exit_code(e)) from None
 
@@ -106,8 +104,6 @@ NOTHING_MEASURED = 3  # exit codes (docs/errors.md): 0 done, 1 a gate failed, 2 
 def finish_run(session: ResultSession) -> None:
     """The last lines of a run: where the result is; exit 130 (Ctrl-C), 143 (SIGTERM) or 129
     (SIGHUP) if a signal cut it short; exit 3 (NOTHING_MEASURED) if no point could be measured."""
-    from harness.results.session import exit_code
-
     out.print(f"result written to {session.path}")
     if session.interrupted:
         raise typer.Exit(exit_code(session.interrupted))

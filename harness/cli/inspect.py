@@ -12,8 +12,13 @@ import typer
 from rich.table import Table
 
 from harness.cli.common import CacheOpt, DeviceOpt, cli_events, out, user_errors
+from harness.cli.run import show_vision_run
 from harness.errors import UserError
+from harness.inputs import parse_sizes
+from harness.machine.specs import match_spec
 from harness.results.session import RESULTS_DIR
+from models.llm.config import LLM_CONFIGS
+from models.llm.flops import decode_flops
 
 
 @user_errors
@@ -22,7 +27,6 @@ def devices(
 ) -> None:
     """Show this machine's CPU and GPUs, each matched to its nameplate spec row."""
     from harness.machine.devices import detect_machine
-    from harness.machine.specs import match_spec
 
     m = detect_machine()
     if as_json:
@@ -83,8 +87,6 @@ def models(
     the timm and torchvision classifiers `modelpower run` builds by name)."""
     from harness.measure.flops import param_count, preset_flops_per_sample
     from models import list_presets
-    from models.llm.config import LLM_CONFIGS
-    from models.llm.flops import decode_flops
     from models.vision.zoo import is_zoo_name
 
     if is_zoo_name(pattern):
@@ -175,9 +177,7 @@ def backends(
 ) -> None:
     """List the backends and whether they run here; with a preset, compare them all in one table."""
     from harness.backends import BACKENDS, check_backend
-    from harness.cli.run import show_vision_run
     from harness.cli.tables import backends_comparison
-    from harness.inputs import parse_sizes
     from harness.machine.devices import resolve_device
     from harness.vision.bench import COMPARISON, run_vision
     from harness.vision.request import BackendChoice, VisionRequest

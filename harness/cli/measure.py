@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,9 @@ import typer
 
 from harness.cli.common import DeviceOpt, OutOpt, SpecOpt, err, out, say, user_errors
 from harness.errors import UserError
+from harness.inputs import check_writable
+from harness.machine.specs import use_spec_file
+from harness.results.schema import write_record
 from harness.results.session import RESULTS_DIR
 
 
@@ -21,14 +25,10 @@ def kernels(
     ] = "cpu",
 ) -> None:
     """Benchmark our Numba kernels against the libraries people use, side by side in one run."""
-    from dataclasses import asdict
-
     from harness.cli.tables import kernels_table
-    from harness.inputs import check_writable
     from harness.kernelbench import bench as kernel_bench
     from harness.machine.devices import resolve_device
     from harness.machine.provenance import now_iso
-    from harness.results.schema import write_record
 
     if out_dir is not None:
         check_writable(out_dir)
@@ -65,12 +65,9 @@ def peak(
 ) -> None:
     """Measure the device's own peaks (dense GEMM per precision, copy bandwidth) beside its nameplate."""
     from harness.cli.tables import peak_table
-    from harness.inputs import check_writable
     from harness.machine.devices import resolve_device
     from harness.machine.provenance import now_iso
-    from harness.machine.specs import use_spec_file
     from harness.measure.peak import measure_peaks
-    from harness.results.schema import write_record
 
     use_spec_file(spec)
     dev, why = resolve_device(device)

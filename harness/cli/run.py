@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -29,9 +30,9 @@ from harness.cli.common import (
     user_errors,
 )
 from harness.errors import UserError
-from harness.inputs import SEED
+from harness.inputs import SEED, parse_sizes
 from harness.measure.window import Window
-from harness.results.session import RESULTS_DIR, ResultSession
+from harness.results.session import RESULTS_DIR, ResultSession, new_result_path
 
 
 def show_vision_run(session: ResultSession) -> None:
@@ -186,10 +187,6 @@ def run(  # long: its signature is the command's ~30 flags; the body only builds
     """Benchmark presets end to end (pre-process, infer, post-process), timm/torchvision
     classifiers by name, or your own model.onnx through ONNX Runtime (end to end with --task),
     and write a result."""
-    import sys
-
-    from harness.inputs import parse_sizes
-    from harness.results.session import new_result_path
     from harness.vision import distributed
     from harness.vision.bench import run_vision, validate
     from harness.vision.request import BackendChoice, Frames, LoadgenOptions, RandomInputs, Task, VisionRequest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -19,8 +20,10 @@ from harness.cli.common import (
     out,
     user_errors,
 )
-from harness.inputs import SEED
+from harness.errors import UserError
+from harness.inputs import SEED, check_writable, parse_sizes
 from harness.results.session import RESULTS_DIR
+from models.llm.config import LLM_CONFIGS
 
 
 @user_errors
@@ -75,10 +78,7 @@ def run_llm(
     assume_watts: AssumeWattsOpt = None,
 ) -> None:
     """Benchmark LLM generation: TTFT, inter-token latency, tokens/s, prefill MFU, decode MBU, energy."""
-    from dataclasses import replace
-
     from harness.cli.tables import llm_table
-    from harness.inputs import parse_sizes
     from harness.llm.bench import LLM_WINDOW, LLMRequest, Sampling, run_llm
     from harness.llm.engines import parse_engines
 
@@ -132,10 +132,7 @@ def make_gguf(
     --engine modelpower,llama.cpp` without downloading a model (llama.cpp runs its token ids)."""
     import torch
 
-    from harness.errors import UserError
-    from harness.inputs import check_writable
     from harness.measure.memory import check_fits
-    from models.llm.config import LLM_CONFIGS
     from models.llm.gguf_write import TYPES
     from models.llm.gguf_write import make_gguf as write
 

@@ -10,7 +10,7 @@ import typer
 
 from harness.cli.common import AssumeWattsOpt, OutOpt, PromptsOpt, cli_events, finish_run, given, out, user_errors
 from harness.errors import UserError
-from harness.inputs import SEED, split_list
+from harness.inputs import SEED, parse_sizes, split_list
 from harness.results.session import RESULTS_DIR
 
 
@@ -102,7 +102,6 @@ def serve_bench(
     """Benchmark a running OpenAI-compatible server (vLLM, SGLang, llama.cpp, transformers serve):
     TTFT, ITL, TPOT, E2E, tokens/s, goodput under SLOs, energy where its device is on this host."""
     from harness.cli.tables import served_table
-    from harness.inputs import parse_sizes
     from harness.serve.bench import SERVE_WINDOW, ServeRequest, run_serve
 
     window = replace(SERVE_WINDOW, **given(warmup=warmup, min_duration=min_duration, min_iters=min_requests))

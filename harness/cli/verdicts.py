@@ -11,6 +11,11 @@ from rich.text import Text
 from harness.cli.common import SpecOpt, clean, out, say, user_errors
 from harness.errors import UserError
 from harness.inputs import check_number, check_writable
+from harness.machine.specs import use_spec_file
+from harness.results.schema import json_kind, read_result, write_atomic
+from harness.verdicts import gate
+from harness.verdicts.claims import check_claim, computer_from, load_claim_files
+from harness.verdicts.cost import Prices
 
 PriceKwhOpt = Annotated[
     float | None, typer.Option(help="Price of electricity per kWh: cost of the measured work (any currency).")
@@ -43,10 +48,6 @@ def claim(
     """Check compute claims: per claim a verdict and a table of the measured points (--steps: the arithmetic)."""
     from harness.cli.tables import claim_table
     from harness.machine.devices import detect_cpu
-    from harness.machine.specs import use_spec_file
-    from harness.results.schema import json_kind, read_result
-    from harness.verdicts.claims import check_claim, computer_from, load_claim_files
-    from harness.verdicts.cost import Prices
 
     use_spec_file(spec)
     prices = Prices(electricity_price, device_hour_price)
@@ -105,10 +106,7 @@ def report(
     device_hour_price: PriceHourOpt = None,
 ) -> None:
     """Write a procurement report: Markdown, self-contained HTML with plots, and a CSV of every point."""
-    from harness.inputs import check_writable
-    from harness.results.schema import write_atomic
     from harness.verdicts import report as rp
-    from harness.verdicts.cost import Prices
 
     prices = Prices(electricity_price, device_hour_price)
     inp = rp.load_inputs(files, skip_bad)
@@ -117,7 +115,6 @@ def report(
     verdicts = []
     if claims:
         from harness.machine.devices import detect_cpu
-        from harness.verdicts.claims import check_claim, computer_from, load_claim_files
 
         points = [p for _, r in inp.results for p in r.points]
         computer = computer_from(inp.peaks[0][0] if inp.peaks else None, detect_cpu())
@@ -202,8 +199,6 @@ def compare(
 def _gate(rows_a, rows_b, pct, latency_pct, run_to_run, require_all, junit, markdown) -> int:
     """Run the gate, print and write its verdicts; the exit code (1 if any point failed)."""
     from harness.cli.tables import gate_table
-    from harness.results.schema import write_atomic
-    from harness.verdicts import gate
     from harness.verdicts.report import pair_rows
 
     pairs, only_a, only_b = pair_rows(rows_a, rows_b)

@@ -21,7 +21,7 @@ def _affine(mean, std):
 def opencv_letterbox(images, out_hw, mean, std, *, bgr_to_rgb=True, letterbox=True, pad_value=114.0, out=None):
     """cv2.resize straight into a preallocated padded canvas, then per-channel normalization
     (cv2.addWeighted with a float32 destination) written into the output planes."""
-    import cv2
+    import cv2  # optional (the test extra): the OpenCV peer is skipped without it
 
     th, tw = out_hw
     n = len(images)

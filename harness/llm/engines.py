@@ -15,6 +15,7 @@ synchronize), the same point in time as ours.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -55,7 +56,7 @@ def to_transformers(model: DecoderLM):
     token: generation runs the fixed length, and an EOS id that transformers' config would otherwise
     assume (2 for Llama) stays an ordinary token, as in ours."""
     try:
-        import transformers
+        import transformers  # seconds to import: --engine transformers only
     except ImportError:
         raise UserError("--engine transformers needs the transformers package: pip install transformers") from None
     c = model.cfg
@@ -128,7 +129,7 @@ class TransformersEngine:
     def generate(
         self, prompts: torch.Tensor, w: Workload, pad: torch.Tensor | None, cache_len: int | None = None
     ) -> tuple[float, list[float], torch.Tensor]:
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig  # (as above)
 
         t = prompts.shape[1]
         mask = torch.ones_like(prompts)
@@ -164,7 +165,7 @@ class TransformersEngine:
     def _cache(self, batch: int, length: int):
         """One static KV cache per (batch, length) for the whole point, as ours: sized for the
         longest prompt and output at the start, so it never grows (or recompiles) in the window."""
-        from transformers import StaticCache
+        from transformers import StaticCache  # (as above)
 
         key = (batch, length)
         if key not in self.caches:
@@ -188,13 +189,12 @@ class LlamaCppEngine:
 
     def __init__(self, path, threads: int):
         try:
-            import llama_cpp
+            import llama_cpp  # the optional llamacpp extra
         except ImportError:
             raise UserError(
                 "--engine llama.cpp needs llama-cpp-python: pip install 'modelpower[llamacpp]' (it "
                 "builds from source, 15-25 min on 2 cores)"
             ) from None
-        import logging
 
         from llama_cpp import _logger  # routes llama.cpp's log lines to a Python logger: errors only
 

@@ -222,7 +222,7 @@ def detect_cpu() -> CpuInfo:
 def _nvml_gpus() -> list[GpuInfo] | None:
     """GPUs as NVML sees them; None when NVML is not there (no driver, no library)."""
     try:
-        import pynvml as nv
+        import pynvml as nv  # inside the try: a missing or broken NVML is 'no GPU', not a crash
 
         nv.nvmlInit()
     except Exception:

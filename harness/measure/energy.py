@@ -160,7 +160,7 @@ class NvmlMeter(Meter):
     name = "nvml"
 
     def __init__(self, index: int = 0):
-        import pynvml as nv
+        import pynvml as nv  # nvidia-ml-py: loaded by GPU meters only
 
         nv.nvmlInit()
         self.nv = nv

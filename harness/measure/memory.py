@@ -33,7 +33,7 @@ def _meminfo_available() -> int | None:
 def _address_space_left() -> int | None:
     """What the process's RLIMIT_AS (`ulimit -v`) leaves above its current virtual size, or None."""
     try:
-        import resource
+        import resource  # POSIX only, inside the try
 
         soft, _ = resource.getrlimit(resource.RLIMIT_AS)
         if soft == resource.RLIM_INFINITY:
@@ -130,7 +130,7 @@ def activation_bytes_per_sample(builder, num_classes: int, input_hw: tuple[int, 
     """The largest single activation of one sample's forward pass, in fp32 bytes, traced on the
     meta device (no memory, no compute). At peak an op's input and output are both alive, and
     skip connections keep more: callers count a few of these."""
-    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._python_dispatch import TorchDispatchMode  # a private torch module: only this estimate uses it
 
     class Largest(TorchDispatchMode):
         biggest = 0

@@ -140,7 +140,9 @@ class LocalSink:
         self.path = new_result_path(out_dir)
 
     def device(self, choice: str) -> tuple[torch.device, str]:
-        from harness.machine.devices import resolve_device
+        from harness.machine.devices import (
+            resolve_device,  # devices and provenance import torch: the command line loads this module for --help
+        )
 
         return resolve_device(choice)
 
@@ -171,7 +173,7 @@ class ResultSession:
     and at the end."""
 
     def __init__(self, config: dict, sink: Sink):
-        from harness.machine.provenance import command_line, now_iso, provenance
+        from harness.machine.provenance import command_line, now_iso, provenance  # (as above)
 
         self.sink = sink
         self.interrupted: KeyboardInterrupt | None = None  # Ctrl-C, or Interrupted (SIGTERM, SIGHUP)
@@ -212,7 +214,7 @@ class ResultSession:
         return absorbed
 
     def _finish(self, kind, exc) -> bool:
-        from harness.machine.provenance import now_iso
+        from harness.machine.provenance import now_iso  # (as above)
 
         r = self.result
         r.ended_at = now_iso()

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from harness.errors import UserError
 from harness.inputs import read_toml
+from harness.machine.published import best_published
 from harness.machine.specs import PRECISIONS, find_spec
 from harness.results.schema import LLMPoint, Point, read_peak
 from harness.verdicts.cost import row_costs
@@ -738,7 +739,6 @@ def _published(f: Figures) -> Published | None:
     """The best published result for a measured vision point's device and workload, or None."""
     if f.llm or not f.throughput or f.devices > 1:  # published figures are per device
         return None
-    from harness.machine.published import best_published
 
     return best_published(f.model, f.device_name)
 

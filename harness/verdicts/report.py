@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import DATA_DIR
+import jinja2
+
+from harness import DATA_DIR, __version__
 from harness.errors import UserError, strip_control
+from harness.machine.published import best_published, published_energy
 from harness.results.schema import LLMPoint, Point, RunResult, json_kind, read_peak, read_result
 from harness.verdicts.cost import Prices, row_costs
 from harness.verdicts.figures import Figures, point_figures
@@ -207,8 +210,6 @@ def _published_columns(p: Point | LLMPoint) -> dict:
 
 def _vision_published(p: Point) -> tuple[Published | None, float, str]:
     """(the best published figure, our samples/s, '') for one device's point; None for a sum over devices."""
-    from harness.machine.published import best_published
-
     return (None if p.aggregate else best_published(p.model, p.device_name)), p.throughput_sps, ""
 
 
@@ -217,8 +218,6 @@ def _llm_published(p: LLMPoint) -> tuple[Published | None, float | None, str]:
     (gpt-fast) is decode tokens/s at batch 1, same precision; an Offline one (MLPerf) is all output tokens/s
     against ours at this batch, at our precision where one was published, else the best at any precision,
     said so."""
-    from harness.machine.published import best_published
-
     if p.status != "ok":
         return None, p.decode_tokens_per_s, ""
     pub = best_published(p.model, p.device_name, p.batch_size, p.precision)
@@ -247,8 +246,6 @@ def _cost_columns(row: dict, prices: Prices, devices: int) -> dict:
 def energy_rows(rows: list[dict]) -> list[dict]:
     """LLM points with measured joules per output token beside the published J/token for the same model
     and device (MLPerf Power: whole-system wall power; ML.ENERGY: GPU energy counters), each with its scope."""
-    from harness.machine.published import published_energy
-
     out = []
     for r in rows:
         if r["kind"] != "llm" or r["joules_per_item"] is None:
@@ -404,7 +401,7 @@ def peak_rows(inp: Inputs) -> list[dict]:
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib loads in ~1 s: the plots only
 
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
@@ -414,10 +411,10 @@ def plots(rows: list[dict], inp: Inputs) -> dict[str, str]:
     """Base64 PNGs: throughput vs batch, latency percentiles, MFU/MBU, energy, roofline. Every string
     from the input files is cleaned of control characters first, so none reaches a label, a title or
     a library's warning about a glyph."""
-    import matplotlib
+    import matplotlib  # (as above)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib loads in ~1 s: the plots only
 
     # text.parse_math off: a '$' in a model name is a character, not a formula matplotlib may fail to parse
     plt.rcParams.update({"font.size": 9, "axes.grid": True, "grid.alpha": 0.3, "text.parse_math": False})
@@ -437,7 +434,7 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 def series_styles(n: int) -> list[tuple]:
     """`n` distinct (colour, marker) pairs: the 20 colours of tab20, then the next marker, so no two
     series of a panel look alike however many there are."""
-    import matplotlib
+    import matplotlib  # (as above)
 
     pairs = matplotlib.colormaps["tab20"].colors  # dark/light pairs: the 10 dark ones first, then the light
     colours = pairs[0::2] + pairs[1::2]
@@ -638,10 +635,7 @@ def _pct(v) -> str:
 
 def render(inp: Inputs, rows: list[dict], verdicts: list, title: str, prices=None) -> tuple[str, str]:
     """(markdown, html). Autoescape is on for the HTML: nothing from a result file becomes markup."""
-    import jinja2
-
-    from harness import __version__
-    from harness.machine.provenance import now_iso
+    from harness.machine.provenance import now_iso  # provenance imports torch: the command line loads this module
 
     folder = DATA_DIR
     ctx = dict(

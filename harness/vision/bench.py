@@ -97,7 +97,7 @@ def quick_request(profile: str, device: str, out_dir: Path, min_duration: float 
 def onnx_batches(om: OnnxModel, req: VisionRequest) -> list[int | None]:
     """The batch sizes an ONNX file runs at: -b (checked against a fixed batch axis), or None
     (its fixed batch, or --input-shape's first axis)."""
-    from harness.vision import onnx_model as ox
+    from harness.vision import onnx_model as ox  # onnx loads in seconds: ONNX-file runs only
 
     if req.batch_sizes is None:
         return [None]
@@ -115,7 +115,7 @@ def _check_onnx(req: VisionRequest, onnx: dict[Path, OnnxModel]) -> None:
     """Every ONNX file against the request: batch sizes, --task conventions or the random inputs'
     shapes and memory; every bad file is refused before anything runs."""
 
-    from harness.vision import onnx_model as ox
+    from harness.vision import onnx_model as ox  # onnx loads in seconds: ONNX-file runs only
 
     opts = req.task.options() if req.task.task is not None else None
     for f, om in onnx.items():
@@ -132,7 +132,7 @@ def _check_onnx(req: VisionRequest, onnx: dict[Path, OnnxModel]) -> None:
 def validate(req: VisionRequest) -> tuple[Sources, list[tuple[str, str]]]:
     """Every check that does not need the device: (the resolved models, backend x precision pairs).
     The torchrun launcher runs it before starting any worker."""
-    from harness.vision import onnx_model as ox
+    from harness.vision import onnx_model as ox  # onnx loads in seconds: ONNX-file runs only
 
     presets = [get_preset(n) for n in req.models if not n.endswith(".onnx")]
     req.check()
@@ -300,7 +300,7 @@ def _jobs(req: VisionRequest, p: VisionPlan, sink: Sink, events: Events) -> Iter
 def _onnx_task_jobs(lm: runner.LoadedModel, req: VisionRequest, p: VisionPlan, sink: Sink) -> Iterator[PointJob]:
     """An ONNX file in our pipeline (--task), loaded before the result file opened: one end-to-end
     point per batch size."""
-    from harness.vision import onnx_model as ox
+    from harness.vision import onnx_model as ox  # onnx loads in seconds: ONNX-file runs only
 
     f = lm.onnx.path
     batches = [bs or ox.fixed_batch(lm.onnx) or 1 for bs in onnx_batches(lm.onnx, req)]

@@ -96,7 +96,7 @@ class LoadgenConfig:
 
 def import_loadgen():
     try:
-        import mlperf_loadgen
+        import mlperf_loadgen  # inside the try: a missing LoadGen is one line
     except ImportError:
         raise UserError("--scenario needs MLPerf LoadGen: pip install mlcommons-loadgen") from None
     return mlperf_loadgen

@@ -251,7 +251,7 @@ def session(om: OnnxModel, device_type: str, engine: str = "onnxruntime"):
     """(session, seconds to create it): the file on onnxruntime (CPU or CUDA provider) or on OpenVINO's
     CPU plugin (`harness.backends.openvino.FileSession`, which answers like an onnxruntime session)."""
     if engine == "openvino":
-        from harness.backends.openvino import FileSession
+        from harness.backends.openvino import FileSession  # the optional openvino extra
 
         if device_type != "cpu":
             raise UserError(f"modelpower runs OpenVINO on the CPU only (this run is on {device_type})")

@@ -115,7 +115,7 @@ class RandomInputs:
         return self.input_dtype or self.DTYPE
 
     def check(self, kind: Kind) -> None:
-        from harness.vision.onnx_model import DTYPES
+        from harness.vision.onnx_model import DTYPES  # onnx and torch load in seconds: the command line builds requests
 
         if kind == "presets":
             _refuse_any(given(self), "applies to .onnx files; a preset knows its own input and task")
@@ -159,7 +159,7 @@ class Task:
 
     def options(self):
         """The options as the ONNX loader takes them (`onnx_model.TaskOptions`); a UserError for a bad value."""
-        from harness.vision.onnx_model import TaskOptions
+        from harness.vision.onnx_model import TaskOptions  # (as above)
 
         hw = None
         if self.input_size is not None:
@@ -235,7 +235,7 @@ class BackendChoice:
     @cached_property
     def pairs(self) -> list[tuple[str, str]]:
         """(backend, precision) pairs to measure, in order; unknown names refused."""
-        from harness.backends import BACKENDS
+        from harness.backends import BACKENDS  # (as above)
 
         if self.combos is not None:
             return list(self.combos)
@@ -260,7 +260,7 @@ class BackendChoice:
         return parse_ort_options(self.ort_options)
 
     def check(self, kind: Kind) -> None:
-        from harness.backends.torch_compile import MODES
+        from harness.backends.torch_compile import MODES  # (as above)
 
         onnx = kind != "presets"
         if onnx:
@@ -332,7 +332,7 @@ class LoadgenOptions:
         )
 
     def check(self, kind: Kind, window: Window, batch_sizes: list[int]) -> None:
-        from harness.vision.loadgen import import_loadgen
+        from harness.vision.loadgen import import_loadgen  # (as above)
 
         if self.scenario is None:
             if given(self):

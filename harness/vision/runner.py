@@ -43,6 +43,7 @@ from harness.vision.uploads import Uploads
 from kernels import letterbox_normalize, seg_argmax, softmax_topk
 from kernels.common.device import to_host
 from models import Preset, build_model
+from models.vision.weights import sha256_file
 
 if TYPE_CHECKING:
     from harness.vision.onnx_model import OnnxModel
@@ -116,9 +117,8 @@ def load_onnx_model(om: OnnxModel | Path, opts, settings: RunSettings, engine: s
     `engine` (onnxruntime or openvino) at the file's own precision; the reference is the file on ORT's
     CPU provider (on a CPU run with onnxruntime, the same session: agreement then checks only that
     runs repeat). `om`: the file as `onnx_model.load_onnx` parsed it (or its path)."""
-    from harness.backends.onnxruntime import file_runner
-    from harness.vision import onnx_model as ox
-    from models.vision.weights import sha256_file
+    from harness.backends.onnxruntime import file_runner  # (as above)
+    from harness.vision import onnx_model as ox  # onnx loads in seconds: ONNX-file runs only
 
     t0 = time.perf_counter()
     om = om if isinstance(om, ox.OnnxModel) else ox.load_onnx(om)
@@ -603,8 +603,7 @@ def measure_onnx(
     """A user's ONNX model through ONNX Runtime (or OpenVINO: `s.backend`) on seeded random inputs:
     inference only, timed with the same window rules and energy meter as the presets; FLOPs from the graph. `batch` (a
     -b value) sets axis 0 of every input; None: the shapes of `input_shapes` or the model."""
-    from harness.vision import onnx_model as ox
-    from models.vision.weights import sha256_file
+    from harness.vision import onnx_model as ox  # onnx loads in seconds: ONNX-file runs only
 
     t0 = time.perf_counter()
     path = om.path
