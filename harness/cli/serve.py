@@ -82,12 +82,24 @@ def serve_bench(
     device: Annotated[
         str | None,
         typer.Option(
-            help="Where the server computes, on this host: auto (a local URL: the GPU, else the CPU), "
-            "cpu, cuda[:N] or none (energy and nameplate then not measured) [auto]."
+            help="auto: for a local URL, find the process listening on its port and measure the GPUs it "
+            "uses (else its share of the CPU); cpu or cuda: only that kind; none: do not look [auto]."
         ),
     ] = None,
     precision: Annotated[
-        str | None, typer.Option(help="The served model's precision: MFU's denominator [bf16].")
+        str | None,
+        typer.Option(
+            "--server-precision",
+            "--precision",
+            help="The precision the server computes in: MFU's denominator (not given: no MFU).",
+        ),
+    ] = None,
+    server_device: Annotated[
+        str | None,
+        typer.Option(help="The server's accelerator as the spec table names it, e.g. 'NVIDIA H100 SXM5 80GB'."),
+    ] = None,
+    server_devices: Annotated[
+        int | None, typer.Option(help="How many of --server-device the server uses (MFU's peak is that many).")
     ] = None,
     assume_watts: AssumeWattsOpt = None,
     api_key_env: Annotated[
@@ -133,6 +145,8 @@ def serve_bench(
             timeout=timeout,
             device=device,
             precision=precision,
+            server_device=server_device,
+            server_devices=server_devices,
             api_key_env=api_key_env,
         ),
     )

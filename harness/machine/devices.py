@@ -175,7 +175,8 @@ def lowp_ops_per_cycle(vendor: str, family: int | None, isa: list[str]) -> dict[
     return out
 
 
-def detect_cpu() -> CpuInfo:
+def detect_cpu(pid: int = 0) -> CpuInfo:
+    """This host's CPU with the cores process `pid` may run on (0: this process) and its computed peaks."""
     procs = _cpuinfo_fields()
     first = procs[0] if procs else {}
     model = first.get("model name") or platform.processor() or platform.machine()
@@ -183,7 +184,7 @@ def detect_cpu() -> CpuInfo:
     family = int(first["cpu family"]) if first.get("cpu family", "").isdigit() else None
     flags = set((first.get("flags") or first.get("Features") or "").split())
     isa = [f for f in ISA_FLAGS if f in flags]
-    logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    logical = len(os.sched_getaffinity(pid)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = {(p.get("physical id", "0"), p.get("core id", str(i))) for i, p in enumerate(procs)}
     sockets = len({p.get("physical id", "0") for p in procs}) or 1
     physical = min(len(cores), logical) if cores else logical

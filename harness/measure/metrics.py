@@ -24,8 +24,9 @@ def peak_precision(device: torch.device, precision: str) -> str:
     return precision
 
 
-def nameplate_peak(device: torch.device, precision: str) -> tuple[float | None, str]:
-    """(dense peak TFLOPS or None, a line saying where it comes from or why it is unknown)."""
+def nameplate_peak(device: torch.device, precision: str, pid: int = 0) -> tuple[float | None, str]:
+    """(dense peak TFLOPS or None, a line saying where it comes from or why it is unknown). On the CPU,
+    the peak of the cores process `pid` may run on (0: this process)."""
     key = peak_precision(device, precision)
     if device.type == "cuda":
         name = device_name(device)
@@ -37,7 +38,7 @@ def nameplate_peak(device: torch.device, precision: str) -> tuple[float | None, 
             return None, f"unknown: the spec table has no {key} figure for {row.name}"
         mark = " (unconfirmed)" if key in row.unconfirmed else ""
         return peak, f"{row.name} {key} dense {peak:g} TFLOPS{mark}: {row.source}"
-    cpu = detect_cpu()
+    cpu = detect_cpu(pid)
     peak = cpu.peak_tflops(key)
     if peak is None:
         return None, f"unknown: no nameplate {key} peak for this CPU"

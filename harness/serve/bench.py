@@ -27,9 +27,9 @@ from harness.errors import UserError
 from harness.inputs import SEED, check_number, check_writable
 from harness.llm.prompts import read_prompt_file
 from harness.llm.source import resolve_model
-from harness.machine.devices import device_name, resolve_device
-from harness.measure.energy import Meter, select_meter
-from harness.measure.metrics import energy_per_token, nameplate_peak
+from harness.machine.specs import match_spec
+from harness.measure.energy import Meter, NvmlMeter, RaplMeter, select_meter
+from harness.measure.metrics import energy_per_token
 from harness.measure.window import Window
 from harness.results.schema import LLMPoint
 from harness.results.session import RESULTS_DIR, Events, LocalSink, ResultSession
@@ -37,11 +37,11 @@ from harness.serve import client
 from harness.serve.client import Prompt, RequestRecord
 from harness.serve.load import Load, Outcome, run_load
 from harness.serve.metrics import ServedSummary, count_tokens, parse_slo, summarize
+from harness.serve.server import CpuShareMeter, ServerFacts, SumMeter, find_server, server_peak
 from models.llm.flops import generation_flops
 
 SERVE_WINDOW = Window(warmup=2, min_duration=10.0, min_iters=20)
 PRECISIONS = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8")  # the spec table's, for MFU's denominator
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 
 
 @dataclass
@@ -69,8 +69,10 @@ class ServeRequest:
     max_requests: int = 10_000  # per point, warm-up and ramp-down included
     max_duration: float = 600.0  # seconds per point
     timeout: float = 300.0  # seconds per request
-    device: str = "auto"  # where the server computes, on this host: auto, cpu, cuda[:N], none
-    precision: str = "bf16"  # the served model's precision: MFU's denominator
+    device: str = "auto"  # look for the server's process on this host: auto, cpu, cuda, none
+    precision: str | None = None  # --server-precision: MFU's denominator (None: not known, no MFU)
+    server_device: str | None = None  # --server-device: the spec table's name for the server's device
+    server_devices: int | None = None  # --server-devices: how many of them the server uses
     assume_watts: float | None = None
     api_key_env: str = "OPENAI_API_KEY"
     save_requests: bool = False
@@ -140,8 +142,17 @@ class ServeRequest:
             raise UserError(
                 "--burstiness and --max-concurrency shape open-loop load: add --request-rate or --find-rate"
             )
-        if self.precision not in PRECISIONS:
-            raise UserError(f"unknown --precision {self.precision!r}: use {', '.join(PRECISIONS)}")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise UserError(f"unknown --precision (--server-precision) {self.precision!r}: use {', '.join(PRECISIONS)}")
+        if self.device.strip().lower() not in ("auto", "cpu", "cuda", "none"):
+            raise UserError(f"--device is auto, cpu, cuda or none (where to look for the server), got {self.device!r}")
+        if self.server_device is not None and match_spec(self.server_device) is None:
+            raise UserError(
+                f"--server-device {self.server_device!r} matches no row of the spec table "
+                "(`modelpower devices` and docs/measurement.md name them; add one with --spec)"
+            )
+        if self.server_devices is not None:
+            check_number("--server-devices", self.server_devices, 1, 100_000)
         check_number("--num-prompts", self.num_prompts, 1, 1_000_000)
         check_number("--prompt-len", self.prompt_len, 1, 1_000_000)
         if self.output_len is not None:
@@ -261,17 +272,6 @@ def preflight(req: ServeRequest, wl: ServedWorkload) -> str:
     return "server usage" if "usage" in counted else "our tokenizer on the streamed text"
 
 
-def _device(req: ServeRequest):
-    """(torch device or None, a line saying why): the device the server computes on, when it is on this host."""
-    choice = req.device.strip().lower()
-    host = urlparse(req.url).hostname or ""
-    if choice == "none" or (choice == "auto" and host not in LOCAL_HOSTS):
-        why = "--device none" if choice == "none" else f"the server ({host}) is not on this host"
-        return None, why
-
-    return resolve_device(choice)
-
-
 def _flops(cfg, records: list[RequestRecord]) -> float | None:
     """FLOPs of the window's work with the model's config: each request's prefill and decode."""
     if cfg is None:
@@ -287,15 +287,14 @@ def _point(
     load: Load,
     out: Outcome,
     s: ServedSummary,
-    dev,
-    dev_why: str,
+    server: ServerFacts,
     reading,
     extra: dict,
 ) -> LLMPoint:
     """The load point as an LLMPoint: run-llm's fields where they mean the same, the rest under `served`."""
     flops = _flops(wl.cfg, out.records)
     delivered = flops / s.window_s / 1e12 if flops and s.window_s > 0 else None
-    peak, peak_src = nameplate_peak(dev, req.precision) if dev is not None else (None, f"unknown: {dev_why}")
+    peak, peak_src = server_peak(server)
     j = reading.joules if reading is not None and reading.measured else None
     flags = [f"failed_requests:{k}" for k in s.failed] + ([f"stopped: {out.stopped}"] if out.stopped else [])
     flags += reading.flags() if reading is not None else []
@@ -322,6 +321,8 @@ def _point(
         "meets_slo": s.slo_attainment >= req.attainment if s.slo_attainment is not None else None,
         "delivered_tflops": delivered,
         "mfu": delivered / peak if delivered and peak else None,
+        "mfu_not_computed": None if peak else peak_src,
+        "origins": server.origin,
         "itl_is": "gaps between streamed chunks (a chunk may carry more than one token)",
         "ignore_eos": req.ignore_eos,
         "stopped": out.stopped,
@@ -346,9 +347,9 @@ def _point(
         kind="llm",
         model=req.model,
         source={"kind": "served", "url": req.url, "api": req.api},
-        device=str(dev) if dev is not None else "remote",
-        device_name=device_name(dev) if dev is not None else dev_why,
-        precision=req.precision,
+        device=server.device_type or "remote",
+        device_name=server.describe(),
+        precision=req.precision or "not given",
         batch_size=load.concurrency or load.max_concurrency or out.peak_in_flight,
         prompt_len=round(s.prompt_tokens / s.ok) if s.ok else 0,
         output_len=req.output_len or _requested_output(wl),
@@ -409,6 +410,22 @@ def _measure(req: ServeRequest, wl: ServedWorkload, load: Load, meter: Meter, pr
     return out, s, window_meter.reading
 
 
+def _server_meter(req: ServeRequest, server: ServerFacts) -> Meter:
+    """The energy meter charged to the server: an estimate if asked (--assume-watts), else its GPUs'
+    board counters or its share of the CPU package when its process is on this host, else none."""
+    if req.assume_watts is not None:
+        return select_meter(server.device_type or "cpu", 0, req.assume_watts)
+    if not server.local:
+        return Meter()
+    try:
+        if server.gpus:
+            meters = [NvmlMeter(i) for i in server.gpus]
+            return meters[0] if len(meters) == 1 else SumMeter(meters)
+        return CpuShareMeter(RaplMeter(), server.pid)
+    except Exception:  # no counter readable here (no RAPL, NVML failing): not measured
+        return Meter()
+
+
 class _WindowMeter:
     """The energy meter bracketing exactly the measured window (started and stopped by run_load)."""
 
@@ -430,12 +447,14 @@ def run_serve(req: ServeRequest, events: Events | None = None) -> tuple[ResultSe
     slo = req.check()
     wl = _workload(req)
     check_writable(req.out_dir)
-    dev, dev_why = _device(req)
+    server = find_server(req.url, req.device.strip().lower(), req.precision, req.server_device, req.server_devices)
     counted = preflight(req, wl)
     events.note(f"server: {req.url} answers {req.model!r}; output tokens counted by {counted}")
-    meter = select_meter(dev.type, dev.index or 0, req.assume_watts) if dev is not None else Meter()
-    if dev is None:
-        events.note(f"energy: not measured: {dev_why}")
+    meter = _server_meter(req, server)
+    if meter.name == "none":
+        events.note(f"energy: not measured: the server is not a process on this host ({server.origin['process']})")
+    if server_peak(server)[0] is None:
+        events.note(f"MFU: {server_peak(server)[1]}")
     config = {
         "url": req.url,
         "api": req.api,
@@ -455,7 +474,7 @@ def run_serve(req: ServeRequest, events: Events | None = None) -> tuple[ResultSe
         "max_requests": req.max_requests,
         "max_duration_s": req.max_duration,
         "timeout_s": req.timeout,
-        "device": str(dev) if dev else dev_why,
+        "server": {"pid": server.pid, "device": server.describe(), "origins": server.origin},
         "energy_meter": meter.name,
         "assume_watts": req.assume_watts,
         "api_key": f"from ${req.api_key_env}" if os.environ.get(req.api_key_env) else None,
@@ -467,7 +486,7 @@ def run_serve(req: ServeRequest, events: Events | None = None) -> tuple[ResultSe
         def point(load: Load, extra: dict | None = None) -> LLMPoint:
             with events.track(f"{req.model} {load.describe()}", 1, "requests") as tick:
                 out, s, reading = _measure(req, wl, load, meter, lambda n, bad, t: tick("window", t, n))
-            pt = _point(req, wl, load, out, s, dev, dev_why, reading, extra or {})
+            pt = _point(req, wl, load, out, s, server, reading, extra or {})
             session.add(pt)
             return pt
 

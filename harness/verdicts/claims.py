@@ -331,7 +331,7 @@ def _fleet(tflops: float, precision: str, name: str) -> _Fleet:
     )
 
 
-def _fleet_step(tflops: float, f: _Fleet) -> str:
+def _fleet_step(tflops: float, f: _Fleet, example: bool = False) -> str:
     """One fleet-sizing step of the arithmetic."""
     if f.count is None:
         return f"{f.precision} on {f.device}: no nameplate {f.precision} figure: cannot size the fleet."
@@ -342,6 +342,8 @@ def _fleet_step(tflops: float, f: _Fleet) -> str:
         line += f"; nameplate power {_n(f.megawatts)} MW at {f.power_w:g} W each"
     if f.unconfirmed:
         line += " (unconfirmed spec figures)"
+    if example:
+        line += " (an example device: the claim names none)"
     return line + "."
 
 
@@ -377,6 +379,8 @@ def _label(f: Figures) -> str:
 def _not_comparable(f: Figures, precision: str, precisions: tuple[str, ...]) -> tuple[str, str] | None:
     """(reason group, why) a measured point cannot bound a claim read at `precisions`; None if it can."""
     claim_in = "/".join(precisions)
+    if f.mfu is None and f.mfu_missing:  # a served point whose server's device or precision is not known
+        return "MFU not computed (the server's device or precision not known)", f.mfu_missing
     if precision not in precisions:
         return f"precision:{precision}:{claim_in}", f"measured at {precision}, the claim is in {claim_in} P"
     if f.mfu is None:
@@ -430,8 +434,8 @@ def _bound_step(p: float, b: _Bound, prices) -> str:
         f"of such devices deliver {_n(b.p_equivalent)} P-equivalent on this workload"
     )
     if b.megawatts is not None:
-        est = " (energy ESTIMATED)" if b.estimated else ""
-        line += f", drawing {_n(b.megawatts)} MW at the measured {_n(f.joules_per_pflop)} J/PFLOP{est}"
+        how = "an ESTIMATED (--assume-watts, not measured)" if b.estimated else "the measured"
+        line += f", drawing {_n(b.megawatts)} MW at {how} {_n(f.joules_per_pflop)} J/PFLOP"
     else:
         line += "; power on this workload not measured (no energy counter for that run)"
     if b.priced:
@@ -491,13 +495,14 @@ def check_capacity(claim: Claim, points: list[Point | LLMPoint], prices=None) ->
     fleets, the points that bound the claim and those that cannot), then the arithmetic, the table and
     the verdict written from them."""
     p, reading = claim.values["p"], _reading(claim.values)
+    named = bool(claim.values.get("devices"))
     devices = claim.values.get("devices") or DEFAULT_DEVICES
     fleets = [_fleet(p * 1000, precision, name) for precision in reading.precisions for name in devices]
     bounds, others = _bounds(p, points, reading.precisions, prices)
     v = Verdict(claim, not_comparable=others)
     v.steps = [
         _reading_step(p, reading),
-        *(_fleet_step(p * 1000, f) for f in fleets),
+        *(_fleet_step(p * 1000, f, example=not named) for f in fleets),
         *(_bound_step(p, b, prices) for b in bounds),
         *(f"not comparable: {label}: {why}." for label, _, why in others),
     ]
@@ -685,16 +690,19 @@ def check_speedup(claim: Claim, points: list | None = None, prices=None) -> Verd
         v.verdict = f"Plausible only with {speed:.3g}x the delivered compute, or with less work per job."
     else:
         eff, how = scaling_efficiency(points or [])
+        assumed = how.startswith("assumed")
         v.steps.append(f"scaling efficiency: {how}.")
         expected = a * n0 / (n1 * eff) if n1 > n0 else a * n0 / n1  # the efficiency applies to an increase only
         per_device = expected / b
+        at = (" assuming linear scaling" if assumed else " at that efficiency") if n1 > n0 else ""
         v.steps.append(
-            f"{_n(n0)} -> {_n(n1)} devices{' at that efficiency' if n1 > n0 else ''} would take {_n(expected)} s; the "
+            f"{_n(n0)} -> {_n(n1)} devices{at} would take {_n(expected)} s; the "
             f"claimed {_n(b)} s needs each device to do the work {per_device:.3g}x faster as well."
         )
         what = "The extra devices explain" if n1 > n0 else "The change in device count accounts for"
+        basis = f" (assuming linear scaling across {_n(n1)} devices: none was measured)" if assumed and n1 > n0 else ""
         v.verdict = (
-            f"{what} {a / expected:.3g}x of the {speed:.3g}x; the rest ({per_device:.3g}x) needs faster "
+            f"{what} {a / expected:.3g}x of the {speed:.3g}x{basis}; the rest ({per_device:.3g}x) needs faster "
             "devices or software, or less work per job."
         )
     if "cost_change" in claim.values:

@@ -2,8 +2,8 @@
 (harness/verdicts/claims.py) and report rows (harness/verdicts/report.py) read points through.
 
 An LLM point's compute figures (TFLOPS, MFU) are its prefill's, the compute-bound phase, or for a
-served endpoint the whole workload's; its throughput is output tokens/s and its energy per item is
-joules per output token.
+served endpoint the whole workload's (at the precision the server was said to run); its
+throughput is output tokens/s and its energy per item is joules per output token.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class Figures:
     joules_per_pflop: float | None
     energy: dict | None
     devices: int = 1  # a torchrun aggregate point sums this many devices
+    mfu_missing: str | None = None  # why MFU is not computed ("not computed: ..."), where a result says
 
     @property
     def llm(self) -> bool:
@@ -68,9 +69,11 @@ def _vision_figures(p: Point) -> Figures:
 
 
 def _llm_figures(p: LLMPoint) -> Figures:
-    if p.served:  # a served endpoint: the whole workload's FLOPS, at the requested precision
+    missing = None
+    if p.served:  # a served endpoint: the whole workload's FLOPS, at the server's precision (given)
         workload, mfu, mfu_precision = f"{p.model} served", p.served.get("mfu"), p.precision
         tflops = p.served.get("delivered_tflops", p.prefill_tflops)
+        missing = p.served.get("mfu_not_computed")
     else:
         workload, mfu, mfu_precision = f"{p.model} prefill", p.prefill_mfu, p.compute_precision or p.precision
         tflops = p.prefill_tflops
@@ -91,4 +94,5 @@ def _llm_figures(p: LLMPoint) -> Figures:
         joules_per_item=p.joules_per_token,
         joules_per_pflop=p.joules_per_pflop,
         energy=p.energy,
+        mfu_missing=missing,
     )
