@@ -4,6 +4,8 @@ sentences that say so when a figure rests on an assumption."""
 
 import os
 import socket
+import threading
+from http.server import ThreadingHTTPServer
 
 import pytest
 
@@ -133,3 +135,44 @@ def test_every_sentence_built_on_an_assumption_says_so():
     s = check_speedup(Claim("s", "speedup", "", "", values), [])
     scaled = [t for t in [*s.steps, s.verdict] if ("devices" in t and "->" in t) or "explain" in t]
     assert scaled and all("assum" in t for t in scaled)
+
+
+def test_served_mfu_and_energy_only_from_the_servers_own_facts(invoke, tmp_path):
+    """serve-bench against a server in this very process (found by its port): without
+    --server-precision no MFU; with it, the peak of this process's cores (measured); --device none:
+    not looked for, so the device is not known and there is no MFU."""
+    from harness.results.schema import read_result
+    from tests.test_serve import Handler, serve_bench
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.mode = "ok"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        runs = {
+            "none given": serve_bench(invoke, url, tmp_path / "a", "--tokenizer", "llm-tiny"),
+            "precision": serve_bench(
+                invoke, url, tmp_path / "b", "--tokenizer", "llm-tiny", "--server-precision", "fp32"
+            ),
+            "not looked": serve_bench(
+                invoke, url, tmp_path / "c", "--tokenizer", "llm-tiny", "--server-precision", "fp32", "--device", "none"
+            ),
+        }
+    finally:
+        server.shutdown()
+    points = {}
+    for name, r in runs.items():
+        assert r.exit_code == 0, r.output
+        (f,) = (tmp_path / {"none given": "a", "precision": "b", "not looked": "c"}[name] / "r").glob("*.json")
+        points[name] = read_result(f).points[0]
+    p = points["none given"]
+    assert p.served["mfu"] is None and "precision is not known" in p.served["mfu_not_computed"]
+    assert p.precision == "not given" and p.served["origins"]["process"].startswith("measured: pid")
+    p = points["precision"]
+    if p.mfu_peak_tflops is not None:  # a CPU whose peak can be computed here
+        assert p.served["mfu"] is not None and "measured: the server process's device" in p.mfu_peak_source
+        assert p.served["origins"]["precision"] == "given: --server-precision"
+    p = points["not looked"]
+    assert p.served["mfu"] is None and "device is not known" in p.served["mfu_not_computed"]
+    assert p.energy is None or not p.energy["measured"]
+    assert p.served["origins"]["process"] == "not looked for: --device none"
