@@ -50,11 +50,13 @@ def test_backend_runs_and_agrees(backend, precision, images, fast_settings, tmp_
     a = pt.agreement
     assert pt.backend == backend and pt.precision == precision and pt.throughput_sps > 0
     # NNCF calibrated on 8 samples of 4 tiny frames here measured 0.13-0.17 of the largest logit off
-    # (tolerance 0.15) on these random weights; at batch 8 on 1080p frames, 0.09 (the CPU reference README)
-    slack = 2.0 if (backend, precision) == ("openvino", "int8") else 1.0
-    if slack == 1.0:
-        assert a["passed"], a
-    assert a["max_rel_err"] <= slack * a["tolerance_rel"] and a["top1_agreement"] >= 0.5, a
+    # (tolerance 0.15) on these random weights; at batch 8 on 1080p frames, 0.09 (the CPU reference README).
+    # Where it lands above the tolerance the harness must say so: the test holds it to its own verdict
+    if (backend, precision) == ("openvino", "int8") and not a["passed"]:
+        assert a["passed"] is False and "accuracy_check_failed" in pt.flags, (a, pt.flags)
+    else:
+        assert a["passed"] is True and a["max_rel_err"] <= a["tolerance_rel"], a
+    assert a["top1_agreement"] >= 0.5, a
     assert pt.compile_s is not None and pt.backend_info is not None
     if backend == "openvino":
         want = "bf16" if precision == "bf16" else "f32"

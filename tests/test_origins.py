@@ -176,3 +176,49 @@ def test_served_mfu_and_energy_only_from_the_servers_own_facts(invoke, tmp_path)
     assert p.served["mfu"] is None and "device is not known" in p.served["mfu_not_computed"]
     assert p.energy is None or not p.energy["measured"]
     assert p.served["origins"]["process"] == "not looked for: --device none"
+
+
+def test_outputs_compared_with_themselves_are_not_a_pass():
+    import numpy as np
+
+    from harness.measure.agreement import agreement
+
+    out = np.ones((2, 5), np.float32)
+    a = agreement(out, out, "fp32", "classify")
+    assert a["passed"] is None and a["checked"] == "not checked (no independent reference)"
+    assert agreement(out, out.copy(), "fp32", "classify")["passed"] is True
+
+
+def test_an_onnx_file_on_ort_cpu_is_checked_against_a_second_unfused_execution(invoke, tmp_path, monkeypatch):
+    """The reference is a second session with graph optimizations off: it agrees on a sound file, and a
+    reference that disagrees fails the check (so the check can fail)."""
+    from harness.vision import onnx_model as ox
+    from tests.test_byo_models import FAST, FRAMES, TinyYolo, export, result
+
+    f = export(TinyYolo(), tmp_path / "yolo.onnx", (1, 3, 64, 96))
+    r = invoke("run", f, "--task", "detect", *FAST, *FRAMES, "--out", tmp_path / "ok")
+    assert r.exit_code == 0, r.output
+    (p,) = result(tmp_path / "ok").points
+    assert "graph optimizations off" in p.agreement["reference"] and p.agreement["passed"] is True
+
+    real = ox.session
+
+    class Skewed:  # the reference session, its outputs scaled: a disagreeing second execution
+        def __init__(self, sess):
+            self.sess = sess
+
+        def __getattr__(self, name):
+            return getattr(self.sess, name)
+
+        def run(self, names, feeds, *args):
+            return [o * 1.5 + 1.0 for o in self.sess.run(names, feeds, *args)]
+
+    def session(om, device_type, engine="onnxruntime", optimize=True):
+        sess, s = real(om, device_type, engine, optimize)
+        return (sess if optimize else Skewed(sess)), s
+
+    monkeypatch.setattr(ox, "session", session)
+    r = invoke("run", f, "--task", "detect", *FAST, *FRAMES, "--out", tmp_path / "bad")
+    assert r.exit_code == 0, r.output
+    (p,) = result(tmp_path / "bad").points
+    assert p.agreement["passed"] is False and "accuracy_check_failed" in p.flags

@@ -45,7 +45,10 @@ def agreement(
     reference: str = "torch eager fp32, same input batch",
 ) -> dict:
     """Compare one batch of raw outputs with the reference outputs (`reference` says what made them);
-    `head` (harness.vision.detection.DetectHead) decodes detector outputs."""
+    `head` (harness.vision.detection.DetectHead) decodes detector outputs. Outputs compared with
+    themselves (the same array) check nothing: `passed` is then None, "not checked"."""
+    if out is ref or (isinstance(out, np.ndarray) and np.shares_memory(out, ref)):
+        return {"reference": reference, "passed": None, "checked": "not checked (no independent reference)"}
     out = out.astype(np.float32)
     ref = ref.astype(np.float32)
     finite = bool(np.isfinite(out).all())

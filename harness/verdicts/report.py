@@ -336,6 +336,7 @@ def caveats(inp: Inputs, rows: list[dict]) -> list[str]:
         "high_cov_infer": "inference latency varied a lot (CoV > 10%)",
         "throttled": "GPU clocks were throttled during the window",
         "accuracy_check_failed": "outputs disagree with the fp32 reference beyond tolerance",
+        "accuracy_not_checked": "outputs not checked: no independent reference execution",
         "nan_or_inf_outputs": "NaN/Inf in outputs",
         "energy_estimated": "energy is an ESTIMATE from --assume-watts, not measured",
         "oom": "ran out of memory: no measurement",

@@ -247,9 +247,12 @@ def input_bytes(shapes: dict[str, tuple[int, ...]], dtype: str) -> int:
     return sum(sizes) * itemsize + (max(sizes, default=0) * 4 if narrow else 0)
 
 
-def session(om: OnnxModel, device_type: str, engine: str = "onnxruntime"):
+def session(om: OnnxModel, device_type: str, engine: str = "onnxruntime", optimize: bool = True):
     """(session, seconds to create it): the file on onnxruntime (CPU or CUDA provider) or on OpenVINO's
-    CPU plugin (`harness.backends.openvino.FileSession`, which answers like an onnxruntime session)."""
+    CPU plugin (`harness.backends.openvino.FileSession`, which answers like an onnxruntime session).
+    `optimize=False`: onnxruntime with every graph optimization off (no fusion, no constant folding,
+    no layout change): a second, independent execution of the same file, the reference of a run on
+    onnxruntime's own CPU provider."""
     if engine == "openvino":
         from harness.backends.openvino import FileSession  # the optional openvino extra
 
@@ -266,6 +269,8 @@ def session(om: OnnxModel, device_type: str, engine: str = "onnxruntime"):
     t = time.perf_counter()
     options = ort.SessionOptions()
     options.log_severity_level = 4  # fatal only: a failure reaches the user as our one line, not ORT's log
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         sess = ort.InferenceSession(om.model.SerializeToString(), options, providers=[provider])
     except Exception as e:
