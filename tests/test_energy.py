@@ -74,6 +74,7 @@ def test_assumed_watts_is_labelled_an_estimate():
     time.sleep(0.05)
     r = m.stop()
     assert r.estimate and "ESTIMATE" in r.method and r.joules == pytest.approx(100 * r.window_s)
+    assert r.measured is False and r.to_dict()["measured"] is False  # an estimate is never recorded as measured
     with pytest.raises(ValueError):
         AssumedMeter(0, "package")
 

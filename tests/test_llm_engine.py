@@ -269,7 +269,7 @@ def test_parse_engines():
 
 
 def test_int8_agreement_uses_the_first_point_that_fits(tmp_path, monkeypatch):
-    """A first point estimated not to fit is recorded as OOM; the agreement runs on the next one
+    """A first point estimated not to fit is recorded as skipped; the agreement runs on the next one
     instead of allocating the big one before the memory check."""
     import harness.llm.bench as lb
 
@@ -299,7 +299,8 @@ def test_int8_agreement_uses_the_first_point_that_fits(tmp_path, monkeypatch):
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     big, small = read_result(next(tmp_path.glob("*.json"))).points
-    assert big.status == "oom" and small.status == "ok" and small.agreement["rows"] == 1
+    assert big.status == "skipped" and small.status == "ok" and small.agreement["rows"] == 1
+    assert big.detail.startswith("would not fit (estimated: too big (test)")
 
 
 def test_decode_step_labels():

@@ -108,16 +108,16 @@ def test_a_batch_too_big_is_a_recorded_point_and_the_sweep_goes_on(invoke, tmp_p
     res = read_result(next(tmp_path.glob("*.json")))
     assert res.status == "complete" and [p.batch_size for p in res.points] == [1]
     (f,) = res.failed
-    assert f["kind"] == "oom" and f["batch_size"] == 100000000 and "estimated" in f["detail"]
+    assert f["kind"] == "skipped" and f["batch_size"] == 100000000 and "would not fit (estimated" in f["detail"]
     assert "not measured:" in r.stdout
 
 
-def test_llm_point_too_big_for_memory_is_oom_not_a_kill(invoke, tmp_path):
+def test_llm_point_too_big_for_memory_is_skipped_not_a_kill(invoke, tmp_path):
     r = invoke("run-llm", *LLM, "-b", "1,50000000", "--out", tmp_path)
     assert r.exit_code == 0, r.output
     pts = read_result(next(tmp_path.glob("*.json"))).points
-    assert [(p.batch_size, p.status) for p in pts] == [(1, "ok"), (50000000, "oom")]
-    assert "estimated" in pts[1].detail
+    assert [(p.batch_size, p.status) for p in pts] == [(1, "ok"), (50000000, "skipped")]
+    assert pts[1].detail.startswith("would not fit (estimated")
 
 
 def test_written_json_is_strict_with_a_reason_for_each_null():

@@ -220,7 +220,8 @@ def measure_llm(
     extra: dict | None = None,  # further LLMPoint fields (weights, agreement) recorded as given
     cuda_graph: bool | None = None,  # our decode step as a CUDA graph; None: on a GPU
 ) -> LLMPoint:
-    """Measure one (batch, prompt, output) point; OOM becomes a point with status "oom".
+    """Measure one (batch, prompt, output) point; a point estimated not to fit is not run (status
+    "skipped"), one that runs out of memory gets status "oom".
 
     `batches`: the prompts of each generation in turn (cycled; the warm-up takes the first); None:
     one batch of seeded synthetic prompts of exactly `w.prompt_len` tokens. `w.prompt_len` and
@@ -232,7 +233,7 @@ def measure_llm(
     base = _point_fields(cfg, w, device, precision, source, compile_decode and engine is None, load_s, engine, extra)
     too_big = fits(0, point_bytes(cfg, w, TORCH_DTYPES[compute_precision(precision)]), device)
     if too_big:
-        return LLMPoint(status="oom", flags=["oom"], detail=f"not run: {too_big} (estimated)", **base)
+        return LLMPoint(status="skipped", flags=["skipped"], detail=f"would not fit (estimated: {too_big})", **base)
     if batches is None:
         ids = synthetic_prompts(w, cfg.vocab_size, device)
         batches = [PromptBatch(ids, None, [w.prompt_len] * w.batch_size, [w.output_len] * w.batch_size)]
@@ -346,7 +347,7 @@ def _metrics(model, w, device, precision, base, compile_s, runs, window, reading
     row = match_spec(device_name(device)) if device.type == "cuda" else None
     bw = row.bandwidth_gbs if row else None
     flops_done = p_flops + d_flops
-    j = reading.joules if reading.measured else None
+    j = reading.joules  # measured, or an estimate labelled as one (None: neither)
     if device.type == "cuda":
         mem, scope = torch.cuda.max_memory_allocated(device) / 2**30, "GPU: torch max_memory_allocated"
     else:

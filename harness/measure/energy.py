@@ -25,8 +25,8 @@ SAMPLE_HZ = 20.0
 
 @dataclass
 class EnergyReading:
-    measured: bool  # False: "not measured" (joules is None)
-    joules: float | None
+    measured: bool  # True: a counter read it; False: not measured (joules None) or an estimate (below)
+    joules: float | None  # None: no figure at all; with `estimate`, the user's watts x the window
     window_s: float
     scope: str  # "device", "package", "wall" or "none"
     method: str
@@ -246,7 +246,7 @@ class AssumedMeter(Meter):
     def stop(self) -> EnergyReading:
         window = time.perf_counter() - self._t0
         return EnergyReading(
-            True,
+            False,
             self.watts * window,
             window,
             self.scope,

@@ -79,7 +79,7 @@ def run_metrics(
         "delivered_tflops": delivered,
         "pflops_equivalent": delivered / 1e3,
         "mfu": delivered / peak_tflops if peak_tflops else None,
-        **energy_per_work(energy.joules if energy.measured else None, samples, flops_per_sample * samples),
+        **energy_per_work(energy.joules, samples, flops_per_sample * samples),  # None: neither measured nor estimated
         "pflops_per_kw": pflops_per_kw(delivered, energy.avg_w),
     }
 

@@ -108,7 +108,7 @@ class LLMPoint:
     prompt_len: int
     output_len: int
     sampling: dict
-    status: str  # "ok" or "oom"
+    status: str  # "ok", "oom" (an allocation failed) or "skipped" (estimated not to fit: not run)
     params: int
     compiled: bool
     compile_s: float | None = None  # warm-up generation incl. torch.compile, apart from the window
@@ -139,7 +139,7 @@ class LLMPoint:
     joules_per_token: float | None = None
     joules_per_pflop: float | None = None
     tokens_checked: dict | None = None  # valid token ids, all rows generated out_len tokens
-    detail: str | None = None  # status "oom": estimated not to fit, or the allocation that failed
+    detail: str | None = None  # status "skipped": the estimate; "oom": the allocation that failed
     prompt_tokens_mean: float | None = None  # real prompt tokens per sequence (prompt files vary)
     output_tokens_mean: float | None = None  # tokens each sequence asked for, on average
     padding: str | None = None  # how prompts of different lengths shared a batch, if they did
@@ -169,7 +169,8 @@ class RunResult:
     points: list[Point | LLMPoint] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     # points that could not be measured: {"label", "model", "backend", "precision", "batch_size",
-    # "kind": "oom" (estimated not to fit, or an allocation failed) or "error" (keep-going), "detail"}
+    # "kind": "skipped" (estimated not to fit, not run), "oom" (an allocation failed) or "error" (keep-going),
+    # "detail"}
     failed: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:

@@ -295,7 +295,7 @@ def _point(
     flops = _flops(wl.cfg, out.records)
     delivered = flops / s.window_s / 1e12 if flops and s.window_s > 0 else None
     peak, peak_src = server_peak(server)
-    j = reading.joules if reading is not None and reading.measured else None
+    j = reading.joules if reading is not None else None  # measured, or an estimate labelled as one
     flags = [f"failed_requests:{k}" for k in s.failed] + ([f"stopped: {out.stopped}"] if out.stopped else [])
     flags += reading.flags() if reading is not None else []
     served = {

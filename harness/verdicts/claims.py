@@ -439,7 +439,7 @@ def _bound_step(p: float, b: _Bound, prices) -> str:
     else:
         line += "; power on this workload not measured (no energy counter for that run)"
     if b.priced:
-        line += _cost_text(b.cost, prices)
+        line += _cost_text(b.cost, prices, b.estimated)
     if b.published is not None:
         line += _published_step(b)
     return line + "."
@@ -751,11 +751,12 @@ def _published(f: Figures) -> Published | None:
     return best_published(f.model, f.device_name)
 
 
-def _cost_text(cost: float | None, prices) -> str:
+def _cost_text(cost: float | None, prices, estimated: bool = False) -> str:
     """'; a PFLOP-hour of this work costs X (prices)' for a measured point, or why not."""
     if cost is None:
         return f"; its cost per PFLOP-hour is not measured at {prices.label()} (energy not measured)"
-    return f"; a PFLOP-hour of this work costs {cost:,.4g} at {prices.label()}"
+    est = " (its energy part ESTIMATED from --assume-watts)" if estimated else ""
+    return f"; a PFLOP-hour of this work costs {cost:,.4g} at {prices.label()}{est}"
 
 
 def _cost_value(f: Figures, prices) -> float | None:

@@ -340,6 +340,7 @@ def caveats(inp: Inputs, rows: list[dict]) -> list[str]:
         "nan_or_inf_outputs": "NaN/Inf in outputs",
         "energy_estimated": "energy is an ESTIMATE from --assume-watts, not measured",
         "oom": "ran out of memory: no measurement",
+        "skipped": "not run: estimated not to fit in the device's memory",
         "invalid_tokens": "generated token ids out of range",
         "loadgen_invalid": "MLPerf LoadGen judged the test INVALID (its summary is in the result file)",
     }

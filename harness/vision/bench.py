@@ -349,7 +349,7 @@ def run_vision(req: VisionRequest, events: Events | None = None, sink: Sink | No
             single = sink.rank is None  # under torchrun every rank must measure every point, or fail
             too_big = fits(*job.need, p.device) if single else None
             if too_big:
-                _failed(session, events, job, "oom", f"not run: {too_big} (estimated)")
+                _failed(session, events, job, "skipped", f"would not fit (estimated: {too_big})")
                 continue
             with events.track(job.label, job.windows, "batches") as tick:
                 try:
