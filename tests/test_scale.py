@@ -149,7 +149,9 @@ def test_loadgen_scenarios_on_cpu_carry_loadgens_verdict(tmp_path, scenario, bat
     res = only_result(tmp_path)
     (p,) = res.points
     lg = p.loadgen
-    assert lg["scenario"] == scenario and lg["result"] in ("VALID", "INVALID")
+    assert lg["scenario"] == scenario and lg["result"] == lg["summary"]["Result is"]  # LoadGen's own verdict
+    satisfied = [v for k, v in lg["summary"].items() if k.endswith("satisfied")]
+    assert satisfied and (lg["result"] == "VALID") == all(v == "Yes" for v in satisfied)
     assert lg["summary"]["Scenario"] == {"offline": "Offline", "singlestream": "SingleStream"}[scenario]
     assert tmp_path / f"{res.run_id}" not in tmp_path.iterdir()  # logs sit beside the result, named after it
     assert any(tmp_path.glob("*-loadgen/*/mlperf_log_summary.txt"))
@@ -215,8 +217,10 @@ def test_loadgen_server_reports_whether_the_latency_bound_held(tmp_path):
     (p,) = only_result(tmp_path).points
     lg = p.loadgen
     assert lg["scenario"] == "server" and lg["server_target_qps"] == 20 and lg["server_latency_bound_ms"] == 2000
-    assert lg["summary"]["Performance constraints satisfied"] in ("Yes", "NO")
-    assert "latency bound 2000.0 ms held:" in r.output
+    held = lg["summary"]["Performance constraints satisfied"]
+    assert f"latency bound 2000.0 ms held: {held}" in r.output  # what LoadGen said, not our guess
+    p99_ms = lg["summary"]["99.00 percentile latency (ns)"] / 1e6
+    assert (held == "Yes") == (p99_ms <= 2000), (held, p99_ms)
 
 
 @pytest.mark.parametrize("scenario,queries", [("offline", 1), ("singlestream", 1024), ("server", 270_336)])
@@ -271,4 +275,4 @@ def test_sut_with_two_batches_in_flight_completes_every_sample_once():
     sut.close()
     assert sorted(done) == [1000 + k for k in range(37)] and sut.completed == 37
     assert len(sut.latency_s) == 37 and len(sut.batch_s) >= 10  # at most 4 samples a batch
-    assert sut.overhead_s >= 0 and len(workers) == 2 and sut.workers == 2
+    assert 0 < sut.overhead_s < sum(sut.batch_s) and len(workers) == 2 and sut.workers == 2  # reporting is timed

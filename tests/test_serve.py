@@ -365,8 +365,10 @@ def test_served_points_go_through_report_compare_and_claim(invoke, fake_server, 
     assert "served (completions)" in csv and "served, concurrency 2" in csv
     r = invoke("compare", a, b)
     assert r.exit_code == 0 and "served" in r.output, r.output
-    r = invoke("claim", pathlib.Path(__file__).parent.parent / "claims" / "public-claims.toml", a)
+    r = invoke("claim", pathlib.Path(__file__).parent.parent / "claims" / "public-claims.toml", a, "--steps")
     assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    # the served point is read, and cannot bound a claim without the server's precision: said so
+    assert "m served" in r.output and "the server's precision is not known" in r.output, r.output
 
 
 @pytest.mark.parametrize(("prompt", "out"), [(1, 0), (1, 1), (5, 2), (17, 9), (128, 64)])
