@@ -99,6 +99,12 @@ def result(folder):
     return read_result(f)
 
 
+def unfused_reference(p) -> bool:
+    """The point was checked against a second, independent execution of its file: on ORT's CPU
+    provider, a second session with every graph optimization off (never the measured session)."""
+    return "onnxruntime's CPU provider with graph optimizations off" in p.agreement["reference"]
+
+
 def test_yolov8_layout_onnx_runs_end_to_end_with_our_kernels(invoke, tmp_path):
     f = export(TinyYolo(), tmp_path / "yolo.onnx", (1, 3, 64, 96))
     r = invoke("run", f, "--task", "detect", "-b", "1,2", *FAST, *FRAMES, "--out", tmp_path / "r")
@@ -111,7 +117,7 @@ def test_yolov8_layout_onnx_runs_end_to_end_with_our_kernels(invoke, tmp_path):
         assert p.backend_info["det_format"] == "yolov8"
         assert set(p.staged) == {"pre", "h2d", "infer", "d2h", "post"}
         assert 0 < p.output_check["detections_per_image"] <= p.output_check["candidates_per_image"] <= 96
-        assert p.agreement["passed"] and p.agreement["box_set_agreement"] == 1.0
+        assert unfused_reference(p) and p.agreement["passed"] is True and p.agreement["box_set_agreement"] == 1.0
         assert p.weights["kind"] == "file" and len(p.weights["sha256"]) == 64
         assert p.flops_per_sample > 0
     assert res.config["task"] == "detect"
@@ -127,7 +133,7 @@ def test_onnx_files_run_on_openvino_with_and_without_task(invoke, tmp_path):
     assert p.backend == "openvino" and res.config["backends"] == ["openvino"]
     assert p.backend_info["engine"] == "openvino" and "openvino" in p.backend_info["providers"][0]
     assert "onnxruntime's CPU provider" in p.agreement["reference"]  # another engine: a real comparison
-    assert p.agreement["passed"] and p.agreement["box_set_agreement"] == 1.0
+    assert p.agreement["passed"] is True and p.agreement["box_set_agreement"] == 1.0
     r = invoke("run", f, "--backend", "openvino", "-b", "1,2", *FAST, "--out", tmp_path / "r")  # random inputs
     assert r.exit_code == 0, r.output
     points = result(tmp_path / "r").points
@@ -150,7 +156,7 @@ def test_classifier_and_segmenter_onnx_run_end_to_end(invoke, tmp_path):
     assert r.exit_code == 0, r.output
     (p,) = result(tmp_path / "c").points
     assert p.task == "classify" and p.num_classes == 5 and p.input_hw == [32, 48]
-    assert p.agreement["top1_agreement"] == 1.0
+    assert unfused_reference(p) and p.agreement["passed"] is True and p.agreement["top1_agreement"] == 1.0
     r = invoke(
         "run",
         seg,
@@ -171,6 +177,7 @@ def test_classifier_and_segmenter_onnx_run_end_to_end(invoke, tmp_path):
     assert r.exit_code == 0, r.output
     (p,) = result(tmp_path / "s").points
     assert p.task == "segment" and p.num_classes == 4 and p.agreement["pixel_agreement"] == 1.0
+    assert unfused_reference(p) and p.agreement["passed"] is True
 
 
 def test_channel_order_mean_and_std_reach_the_model(tmp_path):
@@ -469,3 +476,100 @@ def test_a_file_onnxruntime_cannot_load_leaves_no_result_file(invoke, tmp_path, 
         invoke("run", f, "--task", "classify", *FAST, *FRAMES, "--out", tmp_path / "r"), "onnxruntime cannot load"
     )
     assert not list((tmp_path / "r").glob("*.json"))  # no incomplete result file left behind
+
+
+def _reference_session(monkeypatch, make):
+    """Replace the second session of the file (the agreement reference: `optimize=False` on ORT's
+    CPU provider) by `make(om, device_type, engine, real_session)`; the measured session is untouched."""
+    from harness.vision import onnx_model as ox
+
+    real = ox.session
+
+    def session(om, device_type, engine="onnxruntime", optimize=True):
+        return real(om, device_type, engine, optimize) if optimize else make(om, device_type, engine, real)
+
+    monkeypatch.setattr(ox, "session", session)
+
+
+def test_a_reference_with_other_weights_fails_the_check(invoke, tmp_path, monkeypatch):
+    """The check can fail: a second execution that computes something else (the file's weights
+    perturbed) fails the point and flags it."""
+    import onnx
+    from onnx import numpy_helper
+
+    from harness.vision import onnx_model as ox
+
+    def perturbed(om, device_type, engine, real):
+        m = onnx.ModelProto()
+        m.CopyFrom(om.model)
+        for t in m.graph.initializer:
+            w = numpy_helper.to_array(t)
+            if w.dtype == np.float32:
+                t.CopyFrom(numpy_helper.from_array(w * 1.5 + 0.1, t.name))
+        return real(ox.OnnxModel(om.path, m, om.inputs), device_type, engine, False)
+
+    _reference_session(monkeypatch, perturbed)
+    f = export(TinyClassifier(), tmp_path / "cls.onnx", (1, 3, 32, 48))
+    r = invoke("run", f, "--task", "classify", *FAST, *FRAMES, "--out", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    (p,) = result(tmp_path / "r").points
+    a = p.agreement
+    assert unfused_reference(p) and a["passed"] is False and a["max_rel_err"] > a["tolerance_rel"] == 1e-3, a
+    assert "accuracy_check_failed" in p.flags and "accuracy_not_checked" not in p.flags
+
+
+def test_a_session_compared_with_itself_is_never_recorded_as_a_pass(invoke, tmp_path, monkeypatch):
+    """Where the only session there is would be the measured one, the point records "not checked"
+    (passed None, flag accuracy_not_checked), and the tables read it as such: never a pass nor a failure."""
+    from harness.cli.tables import backends_comparison
+    from harness.measure.agreement import NOT_CHECKED, agreement
+    from harness.vision import onnx_model as ox
+
+    out = np.arange(10, dtype=np.float32).reshape(2, 5)
+    for same in (out, out[:]):  # the same outputs, or a view of them: no second execution
+        a = agreement(same, out, "fp32", "classify")
+        assert a["passed"] is None and a["checked"] == NOT_CHECKED and "compared with themselves" in a["note"]
+
+    real, made = ox.session, {}
+
+    def one_session(om, device_type, engine="onnxruntime", optimize=True):  # every call: the first session
+        if "s" not in made:
+            made["s"] = real(om, device_type, engine, optimize)
+        return made["s"]
+
+    monkeypatch.setattr(ox, "session", one_session)
+    f = export(TinyClassifier(), tmp_path / "cls.onnx", (1, 3, 32, 48))
+    r = invoke("run", f, "--task", "classify", *FAST, *FRAMES, "--out", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    (p,) = result(tmp_path / "r").points
+    a = p.agreement
+    assert a["passed"] is None and a["reference"] is None and a["checked"] == NOT_CHECKED, a
+    assert "is the measured session itself" in a["note"] and "max_rel_err" not in a, a
+    assert "accuracy_not_checked" in p.flags and "accuracy_check_failed" not in p.flags
+    assert "accuracy_not_checked" in r.stdout  # the results table's flags column
+
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(backends_comparison("cls.onnx", "cpu", [p]))
+    text = console.export_text()
+    assert "not checked" in text and "pass" not in text and "FAIL" not in text, text
+
+
+def test_an_int8_file_with_float32_inputs_runs_at_int8_against_its_unfused_self(invoke, tmp_path):
+    """A QDQ int8 file taking float32 frames: the point is int8 (precision, MFU peak, the agreement's
+    int8 tolerance), read from the graph; checked against the unfused graph (DequantizeLinear, float
+    Conv, QuantizeLinear) while the measured session runs ORT's fused int8 kernels."""
+    from tests.test_onnx_models import quantized
+
+    f = export(TinyClassifier(), tmp_path / "cls.onnx", (1, 3, 32, 48))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = quantized(f, tmp_path / "cls-int8.onnx", "QDQ", "images", (1, 3, 32, 48))
+    r = invoke("run", q, "--task", "classify", *FAST, *FRAMES, "--out", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    (p,) = result(tmp_path / "r").points
+    assert p.precision == "int8" and p.mfu_precision == "int8", (p.precision, p.mfu_precision)
+    assert p.backend_info["precision_source"] == "graph: 1 QDQ Conv, 1 QDQ Gemm", p.backend_info
+    a = p.agreement
+    assert unfused_reference(p) and a["tolerance_rel"] == 0.15 and a["passed"] is True, a

@@ -18,6 +18,7 @@ from harness.measure.energy import (
     select_meter,
 )
 from harness.measure.metrics import energy_per_token, energy_per_work, run_metrics
+from harness.results.schema import read_result
 
 
 def make_rapl(root, zones):
@@ -154,3 +155,48 @@ def test_energy_per_token_is_energy_per_work_per_token():
     assert (e["joules_per_token"], e["joules_per_pflop"]) == (work["joules_per_sample"], work["joules_per_pflop"])
     assert energy_per_token(None, 600, 3e15) == {"joules_per_token": None, "joules_per_pflop": None}
     assert energy_per_token(30.0, 0, 0) == {"joules_per_token": None, "joules_per_pflop": None}  # nothing generated
+
+
+LLM = ["llm-tiny", "--device", "cpu", "--prompt-len", "8", "--output-len", "4", "--min-duration", "0"]
+VISION = ["steel-defect-mobilenetv3", "--device", "cpu", "--min-duration", "0", "--warmup", "1", "-b", "2"]
+
+
+def test_assumed_watts_end_to_end_is_an_estimate_never_a_measurement(invoke, tmp_path):
+    """--assume-watts through run-llm, run and report: the result records measured false and
+    estimate true; J/token, J/sample and J/PFLOP are the estimate's (given, not dropped), flagged
+    energy_estimated; the vision table and the report's caveats call it an estimate."""
+    r = invoke("run-llm", *LLM, "--min-iters", "2", "--assume-watts", "50", "--out", tmp_path)
+    assert r.exit_code == 0, r.output
+    (p,) = read_result(next(tmp_path.glob("*.json"))).points
+    e = p.energy
+    assert e["measured"] is False and e["estimate"] is True and e["method"].startswith("ESTIMATE: 50 W assumed")
+    assert e["joules"] == pytest.approx(50 * e["window_s"]) and "energy_estimated" in p.flags
+    assert p.joules_per_token == pytest.approx(e["joules"] / (p.output_tokens_per_s * p.window_s))
+    assert p.joules_per_pflop is not None and p.joules_per_pflop > 0
+
+    v = invoke(
+        "run",
+        *VISION,
+        "--min-iters",
+        "3",
+        "--image-size",
+        "96x64",
+        "--num-images",
+        "1",
+        "--assume-watts",
+        "50",
+        "--out",
+        tmp_path / "v",
+    )
+    assert v.exit_code == 0, v.output
+    (q,) = read_result(next((tmp_path / "v").glob("*.json"))).points
+    assert q.energy["measured"] is False and q.energy["estimate"] is True and "energy_estimated" in q.flags
+    assert q.joules_per_sample == pytest.approx(q.energy["joules"] / q.samples)
+    assert q.joules_per_pflop == pytest.approx(q.energy["joules"] / (q.flops_per_sample * q.samples / 1e15))
+    assert f"{q.joules_per_sample:.3g} (estimate)" in v.stdout
+
+    rep = invoke("report", next(tmp_path.glob("*.json")), next((tmp_path / "v").glob("*.json")), "-o", tmp_path / "rep")
+    assert rep.exit_code == 0, rep.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert md.count("energy is an ESTIMATE from --assume-watts, not measured") == 2  # one line per point
+    assert "energy not measured" not in md  # an estimate is neither dropped nor called missing

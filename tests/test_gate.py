@@ -159,3 +159,35 @@ def test_a_point_that_runs_out_of_memory_in_the_new_set_fails():
     new = {"_label": "llm b8", "throughput": None, "_cov": None, "_n": None, "flags": "oom"}
     (c,) = gate([(base, new)], "throughput", 0.05)
     assert c.verdict == "fail" and "out of memory" in c.note
+
+
+@pytest.mark.parametrize("where", ["base", "new"])
+def test_a_point_skipped_in_either_set_is_missing_not_measured(where):
+    """Estimated not to fit, never run: no figure to compare, so neither a pass nor a regression (nor
+    'no noise data'); a failure only when every point is required."""
+    from harness.verdicts.gate import gate
+
+    ran = {"_label": "llm b8", "throughput": 100.0, "_cov": 0.1, "_n": 20, "flags": ""}
+    skipped = {"_label": "llm b8", "throughput": None, "_cov": None, "_n": None, "flags": "skipped skipped"}
+    pair = (skipped, ran) if where == "base" else (ran, skipped)
+    for metric in ("throughput", "p99 latency"):
+        (c,) = gate([pair], metric, 0.05)
+        assert c.verdict == "missing" and c.ratio is None, c
+        assert c.note == f"not run in the {'base' if where == 'base' else 'new set'} (skipped: estimated not to fit)"
+    (c,) = gate([pair], "throughput", 0.05, required=True)
+    assert c.verdict == "fail"
+
+
+def test_compare_lists_a_skipped_llm_point_as_missing(invoke, tmp_path):
+    """End to end: a run-llm result with a point estimated not to fit, gated against itself."""
+    llm = ["llm-tiny", "--device", "cpu", "--prompt-len", "8", "--output-len", "4", "--min-duration", "0"]
+    r = invoke("run-llm", *llm, "--min-iters", "3", "-b", "1,50000000", "--out", tmp_path / "a")
+    assert r.exit_code == 0, r.output
+    a = next((tmp_path / "a").glob("*.json"))
+    junit = tmp_path / "gate.xml"
+    r = invoke("compare", a, a, "--fail-on-regression", 5, "--junit", junit)
+    assert r.exit_code == 0, r.output
+    assert "0 failed, 0 inconclusive" in r.stdout and "1 passed" in r.stdout, r.stdout
+    cases = {c.get("name"): c for c in ElementTree.parse(junit).getroot().findall("testcase")}
+    skipped = cases["llm-tiny modelpower fp32 b50000000 p8/o4"].find("skipped")
+    assert skipped is not None and "missing, not run in the base and the new set" in skipped.get("message")

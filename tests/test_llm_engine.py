@@ -2,6 +2,7 @@
 projections, int8 weight-only, and transformers' generate() as the peer engine on the same weights."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -305,6 +306,32 @@ def test_int8_agreement_uses_the_first_point_that_fits(tmp_path, monkeypatch):
     big, small = read_result(next(tmp_path.glob("*.json"))).points
     assert big.status == "skipped" and small.status == "ok" and small.agreement["rows"] == 1
     assert big.detail.startswith("would not fit (estimated: too big (test)")
+
+
+def test_cpu_peak_memory_is_each_points_own(tmp_path, monkeypatch):
+    """A sweep whose first point holds 4 x 48 MiB during each generation and whose second holds
+    48 MiB: the second point's peak RSS is the smaller (the process's lifetime peak, ru_maxrss, could
+    only grow), and each says how it was taken."""
+    real = lr.generate
+
+    def holding(model, prompts, w, *args):
+        held = np.ones(w.batch_size * (48 << 20), np.uint8)  # written: resident while the generation runs
+        time.sleep(0.06)  # three of the sampler's periods
+        out = real(model, prompts, w, *args)
+        del held
+        return out
+
+    monkeypatch.setattr(lr, "generate", holding)
+    args = ["run-llm", "llm-tiny", "-b", "4,1", "--prompt-len", "8", "--output-len", "4", "--device", "cpu"]
+    r = runner.invoke(app, [*args, "--min-duration", "0", "--min-iters", "2", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    big, small = read_result(next(tmp_path.glob("*.json"))).points
+    assert (
+        big.peak_memory_scope
+        == small.peak_memory_scope
+        == ("host: process RSS sampled every 20 ms over the point's timed window")
+    )
+    assert small.peak_memory_gib < big.peak_memory_gib - 100 / 1024, (big.peak_memory_gib, small.peak_memory_gib)
 
 
 def test_decode_step_labels():

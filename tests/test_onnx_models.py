@@ -148,3 +148,179 @@ def test_inputs_the_model_does_not_declare(tv_model, tmp_path):
         parse_input_shapes(om, ["1x3x64"])
     r = runner.invoke(app, ["run", str(path), "--input-shape", "image:1x3x64x64", "--out", str(tmp_path)])
     assert r.exit_code == 2 and r.stderr.startswith("modelpower: error:") and len(r.stderr.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------ precision from the graph
+def _graph(path, nodes, inits, x_type=onnx.TensorProto.FLOAT, shape=(2, 4)):
+    """A tiny graph saved at `path`: input x [shape] of `x_type`, output y (float32)."""
+    from onnx import helper
+
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", x_type, list(shape))],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, list(shape))],
+        initializer=inits,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def _low_float_matmuls(path, elem, n=2):
+    """float32 in, `n` MatMuls on weights of type `elem` (float16 or bfloat16) inside, float32 out."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    w = numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")
+    nodes = [helper.make_node("Cast", ["x"], ["h0"], to=elem), helper.make_node("Cast", ["w"], ["w_low"], to=elem)]
+    for i in range(n):
+        nodes.append(helper.make_node("MatMul", [f"h{i}", "w_low"], [f"h{i + 1}"]))
+    nodes.append(helper.make_node("Cast", [f"h{n}"], ["y"], to=onnx.TensorProto.FLOAT))
+    return _graph(path, nodes, [w])
+
+
+def _fp16_weights(path):
+    """float32 in, a MatMul on a float16 weight initializer (the input cast to float16), float32 out."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    w = numpy_helper.from_array(np.eye(4, dtype=np.float16), "w")
+    nodes = [
+        helper.make_node("Cast", ["x"], ["h"], to=onnx.TensorProto.FLOAT16),
+        helper.make_node("MatMul", ["h", "w"], ["z"]),
+        helper.make_node("Cast", ["z"], ["y"], to=onnx.TensorProto.FLOAT),
+    ]
+    return _graph(path, nodes, [w])
+
+
+def _matmul_integer(path, float_matmuls=0):
+    """float32 in; DynamicQuantizeLinear then MatMulInteger on an int8 weight (int8 inside), then
+    `float_matmuls` float32 MatMuls."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    inits = [
+        numpy_helper.from_array(np.ones((4, 4), np.uint8), "wq"),
+        numpy_helper.from_array(np.eye(4, dtype=np.float32), "wf"),
+    ]
+    nodes = [
+        helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+        helper.make_node("MatMulInteger", ["xq", "wq", "xz"], ["acc"]),
+        helper.make_node("Cast", ["acc"], ["h0"], to=onnx.TensorProto.FLOAT),
+    ]
+    for i in range(float_matmuls):
+        nodes.append(helper.make_node("MatMul", [f"h{i}", "wf"], [f"h{i + 1}"]))
+    nodes.append(helper.make_node("Identity", [f"h{float_matmuls}"], ["y"]))
+    return _graph(path, nodes, inits)
+
+
+def quantized(src, dst, fmt, name="x", shape=(1, 3, 16, 16)):
+    """`src` quantized to int8 by onnxruntime's static quantization (QDQ or QOperator format),
+    calibrated on four seeded random batches for its input `name`; the inputs stay float32."""
+    import numpy as np
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            rng = np.random.default_rng(0)
+            self.batches = iter([{name: rng.standard_normal(shape, dtype=np.float32)} for _ in range(4)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantize_static(str(src), str(dst), Reader(), quant_format=getattr(QuantFormat, fmt))
+    return dst
+
+
+class SmallCnn(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.f = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, 2, 1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(8, 8, 3, 1, 1),
+            torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(),
+            torch.nn.Linear(8, 5),
+        )
+
+    def forward(self, x):
+        return self.f(x)
+
+
+@pytest.fixture(scope="module")
+def cnn_files(tmp_path_factory):
+    """A small CNN as float32 ONNX, and quantized to int8 in the QDQ and the QOperator formats."""
+    folder = tmp_path_factory.mktemp("precision")
+    torch.manual_seed(0)
+    fp32 = export(SmallCnn(), torch.randn(1, 3, 16, 16), folder / "fp32.onnx", {"x": {0: "n"}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {
+            "fp32": fp32,
+            "qdq": quantized(fp32, folder / "qdq.onnx", "QDQ"),
+            "qop": quantized(fp32, folder / "qop.onnx", "QOperator"),
+        }
+
+
+def test_precision_is_read_from_the_graph_not_the_input_type(cnn_files, tmp_path):
+    """Every file below takes float32 inputs; what runs inside is int8, float16, bfloat16 or float32."""
+    from harness.vision.onnx_model import graph_precision
+
+    def found(path):
+        om = load_onnx(path)
+        assert om.model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # float32 in
+        return graph_precision(om)
+
+    assert found(cnn_files["fp32"]) == ("fp32", "graph: 2 Conv, 1 Gemm on fp32 operands")
+    assert found(cnn_files["qdq"]) == ("int8", "graph: 2 QDQ Conv, 1 QDQ Gemm")  # DequantizeLinear -> Conv
+    precision, source = found(cnn_files["qop"])
+    assert precision == "int8" and "2 QLinearConv" in source, source
+    assert found(_matmul_integer(tmp_path / "mmi.onnx")) == ("int8", "graph: 1 MatMulInteger")
+    assert found(_fp16_weights(tmp_path / "fp16w.onnx")) == ("fp16", "graph: 1 MatMul on fp16 operands")
+    assert found(_low_float_matmuls(tmp_path / "fp16.onnx", onnx.TensorProto.FLOAT16)) == (
+        "fp16",
+        "graph: 2 MatMul on fp16 operands",
+    )
+    assert found(_low_float_matmuls(tmp_path / "bf16.onnx", onnx.TensorProto.BFLOAT16))[0] == "bf16"
+    # a graph mostly in float32 with one int8 op is float32, and says what else it holds
+    assert found(_matmul_integer(tmp_path / "mixed.onnx", float_matmuls=3)) == (
+        "fp32",
+        "graph: 3 MatMul on fp32 operands; besides, 1 MatMulInteger",
+    )
+    from onnx import helper
+
+    relu = _graph(tmp_path / "relu.onnx", [helper.make_node("Relu", ["x"], ["y"])], [])
+    assert found(relu) == ("fp32", "graph: no Conv, Gemm or MatMul; the input type, fp32")
+
+
+def test_openvino_runs_float16_math_at_its_f32_hint():
+    from harness.vision.onnx_model import engine_precision
+
+    assert engine_precision("fp16", "graph: 1 MatMul on fp16 operands", "openvino") == (
+        "fp32",
+        "graph: 1 MatMul on fp16 operands; openvino's f32 inference hint runs it in fp32",
+    )
+    assert engine_precision("int8", "graph: 1 QLinearConv", "openvino") == ("int8", "graph: 1 QLinearConv")
+    assert engine_precision("fp16", "s", "onnxruntime") == ("fp16", "s")
+
+
+def test_a_file_with_float32_inputs_running_int8_gets_the_int8_peak(cnn_files, tmp_path):
+    """The point's precision, and so the MFU's peak, come from the graph: the int8 files get int8
+    (it was fp32, from the inputs' dtype), the float32 file fp32; the result says how it was found."""
+    got = {}
+    for name in ("fp32", "qdq", "qop"):
+        out = tmp_path / name
+        r = runner.invoke(app, ["run", str(cnn_files[name]), "--input-shape", "2x3x16x16", "--out", str(out), *FAST])
+        assert r.exit_code == 0, r.output
+        (p,) = read_result(next(out.glob("*.json"))).points
+        got[name] = p
+        assert p.throughput_sps > 0 and not p.output_check["nan_or_inf"]
+    for name, want in (("fp32", "fp32"), ("qdq", "int8"), ("qop", "int8")):
+        p = got[name]
+        assert p.precision == want and p.mfu_precision == want, (name, p.precision, p.mfu_precision)
+        assert want in p.mfu_peak_source, p.mfu_peak_source  # the int8 peak (or: no int8 peak known here)
+        assert p.backend_info["precision_source"].startswith("graph: "), p.backend_info
+    assert "QDQ Conv" in got["qdq"].backend_info["precision_source"]
+    assert "QLinearConv" in got["qop"].backend_info["precision_source"]

@@ -120,6 +120,21 @@ def test_llm_point_too_big_for_memory_is_skipped_not_a_kill(invoke, tmp_path):
     assert pts[1].detail.startswith("would not fit (estimated")
 
 
+def test_an_llm_run_whose_every_point_is_skipped_measured_nothing(invoke, tmp_path):
+    """Skipped points (estimated not to fit) are recorded, named with their estimate, and do not
+    count as measured: the run exits 3. The report's caveat says skipped, not out of memory."""
+    r = invoke("run-llm", *LLM, "-b", "50000000", "--out", tmp_path)
+    assert r.exit_code == 3 and "no point could be measured" in r.stderr, r.output
+    path = next(tmp_path.glob("*.json"))
+    (p,) = read_result(path).points
+    assert p.status == "skipped" and p.flags == ["skipped"] and p.ttft is None and p.peak_memory_gib is None
+    assert "would not fit (estimated: needs about" in r.stdout and "of host memory" in p.detail
+    rep = invoke("report", path, "-o", tmp_path / "rep")
+    assert rep.exit_code == 0, rep.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "skipped, not run: estimated not to fit" in md and "ran out of memory" not in md
+
+
 def test_written_json_is_strict_with_a_reason_for_each_null():
     text = strict_json({"a": float("inf"), "b": [1.0, float("nan")], "notes": []})
     doc = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard token {c}"))
@@ -435,6 +450,45 @@ def test_memory_checks_take_the_process_limit_into_account(monkeypatch):
     monkeypatch.setattr("builtins.open", statm)
     assert memory.host_limit() == (2**30, "is left under ulimit -v")
     assert "1.0 GiB is left under ulimit -v" in memory.fits(2**30, 0, torch.device("cpu"))
+
+
+def test_rss_peak_is_each_windows_own_not_the_process_lifetime_peak():
+    """A fake RSS source: the first window peaks at 500, the second reads 200 throughout; the second
+    window's peak is 200 (a lifetime peak, ru_maxrss, would still say 500)."""
+    from harness.measure.memory import RssPeak
+
+    values = iter([100, 500, 150])
+    rss = RssPeak(period=0.005, read=lambda: next(values, None) or 200)
+    with rss:
+        time.sleep(0.05)  # the thread reads 500 and 150, then 200s
+    assert rss.peak == 500 and rss.samples >= 4
+    values = iter([])
+    with rss:
+        time.sleep(0.02)
+    assert rss.peak == 200 and "every 5 ms over the point's timed window" in rss.scope
+    unreadable = RssPeak(read=lambda: None)
+    with unreadable:
+        pass
+    assert unreadable.peak is None and unreadable.samples == 0
+
+
+def test_rss_peak_follows_a_real_allocation_up_and_down():
+    """This process's RSS from /proc/self/statm: a window holding 256 MiB (touched) reads at least
+    that much above a window after it is freed (numpy returns arrays that large to the OS)."""
+    import numpy as np
+
+    from harness.measure.memory import RssPeak, process_rss_bytes
+
+    assert process_rss_bytes() > 0
+    rss = RssPeak()
+    with rss:
+        big = np.ones(256 << 20, np.uint8)  # written: resident
+        time.sleep(0.1)
+        del big
+    with_big = rss.peak
+    with rss:
+        time.sleep(0.1)
+    assert rss.peak < with_big - (200 << 20), (with_big, rss.peak)
 
 
 @pytest.mark.slow

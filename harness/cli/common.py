@@ -7,37 +7,60 @@ Commands parse their flags into a request, hand it to the benchmark module that 
 from __future__ import annotations
 
 import functools
-import sys
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.errors import UserError, strip_control
 from harness.results.session import Events, ResultSession, Tick, exit_code
 
-_WIDTH = None if sys.stdout.isatty() else 160  # logs and pipes get whole tables, not cut ones
+LOG_WIDTH = 160  # logs and pipes without COLUMNS: wide enough for most tables whole (tables.py blocks the rest)
 clean = strip_control  # text from files and flags without terminal control characters
 
 
 class SafeConsole(Console):
     """A console for text that may come from untrusted files: markup and highlighting off by
     default (a model named "[/b]" is printed as is), control characters removed from every
-    string it renders, table cells and titles included."""
+    string it renders, table cells and titles included.
+
+    Without a `width` its width is read at each print: COLUMNS when set (a terminal or not), else the
+    terminal's width, or LOG_WIDTH when its file is not a terminal (CI logs, `| tee`)."""
 
     def __init__(self, **kwargs):
         super().__init__(markup=False, highlight=False, **kwargs)
+        if kwargs.get("width") is None:
+            self._width = None  # rich read COLUMNS once; read it at each print instead
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)  # the width given, else COLUMNS, else any standard stream's terminal
+        if self._width is None and not os.environ.get("COLUMNS", "").isdigit() and not _isatty(self.file):
+            return ConsoleDimensions(LOG_WIDTH, size.height)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)
 
     def render_str(self, text: str, **kwargs):
         return super().render_str(clean(text), **kwargs)
 
 
-out = SafeConsole(width=_WIDTH)
-err = SafeConsole(stderr=True, width=_WIDTH)
+def _isatty(file) -> bool:
+    try:
+        return file.isatty()
+    except (AttributeError, ValueError):  # a closed or bare stream
+        return False
+
+
+out = SafeConsole()
+err = SafeConsole(stderr=True)
 
 
 def user_errors(fn):

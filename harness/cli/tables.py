@@ -1,19 +1,94 @@
 """The tables the commands print: one function per table, each from measured rows to a rich Table.
 
 Formatting only: "-" where a figure does not apply, "unknown" or "not measured" where it does
-but was not obtained (never a made-up figure).
+but was not obtained (never a made-up figure). Every table is a FitTable: a table where it fits,
+one block of "header: value" lines per row where it does not.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
+from rich.segment import Segment
 from rich.table import Table
 
 from harness.cli.common import out
 from harness.verdicts.report import big_figure as _big
 
 
+class FitTable(Table):
+    """A table that breaks no word, at whatever width it is printed (a terminal, COLUMNS, a log's
+    160 columns): values and headers wrap only between words, the room going first to values on
+    one line, then to headers on one line (each time to the columns that need least of it). Where
+    even that does not fit, the title and then one block per row, a blank line before each, a
+    "header: value" line per column: longer, but nothing folded letter by letter."""
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        widths = self.fitted_widths(console, options)
+        if widths is None:
+            yield from self._blocks(console, options)
+            return
+        fixed = copy.copy(self)  # this table, its column widths fixed so that rich shrinks none of them
+        fixed.columns = [dataclasses.replace(c, width=w) for c, w in zip(self.columns, widths, strict=True)]
+        yield from Table.__rich_console__(fixed, console, options)
+
+    def fitted_widths(self, console: Console, options: ConsoleOptions) -> list[int] | None:
+        """Column widths (padding left out) that break no word within options.max_width, or None."""
+        _, right, _, left = self.padding
+        borders = len(self.columns) + 1 if self.box and self.show_edge else len(self.columns) - 1 if self.box else 0
+        room = options.max_width - borders - (left + right) * len(self.columns)
+        wide = options.update(max_width=10_000)  # measure text whole, not as it would fold
+        words, values, whole = [], [], []  # each column: its longest word; values on one line; all on one line
+        for c in self.columns:
+            header = Measurement.get(console, wide, c.header)
+            cells = [Measurement.get(console, wide, v) for v in c.cells]
+            words.append(max([header.minimum, c.min_width or 0, *(m.minimum for m in cells)]))
+            values.append(max([words[-1], *(m.maximum for m in cells)]))
+            whole.append(max(values[-1], header.maximum))
+            if c.no_wrap:  # a column that may not wrap gets its whole width or nothing
+                words[-1] = values[-1] = whole[-1]
+        if not self.columns or sum(words) > room:
+            return None
+        widths, spare = words, room - sum(words)
+        for goal in (values, whole):
+            for i in sorted(range(len(widths)), key=lambda i: goal[i] - widths[i]):
+                grow = min(spare, goal[i] - widths[i])
+                widths[i] += grow
+                spare -= grow
+        return widths
+
+    def _blocks(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        title = console.render_str(self.title, style="table.title") if isinstance(self.title, str) else self.title
+        cells = [list(c.cells) for c in self.columns]
+        for row in range(self.row_count):
+            block = Table.grid(padding=(0, 1, 0, 0))
+            block.add_column(style="table.header", no_wrap=True)
+            block.add_column(overflow="fold")  # a value too long for the line wraps under itself
+            for c, values in zip(self.columns, cells, strict=True):
+                block.add_row(f"{c.header}:", values[row])
+            if row == 0 and title:
+                yield from _lines(console, title, options)
+            if row > 0 or title:
+                yield Segment.line()
+            yield from _lines(console, block, options)
+
+
+def _lines(console: Console, renderable, options: ConsoleOptions) -> RenderResult:
+    """The renderable's lines without trailing blanks (a log has none)."""
+    for line in console.render_lines(renderable, options, pad=False):
+        while line and not line[-1].text.strip():
+            line.pop()
+        if line:
+            line[-1] = Segment(line[-1].text.rstrip(), line[-1].style)
+        yield from line
+        yield Segment.line()
+
+
 def _table(title: str, columns: tuple[str, ...], left: tuple[str, ...]) -> Table:
-    t = Table(title=title)
+    t = FitTable(title=title)
     for c in columns:
         t.add_column(c, justify="left" if c in left else "right")
     return t

@@ -166,7 +166,7 @@ def _prepare(req: LLMRequest, lm, grid, dev: torch.device) -> tuple[dict, dict]:
     extra = {"weights": NATIVE_WEIGHTS} if req.precision == "native" else {}
     if req.precision == "int8":
         extra = {"weights": INT8_WEIGHTS}
-        # the agreement runs on the first point that fits (a point that does not is recorded as OOM later)
+        # the agreement runs on the first point that fits (one that does not is recorded as skipped later)
         fitting = [(w, b) for w, b in grid if not fits(0, point_bytes(lm.cfg, w, torch.bfloat16), dev)]
         ref = bt = None
         if fitting:

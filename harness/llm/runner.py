@@ -10,8 +10,8 @@ synchronized before every token's timestamp is read (sampling needs the token an
 from __future__ import annotations
 
 import itertools
-import resource
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -23,7 +23,7 @@ from harness.llm.decode import DecodeGraph, DecodeGraphs, clock_for
 from harness.machine.devices import TORCH_DTYPES, device_name
 from harness.machine.specs import match_spec
 from harness.measure.energy import Meter
-from harness.measure.memory import fits, is_oom
+from harness.measure.memory import RssPeak, fits, is_oom
 from harness.measure.metrics import energy_per_token, nameplate_peak
 from harness.measure.stats import latency_stats
 from harness.measure.window import Window, timed_window
@@ -246,6 +246,7 @@ def measure_llm(
         decode = torch.compile(model, mode=mode, fullgraph=True, dynamic=False)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    rss = RssPeak() if device.type != "cuda" else None  # the host's peak over this point's window alone
 
     def run(k: int):
         bt = batches[k % len(batches)]
@@ -262,13 +263,14 @@ def measure_llm(
             run(other)
         compile_s = time.perf_counter() - t
         rules = Window(0, min_duration, min_iters)  # no warm-up left: it ran just above, as compile_s
-        timed = timed_window(run, rules, meter or Meter(), progress, "generations")
+        with rss or nullcontext():
+            timed = timed_window(run, rules, meter or Meter(), progress, "generations")
         runs, window, reading = timed.results, timed.seconds, timed.reading
     except Exception as e:
         if not is_oom(e):
             raise
         return LLMPoint(status="oom", flags=["oom"], detail=f"out of memory: {first_line(e, 200)}", **base)
-    point = _metrics(model, w, device, precision, base, compile_s, runs, window, reading)
+    point = _metrics(model, w, device, precision, base, compile_s, runs, window, reading, rss)
     point.timestamps = engine.timestamps if engine else clock_for(device, 0).kind
     eager = "torch.compile" if decode is not model else "eager"
     point.decode_step = engine.decode_step if engine else (graphs.describe(eager) if graphs else eager)
@@ -312,9 +314,11 @@ def _point_fields(cfg, w: Workload, device, precision, source, compiled, load_s,
     )
 
 
-def _metrics(model, w, device, precision, base, compile_s, runs, window, reading) -> LLMPoint:
+def _metrics(model, w, device, precision, base, compile_s, runs, window, reading, rss: RssPeak | None) -> LLMPoint:
     """Every figure from the window's generations; only real tokens count (not padding, and not the
-    steps a row runs past its own output length while the longest row finishes)."""
+    steps a row runs past its own output length while the longest row finishes). Peak memory: on a
+    GPU torch's max allocated since this point's warm-up; on the host the process's RSS sampled over
+    this point's timed window (`rss`), each point its own."""
     cfg = model.cfg
     ttft = [stamps[0] - t0 for t0, stamps, _, _ in runs]
     itl = [bb - a for _, stamps, _, _ in runs for a, bb in itertools.pairwise(stamps)]
@@ -350,8 +354,10 @@ def _metrics(model, w, device, precision, base, compile_s, runs, window, reading
     j = reading.joules  # measured, or an estimate labelled as one (None: neither)
     if device.type == "cuda":
         mem, scope = torch.cuda.max_memory_allocated(device) / 2**30, "GPU: torch max_memory_allocated"
+    elif rss is not None and rss.peak is not None:
+        mem, scope = rss.peak / 2**30, rss.scope
     else:
-        mem, scope = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "host: process peak RSS"
+        mem, scope = None, "host: not measured (the process's RSS is not readable here: no /proc/self/statm)"
     flags = ([] if valid else ["invalid_tokens"]) + reading.flags()
     padded = any(bt.pad is not None for *_, bt in runs)
     return LLMPoint(

@@ -1,4 +1,5 @@
-"""Output agreement: a backend/precision's outputs against the fp32 eager reference, same inputs.
+"""Output agreement: a backend/precision's outputs against a second, independent execution (the fp32
+eager model; for an ONNX file, a second session of it), same inputs. With none, "not checked", never a pass.
 
 Recorded per point: max abs error, max error relative to the reference's largest magnitude, NaN/Inf,
 a pass/fail against the precision's tolerance (written into the result), and the task's own
@@ -36,6 +37,18 @@ def _box_set_agreement(a: np.ndarray, na: int, b: np.ndarray, nb: int) -> float:
     return hit / nb
 
 
+NOT_CHECKED = "not checked (no independent reference)"
+
+
+def not_checked(why: str, out: np.ndarray | None = None) -> dict:
+    """The agreement record of a point with no second, independent execution to compare with:
+    `passed` None (flag `accuracy_not_checked`), never a pass; `note` says why."""
+    d = {"reference": None, "passed": None, "checked": NOT_CHECKED, "note": why}
+    if out is not None:
+        d["nan_or_inf"] = not bool(np.isfinite(out).all())
+    return d
+
+
 def agreement(
     out: np.ndarray,
     ref: np.ndarray,
@@ -48,14 +61,14 @@ def agreement(
     `head` (harness.vision.detection.DetectHead) decodes detector outputs. Outputs compared with
     themselves (the same array) check nothing: `passed` is then None, "not checked"."""
     if out is ref or (isinstance(out, np.ndarray) and np.shares_memory(out, ref)):
-        return {"reference": reference, "passed": None, "checked": "not checked (no independent reference)"}
+        return not_checked(f"outputs compared with themselves ({reference})", out)
     out = out.astype(np.float32)
     ref = ref.astype(np.float32)
     finite = bool(np.isfinite(out).all())
     scale = float(np.abs(ref).max()) or 1.0
     max_abs = float(np.abs(out - ref).max()) if finite else float("nan")
     rel = max_abs / scale
-    tol = TOLERANCE[precision]
+    tol = TOLERANCE.get(precision, TOLERANCE["fp32"])  # (an ONNX graph in fp64: fp32's)
     d = {
         "reference": reference,
         "max_abs_err": max_abs,

@@ -1,16 +1,22 @@
-"""Will it fit? What a run is about to allocate, against the memory free on the host or device.
+"""Will it fit? What a run is about to allocate, against the memory free on the host or device; and
+how much the host process really held over a point's window (`RssPeak`).
 
 A run that asks for more memory than the machine has must not end in the kernel's OOM killer
 (the process dies, the result stays "running"). So before allocating, each benchmark estimates
 its large buffers (frames, batch tensors, ONNX inputs, LoadGen's sample set and query schedule,
 LLM weights and KV cache, the model's activations) and:
 - refuses in one line when a fixed part of the request cannot fit (`check_fits`);
-- records a point as out of memory, and goes on, when one point of a sweep cannot (`fits`).
-An allocation that fails anyway (`is_oom`) is recorded the same way. Estimates count the large
-buffers only: a point that passes may still fail, and is then caught as a real OOM.
+- records a point as skipped ("would not fit (estimated: ...)"), not run, and goes on, when one
+  point of a sweep cannot (`fits`).
+An allocation that fails anyway (`is_oom`) is recorded as out of memory ("oom"). Estimates count
+the large buffers only: a point that passes may still fail, and is then caught as a real OOM.
 """
 
 from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
 
 import torch
 
@@ -147,3 +153,69 @@ def activation_bytes_per_sample(builder, num_classes: int, input_hw: tuple[int, 
     with Largest(), torch.inference_mode():
         model(torch.empty(1, 3, *input_hw, device="meta"))
     return Largest.biggest
+
+
+RSS_PERIOD_S = 0.02  # the RSS sampler's period: reading /proc/self/statm costs microseconds
+
+
+def process_rss_bytes() -> int | None:
+    """This process's resident set size now (/proc/self/statm: resident pages x the page size), or
+    None where it cannot be read (no /proc)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class RssPeak:
+    """The peak of this process's RSS over one window: read at start(), every `period` seconds on a
+    thread, and at stop(). Each start() begins afresh, so each point of a sweep gets its own figure
+    (the process's lifetime peak, ru_maxrss, only grows). A rise and fall shorter than the period can
+    fall between two reads: the figure is a sampled peak, and `scope` says so."""
+
+    def __init__(self, period: float = RSS_PERIOD_S, read: Callable[[], int | None] = process_rss_bytes):
+        self.period, self.read = period, read
+        self.peak: int | None = None
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def scope(self) -> str:
+        return f"host: process RSS sampled every {self.period * 1e3:g} ms over the point's timed window"
+
+    def _sample(self) -> None:
+        rss = self.read()
+        if rss is not None:
+            self.peak = rss if self.peak is None else max(self.peak, rss)
+            self.samples += 1
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period):
+            self._sample()
+
+    def start(self) -> None:
+        self.stop()  # a window that ended in an error left its thread
+        self.peak, self.samples = None, 0
+        self._stop.clear()
+        self._sample()
+        self._thread = threading.Thread(target=self._loop, name="rss-peak", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> int | None:
+        """The peak in bytes over the window (None: RSS not readable here)."""
+        if self._thread is None:
+            return self.peak
+        self._stop.set()
+        self._thread.join()
+        self._thread = None
+        self._sample()
+        return self.peak
+
+    def __enter__(self) -> RssPeak:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -70,7 +70,10 @@ class Point:
     mfu_peak_tflops: float | None = None  # the denominator
     mfu_precision: str | None = None  # the precision of the math the denominator is for (fp32 convs on CUDA: tf32)
     mfu_peak_source: str | None = None  # where the denominator comes from, or why it is unknown
-    energy: dict | None = None  # EnergyReading: joules, scope, method, estimate, idle_w, clocks
+    # EnergyReading: measured (True only when a counter read it), joules, scope, method, estimate (True:
+    # --assume-watts, measured False; the figures below are then that estimate's, flagged energy_estimated),
+    # idle_w, clocks
+    energy: dict | None = None
     joules_per_sample: float | None = None
     samples_per_joule: float | None = None
     joules_per_pflop: float | None = None  # energy / (useful FLOPs / 1e15)
@@ -108,7 +111,9 @@ class LLMPoint:
     prompt_len: int
     output_len: int
     sampling: dict
-    status: str  # "ok", "oom" (an allocation failed) or "skipped" (estimated not to fit: not run)
+    # "ok"; "skipped": estimated not to fit, not run (detail "would not fit (estimated: ...)", no figures);
+    # "oom": it ran and an allocation failed (no figures)
+    status: str
     params: int
     compiled: bool
     compile_s: float | None = None  # warm-up generation incl. torch.compile, apart from the window
@@ -133,10 +138,12 @@ class LLMPoint:
     decode_gbs: float | None = None
     decode_mbu: float | None = None
     mbu_bandwidth_gbs: float | None = None
+    # this point's own peak: GPU torch max_memory_allocated since its warm-up; host: the process's RSS
+    # sampled over its timed window (the scope says which, and how; weights and all else resident count)
     peak_memory_gib: float | None = None
     peak_memory_scope: str | None = None
-    energy: dict | None = None
-    joules_per_token: float | None = None
+    energy: dict | None = None  # as Point.energy: measured False and estimate True for --assume-watts
+    joules_per_token: float | None = None  # measured, or the estimate (flag energy_estimated)
     joules_per_pflop: float | None = None
     tokens_checked: dict | None = None  # valid token ids, all rows generated out_len tokens
     detail: str | None = None  # status "skipped": the estimate; "oom": the allocation that failed

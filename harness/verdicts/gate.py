@@ -23,6 +23,10 @@ Verdict of a point, for throughput (latency mirrored: higher is worse):
 - fail: slower beyond noise AND beyond PCT (the whole interval below 1 - PCT);
 - inconclusive: slower, but the interval reaches 1 (within noise) or straddles 1 - PCT: not a
   failure, and said so. A lone run on a noisy runner cannot tell a 3% dip from noise.
+
+A point that ran out of memory in NEW (status "oom") where BASE measured it fails. A point skipped
+in either set (status "skipped": estimated not to fit, never run) has nothing to compare: it is
+"missing" from that set, as a point absent from it is (a failure only under --require-all).
 """
 
 from __future__ import annotations
@@ -115,13 +119,16 @@ class Check:
     ratio: float | None
     low: float | None
     high: float | None
-    verdict: str  # pass, fail, inconclusive, missing (in one set only), no noise data
+    verdict: str  # pass, fail, inconclusive, missing (in one set only, or skipped in one: not run)
     note: str = ""
 
 
-def gate(pairs: list[tuple[dict, dict]], metric: str, pct: float, run_to_run: float = 0.0) -> list[Check]:
+def gate(
+    pairs: list[tuple[dict, dict]], metric: str, pct: float, run_to_run: float = 0.0, required: bool = False
+) -> list[Check]:
     """The verdict of every shared point for `metric` ("throughput" or "p99 latency"); `run_to_run`
-    the relative spread between runs of the same code, added to each side's noise."""
+    the relative spread between runs of the same code, added to each side's noise; `required`
+    (--require-all): a point skipped in either set fails, as a missing one does."""
     side = throughput_side if metric == "throughput" else latency_side
     out = []
     for a, b in pairs:
@@ -130,8 +137,13 @@ def gate(pairs: list[tuple[dict, dict]], metric: str, pct: float, run_to_run: fl
             if s is not None:
                 s.rel_se = math.hypot(s.rel_se, run_to_run)
         label = a["_label"]
-        if sa is not None and sb is None and "oom" in (b.get("flags") or "").split():
+        if sa is not None and sb is None and "oom" in _flags(b):
             out.append(Check(label, metric, sa.value, None, None, None, None, "fail", "out of memory in the new set"))
+            continue
+        skipped = [where for where, row in (("the base", a), ("the new set", b)) if "skipped" in _flags(row)]
+        if skipped:  # not run there: no figure to hold against the other set's
+            why = f"not run in {' and '.join(skipped)} (skipped: estimated not to fit)"
+            out.append(Check(label, metric, None, None, None, None, None, "fail" if required else "missing", why))
             continue
         if sa is None or sb is None:
             out.append(Check(label, metric, None, None, None, None, None, "inconclusive", "no noise data"))
@@ -140,6 +152,10 @@ def gate(pairs: list[tuple[dict, dict]], metric: str, pct: float, run_to_run: fl
         v = verdict(ratio, low, high, pct, higher_is_better=metric == "throughput")
         out.append(Check(label, metric, sa.value, sb.value, ratio, low, high, v))
     return out
+
+
+def _flags(row: dict) -> list[str]:
+    return (row.get("flags") or "").split()
 
 
 def missing_checks(labels: list[str], where: str, required: bool) -> list[Check]:

@@ -339,8 +339,8 @@ def caveats(inp: Inputs, rows: list[dict]) -> list[str]:
         "accuracy_not_checked": "outputs not checked: no independent reference execution",
         "nan_or_inf_outputs": "NaN/Inf in outputs",
         "energy_estimated": "energy is an ESTIMATE from --assume-watts, not measured",
-        "oom": "ran out of memory: no measurement",
-        "skipped": "not run: estimated not to fit in the device's memory",
+        "oom": "ran out of memory while it ran: no measurement",
+        "skipped": "skipped, not run: estimated not to fit in the memory free (host or device): no measurement",
         "invalid_tokens": "generated token ids out of range",
         "loadgen_invalid": "MLPerf LoadGen judged the test INVALID (its summary is in the result file)",
     }

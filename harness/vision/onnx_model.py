@@ -4,10 +4,13 @@ Loading refuses, with one line naming the file: files that are not ONNX or are t
 that fail onnx.checker, and external-data paths that are absolute or leave the model's folder.
 FLOPs (multiply-add = 2) are counted from the graph after shape inference at the run's input
 shape: Conv, ConvTranspose, Gemm and MatMul (attention's QK^T and AV are MatMuls); other ops count 0.
+The precision (the peak MFU is taken against) is read from the graph's ops, not from its input type:
+int8 ops and QDQ groups, or the float type the math ops compute in (`graph_precision`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -284,6 +287,103 @@ def session(om: OnnxModel, device_type: str, engine: str = "onnxruntime", optimi
 
 def weights_of(om: OnnxModel) -> int:
     return int(sum(numpy_helper.to_array(t).size for t in om.model.graph.initializer))
+
+
+# ------------------------------------------------------------------------------ precision from the graph
+MATH_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")  # the ops FLOPs are counted on
+INT8_OPS = (  # math in 8-bit integers, 32-bit accumulation (ONNX and ONNX Runtime's com.microsoft ops)
+    "QLinearConv",
+    "QLinearMatMul",
+    "MatMulInteger",
+    "ConvInteger",
+    "QGemm",
+    "MatMulIntegerToFloat",
+    "DynamicQuantizeMatMul",
+    "QAttention",
+)
+INT8_TYPES = (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+FLOAT_TYPES = {
+    onnx.TensorProto.FLOAT: "fp32",
+    onnx.TensorProto.FLOAT16: "fp16",
+    onnx.TensorProto.BFLOAT16: "bf16",
+    onnx.TensorProto.DOUBLE: "fp64",
+}
+
+
+def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Every tensor's element type the graph states or ONNX type inference finds (no shapes needed)."""
+    with contextlib.suppress(Exception):  # a model over 2 GB: what the graph declares
+        model = shape_inference.infer_shapes(model)
+    g = model.graph
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in (*g.input, *g.value_info, *g.output)}
+    types.update({t.name: t.data_type for t in g.initializer})
+    for n in g.node:
+        if n.op_type == "Constant":
+            for a in n.attribute:
+                if a.name == "value":
+                    types[n.output[0]] = a.t.data_type
+    return {k: v for k, v in types.items() if v}
+
+
+def graph_precision(om: OnnxModel) -> tuple[str, str]:
+    """(precision, how it was found) of the graph's math, read from its ops, never from its inputs'
+    dtype (a graph may take float32 and run int8 or float16 inside).
+
+    Counted over the math ops (those FLOPs are counted on, and their quantized forms): int8 ops
+    (QLinearConv, QLinearMatMul, MatMulInteger, ConvInteger, QGemm, ...) and QDQ math (a Conv, Gemm,
+    MatMul or ConvTranspose whose data and weight both come from an int8/uint8 DequantizeLinear,
+    which ONNX Runtime fuses into int8 kernels); every other math op by the element type of its
+    operands (float16 or bfloat16 weights computing in that type). int8 when at least half the
+    math ops are int8, else the float type most of them compute in; a graph with no math op: its
+    first float input's type."""
+    g = om.model.graph
+    types = _elem_types(om.model)
+    producer = {o: n for n in g.node for o in n.output}
+
+    def int8_dq(name: str) -> bool:
+        n = producer.get(name)
+        return n is not None and n.op_type == "DequantizeLinear" and types.get(n.input[0]) in INT8_TYPES
+
+    ins = [FLOAT_TYPES[types[i.name]] for i in g.input if types.get(i.name) in FLOAT_TYPES]
+    default = ins[0] if ins else "fp32"  # for an op whose operand types inference could not find
+    int8: dict[str, int] = {}
+    floats: dict[tuple[str, str], int] = {}
+    for n in g.node:
+        if n.op_type in INT8_OPS:
+            int8[n.op_type] = int8.get(n.op_type, 0) + 1
+        elif n.op_type in MATH_OPS:
+            if len(n.input) > 1 and int8_dq(n.input[0]) and int8_dq(n.input[1]):
+                key = f"QDQ {n.op_type}"
+                int8[key] = int8.get(key, 0) + 1
+                continue
+            elem = next((types[i] for i in n.input[:2] if types.get(i) in FLOAT_TYPES), None)
+            key = (FLOAT_TYPES.get(elem, default), n.op_type)
+            floats[key] = floats.get(key, 0) + 1
+    n_int8, n_float = sum(int8.values()), sum(floats.values())
+    if n_int8 + n_float == 0:
+        return default, f"graph: no Conv, Gemm or MatMul; the input type, {default}"
+
+    def listed(counts: dict[str, int]) -> str:
+        return ", ".join(f"{v} {k}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    by_type: dict[str, int] = {}
+    for (t, _), v in floats.items():
+        by_type[t] = by_type.get(t, 0) + v
+    if n_int8 * 2 >= n_int8 + n_float:
+        precision, found, others = "int8", listed(int8), {f"{t} {op}": v for (t, op), v in floats.items()}
+    else:
+        precision = max(by_type, key=lambda t: (by_type[t], t == "fp32"))
+        found = listed({op: v for (t, op), v in floats.items() if t == precision}) + f" on {precision} operands"
+        others = {**int8, **{f"{t} {op}": v for (t, op), v in floats.items() if t != precision}}
+    return precision, f"graph: {found}" + (f"; besides, {listed(others)}" if others else "")
+
+
+def engine_precision(precision: str, source: str, engine: str) -> tuple[str, str]:
+    """The precision the engine runs a graph of `precision` at: OpenVINO as modelpower compiles a
+    file (INFERENCE_PRECISION_HINT f32) runs float16 and bfloat16 math in float32; int8 stays int8."""
+    if engine == "openvino" and precision in ("fp16", "bf16"):
+        return "fp32", f"{source}; openvino's f32 inference hint runs it in fp32"
+    return precision, source
 
 
 # ------------------------------------------------------------------------------ --task: our pipeline

@@ -28,7 +28,7 @@ from harness.errors import UserError, first_line
 from harness.inputs import SEED
 from harness.kernelbench import peers
 from harness.machine.devices import TORCH_DTYPES, device_name
-from harness.measure.agreement import agreement
+from harness.measure.agreement import TOLERANCE, agreement, not_checked
 from harness.measure.energy import Meter
 from harness.measure.flops import preset_flops_per_sample
 from harness.measure.memory import is_oom
@@ -89,14 +89,17 @@ def memory_format(lm: LoadedModel, s: RunSettings) -> str:
 @dataclass
 class LoadedModel:
     preset: Preset
-    model: Callable[[torch.Tensor], torch.Tensor]  # fp32 eager torch (an ONNX file: its CPU session): the reference
+    # fp32 eager torch (an ONNX file: a second session of it): the agreement reference; None: there is none
+    model: Callable[[torch.Tensor], torch.Tensor] | None
     weights: dict
     load_s: float
     params: int
     flops_per_sample: int
     prepared: dict = field(default_factory=dict)  # (backend, precision, mode) -> Prepared
-    reference: str = "torch eager fp32, same input batch"  # what `model` is, for the agreement record
+    reference: str = "torch eager fp32, same input batch"  # what `model` is (None: why there is none)
     onnx: object | None = None  # an ONNX file's parsed model (harness.vision.onnx_model.OnnxModel), else None
+    input_dtype: torch.dtype | None = None  # an ONNX file: the dtype its image input takes
+    tolerance: str | None = None  # the precision whose agreement tolerance applies; None: the run's
 
 
 def load_model(preset: Preset, settings: RunSettings, weights=None) -> LoadedModel:
@@ -114,37 +117,42 @@ def load_model(preset: Preset, settings: RunSettings, weights=None) -> LoadedMod
 
 def load_onnx_model(om: OnnxModel | Path, opts, settings: RunSettings, engine: str = "onnxruntime") -> LoadedModel:
     """A user's ONNX file in our pipeline (`--task`): its session on the device, prepared once on
-    `engine` (onnxruntime or openvino) at the file's own precision; the reference is a second,
-    independent execution of the file: ORT's CPU provider, with every graph optimization off when the
-    run itself is on ORT's CPU provider (never the measured session). `om`: the file as
-    `onnx_model.load_onnx` parsed it (or its path)."""
+    `engine` (onnxruntime or openvino) at the precision its graph computes in (`onnx_model.graph_precision`,
+    not its input type). The agreement reference is a second, independent execution of the file,
+    never the measured session: ORT's CPU provider, with every graph optimization off when the run
+    itself is on ORT's CPU provider (then OpenVINO, where installed, if that session cannot load);
+    with none, points record "not checked". `om`: the file as `onnx_model.load_onnx` parsed it (or its path)."""
     from harness.backends.onnxruntime import file_runner  # (as above)
     from harness.vision import onnx_model as ox  # onnx loads in seconds: ONNX-file runs only
 
     t0 = time.perf_counter()
     om = om if isinstance(om, ox.OnnxModel) else ox.load_onnx(om)
     path = om.path
-    preset, inp, precision = ox.task_preset(om, opts)
+    preset, inp, in_precision = ox.task_preset(om, opts)
+    graph, source = ox.graph_precision(om)
+    precision, source = ox.engine_precision(graph, source, engine)
     sess, session_s = ox.session(om, settings.device.type, engine)
     out = sess.get_outputs()[0].name
-    same = settings.device.type == "cpu" and engine == "onnxruntime"
-    ref_sess = ox.session(om, "cpu", optimize=not same)[0]  # a second session: never the measured one
-    in_type = TORCH_DTYPES[precision]
-    host_run = file_runner(ref_sess, torch.device("cpu"), inp, out)
+    ref_sess, reference = _onnx_reference(om, sess, settings.device.type, engine)
+    in_type = TORCH_DTYPES[in_precision]
     run = file_runner(sess, settings.device, inp, out)
+    ref_model = None
+    if ref_sess is not None:
+        host_run = file_runner(ref_sess, torch.device("cpu"), inp, out)
+        ref_model = lambda x: host_run(x.cpu().to(in_type))  # noqa: E731
     flops = ox.count_flops(om, {inp: (1, 3, *preset.input_hw)})
     weights = {"kind": "file", "path": str(Path(path).resolve()), "sha256": sha256_file(Path(path))}
     lm = LoadedModel(
         preset,
-        lambda x: host_run(x.cpu().to(in_type)),
+        ref_model,
         weights,
         time.perf_counter() - t0,
         ox.weights_of(om),
         flops,
-        reference="the ONNX file on onnxruntime's CPU provider"
-        + (" with graph optimizations off (a second, unfused execution)" if same else "")
-        + ", same input batch",
+        reference=reference,
         onnx=om,
+        input_dtype=in_type,
+        tolerance=max((graph, precision), key=lambda p: TOLERANCE.get(p, 0.0)),
     )
     info = {
         "onnx": str(Path(path).resolve()),
@@ -153,9 +161,37 @@ def load_onnx_model(om: OnnxModel | Path, opts, settings: RunSettings, engine: s
         "input": inp,
         "output": out,
         "det_format": preset.det_format if preset.task == "detect" else None,
+        "precision_source": source,
     }
     lm.prepared[(ONNX_FILE, precision)] = Prepared(lambda x: run(x.to(in_type).contiguous()), session_s, info)
     return lm
+
+
+def _onnx_reference(om: OnnxModel, sess, device_type: str, engine: str) -> tuple[object | None, str]:
+    """(a second session of the file, what it is) for the agreement check, or (None, why there is
+    none). Never the measured session `sess`: a run on ORT's CPU provider is checked against the
+    file with every graph optimization off (no fusion, no constant folding, no NCHWc layout: other
+    kernels on an unfused graph), or on OpenVINO where that does not load; any other run against
+    ORT's CPU provider, another provider or engine."""
+    from harness.vision import onnx_model as ox  # (as above)
+
+    if device_type == "cpu" and engine == "onnxruntime":
+        unfused = "onnxruntime's CPU provider with graph optimizations off (a second, unfused execution)"
+        candidates = [("onnxruntime", False, unfused), ("openvino", True, "OpenVINO's CPU plugin")]
+    else:
+        candidates = [("onnxruntime", True, "onnxruntime's CPU provider")]
+    tried = []
+    for ref_engine, optimize, what in candidates:
+        try:
+            ref = ox.session(om, "cpu", ref_engine, optimize=optimize)[0]
+        except UserError as e:
+            tried.append(first_line(e, 160))
+            continue
+        if ref is sess:  # the measured session compared with itself checks nothing
+            tried.append(f"{what} is the measured session itself")
+            continue
+        return ref, f"the ONNX file on {what}, same input batch"
+    return None, "no independent reference: " + "; ".join(tried)
 
 
 PREPROCESS = ("numba", "opencv", "torchvision")
@@ -180,6 +216,8 @@ class VisionPipeline:
         self.cuda = s.device.type == "cuda"
         fp32_input = s.backend in BACKENDS and BACKENDS[s.backend].fp32_input  # int8 backends take fp32 too
         self.dtype = torch.float32 if fp32_input else TORCH_DTYPES.get(s.precision, torch.float32)
+        if lm.input_dtype is not None:  # an ONNX file: the type its input takes (its math may be int8)
+            self.dtype = lm.input_dtype
         self.run_model = None  # set by measure_point once the backend has prepared the model
         self.memory_format = memory_format(lm, s)  # the device kernel writes the model's layout directly
         self.head = DetectHead(p.det_format, p.input_hw) if p.task == "detect" else None
@@ -456,14 +494,22 @@ def prepare_backend(lm: LoadedModel, pipe: VisionPipeline, s: RunSettings, examp
 
 
 def prepare_checked(lm: LoadedModel, pipe: VisionPipeline, s: RunSettings) -> tuple[Prepared, dict]:
-    """Prepare the backend on batch 0 and check its output against torch eager fp32 on that batch."""
+    """Prepare the backend on batch 0 and check its output on that batch against the reference, a
+    second, independent execution (`lm.model`). Where there is none (an ONNX file with no second
+    session; torch eager fp32 in the reference's own layout, which is the reference execution
+    itself), the agreement records "not checked", `passed` None: never a pass."""
     x0 = pipe.input_batch(0)
     prepared = prepare_backend(lm, pipe, s, x0)
     pipe.run_model = prepared.run
+    out0 = prepared.run(x0).float().cpu().numpy()
+    why = lm.reference if lm.model is None else None
+    if lm.onnx is None and s.backend == "torch" and s.precision == "fp32" and pipe.memory_format == "contiguous":
+        why = "the run is the reference execution itself (torch eager fp32, contiguous): nothing independent"
+    if why is not None:
+        return prepared, not_checked(why, out0)
     with torch.inference_mode():
         ref = lm.model(x0.float()).float().cpu().numpy()
-    out0 = prepared.run(x0).float().cpu().numpy()
-    return prepared, agreement(out0, ref, s.precision, lm.preset.task, pipe.head, lm.reference)
+    return prepared, agreement(out0, ref, lm.tolerance or s.precision, lm.preset.task, pipe.head, lm.reference)
 
 
 def pre_threads_for(device: torch.device) -> int:
@@ -634,7 +680,7 @@ def measure_onnx(
     nan_or_inf = any(not np.isfinite(np.asarray(o, np.float64)).all() for o in (*first, *last))
     stats = latency_stats(lat)
     throughput = len(lat) * batch / window
-    precision = "fp16" if input_dtype == "float16" else "fp32"
+    precision, precision_source = ox.engine_precision(*ox.graph_precision(om), engine)  # not the input dtype
     m = point_metrics(s.device, precision, flops / batch, throughput, reading)
     checks = {"high_cov_e2e": stats.high_cov, "nan_or_inf_outputs": nan_or_inf}
     flags = [f for f, on in checks.items() if on] + reading.flags()
@@ -675,5 +721,6 @@ def measure_onnx(
             "engine": engine,
             "providers": sess.get_providers(),
             "inputs": {k: list(v) for k, v in shapes.items()},
+            "precision_source": precision_source,
         },
     )

@@ -14,9 +14,17 @@ SMs, 32 threads each). Here:
   from the k candidates with top-p applied to the candidate set (sample_tokens).
 
 The ranking is the module-wide one (kernels/common/rowtopk.py): higher logit first, NaN last, ties to the
-lower index; the results equal the NumPy references. Numba's CUDA simulator has no warp shuffles,
-so under NUMBA_ENABLE_CUDASIM `_shfl_down2` exchanges through shared memory instead (the same
-reduction code runs; CI tests it there on small shapes).
+lower index; the results equal the NumPy references.
+
+Under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM, CI's only check of this code) the kernels run
+the GPU's reduction code, warp by warp, with one stand-in: the simulator has no warp shuffle, so
+`_shfl_down2`, the one instruction, exchanges through shared memory between two barriers. Blocks are
+PASS1_THREADS = 32 there (one warp; a Python thread per CUDA thread), and the tests that need the
+cross-warp step launch 64 or 256; the GPU launches 256. `SIM_SHUFFLES = False` swaps the block
+reductions for a plain scan of the block's entries, for speed only: tests/cuda marks every test that
+does so, and fails any that does it unmarked. What only a GPU shows: timing, occupancy, the real
+shuffle instruction and barriers' real concurrency (the simulator runs threads one at a time
+between barriers), and numba-cuda's own typing (e.g. math.floor as a float).
 """
 
 from __future__ import annotations
@@ -164,12 +172,12 @@ def _block_softmax_stats_shfl(m, s, n, sm, ss, sn, wm, ws, wn):
 
 
 if SIM:
-    SIM_SHUFFLES = False  # a test sets it: the shuffle code path, at two dozen barriers per reduction
+    SIM_SHUFFLES = True  # the GPU's reduction code; False (a marked test, for speed only): a plain scan
 
     @cuda.jit(device=True)
     def block_best(v, i, sv, si, wv, wi):
-        """Simulator: the same result as the shuffle reduction, with two barriers (each thread scans
-        the block's entries), unless SIM_SHUFFLES asks for the shuffle code itself."""
+        """Simulator: the shuffle reduction itself, or with SIM_SHUFFLES False (for speed) the same
+        result in two barriers (each thread scans the block's entries)."""
         if SIM_SHUFFLES:
             return _block_best_shfl(v, i, sv, si, wv, wi)
         t = cuda.threadIdx.x

@@ -11,7 +11,10 @@ from numba import config, cuda
 
 from kernels.common.device import as_device_array, device_empty, device_zeros, launch_1d, launch_stream, to_host
 
-NMS_THREADS = 32 if config.ENABLE_CUDASIM else 128  # per class block (the simulator: a Python thread each)
+# Threads per class block: 128 on the GPU; 32 under the CUDA simulator (a Python thread each), through
+# the same code (the suppression loop strides over blockDim); a test runs it at 128 there too. What
+# only a GPU shows: timing, and the barriers' real concurrency (the simulator runs threads in turn).
+NMS_THREADS = 32 if config.ENABLE_CUDASIM else 128
 
 
 @cuda.jit(device=True)

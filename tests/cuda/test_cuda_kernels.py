@@ -89,6 +89,7 @@ def test_sample_tokens_cuda(temperature, top_k, top_p):
     np.testing.assert_array_equal(got, sample_tokens_ref(logits, temperature, top_k, top_p, seed=5, step=1))
 
 
+@pytest.mark.sim_scan_for_speed("the step read from device memory is the point; sampling's reductions run elsewhere")
 def test_sample_tokens_cuda_step_from_device_memory():
     """The CUDA-graph form: the step comes from a device array; the same tokens as an int step."""
     rng = np.random.default_rng(9)
@@ -114,6 +115,7 @@ def test_greedy_cuda_block_reduction_edge_cases():
     assert got[0] == 3 and got[2] == -1 and got[3] == 650 and got[4] == 0
 
 
+@pytest.mark.sim_scan_for_speed("64 merge rounds per row; the reductions run in the tests beside it")
 @pytest.mark.parametrize("k", [1, 5, 64])
 def test_block_topk_merge_ties_nan_and_inf_across_threads(k):
     """Rows longer than a block: ties held by different threads go to the lower index, NaN ranks
@@ -168,17 +170,15 @@ def test_batched_nms_cuda():
     np.testing.assert_array_equal(got, batched_nms_ref(boxes, scores, classes, 0.3))
 
 
-@pytest.mark.parametrize("threads,shuffles", [(32, False), (64, True)])
-def test_row_topk_across_partitions_and_warps(monkeypatch, threads, shuffles):
-    """Several pass-1 blocks per row (partitions of 40 columns) and, with 64 threads and the
-    simulator running the shuffle code itself, the cross-warp reduction: ties, NaN, +inf and -inf
-    spread over partitions; softmax_topk, greedy and top-k/top-p sampling all equal the references."""
+def test_row_topk_across_partitions_and_warps(monkeypatch):
+    """Several pass-1 blocks per row (partitions of 40 columns) of two warps (the cross-warp step; the
+    simulator's default is one warp, the GPU's eight, through the same code): ties, NaN, +inf and -inf
+    spread over partitions; softmax_topk, greedy and top-k/top-p sampling all equal the references,
+    each through the block reductions the GPU runs."""
     import kernels.common.rowtopk_cuda as rt
 
     monkeypatch.setattr(rt, "MIN_COLS_PER_BLOCK", 40)
-    monkeypatch.setattr(rt, "PASS1_THREADS", threads)
-    if rt.SIM:
-        monkeypatch.setattr(rt, "SIM_SHUFFLES", shuffles)
+    monkeypatch.setattr(rt, "PASS1_THREADS", 64)
     rng = np.random.default_rng(12)
     logits = rng.normal(size=(4, 150)).astype(np.float32)
     logits[0, [7, 47, 120]] = 6.0  # a tie across three partitions: the lowest index first
@@ -187,20 +187,28 @@ def test_row_topk_across_partitions_and_warps(monkeypatch, threads, shuffles):
     logits[3, :] = -np.inf
     logits[3, 149] = -1.0
     assert rt.partitions(4, 150) > 1
-    if shuffles:  # the faithful shuffle path costs two dozen simulated barriers per reduction: one row, k=2
-        p, i = softmax_topk(cuda.to_device(logits[:1, :100]), 2)
-        rp, ri = softmax_topk_ref(logits[:1, :100], 2)
-        np.testing.assert_array_equal(host(i), ri)
-        np.testing.assert_allclose(host(p), rp, rtol=1e-5)
-        return
-    k = 5
-    p, i = softmax_topk(cuda.to_device(logits), k)
-    rp, ri = softmax_topk_ref(logits, k)
+    p, i = softmax_topk(cuda.to_device(logits), 3)
+    rp, ri = softmax_topk_ref(logits, 3)
     np.testing.assert_array_equal(host(i), ri)
     np.testing.assert_allclose(host(p), rp, rtol=1e-5)
-    np.testing.assert_array_equal(host(sample_tokens(cuda.to_device(logits), 0.0)), sample_tokens_ref(logits, 0.0))
-    got = host(sample_tokens(cuda.to_device(logits), 0.7, k + 4, 0.9, seed=4, step=3))
-    np.testing.assert_array_equal(got, sample_tokens_ref(logits, 0.7, k + 4, 0.9, seed=4, step=3))
+    got = host(sample_tokens(cuda.to_device(logits), 0.0))  # greedy
+    np.testing.assert_array_equal(got, sample_tokens_ref(logits, 0.0))
+    got = host(sample_tokens(cuda.to_device(logits), 0.8, 4, 0.9, seed=3, step=1))
+    np.testing.assert_array_equal(got, sample_tokens_ref(logits, 0.8, 4, 0.9, seed=3, step=1))
+
+
+def test_row_topk_at_the_gpus_block_size(monkeypatch):
+    """256 threads a block, as on the GPU: the eight-warp reduction for greedy and sampling on one row
+    holding a tie split between warps and NaN."""
+    import kernels.common.rowtopk_cuda as rt
+
+    monkeypatch.setattr(rt, "PASS1_THREADS", 256)
+    logits = np.linspace(-3, 3, 300, dtype=np.float32)[None, :].copy()
+    logits[0, [40, 250]] = 9.0  # threads 40 and 250 % 256 = 250 (warps 1 and 7) tie: index 40 wins
+    logits[0, [3, 100]] = np.nan
+    np.testing.assert_array_equal(host(sample_tokens(cuda.to_device(logits), 0.0)), [40])
+    got = host(sample_tokens(cuda.to_device(logits), 1.0, 3, 1.0, seed=5, step=0))
+    np.testing.assert_array_equal(got, sample_tokens_ref(logits, 1.0, 3, 1.0, seed=5, step=0))
 
 
 def test_batched_nms_cuda_float_class_ids():
@@ -215,3 +223,19 @@ def test_batched_nms_cuda_float_class_ids():
         batched_nms(cuda.to_device(boxes), cuda.to_device(scores), cuda.to_device(classes), 0.5)
     with pytest.raises(ValueError, match="classes must be finite"):
         batched_nms(boxes, scores, classes, 0.5)
+
+
+def test_batched_nms_cuda_at_the_gpus_block_size(monkeypatch):
+    """128 threads per class block, as on the GPU (the simulator's default is 32): overlapping boxes of
+    three classes, equal scores and NaN, each class's suppression strided over the block's threads."""
+    import kernels.vision.detect_cuda as dc
+
+    monkeypatch.setattr(dc, "NMS_THREADS", 128)
+    rng = np.random.default_rng(21)
+    xy = rng.uniform(0, 12, (24, 2))
+    boxes = np.concatenate([xy, xy + 10], 1).astype(np.float32)
+    scores = rng.integers(0, 4, 24).astype(np.float32)
+    scores[[2, 9]] = np.nan
+    classes = rng.integers(0, 3, 24)
+    got = batched_nms(cuda.to_device(boxes), cuda.to_device(scores), cuda.to_device(classes), 0.45)
+    np.testing.assert_array_equal(got, batched_nms_ref(boxes, scores, classes, 0.45))
