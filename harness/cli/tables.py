@@ -62,6 +62,8 @@ class FitTable(Table):
 
     def _blocks(self, console: Console, options: ConsoleOptions) -> RenderResult:
         title = console.render_str(self.title, style="table.title") if isinstance(self.title, str) else self.title
+        if title:
+            yield from _lines(console, title, options)
         cells = [list(c.cells) for c in self.columns]
         for row in range(self.row_count):
             block = Table.grid(padding=(0, 1, 0, 0))
@@ -69,9 +71,7 @@ class FitTable(Table):
             block.add_column(overflow="fold")  # a value too long for the line wraps under itself
             for c, values in zip(self.columns, cells, strict=True):
                 block.add_row(f"{c.header}:", values[row])
-            if row == 0 and title:
-                yield from _lines(console, title, options)
-            if row > 0 or title:
+            if row or title:  # a blank line between blocks
                 yield Segment.line()
             yield from _lines(console, block, options)
 
