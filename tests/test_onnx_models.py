@@ -295,15 +295,25 @@ def test_precision_is_read_from_the_graph_not_the_input_type(cnn_files, tmp_path
     assert found(relu) == ("fp32", "graph: no Conv, Gemm or MatMul; the input type, fp32")
 
 
-def test_openvino_runs_float16_math_at_its_f32_hint():
-    from harness.vision.onnx_model import engine_precision
+def test_the_precision_an_engine_runs_a_graph_at(cnn_files, tmp_path):
+    """ONNX Runtime's CUDA provider runs QDQ as float math (its int8 kernel is MatMulInteger only);
+    OpenVINO at modelpower's f32 hint runs float16 math in fp32; the CPU provider runs QDQ as int8."""
+    from harness.vision.onnx_model import graph_precision
 
-    assert engine_precision("fp16", "graph: 1 MatMul on fp16 operands", "openvino") == (
+    qdq, fp16 = load_onnx(cnn_files["qdq"]), load_onnx(_fp16_weights(tmp_path / "fp16w.onnx"))
+    assert (
+        graph_precision(qdq, "onnxruntime", "cpu") == graph_precision(qdq) == ("int8", "graph: 2 QDQ Conv, 1 QDQ Gemm")
+    )
+    assert graph_precision(qdq, "openvino", "cpu")[0] == "int8"
+    precision, source = graph_precision(qdq, "onnxruntime", "cuda")
+    assert precision == "fp32" and source.startswith("graph: 2 QDQ Conv, 1 QDQ Gemm on fp32 operands; "), source
+    assert "CUDA provider runs QDQ as float math" in source
+    assert graph_precision(load_onnx(_matmul_integer(tmp_path / "mmi.onnx")), "onnxruntime", "cuda")[0] == "int8"
+    assert graph_precision(fp16, "onnxruntime", "cpu")[0] == "fp16"
+    assert graph_precision(fp16, "openvino", "cpu") == (
         "fp32",
         "graph: 1 MatMul on fp16 operands; openvino's f32 inference hint runs it in fp32",
     )
-    assert engine_precision("int8", "graph: 1 QLinearConv", "openvino") == ("int8", "graph: 1 QLinearConv")
-    assert engine_precision("fp16", "s", "onnxruntime") == ("fp16", "s")
 
 
 def test_a_file_with_float32_inputs_running_int8_gets_the_int8_peak(cnn_files, tmp_path):

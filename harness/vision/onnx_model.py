@@ -325,20 +325,26 @@ def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
     return {k: v for k, v in types.items() if v}
 
 
-def graph_precision(om: OnnxModel) -> tuple[str, str]:
+def graph_precision(om: OnnxModel, engine: str | None = None, device_type: str = "cpu") -> tuple[str, str]:
     """(precision, how it was found) of the graph's math, read from its ops, never from its inputs'
     dtype (a graph may take float32 and run int8 or float16 inside).
 
     Counted over the math ops (those FLOPs are counted on, and their quantized forms): int8 ops
     (QLinearConv, QLinearMatMul, MatMulInteger, ConvInteger, QGemm, ...) and QDQ math (a Conv, Gemm,
-    MatMul or ConvTranspose whose data and weight both come from an int8/uint8 DequantizeLinear,
-    which ONNX Runtime fuses into int8 kernels); every other math op by the element type of its
-    operands (float16 or bfloat16 weights computing in that type). int8 when at least half the
-    math ops are int8, else the float type most of them compute in; a graph with no math op: its
-    first float input's type."""
+    MatMul or ConvTranspose whose data and weight both come straight from an int8/uint8
+    DequantizeLinear, which ONNX Runtime's CPU provider and OpenVINO fuse into int8 kernels); every
+    other math op by the element type of its operands (float16 or bfloat16 weights computing in
+    that type). int8 when at least half the math ops are int8, else the float type most of them
+    compute in; a graph with no math op: its first float input's type.
+
+    `engine` None: the graph's own precision. With an engine, what that engine runs it at:
+    onnxruntime's CUDA provider runs QDQ as float math (its int8 kernels: MatMulInteger only, ORT's
+    FAQ); OpenVINO, compiled with the f32 inference hint (`harness.backends.openvino.FileSession`),
+    runs float16 and bfloat16 math in fp32."""
     g = om.model.graph
     types = _elem_types(om.model)
     producer = {o: n for n in g.node for o in n.output}
+    qdq_float = engine == "onnxruntime" and device_type == "cuda"
 
     def int8_dq(name: str) -> bool:
         n = producer.get(name)
@@ -352,12 +358,12 @@ def graph_precision(om: OnnxModel) -> tuple[str, str]:
         if n.op_type in INT8_OPS:
             int8[n.op_type] = int8.get(n.op_type, 0) + 1
         elif n.op_type in MATH_OPS:
-            if len(n.input) > 1 and int8_dq(n.input[0]) and int8_dq(n.input[1]):
-                key = f"QDQ {n.op_type}"
-                int8[key] = int8.get(key, 0) + 1
+            qdq = len(n.input) > 1 and int8_dq(n.input[0]) and int8_dq(n.input[1])
+            if qdq and not qdq_float:
+                int8[f"QDQ {n.op_type}"] = int8.get(f"QDQ {n.op_type}", 0) + 1
                 continue
             elem = next((types[i] for i in n.input[:2] if types.get(i) in FLOAT_TYPES), None)
-            key = (FLOAT_TYPES.get(elem, default), n.op_type)
+            key = (FLOAT_TYPES.get(elem, default), f"QDQ {n.op_type}" if qdq else n.op_type)
             floats[key] = floats.get(key, 0) + 1
     n_int8, n_float = sum(int8.values()), sum(floats.values())
     if n_int8 + n_float == 0:
@@ -375,14 +381,11 @@ def graph_precision(om: OnnxModel) -> tuple[str, str]:
         precision = max(by_type, key=lambda t: (by_type[t], t == "fp32"))
         found = listed({op: v for (t, op), v in floats.items() if t == precision}) + f" on {precision} operands"
         others = {**int8, **{f"{t} {op}": v for (t, op), v in floats.items() if t != precision}}
-    return precision, f"graph: {found}" + (f"; besides, {listed(others)}" if others else "")
-
-
-def engine_precision(precision: str, source: str, engine: str) -> tuple[str, str]:
-    """The precision the engine runs a graph of `precision` at: OpenVINO as modelpower compiles a
-    file (INFERENCE_PRECISION_HINT f32) runs float16 and bfloat16 math in float32; int8 stays int8."""
+    source = f"graph: {found}" + (f"; besides, {listed(others)}" if others else "")
+    if qdq_float and any(op.startswith("QDQ ") for _, op in floats):
+        source += "; onnxruntime's CUDA provider runs QDQ as float math (its int8 kernels: MatMulInteger only)"
     if engine == "openvino" and precision in ("fp16", "bf16"):
-        return "fp32", f"{source}; openvino's f32 inference hint runs it in fp32"
+        precision, source = "fp32", f"{source}; openvino's f32 inference hint runs it in fp32"
     return precision, source
 
 

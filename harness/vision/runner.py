@@ -129,8 +129,8 @@ def load_onnx_model(om: OnnxModel | Path, opts, settings: RunSettings, engine: s
     om = om if isinstance(om, ox.OnnxModel) else ox.load_onnx(om)
     path = om.path
     preset, inp, in_precision = ox.task_preset(om, opts)
-    graph, source = ox.graph_precision(om)
-    precision, source = ox.engine_precision(graph, source, engine)
+    graph = ox.graph_precision(om)[0]  # the file's own: its agreement tolerance, with the engine's
+    precision, source = ox.graph_precision(om, engine, settings.device.type)  # what the engine runs it at
     sess, session_s = ox.session(om, settings.device.type, engine)
     out = sess.get_outputs()[0].name
     ref_sess, reference = _onnx_reference(om, sess, settings.device.type, engine)
@@ -652,8 +652,10 @@ def measure_onnx(
     batch: int | None = None,
 ) -> Point:
     """A user's ONNX model through ONNX Runtime (or OpenVINO: `s.backend`) on seeded random inputs:
-    inference only, timed with the same window rules and energy meter as the presets; FLOPs from the graph. `batch` (a
-    -b value) sets axis 0 of every input; None: the shapes of `input_shapes` or the model."""
+    inference only, timed with the same window rules and energy meter as the presets; FLOPs and the precision (so
+    the MFU's peak) from the graph, not from the inputs' dtype (`onnx_model.graph_precision`; how it was found:
+    `backend_info["precision_source"]`). `batch` (a -b value) sets axis 0 of every input; None: the shapes of
+    `input_shapes` or the model."""
     from harness.vision import onnx_model as ox  # onnx loads in seconds: ONNX-file runs only
 
     t0 = time.perf_counter()
@@ -680,7 +682,7 @@ def measure_onnx(
     nan_or_inf = any(not np.isfinite(np.asarray(o, np.float64)).all() for o in (*first, *last))
     stats = latency_stats(lat)
     throughput = len(lat) * batch / window
-    precision, precision_source = ox.engine_precision(*ox.graph_precision(om), engine)  # not the input dtype
+    precision, precision_source = ox.graph_precision(om, engine, s.device.type)  # not the inputs' dtype
     m = point_metrics(s.device, precision, flops / batch, throughput, reading)
     checks = {"high_cov_e2e": stats.high_cov, "nan_or_inf_outputs": nan_or_inf}
     flags = [f for f, on in checks.items() if on] + reading.flags()
