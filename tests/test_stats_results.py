@@ -9,7 +9,7 @@ import pytest
 from harness.errors import UserError
 from harness.measure.stats import latency_stats
 from harness.results.schema import read_result, write_result
-from tests.helpers import make_point, make_result
+from tests.helpers import make_llm_point, make_point, make_result
 
 
 def test_latency_stats_match_numpy(rng):
@@ -42,6 +42,34 @@ def test_result_round_trip(tmp_path):
     assert asdict(back) == asdict(r)
     assert back.points[1].e2e.p99_ms == r.points[1].e2e.p99_ms
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temp file left behind
+
+
+def test_estimates_and_skipped_points_round_trip_as_what_they_are(tmp_path):
+    """An --assume-watts reading stays measured false, estimate true, with its figures; a point
+    estimated not to fit stays 'skipped' (no figures), a real out-of-memory 'oom'."""
+    from harness.measure.energy import EnergyReading
+
+    est = EnergyReading(False, 100.0, 2.0, "package", "ESTIMATE: 50 W assumed", estimate=True)
+    skipped = dict(status="skipped", flags=["skipped"], runs=0, window_s=None, ttft=None, itl=None)
+    r = make_result(
+        [
+            make_point(energy=est.to_dict(), joules_per_sample=0.5, flags=est.flags()),
+            make_llm_point(
+                **skipped, detail="would not fit (estimated: needs about 9.0 GiB of host memory, 1.0 GiB is free)"
+            ),
+            make_llm_point(status="oom", flags=["oom"], detail="out of memory: CUDA out of memory"),
+        ]
+    )
+    r.failed = [{"label": "m b64", "kind": "skipped", "detail": "would not fit (estimated: ...)"}]
+    path = tmp_path / "r.json"
+    write_result(r, path)
+    est_point, skip, oom = (back := read_result(path)).points
+    assert asdict(back) == asdict(r)
+    assert est_point.energy["measured"] is False and est_point.energy["estimate"] is True
+    assert est_point.energy["avg_w"] == 50.0 and est_point.joules_per_sample == 0.5
+    assert est_point.flags == ["energy_estimated"]
+    assert (skip.status, skip.ttft, skip.detail[:15]) == ("skipped", None, "would not fit (")
+    assert oom.status == "oom" and back.failed[0]["kind"] == "skipped"
 
 
 def test_write_is_atomic_on_failure(tmp_path):
