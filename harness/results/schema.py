@@ -81,7 +81,7 @@ class Point:
     # backend: compile/export/engine-build time apart from everything else, and what was built
     compile_s: float | None = None
     backend_info: dict | None = None
-    agreement: dict | None = None  # vs torch eager fp32 on the same batch (harness/measure/agreement.py)
+    agreement: dict | None = None  # vs an independent fp32 execution, same batch (measure/agreement.py)
     memory_format: str | None = None  # the model's layout: channels_last (NHWC) or contiguous (NCHW)
     # MLPerf LoadGen run (harness/vision/loadgen.py): scenario, settings, LoadGen's verdict and summary
     loadgen: dict | None = None

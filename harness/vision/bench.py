@@ -251,7 +251,10 @@ def _jobs(req: VisionRequest, p: VisionPlan, sink: Sink, events: Events) -> Iter
             engine = req.backend.file_engine
             s = replace(p.settings, backend=engine)
             label = f"{f.name} {engine}" + (f" batch {bs}" if bs is not None else "")
-            fields = {"model": f.name, "backend": engine, "precision": "fp32", "batch_size": bs}
+            from harness.vision import onnx_model as ox  # onnx loads in seconds: ONNX-file runs only
+
+            precision = ox.graph_precision(om, engine, p.device.type)[0]  # the graph's, not an assumed fp32
+            fields = {"model": f.name, "backend": engine, "precision": precision, "batch_size": bs}
             yield PointJob(
                 label,
                 fields,

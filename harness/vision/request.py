@@ -271,7 +271,9 @@ class BackendChoice:
                     "--backend onnxruntime or --backend openvino"
                 )
             if self.precision is not None:
-                raise UserError("--precision applies to presets; an ONNX file runs at its own input type")
+                raise UserError(
+                    "--precision applies to presets; an ONNX file runs at the precision its graph computes in"
+                )
         used = {b for b, _ in self.pairs}
         if self.compile_mode is not None and "torch-compile" not in used:
             raise UserError("--compile-mode applies to --backend torch-compile")
