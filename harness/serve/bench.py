@@ -453,8 +453,9 @@ def run_serve(req: ServeRequest, events: Events | None = None) -> tuple[ResultSe
     meter = _server_meter(req, server)
     if meter.name == "none":
         events.note(f"energy: not measured: the server is not a process on this host ({server.origin['process']})")
-    if server_peak(server)[0] is None:
-        events.note(f"MFU: {server_peak(server)[1]}")
+    peak, why = server_peak(server)
+    if peak is None:
+        events.note(f"MFU: {why}")
     config = {
         "url": req.url,
         "api": req.api,

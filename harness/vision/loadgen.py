@@ -336,9 +336,7 @@ def measure_loadgen(
     fields = point_fields(
         lm, s, batch_size, prepared, agree, throughput, reading, [] if verdict == "VALID" else ["loadgen_invalid"]
     )
-    if (
-        reading.joules is not None and sut.completed
-    ):  # measured, or an estimate labelled as one  # energy over the whole test, per sample completed in it
+    if reading.joules is not None and sut.completed:  # energy over the test (measured or a labelled estimate)
         fields.update(energy_per_work(reading.joules, sut.completed, lm.flops_per_sample * sut.completed))
     batch_stats = latency_stats(sut.batch_s)
     return Point(
