@@ -16,15 +16,22 @@ SMs, 32 threads each). Here:
 The ranking is the module-wide one (kernels/common/rowtopk.py): higher logit first, NaN last, ties to the
 lower index; the results equal the NumPy references.
 
-Under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM, CI's only check of this code) the kernels run
-the GPU's reduction code, warp by warp, with one stand-in: the simulator has no warp shuffle, so
-`_shfl_down2`, the one instruction, exchanges through shared memory between two barriers. Blocks are
-PASS1_THREADS = 32 there (one warp; a Python thread per CUDA thread), and the tests that need the
-cross-warp step launch 64 or 256; the GPU launches 256. `SIM_SHUFFLES = False` swaps the block
-reductions for a plain scan of the block's entries, for speed only: tests/cuda marks every test that
-does so, and fails any that does it unmarked. What only a GPU shows: timing, occupancy, the real
-shuffle instruction and barriers' real concurrency (the simulator runs threads one at a time
-between barriers), and numba-cuda's own typing (e.g. math.floor as a float).
+Under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM; tests/cuda, CI's only check of this code) the
+kernels run this module's code, the block reductions included, with one stand-in: the simulator
+(numba-cuda 0.30) has no warp-level instruction (no `shfl_*_sync`, `syncwarp` or vote), so there
+`_shfl_down2`, the one shuffle, exchanges through shared memory between two block barriers; the
+reductions around it are the GPU's, warp by warp. PASS1_THREADS is the GPU's 256 in both; tests/cuda
+lowers it to one warp (32) for speed, saying so, and runs 64 and 256 for the cross-warp steps.
+`SIM_SHUFFLES = False` swaps the two block reductions for a plain scan of the block's entries, for
+speed only: tests/cuda/conftest.py sets it only in a test marked `sim_scan_for_speed`, and every
+thread's reductions are logged in `SIM_REDUCTIONS` ("shuffle" or "scan"), so an unmarked test that
+ran a scan fails. The simulator checks results: ranking, ties, NaN and inf, the online softmax,
+partitions and their merge, the draw; it runs a Python thread per CUDA thread, interleaved anywhere
+between barriers, so a missing barrier shows only when an interleaving happens to expose it. What
+only a GPU shows: timing and occupancy; the shuffle instruction itself (the lanes in lockstep under
+the full mask) and memory under real concurrency; numba-cuda's compilation and typing (the simulator
+runs the Python source: math.floor typed as a float, found on an H100); the limits on registers,
+local memory (MAX_K per thread) and shared memory.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from kernels.common.draw import GOLDEN, draw, mix
 MAX_K = 64
 SIM = bool(config.ENABLE_CUDASIM)
 SCRATCH = 256  # shared scratch per block: the most threads a block launches with
-PASS1_THREADS = 32 if SIM else 256  # read at launch; the simulator runs a Python thread per CUDA thread
+PASS1_THREADS = 256  # pass-1 threads per block, read at launch (tests/cuda lowers it under the simulator)
 PASS2_THREADS_MAX = 128  # partitions per row at most (one list per pass-2 thread)
 MIN_COLS_PER_BLOCK = 4096  # a pass-1 block scans at least this many columns (tests lower it)
 FULL_MASK = 0xFFFFFFFF
@@ -172,14 +179,17 @@ def _block_softmax_stats_shfl(m, s, n, sm, ss, sn, wm, ws, wn):
 
 
 if SIM:
-    SIM_SHUFFLES = True  # the GPU's reduction code; False (a marked test, for speed only): a plain scan
+    SIM_SHUFFLES = True  # False only in a test marked sim_scan_for_speed (tests/cuda/conftest.py): a plain scan
+    SIM_REDUCTIONS: list[str] = []  # one entry per thread and block reduction, "shuffle" or "scan" (tests/cuda)
 
     @cuda.jit(device=True)
     def block_best(v, i, sv, si, wv, wi):
         """Simulator: the shuffle reduction itself, or with SIM_SHUFFLES False (for speed) the same
         result in two barriers (each thread scans the block's entries)."""
         if SIM_SHUFFLES:
+            SIM_REDUCTIONS.append("shuffle")
             return _block_best_shfl(v, i, sv, si, wv, wi)
+        SIM_REDUCTIONS.append("scan")
         t = cuda.threadIdx.x
         sv[t] = v
         si[t] = i
@@ -193,7 +203,9 @@ if SIM:
     @cuda.jit(device=True)
     def block_softmax_stats(m, s, n, sm, ss, sn, wm, ws, wn):
         if SIM_SHUFFLES:
+            SIM_REDUCTIONS.append("shuffle")
             return _block_softmax_stats_shfl(m, s, n, sm, ss, sn, wm, ws, wn)
+        SIM_REDUCTIONS.append("scan")
         t = cuda.threadIdx.x
         sm[t], ss[t], sn[t] = m, s, n
         cuda.syncthreads()

@@ -1,20 +1,23 @@
 """Class-aware NMS on the GPU: rank, per-class suppression and the result in score order, all on the
 device (the CPU kernels, the NumPy references and the rules are in kernels/vision/detect.py, whose
-`batched_nms` calls `batched_nms_cuda` for device arrays)."""
+`batched_nms` calls `batched_nms_cuda` for device arrays).
+
+Under Numba's CUDA simulator (tests/cuda, CI's only check of this code) the three kernels run as
+they are, barriers included, at the GPU's launch shapes (NMS_THREADS = 128 there too), on small
+inputs: results only, a Python thread per CUDA thread. What only a GPU shows: timing, occupancy,
+memory under real concurrency (a class block's suppression flags written and read by its threads),
+and numba-cuda's compilation and typing (the simulator runs the Python source)."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from numba import config, cuda
+from numba import cuda
 
 from kernels.common.device import as_device_array, device_empty, device_zeros, launch_1d, launch_stream, to_host
 
-# Threads per class block: 128 on the GPU; 32 under the CUDA simulator (a Python thread each), through
-# the same code (the suppression loop strides over blockDim); a test runs it at 128 there too. What
-# only a GPU shows: timing, and the barriers' real concurrency (the simulator runs threads in turn).
-NMS_THREADS = 32 if config.ENABLE_CUDASIM else 128
+NMS_THREADS = 128  # threads per class block, read at launch; the suppression loop strides over blockDim
 
 
 @cuda.jit(device=True)

@@ -1,5 +1,10 @@
 """letterbox_normalize on the GPU: one thread per output pixel (the CPU kernel and the rules are in
-kernels/vision/letterbox.py, which checks the inputs and calls `letterbox_on_device`)."""
+kernels/vision/letterbox.py, which checks the inputs and calls `letterbox_on_device`).
+
+Under Numba's CUDA simulator (tests/cuda, CI's only check of this code) the kernel runs as it is, at
+the GPU's launch shape ((32, 8) threads a block), on small images, fp32 and fp16, NCHW and an
+NHWC-strided output: results only. What only a GPU shows: timing (copy bandwidth, the launch and
+argument overhead), and numba-cuda's compilation and typing (the simulator runs the Python source)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,10 @@
 """seg_argmax on the GPU (the CPU kernel, the NumPy reference and the input checks are in
-kernels/vision/segment.py, which calls `seg_argmax_on_device`)."""
+kernels/vision/segment.py, which calls `seg_argmax_on_device`).
+
+Under Numba's CUDA simulator (tests/cuda, CI's only check of this code) the kernel runs as it is, at
+the GPU's launch shape ((32, 8) threads a block), on small masks, resized or not: results only. What
+only a GPU shows: timing and coalescing, and numba-cuda's compilation and typing (the simulator runs
+the Python source: math.floor typed as a float broke this kernel's compile on an H100)."""
 
 from __future__ import annotations
 

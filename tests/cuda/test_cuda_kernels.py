@@ -1,13 +1,27 @@
 """CUDA versions of the kernels against their NumPy references, on small shapes.
 
 Runs on a real GPU when one is visible, and in CI under Numba's CUDA simulator
-(NUMBA_ENABLE_CUDASIM=1, started by tests/test_cuda_simulator.py in its own process).
+(NUMBA_ENABLE_CUDASIM=1, started by tests/test_cuda_simulator.py in its own process). Under the
+simulator every kernel runs its own code, a Python thread per CUDA thread: the row top-k block
+reductions are the GPU's warp-shuffle ones (only the shuffle instruction is a stand-in, through
+shared memory: kernels/common/rowtopk_cuda.py), and every launch has the GPU's shape but one: for
+speed a row top-k pass-1 block is one warp there (32 threads, the GPU's 256), through the same code
+(the loops stride over blockDim, the reductions go warp by warp); the partition tests run two warps
+and test_row_topk_at_the_gpus_block_size 256. A test that swaps the reductions for a plain scan
+must be marked sim_scan_for_speed (tests/cuda/conftest.py); none is today, and one that ran a scan
+unmarked fails here (`SIM_REDUCTIONS`). Results only: what the simulator cannot show is in the
+kernels' docstrings (timing, occupancy, the real shuffle, real concurrency, numba-cuda's compiler).
 """
+
+import sys
+import threading
 
 import numpy as np
 import pytest
-from numba import cuda
+from numba import config, cuda
 
+import kernels.common.rowtopk_cuda as rt
+import kernels.vision.detect_cuda as dc
 from kernels import (
     batched_nms,
     batched_nms_ref,
@@ -26,6 +40,69 @@ pytestmark = [
     pytest.mark.slow,  # under the simulator (tests/test_cuda_simulator.py) the kernels run in Python
 ]
 MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+SIM = bool(config.ENABLE_CUDASIM)
+SIM_SWITCH_INTERVAL = 3e-4  # s (CPython's default: 5e-3); 1e-4 to 1e-3 ran the simulator tests fastest here
+
+
+def _lock_simulator_shared_arrays():
+    """numba-cuda 0.30's simulator caches a launch's shared arrays by allocating line, checking and
+    then filling its cache with no lock: two threads of the launch's first block can each get their
+    own "shared" array, and that block computes garbage (seen here at SIM_SWITCH_INTERVAL 1e-4 on a
+    loaded machine: a wrong softmax_topk in 3 or 4 of 180 launches, each with such a double
+    allocation; none in 240 with the lock). The same cache under a lock; returns the undo."""
+    from numba.core import types
+    from numba.cuda.simulator import kernelapi
+    from numba.np import numpy_support
+
+    original = kernelapi.FakeCUDAShared.array
+    lock = threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:  # dynamic shared memory (one buffer), or the refusal
+            return original(self, shape, dtype, alignment)
+        frame = sys._getframe(1)
+        caller = (frame.f_code.co_filename, frame.f_lineno)  # the simulator's key: the allocating line
+        with lock:
+            res = self._allocations.get(caller)
+            if res is None:
+                np_dtype = numpy_support.as_dtype(dtype) if isinstance(dtype, types.Type) else dtype
+                res = self._allocations[caller] = np.empty(shape, np_dtype)
+        return res
+
+    kernelapi.FakeCUDAShared.array = array
+    return lambda: setattr(kernelapi.FakeCUDAShared, "array", original)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def simulator_fixed_and_faster():
+    """Under the simulator only: shared arrays allocated under a lock (above), and a shorter GIL
+    switch interval, for speed only (a simulated barrier waits until every thread has been
+    scheduled: test_row_topk_pass2_across_warps took 88 s at CPython's default, 19-32 s at this)."""
+    if not SIM:
+        yield
+        return
+    restore = _lock_simulator_shared_arrays()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(SIM_SWITCH_INTERVAL)
+    yield
+    sys.setswitchinterval(interval)
+    restore()
+
+
+@pytest.fixture(autouse=True)
+def simulator_pass1_warp(request, monkeypatch):
+    """Under the simulator only: a row top-k pass-1 block of one warp (32 threads), for speed (a
+    test running more sets it itself); afterwards, every block reduction the test ran was the
+    shuffle one unless it is marked sim_scan_for_speed."""
+    if not SIM:
+        yield
+        return
+    monkeypatch.setattr(rt, "PASS1_THREADS", 32)
+    rt.SIM_REDUCTIONS.clear()
+    yield
+    if request.node.get_closest_marker("sim_scan_for_speed") is None:
+        scans = rt.SIM_REDUCTIONS.count("scan")
+        assert scans == 0, f"{scans} block reductions ran as the scan: mark the test sim_scan_for_speed, saying why"
 
 
 def host(x):
@@ -89,7 +166,6 @@ def test_sample_tokens_cuda(temperature, top_k, top_p):
     np.testing.assert_array_equal(got, sample_tokens_ref(logits, temperature, top_k, top_p, seed=5, step=1))
 
 
-@pytest.mark.sim_scan_for_speed("the step read from device memory is the point; sampling's reductions run elsewhere")
 def test_sample_tokens_cuda_step_from_device_memory():
     """The CUDA-graph form: the step comes from a device array; the same tokens as an int step."""
     rng = np.random.default_rng(9)
@@ -115,14 +191,13 @@ def test_greedy_cuda_block_reduction_edge_cases():
     assert got[0] == 3 and got[2] == -1 and got[3] == 650 and got[4] == 0
 
 
-@pytest.mark.sim_scan_for_speed("64 merge rounds per row; the reductions run in the tests beside it")
 @pytest.mark.parametrize("k", [1, 5, 64])
 def test_block_topk_merge_ties_nan_and_inf_across_threads(k):
     """Rows longer than a block: ties held by different threads go to the lower index, NaN ranks
     last, +inf shares the probability; softmax_topk and top-k sampling both merge the slices."""
     rng = np.random.default_rng(6)
     logits = rng.normal(size=(4, 700)).astype(np.float32)
-    logits[0, [3, 36, 640]] = 8.0  # threads 3, 4 and 0
+    logits[0, [3, 36, 640]] = 8.0  # threads 3, 4 and 0 of 32 (3, 36 and 128 of the GPU's 256)
     logits[1, :690] = np.nan
     logits[2, [5, 600]] = np.inf
     logits[3] = -np.inf
@@ -171,22 +246,20 @@ def test_batched_nms_cuda():
 
 
 def test_row_topk_across_partitions_and_warps(monkeypatch):
-    """Several pass-1 blocks per row (partitions of 40 columns) of two warps (the cross-warp step; the
-    simulator's default is one warp, the GPU's eight, through the same code): ties, NaN, +inf and -inf
-    spread over partitions; softmax_topk, greedy and top-k/top-p sampling all equal the references,
-    each through the block reductions the GPU runs."""
-    import kernels.common.rowtopk_cuda as rt
-
+    """Several pass-1 blocks per row (4 partitions of 38 columns) of two warps (the cross-warp step,
+    through the code the GPU runs with eight): ties, NaN, +inf and -inf spread over partitions and
+    warps; softmax_topk, greedy and top-k/top-p sampling all equal the references."""
     monkeypatch.setattr(rt, "MIN_COLS_PER_BLOCK", 40)
     monkeypatch.setattr(rt, "PASS1_THREADS", 64)
     rng = np.random.default_rng(12)
     logits = rng.normal(size=(4, 150)).astype(np.float32)
-    logits[0, [7, 47, 120]] = 6.0  # a tie across three partitions: the lowest index first
+    logits[0, [7, 47, 120]] = 6.0  # a tie across partitions 0, 1 and 3: the lowest index first
+    logits[0, [81, 110]] = 6.0  # and in partition 2 (columns 76-113) across its warps: threads 5 and 34
     logits[1, 30:150] = np.nan  # NaN ranks last; only one partition holds numbers
     logits[2, [44, 130]] = np.inf
     logits[3, :] = -np.inf
     logits[3, 149] = -1.0
-    assert rt.partitions(4, 150) > 1
+    assert rt.partitions(4, 150) == 4
     p, i = softmax_topk(cuda.to_device(logits), 3)
     rp, ri = softmax_topk_ref(logits, 3)
     np.testing.assert_array_equal(host(i), ri)
@@ -197,18 +270,67 @@ def test_row_topk_across_partitions_and_warps(monkeypatch):
     np.testing.assert_array_equal(got, sample_tokens_ref(logits, 0.8, 4, 0.9, seed=3, step=1))
 
 
-def test_row_topk_at_the_gpus_block_size(monkeypatch):
-    """256 threads a block, as on the GPU: the eight-warp reduction for greedy and sampling on one row
-    holding a tie split between warps and NaN."""
-    import kernels.common.rowtopk_cuda as rt
+def test_row_topk_pass2_across_warps(monkeypatch):
+    """More than 32 partitions, so pass 2 merges them with two warps, as an H100 (132 SMs) does at
+    batch 1 (152,064 columns in 38 partitions of 4,096: 64 pass-2 threads): here one row of 76
+    columns in 38 partitions of 2, a tie between partitions of the two warps and NaN partitions;
+    softmax_topk, greedy and sampling."""
+    monkeypatch.setattr(rt, "MIN_COLS_PER_BLOCK", 2)
+    monkeypatch.setattr(rt, "_SMS", {getattr(cuda.get_current_device(), "id", 0): 132})
+    rng = np.random.default_rng(14)
+    logits = rng.normal(size=(1, 76)).astype(np.float32)
+    logits[0, [6, 71]] = 5.0  # partitions 3 and 35: pass-2 threads of warps 0 and 1 tie, index 6 first
+    logits[0, [40, 41, 72]] = np.nan  # partition 20 all NaN, partition 36 half
+    assert rt.partitions(1, 76) == 38
+    p, i = softmax_topk(cuda.to_device(logits), 3)
+    rp, ri = softmax_topk_ref(logits, 3)
+    np.testing.assert_array_equal(host(i), ri)
+    np.testing.assert_allclose(host(p), rp, rtol=1e-5)
+    np.testing.assert_array_equal(host(sample_tokens(cuda.to_device(logits), 0.0)), [6])
+    got = host(sample_tokens(cuda.to_device(logits), 1.5, 3, 0.95, seed=8, step=4))
+    np.testing.assert_array_equal(got, sample_tokens_ref(logits, 1.5, 3, 0.95, seed=8, step=4))
 
+
+def test_row_topk_at_the_gpus_block_size(monkeypatch):
+    """256 threads a block, as on the GPU: the eight-warp reductions (the softmax statistics and
+    the best of the block) for softmax_topk, greedy and sampling on one row holding a tie split
+    between warps and NaN."""
     monkeypatch.setattr(rt, "PASS1_THREADS", 256)
     logits = np.linspace(-3, 3, 300, dtype=np.float32)[None, :].copy()
-    logits[0, [40, 250]] = 9.0  # threads 40 and 250 % 256 = 250 (warps 1 and 7) tie: index 40 wins
-    logits[0, [3, 100]] = np.nan
+    logits[0, [40, 250]] = 9.0  # threads 40 and 250 (warps 1 and 7) tie: index 40 first
+    logits[0, [3, 100, 299]] = np.nan
+    p, i = softmax_topk(cuda.to_device(logits), 3)
+    rp, ri = softmax_topk_ref(logits, 3)
+    np.testing.assert_array_equal(host(i), ri)
+    np.testing.assert_allclose(host(p), rp, rtol=1e-5)
     np.testing.assert_array_equal(host(sample_tokens(cuda.to_device(logits), 0.0)), [40])
     got = host(sample_tokens(cuda.to_device(logits), 1.0, 3, 1.0, seed=5, step=0))
     np.testing.assert_array_equal(got, sample_tokens_ref(logits, 1.0, 3, 1.0, seed=5, step=0))
+
+
+@pytest.mark.skipif(not SIM, reason="the simulator's own record")
+def test_simulator_runs_the_gpus_block_reductions(monkeypatch):
+    """Under the simulator the row top-k block reductions are the shuffle ones on every thread of
+    every block, none a scan: per thread one softmax-statistics reduction and k best-of-block ones,
+    in pass 1 (3 partitions of 64 threads) and pass 2 (32 threads)."""
+    monkeypatch.setattr(rt, "MIN_COLS_PER_BLOCK", 40)
+    monkeypatch.setattr(rt, "PASS1_THREADS", 64)
+    assert rt.SIM_SHUFFLES
+    logits = np.random.default_rng(15).normal(size=(1, 100)).astype(np.float32)
+    k = 2
+    _, i = softmax_topk(cuda.to_device(logits), k)
+    np.testing.assert_array_equal(host(i), softmax_topk_ref(logits, k)[1])
+    assert rt.SIM_REDUCTIONS.count("shuffle") == (3 * 64 + 32) * (1 + k)
+    assert "scan" not in rt.SIM_REDUCTIONS
+
+
+@pytest.mark.skipif(not SIM, reason="a fact about the simulator")
+def test_simulator_still_has_no_warp_shuffle():
+    """rowtopk_cuda's `_shfl_down2` goes through shared memory under the simulator because numba-cuda's
+    simulator has no warp-level instruction; once it has cuda.shfl_down_sync, use it there too."""
+    from numba.cuda.simulator.kernelapi import FakeCUDAModule
+
+    assert not hasattr(FakeCUDAModule, "shfl_down_sync") and not hasattr(FakeCUDAModule, "shfl_sync_intrinsic")
 
 
 def test_batched_nms_cuda_float_class_ids():
@@ -225,12 +347,11 @@ def test_batched_nms_cuda_float_class_ids():
         batched_nms(boxes, scores, classes, 0.5)
 
 
-def test_batched_nms_cuda_at_the_gpus_block_size(monkeypatch):
-    """128 threads per class block, as on the GPU (the simulator's default is 32): overlapping boxes of
-    three classes, equal scores and NaN, each class's suppression strided over the block's threads."""
-    import kernels.vision.detect_cuda as dc
-
-    monkeypatch.setattr(dc, "NMS_THREADS", 128)
+def test_batched_nms_cuda_classes_overlaps_ties_and_nan():
+    """128 threads per class block, as on the GPU (every NMS test here runs the GPU's launches):
+    overlapping boxes of three classes, equal scores and NaN, each class's suppression strided over
+    the block's threads."""
+    assert dc.NMS_THREADS == 128
     rng = np.random.default_rng(21)
     xy = rng.uniform(0, 12, (24, 2))
     boxes = np.concatenate([xy, xy + 10], 1).astype(np.float32)
